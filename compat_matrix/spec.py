@@ -1,0 +1,263 @@
+"""Typed, frozen view of `matrix.yaml`: releases, strategies, probes, models and expectations.
+
+Validation is pydantic's (unknown keys, types, ranges); the checks pydantic cannot know
+(version specifiers, names that must exist elsewhere) are field validators here, so that every
+problem comes out as one located message from `compat_matrix.validate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STRATEGY_NAMES = (
+    "auto_causal_lm",
+    "auto_model",
+    "auto_image_text_to_text",
+    "auto_vision2seq",
+    "explicit_class",
+    "smart",
+)
+"""Every loading strategy the harness knows; `loader.STRATEGIES` must list the same names."""
+
+PROBE_NAMES = ("load", "forward", "generate", "grpo_step")
+"""Probes in the order they run on one loaded model; later probes reuse the loaded model."""
+
+STATUSES = ("pass", "fail", "unsupported", "skipped", "error")
+"""Cell statuses, best to worst for the report's worst-status rule (see reports/README.md)."""
+
+Status = Literal["pass", "fail", "unsupported", "skipped", "error"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_specifier(value: str) -> str:
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        raise ValueError(f"{value!r} is not a PEP 440 version specifier; write e.g. '<5', '>=4.52,<4.57'") from None
+    return value
+
+
+class Expectation(_Frozen):
+    """What a set of cells should do in a range of releases, and why."""
+
+    status: Status
+    """Expected status of the matching cells."""
+    transformers: str = ""
+    """PEP 440 specifier of the releases it applies to; empty means every release."""
+    strategies: tuple[str, ...] = ()
+    """Strategies it applies to; empty means all."""
+    probes: tuple[str, ...] = ()
+    """Probes it applies to; empty means all."""
+    load_kwargs: tuple[str, ...] = ()
+    """Load profiles it applies to; empty means all."""
+    reason: str
+    """Why: people read this in the report next to the cell."""
+    link: str | None = None
+    """Upstream issue or PR, where known."""
+
+    @field_validator("transformers")
+    @classmethod
+    def _specifier(cls, value: str) -> str:
+        return _check_specifier(value) if value else value
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, STRATEGY_NAMES, "strategy")
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, PROBE_NAMES, "probe")
+
+    def matches(self, version: str, strategy: str, probe: str, profile: str) -> bool:
+        """True when this expectation covers the cell."""
+        return (
+            (not self.transformers or Version(version) in SpecifierSet(self.transformers, prereleases=True))
+            and (not self.strategies or strategy in self.strategies)
+            and (not self.probes or probe in self.probes)
+            and (not self.load_kwargs or profile in self.load_kwargs)
+        )
+
+
+class Recipe(_Frozen):
+    """How to build a tiny random checkpoint locally: a config and the class to instantiate."""
+
+    model_type: str
+    """`config.model_type`, as `AutoConfig.for_model` takes it."""
+    architecture: str
+    """The class in `transformers` to instantiate (goes into `config.architectures`)."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Overrides for `AutoConfig.for_model(model_type, **config)`; keep the model tiny."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    """dtype the weights are saved in, as real checkpoints of the family ship."""
+    seed: int = 0
+    """Seed for the random weights; same recipe and release give identical files."""
+
+
+class ModelEntry(_Frozen):
+    """One row of `models:`: a model id and how to get a checkpoint for it here."""
+
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    """Stable id used in test ids and reports (`qwen2_5_vl`)."""
+    hub_id: str
+    """The real hub id it stands for (`Qwen/Qwen2.5-VL-3B-Instruct`)."""
+    modality: Literal["text", "image-text"]
+    """`image-text` models also get image inputs and a vision-side check."""
+    source: Literal["tiny", "hub", "local"] = "tiny"
+    """`tiny`: built from `recipe`; `hub`: downloaded when the network allows; `local`: `path`."""
+    revision: str | None = None
+    """Pinned hub revision (commit) for `source: hub`."""
+    path: str | None = None
+    """Checkpoint folder for `source: local`."""
+    recipe: Recipe | None = None
+    """Required for `source: tiny`."""
+    trust_remote_code: bool = False
+    """Pass `trust_remote_code=True`; needed for checkpoints with `auto_map`."""
+    load_kwargs: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}})
+    """Named `from_pretrained` keyword profiles; each profile is one more column of cells."""
+    expectations: tuple[Expectation, ...] = ()
+    """Known outcomes; the first matching expectation of a cell wins."""
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> ModelEntry:
+        if self.source == "tiny" and self.recipe is None:
+            raise ValueError("source 'tiny' needs a 'recipe' (model_type, architecture, config)")
+        if self.source == "local" and not self.path:
+            raise ValueError("source 'local' needs a 'path' to a checkpoint folder")
+        if self.source == "hub" and not self.revision:
+            raise ValueError("source 'hub' needs a pinned 'revision' (a commit sha or tag) so runs are reproducible")
+        if not self.load_kwargs:
+            raise ValueError("'load_kwargs' needs at least one profile, e.g. {default: {}}")
+        for expectation in self.expectations:
+            unknown = sorted(set(expectation.load_kwargs) - set(self.load_kwargs))
+            if unknown:
+                raise ValueError(f"expectation names load_kwargs profile(s) {unknown}; this model has {sorted(self.load_kwargs)}")
+        return self
+
+    def expectation_for(self, version: str, strategy: str, probe: str, profile: str) -> Expectation | None:
+        """The one place that decides what a cell is expected to do."""
+        return next((e for e in self.expectations if e.matches(version, strategy, probe, profile)), None)
+
+
+class GrpoSettings(_Frozen):
+    """One GRPO step: group size, sampling length, loss constants, optimizer."""
+
+    group_size: int = Field(4, ge=2)
+    """Completions sampled per prompt (G)."""
+    prompts: int = Field(2, ge=1)
+    """Prompts per step."""
+    max_new_tokens: int = Field(4, ge=1)
+    """Tokens per completion."""
+    beta: float = Field(0.04, ge=0)
+    """Weight of the k3 KL term."""
+    epsilon_low: float = Field(0.2, gt=0, lt=1)
+    """Lower clip range: ratio >= 1 - epsilon_low."""
+    epsilon_high: float = Field(0.28, gt=0)
+    """Upper clip range: ratio <= 1 + epsilon_high."""
+    learning_rate: float = Field(1e-3, gt=0)
+    """Step size of the one optimizer step."""
+    reward: str = "token_diversity"
+    """Name of a rule-based reward in `compat_tests.probes.rewards`."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+class Settings(_Frozen):
+    """Run-wide knobs."""
+
+    cell_timeout_s: float = Field(120.0, gt=0)
+    """A cell that runs longer is stopped and reported as `error`."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: cuda when available, else cpu."""
+    generate_max_new_tokens: int = Field(4, ge=1)
+    """Greedy tokens generated by the `generate` probe."""
+    grpo: GrpoSettings = GrpoSettings()
+    """The `grpo_step` probe."""
+
+
+class Matrix(_Frozen):
+    """The whole of `matrix.yaml`."""
+
+    transformers: tuple[str, ...] = Field(min_length=1)
+    """Releases to test: exact versions (`4.57.6`) or `latest`."""
+    torch: str = "2.13.0"
+    """The one torch pin every environment installs."""
+    strategies: tuple[str, ...] = STRATEGY_NAMES
+    """Strategies to run, a subset of the known ones."""
+    probes: tuple[str, ...] = PROBE_NAMES
+    """Probes to run, a subset of the known ones."""
+    settings: Settings = Settings()
+    """Run-wide knobs."""
+    models: tuple[ModelEntry, ...] = Field(min_length=1)
+    """Model entries; keys are unique."""
+
+    @field_validator("transformers")
+    @classmethod
+    def _releases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item == "latest":
+                continue
+            try:
+                version = Version(item)
+            except InvalidVersion:
+                raise ValueError(f"{item!r} is not a release; write an exact version such as '4.57.6', or 'latest'") from None
+            if str(version) != item:
+                raise ValueError(f"{item!r}: write the exact release as '{version}'")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"releases listed twice: {duplicates}")
+        return value
+
+    @field_validator("torch")
+    @classmethod
+    def _torch_pin(cls, value: str) -> str:
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise ValueError(f"{value!r} is not an exact torch version such as '2.13.0'") from None
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, STRATEGY_NAMES, "strategy")
+
+    @field_validator("probes")
+    @classmethod
+    def _probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, PROBE_NAMES, "probe")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_keys(cls, value: tuple[ModelEntry, ...]) -> tuple[ModelEntry, ...]:
+        keys = [m.key for m in value]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"model keys must be unique; listed twice: {duplicates}")
+        return value
+
+    def model(self, key: str) -> ModelEntry:
+        """The entry with this key (KeyError naming the known keys otherwise)."""
+        for entry in self.models:
+            if entry.key == key:
+                return entry
+        raise KeyError(f"no model {key!r} in the matrix; known: {', '.join(m.key for m in self.models)}")
+
+    def count_cells(self) -> int:
+        """Cells per release: models x their profiles x strategies x probes."""
+        return sum(len(m.load_kwargs) for m in self.models) * len(self.strategies) * len(self.probes)
+
+
+def _known(value: tuple[str, ...], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
+    return value

@@ -1,0 +1,69 @@
+"""The contract between the harness and a probe: what a probe is given and what it returns.
+
+A probe is one check on a model that a strategy loaded. It either returns a `ProbeOutcome`
+(`pass`, or `fail` with the check that did not hold) or raises; the harness turns an exception
+into `fail` with the exception's type and message. Harness breakage and time-outs are `error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    import torch
+
+    from compat_matrix.spec import ModelEntry, Settings
+    from compat_tests.tiny.checkpoint import TinyCheckpoint
+    from compat_tests.tiny.inputs import InputBuilder
+    from loader.result import LoadResult
+
+
+class CheckFailed(AssertionError):
+    """A probe check did not hold; the message says which check and by how much."""
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use; built once per (model, strategy, load profile)."""
+
+    entry: ModelEntry
+    """The matrix entry (modality, recipe, settings of the model)."""
+    checkpoint: TinyCheckpoint
+    """Where the checkpoint lives and the reference outputs recorded when it was built."""
+    loaded: LoadResult
+    """The model the strategy returned, with its class, loading info and the path taken."""
+    inputs: InputBuilder
+    """Builds text and image+text inputs through the checkpoint's own tokenizer/processor."""
+    settings: Settings
+    """Run-wide knobs from matrix.yaml (generate length, GRPO constants)."""
+    device: str
+    """`cpu` or `cuda`; the model is already there."""
+    dtype: torch.dtype
+    """Compute dtype the model was loaded in."""
+    reload: Callable[[], Any]
+    """Loads a fresh model the same way (for state-leak checks and the GRPO reference copy)."""
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+
+@dataclass
+class ProbeOutcome:
+    """Result of one probe; `details` holds plain JSON values only (they cross xdist workers)."""
+
+    status: str = "pass"
+    message: str = ""
+    error_type: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Probe(Protocol):
+    """One check on a loaded model, listed in `compat_tests.probes.PROBES`."""
+
+    name: str
+    mutates_model: bool
+    """True when the probe changes the weights (later probes then need a fresh load)."""
+
+    def run(self, ctx: ProbeContext) -> ProbeOutcome: ...
