@@ -49,6 +49,8 @@ class Expectation(_Frozen):
 
     status: Status
     """Expected status of the matching cells."""
+    models: tuple[str, ...] = ()
+    """Model keys it applies to (top-level expectations only); empty means all."""
     transformers: str = ""
     """PEP 440 specifier of the releases it applies to; empty means every release."""
     strategies: tuple[str, ...] = ()
@@ -77,10 +79,11 @@ class Expectation(_Frozen):
     def _known_probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _known(value, PROBE_NAMES, "probe")
 
-    def matches(self, version: str, strategy: str, probe: str, profile: str) -> bool:
+    def matches(self, model: str, version: str, strategy: str, probe: str, profile: str) -> bool:
         """True when this expectation covers the cell."""
         return (
-            (not self.transformers or Version(version) in SpecifierSet(self.transformers, prereleases=True))
+            (not self.models or model in self.models)
+            and (not self.transformers or Version(version) in SpecifierSet(self.transformers, prereleases=True))
             and (not self.strategies or strategy in self.strategies)
             and (not self.probes or probe in self.probes)
             and (not self.load_kwargs or profile in self.load_kwargs)
@@ -137,14 +140,13 @@ class ModelEntry(_Frozen):
         if not self.load_kwargs:
             raise ValueError("'load_kwargs' needs at least one profile, e.g. {default: {}}")
         for expectation in self.expectations:
+            if expectation.models:
+                raise ValueError("'models' is for top-level expectations; a model's own expectations already apply to it")
             unknown = sorted(set(expectation.load_kwargs) - set(self.load_kwargs))
             if unknown:
                 raise ValueError(f"expectation names load_kwargs profile(s) {unknown}; this model has {sorted(self.load_kwargs)}")
         return self
 
-    def expectation_for(self, version: str, strategy: str, probe: str, profile: str) -> Expectation | None:
-        """The one place that decides what a cell is expected to do."""
-        return next((e for e in self.expectations if e.matches(version, strategy, probe, profile)), None)
 
 
 class GrpoSettings(_Frozen):
@@ -198,6 +200,8 @@ class Matrix(_Frozen):
     """Run-wide knobs."""
     models: tuple[ModelEntry, ...] = Field(min_length=1)
     """Model entries; keys are unique."""
+    expectations: tuple[Expectation, ...] = ()
+    """Expectations for many models at once (`models:` narrows them); a model's own come first."""
 
     @field_validator("transformers")
     @classmethod
@@ -243,6 +247,22 @@ class Matrix(_Frozen):
         if duplicates:
             raise ValueError(f"model keys must be unique; listed twice: {duplicates}")
         return value
+
+    @model_validator(mode="after")
+    def _expectation_models(self) -> Matrix:
+        keys = {m.key for m in self.models}
+        for expectation in self.expectations:
+            unknown = sorted(set(expectation.models) - keys)
+            if unknown:
+                raise ValueError(f"top-level expectation names unknown model(s) {unknown}; known: {', '.join(sorted(keys))}")
+        return self
+
+    def expectation_for(self, entry: ModelEntry, version: str, strategy: str, probe: str, profile: str) -> Expectation | None:
+        """The one place that decides what a cell is expected to do: first match, model's own first."""
+        for expectation in (*entry.expectations, *self.expectations):
+            if expectation.matches(entry.key, version, strategy, probe, profile):
+                return expectation
+        return None
 
     def model(self, key: str) -> ModelEntry:
         """The entry with this key (KeyError naming the known keys otherwise)."""

@@ -43,6 +43,8 @@ class ProbeContext:
     """Compute dtype the model was loaded in."""
     reload: Callable[[], Any]
     """Loads a fresh model the same way (for state-leak checks and the GRPO reference copy)."""
+    checkpoint_config: Any = None
+    """The checkpoint's own config (AutoConfig of the folder), whatever class the strategy chose."""
 
     @property
     def model(self) -> Any:

@@ -1,0 +1,225 @@
+"""`compat-matrix`: validate, list, plan, run, check, report, prefetch.
+
+Exit codes: 0 ok; 1 regressions or breaking changes found (where asked for); 2 bad input;
+130 interrupted (what finished is kept and reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from compat_matrix.cells import Cell, select_cells
+from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
+from compat_matrix.spec import Matrix
+from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+
+DEFAULT_OUT = Path("compat-report")
+
+
+class UsageProblem(Exception):
+    """Wrong arguments: the message lists what exists."""
+
+
+def _matrix(args: argparse.Namespace) -> Matrix:
+    return load_matrix(args.matrix)
+
+
+def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
+    try:
+        return select_cells(matrix, args.models, args.strategies, args.probes)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _releases(matrix: Matrix, requested: list[str] | None) -> list[str]:
+    releases = list(requested or matrix.transformers)
+    try:
+        check_releases(releases)
+    except UnknownRelease as exc:
+        raise UsageProblem(str(exc)) from None
+    return releases
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.path or args.matrix)
+    print(f"{args.path or args.matrix}: valid ({len(matrix.models)} models, {len(matrix.transformers)} releases, "
+          f"{matrix.count_cells()} cells per release)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    print("releases:   " + ", ".join(matrix.transformers))
+    print("strategies: " + ", ".join(matrix.strategies))
+    print("probes:     " + ", ".join(matrix.probes))
+    print("models:")
+    for entry in matrix.models:
+        profiles = ", ".join(entry.load_kwargs)
+        print(f"  {entry.key:<20} {entry.modality:<11} {entry.source:<6} {entry.hub_id}  [load_kwargs: {profiles}]")
+    per_release = matrix.count_cells()
+    print(f"cells: {per_release} per release x {len(matrix.transformers)} releases = {per_release * len(matrix.transformers)}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    releases = list(args.transformers or matrix.transformers)
+    unknown = [r for r in releases if r not in SPECIAL and r not in matrix.transformers]
+    if unknown and not args.no_index_check:
+        _releases(matrix, unknown)
+    print(json.dumps({"include": [{"release": r, "env": env_name(r)} for r in releases]}))
+    return 0
+
+
+def _report(results: Path, out: Path, extra: list[str]) -> int:
+    from reports.cli import main as report_main
+
+    return report_main([str(results), "--out", str(out), *extra])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compat_matrix.runner import run_release
+
+    matrix = _matrix(args)
+    cells = _cells(matrix, args)
+    releases = _releases(matrix, args.transformers)
+    out: Path = args.out
+    interrupted = False
+    for release in releases:
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers)
+        if run.interrupted:
+            print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
+            interrupted = True
+            break
+    extra = ["--fail-on-regression"] if args.fail_on_regression else []
+    if args.baseline:
+        extra += ["--baseline", str(args.baseline)]
+    code = _report(out / "results", out, extra)
+    print(f"report: {out / 'report.md'}, {out / 'index.html'}, {out / 'report.json'}", file=sys.stderr)
+    return 130 if interrupted else code
+
+
+def _complete(path: Path, cells: list[Cell]) -> bool:
+    from compat_matrix.runner import read_lines
+
+    return {c.id for c in cells} <= {line.get("cell_id") for line in read_lines(path)}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from compat_matrix.runner import run_release
+    from reports.diff import compare_releases, exit_code, format_upgrade
+    from reports.merge import merge_paths
+
+    matrix = _matrix(args)
+    cells = _cells(matrix, args)
+    releases = _releases(matrix, [args.from_release, args.to_release])
+    out: Path = args.out.resolve()
+    for release in releases:
+        results = out / "results" / f"{env_name(release)}.jsonl"
+        if args.reuse and _complete(results, cells):
+            print(f"[{env_name(release)}] reusing {results}", file=sys.stderr)
+            continue
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers)
+        if run.interrupted:
+            return 130
+    report = merge_paths([out / "results" / f"{env_name(r)}.jsonl" for r in releases])
+    view = compare_releases(report, args.from_release, args.to_release)
+    print(format_upgrade(view))
+    return exit_code(view)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from reports.cli import main as report_main
+
+    return report_main(argv)
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from compat_matrix.prefetch import prefetch
+
+    matrix = _matrix(args)
+    keys = set(args.models or [m.key for m in matrix.models])
+    unknown = keys - {m.key for m in matrix.models}
+    if unknown:
+        raise UsageProblem(f"unknown model(s) {sorted(unknown)}; known: {', '.join(m.key for m in matrix.models)}")
+    return prefetch([m for m in matrix.models if m.key in keys])
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Accept both `--models a b` and `--models a,b`."""
+    if not values:
+        return None
+    return [v for value in values for v in value.split(",") if v]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compat-matrix", description=__doc__.splitlines()[0])
+    parser.add_argument("--matrix", default=str(DEFAULT_MATRIX), help="matrix file (default: the repo's matrix.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check matrix.yaml; exit 0, or 2 with every problem")
+    validate.add_argument("path", nargs="?", help="matrix file (default: --matrix)")
+    validate.set_defaults(func=cmd_validate)
+
+    sub.add_parser("list", help="releases, models, strategies, probes and the number of cells").set_defaults(func=cmd_list)
+
+    plan = sub.add_parser("plan", help="the per-release job matrix as JSON (for GitHub Actions)")
+    plan.add_argument("--transformers", nargs="+", help="releases (default: matrix.yaml's)")
+    plan.add_argument("--no-index-check", action="store_true", help="do not look releases up on the package index")
+    plan.set_defaults(func=cmd_plan)
+
+    def selection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models", nargs="+", help="model keys (default: all)")
+        p.add_argument("--strategies", nargs="+", help="strategies (default: matrix.yaml's)")
+        p.add_argument("--probes", nargs="+", help="probes (default: matrix.yaml's)")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: compat-report)")
+        p.add_argument("-n", "--workers", type=int, default=2, help="pytest-xdist workers per release (default: 2)")
+
+    run = sub.add_parser("run", help="run the selected cells in each release's tox env and build the report")
+    run.add_argument("--transformers", nargs="+", help="releases, any on the package index (default: matrix.yaml's)")
+    selection(run)
+    run.add_argument("--baseline", type=Path, help="previous report.json to find regressions against")
+    run.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the report has regressions")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="what changes when upgrading transformers from one release to another")
+    check.add_argument("--from", dest="from_release", required=True, help="the release you are on")
+    check.add_argument("--to", dest="to_release", required=True, help="the release you want")
+    selection(check)
+    check.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-run even when results exist")
+    check.set_defaults(func=cmd_check)
+
+    prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
+    prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")
+    prefetch.set_defaults(func=cmd_prefetch)
+
+    sub.add_parser("report", help="merge results and render report.json/.md/index.html/JUnit (see `report -h`)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["report"]:  # the report takes results files, not the matrix: its own parser
+        return cmd_report(argv[1:])
+    args = parser.parse_args(argv)
+    for name in ("models", "strategies", "probes", "transformers"):
+        if hasattr(args, name):
+            setattr(args, name, _split(getattr(args, name)))
+    try:
+        return args.func(args)
+    except MatrixError as exc:
+        print(f"invalid matrix:\n{exc}", file=sys.stderr)
+        return 2
+    except UsageProblem as exc:
+        print(f"compat-matrix: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

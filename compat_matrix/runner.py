@@ -1,0 +1,164 @@
+"""Run the matrix for several releases through tox, one release at a time, with visible progress.
+
+Releases run one after another: each already spreads its cells over the cores with xdist. A
+release whose environment cannot be installed, or whose run stops early, still gets a line for
+every selected cell (`error`, with the reason), so the report never silently loses cells.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from compat_matrix.cells import Cell
+from compat_matrix.records import cell_record
+from compat_matrix.releases import env_name
+from compat_matrix.spec import Matrix
+
+REPO = Path(__file__).resolve().parent.parent
+LISTED_ENVS_FILE = REPO / "tox.ini"
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class ReleaseRun:
+    """What happened to one release: where its lines are, and how the run ended."""
+
+    release: str
+    env: str
+    results: Path
+    log: Path
+    exit_code: int | None = None
+    interrupted: bool = False
+    lines: list[dict] = field(default_factory=list)
+
+
+def tox_command(release: str, listed_envs: set[str]) -> tuple[list[str], dict[str, str]]:
+    """The tox call for a release: its own env when tox.ini lists it, else `tfany` in its own dir."""
+    env = env_name(release)
+    extra_env = {"COMPAT_MATRIX_REQUESTED": release, "COMPAT_MATRIX_ENV_NAME": env}
+    if env in listed_envs:
+        return ["-e", env], extra_env
+    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={{work_dir}}/{env}"], extra_env
+
+
+def listed_envs() -> set[str]:
+    """Env names in tox.ini's env_list."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(LISTED_ENVS_FILE)
+    return {e.strip() for e in parser.get("tox", "env_list", fallback="").replace("\n", ",").split(",") if e.strip()}
+
+
+def read_lines(path: Path) -> list[dict]:
+    """Complete JSON lines of a results file (a line being written is left for the next read)."""
+    if not path.is_file():
+        return []
+    lines = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
+def _unexpected(line: dict) -> bool:
+    expected = (line.get("expected") or {}).get("status")
+    return line.get("status") in ("fail", "error") and expected != line.get("status")
+
+
+class Progress:
+    """Prints `[env] done/total cells, N unexpected failures` as the results file grows."""
+
+    def __init__(self, run: ReleaseRun, total: int, stream: TextIO):
+        self.run, self.total, self.stream = run, total, stream
+        self.last_count, self.last_time = -1, 0.0
+
+    def update(self, force: bool = False) -> None:
+        lines = read_lines(self.run.results)
+        if not force and (len(lines) == self.last_count or time.monotonic() - self.last_time < PROGRESS_EVERY_S):
+            return
+        self.last_count, self.last_time = len(lines), time.monotonic()
+        failures = sum(_unexpected(line) for line in lines)
+        print(f"[{self.run.env}] {len(lines)}/{self.total} cells done, {failures} unexpected failure(s)",
+              file=self.stream, flush=True)
+
+
+def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
+                stream: TextIO = sys.stderr) -> ReleaseRun:
+    """Run `cells` for one release through tox; fill in an `error` line for any cell left without one."""
+    env = env_name(release)
+    run = ReleaseRun(release, env, out / "results" / f"{env}.jsonl", out / "logs" / f"{env}.log")
+    run.results.parent.mkdir(parents=True, exist_ok=True)
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    run.results.unlink(missing_ok=True)
+    tox_args, extra_env = tox_command(release, listed_envs())
+    pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent)]
+    for option, values in (("--cm-models", {c.model for c in cells}), ("--cm-strategies", {c.strategy for c in cells}),
+                           ("--cm-probes", {c.probe for c in cells})):
+        pytest_args += [option, ",".join(sorted(values))]
+    command = [sys.executable, "-m", "tox", "--root", str(REPO), *tox_args, "--", *pytest_args]
+    environ = {**os.environ, **extra_env, "COMPAT_MATRIX_WORKERS": str(workers)}
+    print(f"[{env}] transformers {release}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
+    progress = Progress(run, len(cells), stream)
+    with run.log.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environ,
+                                   start_new_session=True)
+        try:
+            while process.poll() is None:
+                progress.update()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            run.interrupted = True
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    run.exit_code = process.returncode
+    progress.update(force=True)
+    if not run.interrupted:
+        _fill_missing(run, matrix, cells)
+    run.lines = read_lines(run.results)
+    return run
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.is_file() else []
+    return "\n".join(text[-lines:])
+
+
+def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
+    """Write an `error` line for each selected cell the run did not report."""
+    done = {line.get("cell_id") for line in read_lines(run.results)}
+    missing = [c for c in cells if c.id not in done]
+    if not missing:
+        return
+    log_text = run.log.read_text(encoding="utf-8", errors="replace") if run.log.is_file() else ""
+    setup_failed = not done and "commands[0]>" not in log_text
+    reason = (f"the environment for transformers {run.release} could not be set up (tox exit {run.exit_code}):\n"
+              if setup_failed else f"the run stopped before this cell (tox exit {run.exit_code}):\n") + _log_tail(run.log)
+    fingerprint = {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
+                   "python": sys.version.split()[0], "device": None, "gpu_name": None, "git_commit": None}
+    with run.results.open("a", encoding="utf-8") as handle:
+        for cell in missing:
+            record = cell_record(matrix, cell, run.env, fingerprint)
+            record.update(error_type="InstallError" if setup_failed else "HarnessError", message=reason[-4000:])
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def tox_available() -> bool:
+    """True when tox can be run from this interpreter."""
+    return shutil.which("tox") is not None or subprocess.run(
+        [sys.executable, "-m", "tox", "--version"], capture_output=True).returncode == 0

@@ -1,0 +1,57 @@
+"""Where the run happens: the fingerprint written into every result line, and device/dtype."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """Commit of compat-matrix that ran, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def pick_device(preference: str) -> tuple[str, Any]:
+    """`cuda` with bf16 (fp16 where bf16 is unsupported) when asked or available, else `cpu` with fp32."""
+    import torch
+
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return "cpu", torch.float32
+    if not torch.cuda.is_available():
+        raise RuntimeError("matrix.yaml settings.device is 'cuda' but torch sees no CUDA device")
+    return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@functools.cache
+def fingerprint(device: str) -> dict[str, Any]:
+    """Versions and machine facts shared by every cell of this process."""
+    import torch
+    import transformers
+
+    return {
+        "transformers": transformers.__version__,
+        "transformers_requested": os.environ.get("COMPAT_MATRIX_REQUESTED", transformers.__version__),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "git_commit": git_commit(),
+    }
+
+
+def env_name() -> str:
+    """Results file stem: the tox env name when tox runs us, else derived from the release."""
+    import transformers
+
+    return os.environ.get("COMPAT_MATRIX_ENV") or "tf" + transformers.__version__.replace(".", "_")

@@ -1,0 +1,202 @@
+"""Run one cell and turn whatever happens into one plain result dict (never raises).
+
+A loaded model is shared by the probes of its (model, profile, strategy) group and dropped when
+the group changes, so memory stays flat over a long run and each model loads once per group.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from compat_matrix.spec import Matrix, ModelEntry
+from compat_matrix.cells import Cell
+from compat_matrix.records import cell_record, now
+from compat_tests.environment import env_name, fingerprint, pick_device
+from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
+from compat_tests.probes import PROBES
+from compat_tests.probes.base import ProbeContext, ProbeOutcome
+from compat_tests.probes.memory import PeakMemory
+from compat_tests.sources import resolve
+from loader import STRATEGIES, LoadResult, StrategyUnsupported
+
+MESSAGE_LIMIT = 4000
+"""Characters of an error message kept in a result line."""
+
+
+@dataclass
+class LoadedGroup:
+    """The model of one (model, profile, strategy) group, or why it could not be loaded."""
+
+    cell_group: tuple[str, str, str]
+    result: LoadResult | None = None
+    error: BaseException | None = None
+    load_s: float = 0.0
+    loaded_dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model's checkpoint with its config and input builder, made once per process."""
+
+    checkpoint: Any
+    config: Any
+    inputs: Any
+
+
+def _prepare(entry: ModelEntry) -> Prepared:
+    checkpoint = resolve(entry)
+    try:
+        from transformers import AutoConfig
+
+        from compat_tests.tiny.inputs import InputBuilder
+
+        config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=entry.trust_remote_code)
+        return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality))
+    except Exception as exc:
+        raise HarnessError(f"reading the checkpoint's config or processor failed: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class MatrixState:
+    """Per-process caches: prepared checkpoints by model key, and the one loaded group."""
+
+    matrix: Matrix
+    prepared: dict[str, Prepared | BaseException] = field(default_factory=dict)
+    group: LoadedGroup | None = None
+
+    def __post_init__(self) -> None:
+        self.device, self.dtype = pick_device(self.matrix.settings.device)
+
+    def prepare(self, entry: ModelEntry) -> Prepared:
+        """The prepared checkpoint, or the skip/unsupported/error it raised the first time."""
+        if entry.key not in self.prepared:
+            try:
+                self.prepared[entry.key] = _prepare(entry)
+            except (CellSkipped, CellUnsupported, HarnessError) as exc:
+                self.prepared[entry.key] = exc
+        found = self.prepared[entry.key]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def load_kwargs(self, entry: ModelEntry, profile: str) -> dict[str, Any]:
+        kwargs = dict(entry.load_kwargs[profile])
+        if entry.trust_remote_code:
+            kwargs.setdefault("trust_remote_code", True)
+        return kwargs
+
+    def load(self, entry: ModelEntry, strategy: str, profile: str, path: str) -> LoadResult:
+        """Load with the strategy and the profile's keyword arguments, as a trainer would."""
+        return STRATEGIES[strategy].load(path, **self.load_kwargs(entry, profile))
+
+    def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:
+        """Move to the device; cast to the compute dtype unless the profile fixed a dtype."""
+        if "device_map" not in profile_kwargs:
+            model.to(self.device)
+        if "torch_dtype" not in profile_kwargs and "dtype" not in profile_kwargs:
+            model.to(self.dtype)
+        return model.eval()
+
+    def loaded(self, cell: Cell, entry: ModelEntry, path: str) -> LoadedGroup:
+        if self.group is not None and self.group.cell_group == cell.group:
+            return self.group
+        self.release()
+        group = LoadedGroup(cell.group)
+        start = time.perf_counter()
+        try:
+            group.result = self.load(entry, cell.strategy, cell.profile, path)
+            group.loaded_dtype = _param_dtype(group.result.model)
+            self.place(group.result.model, entry.load_kwargs[cell.profile])
+        except Exception as exc:
+            group.error = exc
+        group.load_s = time.perf_counter() - start
+        self.group = group
+        return group
+
+    def release(self) -> None:
+        """Drop the loaded model and give its memory back."""
+        self.group = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _param_dtype(model: Any) -> str | None:
+    for parameter in model.parameters():
+        return str(parameter.dtype).removeprefix("torch.")
+    return None
+
+
+def base_record(state: MatrixState, cell: Cell) -> dict[str, Any]:
+    """The fields every line has, before the probe runs (also used for crashed cells)."""
+    return cell_record(state.matrix, cell, env_name(), fingerprint(state.device))
+
+
+def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOutcome:
+    entry = state.matrix.model(cell.model)
+    prepared = state.prepare(entry)
+    checkpoint = prepared.checkpoint
+    group = state.loaded(cell, entry, str(checkpoint.path))
+    if group.error is not None:
+        if isinstance(group.error, StrategyUnsupported):
+            raise CellUnsupported(str(group.error))
+        prefix = "" if cell.probe == "load" else "not run, the load failed: "
+        details = {"attempts": [{"path": a.path, "error_type": a.error_type, "message": (a.message or "")[:500]}
+                                for a in getattr(group.error, "attempts", [])]}
+        return ProbeOutcome("fail", prefix + str(group.error), type(group.error).__name__, details)
+    assert group.result is not None
+    record.update(loaded_class=group.result.loaded_class, load_path=group.result.path, dtype=group.loaded_dtype)
+    context = ProbeContext(
+        entry=entry,
+        checkpoint=checkpoint,
+        loaded=group.result,
+        inputs=prepared.inputs,
+        settings=state.matrix.settings,
+        device=state.device,
+        dtype=next(group.result.model.parameters()).dtype,
+        reload=lambda: state.place(state.load(entry, cell.strategy, cell.profile, str(checkpoint.path)).model,
+                                   entry.load_kwargs[cell.profile]),
+        checkpoint_config=prepared.config,
+    )
+    probe = PROBES[cell.probe]
+    try:
+        outcome = probe.run(context)
+    finally:
+        if probe.mutates_model:
+            state.release()
+    if cell.probe == "load":
+        outcome.details["load_s"] = group.load_s
+    return outcome
+
+
+def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
+    """Run `cell`; every outcome, including exceptions, becomes the returned result line."""
+    record = base_record(state, cell)
+    start = time.perf_counter()
+    memory = PeakMemory(state.device)
+    try:
+        with memory:
+            outcome = _outcome(state, cell, record)
+        record.update(status=outcome.status, message=outcome.message, error_type=outcome.error_type,
+                      details=outcome.details)
+    except CellSkipped as exc:
+        record.update(status="skipped", message=str(exc))
+    except CellUnsupported as exc:
+        record.update(status="unsupported", message=str(exc))
+    except HarnessError as exc:
+        record.update(status="error", error_type="HarnessError", message=str(exc))
+    except Exception as exc:
+        record.update(status="fail", error_type=type(exc).__name__, message=str(exc))
+    record["message"] = record["message"][:MESSAGE_LIMIT]
+    record["duration_s"] = round(time.perf_counter() - start, 4)
+    record["peak_memory_mb"] = memory.peak_mb
+    record["timestamp"] = now()
+    return record

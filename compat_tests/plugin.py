@@ -1,0 +1,138 @@
+"""pytest plugin: matrix options, cell parametrization, and the results file.
+
+Only the controller writes `results/<env>.jsonl` (one line per cell, flushed as it finishes), so it
+is safe under pytest-xdist; a cell whose worker crashed or timed out still gets an `error` line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from compat_matrix.cells import Cell, select_cells
+
+RESULT_PROPERTY = "compat_cell"
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    """`--cm-models a,b --cm-models c` -> [a, b, c]."""
+    if not values:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compat-matrix")
+    group.addoption("--cm-matrix", default=str(DEFAULT_MATRIX), help="matrix file (default: the repo's matrix.yaml)")
+    group.addoption("--cm-models", action="append", help="only these model keys (comma-separated, repeatable)")
+    group.addoption("--cm-strategies", action="append", help="only these strategies")
+    group.addoption("--cm-probes", action="append", help="only these probes")
+    group.addoption("--cm-results", default="results", help="folder for <env>.jsonl (default: results)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "compat_cell: one cell of the compatibility matrix")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultsRecorder(config, Path(config.getoption("--cm-results"))), "compat-results")
+
+
+_MATRIX = pytest.StashKey[Any]()
+
+
+def matrix_of(config: pytest.Config) -> Any:
+    """The validated matrix, loaded once per process; a bad file stops the run with every problem."""
+    if _MATRIX not in config.stash:
+        try:
+            config.stash[_MATRIX] = load_matrix(config.getoption("--cm-matrix"))
+        except MatrixError as exc:
+            raise pytest.UsageError(f"invalid matrix file:\n{exc}") from None
+    return config.stash[_MATRIX]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    try:
+        cells = select_cells(matrix_of(config), _names(config.getoption("--cm-models")),
+                             _names(config.getoption("--cm-strategies")), _names(config.getoption("--cm-probes")))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        if isinstance(cell, Cell):
+            timeout = matrix_of(config).settings.cell_timeout_s
+            item.add_marker(pytest.mark.compat_cell)
+            item.add_marker(pytest.mark.xdist_group(name=cell.model))
+            item.add_marker(pytest.mark.timeout(timeout))
+
+
+@pytest.fixture(scope="session")
+def matrix_state(pytestconfig: pytest.Config) -> Any:
+    """Per-process caches (checkpoints, the loaded model): imports and builds happen once per worker."""
+    from compat_tests.execute import MatrixState
+
+    return MatrixState(matrix_of(pytestconfig))
+
+
+def _cell_from_nodeid(nodeid: str) -> Cell | None:
+    if "[" not in nodeid:
+        return None
+    parts = nodeid.rsplit("[", 1)[1].rstrip("]").split("-")
+    return Cell(*parts) if len(parts) == 4 else None
+
+
+class ResultsRecorder:
+    """Controller-side plugin: one flushed JSON line per cell, so a killed run keeps what finished."""
+
+    def __init__(self, config: pytest.Config, folder: Path):
+        self.config = config
+        self.folder = folder
+        self.handle: Any = None
+        self.written: set[str] = set()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.handle = (self.folder / f"{record['env']}.jsonl").open("w", encoding="utf-8")
+        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self.handle.flush()
+
+    def crash_record(self, report: pytest.TestReport, cell: Cell) -> dict[str, Any]:
+        """An `error` line for a cell that timed out, crashed its worker or broke the harness."""
+        from compat_tests.execute import MatrixState, base_record
+
+        matrix = matrix_of(self.config)
+        record = base_record(MatrixState(matrix), cell)
+        text = str(report.longrepr or "")
+        reason = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "no output")
+        if "Timeout" in text:
+            reason = f"timed out after {matrix.settings.cell_timeout_s:g} s (settings.cell_timeout_s): {reason}"
+        record.update(status="error", error_type="HarnessError",
+                      message=f"the cell did not finish ({report.when}): {reason}"[:4000])
+        return record
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid in self.written:
+            return
+        record = dict(report.user_properties).get(RESULT_PROPERTY)
+        if record is not None and report.when == "call":
+            self.written.add(report.nodeid)
+            self.write(record)
+        elif record is None and report.failed:
+            cell = _cell_from_nodeid(report.nodeid)
+            if cell is not None:
+                self.written.add(report.nodeid)
+                self.write(self.crash_record(report, cell))
+
+    def pytest_unconfigure(self) -> None:
+        if self.handle is not None:
+            self.handle.close()

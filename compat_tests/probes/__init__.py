@@ -1,0 +1,8 @@
+"""Every probe, by name, in run order; `compat_matrix.spec.PROBE_NAMES` lists the same names."""
+
+from __future__ import annotations
+
+from compat_tests.probes import forward, generate, grpo, load
+from compat_tests.probes.base import Probe
+
+PROBES: dict[str, Probe] = {p.name: p for p in (load.PROBE, forward.PROBE, generate.PROBE, grpo.PROBE)}

@@ -1,0 +1,67 @@
+"""`load`: the strategy returned a model; is it the real one (head, vision, weights, logits)?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compat_tests.probes.base import ProbeContext, ProbeOutcome
+from compat_tests.probes.compare import differences, within_tolerance
+from loader.inspection import shortfall
+
+SHOWN_KEYS = 20
+"""Key lists in results are cut to this many names (the count is kept)."""
+
+
+def _some(keys: list[str]) -> str:
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return ", ".join(keys[:3]) + more
+
+
+@dataclass(frozen=True)
+class LoadProbe:
+    name: str = "load"
+    mutates_model: bool = False
+
+    def run(self, ctx: ProbeContext) -> ProbeOutcome:
+        loaded = ctx.loaded
+        details: dict[str, Any] = {
+            "param_count": sum(p.numel() for p in ctx.model.parameters()),
+            "missing_keys": loaded.missing_keys[:SHOWN_KEYS],
+            "unexpected_keys": loaded.unexpected_keys[:SHOWN_KEYS],
+            "mismatched_keys": loaded.mismatched_keys[:SHOWN_KEYS],
+            "missing_count": len(loaded.missing_keys),
+            "unexpected_count": len(loaded.unexpected_keys),
+            "attempts": [{"path": a.path, "error_type": a.error_type, "message": (a.message or "")[:500]}
+                         for a in loaded.attempts],
+        }
+        problem = self._problem(ctx, details)
+        if problem:
+            return ProbeOutcome("fail", problem, "CheckFailed", details)
+        return ProbeOutcome(details=details)
+
+    def _problem(self, ctx: ProbeContext, details: dict[str, Any]) -> str | None:
+        import torch
+
+        loaded = ctx.loaded
+        problem = shortfall(ctx.model, ctx.checkpoint_config)
+        if problem:
+            return problem
+        if loaded.missing_keys:
+            return f"{len(loaded.missing_keys)} weights newly initialised (not in the checkpoint): {_some(loaded.missing_keys)}"
+        if loaded.mismatched_keys:
+            return f"{len(loaded.mismatched_keys)} weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}"
+        if loaded.unexpected_keys:
+            return f"{len(loaded.unexpected_keys)} checkpoint tensors left unused: {_some(loaded.unexpected_keys)}"
+        inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
+        with torch.no_grad():
+            logits = ctx.model(**inputs).logits
+        absolute, relative = differences(logits, ctx.checkpoint.reference_logits("text"))
+        details["max_abs_diff"], details["rel_diff"] = absolute, relative
+        if not within_tolerance(relative, ctx.dtype):
+            return (f"logits differ from the reference recorded at build time (max diff {absolute:.3g}, "
+                    f"{relative:.3g} relative, over the {ctx.dtype} tolerance): weights loaded wrong")
+        return None
+
+
+PROBE = LoadProbe()

@@ -1,0 +1,70 @@
+"""Find the checkpoint folder of a model entry: tiny (built here), hub (cache only), or local."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compat_matrix.spec import ModelEntry
+from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
+
+
+@dataclass
+class ExternalCheckpoint:
+    """A hub or local checkpoint; reference logits come from the explicit class, on first use."""
+
+    key: str
+    path: Path
+    trust_remote_code: bool = False
+    _logits: dict[str, Any] = field(default_factory=dict)
+
+    def reference_logits(self, kind: str) -> Any:
+        if kind not in self._logits:
+            import torch
+
+            from compat_tests.tiny.inputs import InputBuilder
+            from loader import load_model
+
+            modality = "image-text" if kind == "image" else "text"
+            builder = InputBuilder(self.path, modality)
+            model = load_model(str(self.path), "explicit_class", torch_dtype=torch.float32,
+                               trust_remote_code=self.trust_remote_code).model.eval()
+            inputs = builder.image_text() if kind == "image" else builder.text()
+            with torch.no_grad():
+                self._logits[kind] = model(**inputs).logits.float()
+            del model
+        return self._logits[kind]
+
+
+def resolve(entry: ModelEntry) -> Any:
+    """A checkpoint object with `.path` and `.reference_logits(kind)`, or a skip/unsupported/error."""
+    if entry.source == "tiny":
+        from compat_tests.tiny.checkpoint import UnknownModelType, build_checkpoint
+
+        assert entry.recipe is not None
+        try:
+            return build_checkpoint(entry.key, entry.recipe, entry.modality)
+        except UnknownModelType as exc:
+            raise CellUnsupported(str(exc)) from None
+        except Exception as exc:
+            raise HarnessError(f"building the tiny checkpoint failed: {type(exc).__name__}: {exc}") from exc
+    if entry.source == "local":
+        path = Path(entry.path or "")
+        if not (path / "config.json").is_file():
+            raise CellSkipped(f"local checkpoint {path} has no config.json here")
+        return ExternalCheckpoint(entry.key, path, entry.trust_remote_code)
+    return ExternalCheckpoint(entry.key, _hub_snapshot(entry), entry.trust_remote_code)
+
+
+def _hub_snapshot(entry: ModelEntry) -> Path:
+    """The cached snapshot; tests never download (`compat-matrix prefetch` does, where online)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(entry.hub_id, revision=entry.revision, local_files_only=True))
+    except Exception as exc:
+        raise CellSkipped(
+            f"needs the network: {entry.hub_id}@{entry.revision} is not in the local Hugging Face cache "
+            f"({type(exc).__name__}); run `compat-matrix prefetch --models {entry.key}` where the hub is reachable"
+        ) from None

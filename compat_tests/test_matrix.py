@@ -1,0 +1,29 @@
+"""The matrix: one test per cell of `matrix.yaml` for the installed transformers release.
+
+The result line is attached to the report (the controller writes it); the pytest outcome says
+whether the cell met its expectation: unexpected failures fail, expected ones are xfail.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from compat_matrix.cells import Cell
+from compat_tests.execute import MatrixState, run_cell
+from compat_tests.plugin import RESULT_PROPERTY
+
+
+def test_cell(cell: Cell, matrix_state: MatrixState, record_property: Callable[[str, Any], None]) -> None:
+    record = run_cell(matrix_state, cell)
+    record_property(RESULT_PROPERTY, record)
+    status, expected = record["status"], record["expected"]
+    if status == "pass":
+        return
+    if status in ("skipped", "unsupported"):
+        pytest.skip(f"{status}: {record['message']}")
+    summary = f"{status}: {record['error_type']}: {record['message']}"
+    if expected and expected["status"] == status:
+        pytest.xfail(f"expected ({expected['reason']}) -- {summary}")
+    pytest.fail(summary, pytrace=False)
