@@ -62,8 +62,11 @@ def _dotted(path: KeyPath, data: object) -> str:
 
 def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[Problem]:
     problems = []
-    for item in error.errors():
+    errors = error.errors()
+    for item in errors:
         path = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if item["type"] == "too_short" and any(len(o["loc"]) > len(item["loc"]) and o["loc"][:len(path)] == path for o in errors):
+            continue  # "at least 1 item after validation" only repeats that its items were invalid
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key; check the spelling against matrix.yaml's documented keys (compat_matrix/spec.py)"

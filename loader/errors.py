@@ -9,10 +9,16 @@ class StrategyUnsupported(Exception):
     """The strategy's class does not exist in the installed transformers release."""
 
 
+def _first_line(message: str | None, limit: int = 300) -> str:
+    """Auto classes list every known config in their error; the first line says what matters."""
+    line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 class LoadFailed(Exception):
     """Every route of a fallback chain failed; `attempts` keeps each route's own error."""
 
     def __init__(self, attempts: list[Attempt]):
         self.attempts = attempts
-        lines = [f"{a.path}: {a.error_type}: {a.message}" for a in attempts]
+        lines = [f"{a.path}: {a.error_type}: {_first_line(a.message)}" for a in attempts]
         super().__init__("no route loaded a usable model:\n  " + "\n  ".join(lines))

@@ -1,0 +1,106 @@
+"""matrix.yaml validation: one located, actionable message per problem, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compat_matrix.cli import main
+from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+
+GOOD = """\
+transformers: [4.57.6, latest]
+models:
+  - key: llama
+    hub_id: meta-llama/Llama-3.2-1B-Instruct
+    modality: text
+    recipe: {model_type: llama, architecture: LlamaForCausalLM, config: {hidden_size: 64}}
+"""
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    with pytest.raises(MatrixError) as caught:
+        load_matrix(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_default_matrix_is_valid() -> None:
+    matrix = load_matrix(DEFAULT_MATRIX)
+    keys = {m.key for m in matrix.models}
+    assert {"llama", "qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "llava", "paligemma"} <= keys
+    assert {"4.49.0", "4.51.3", "4.52.4", "5.0.0", "latest"} <= set(matrix.transformers)
+    assert any(v.startswith("4.57.") for v in matrix.transformers)
+
+
+def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(GOOD)
+    matrix = load_matrix(path)
+    assert matrix.models[0].recipe and matrix.models[0].recipe.config == {"hidden_size": 64}
+    with pytest.raises(Exception):
+        matrix.models[0].key = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "says"),
+    [
+        (("    modality: text", "    modality: text\n    colour: blue"), "m.yaml:6: models[0](llama).colour", "unknown key"),
+        (("    modality: text", "    modality: txt"), "m.yaml:5: models[0](llama).modality", "'text' or 'image-text'"),
+        (("[4.57.6, latest]", "[4.57.x, latest]"), "m.yaml:1: transformers", "exact version"),
+        (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, transformers: '=>5', reason: r}"),
+         "models[0](llama).expectations[0].transformers", "PEP 440"),
+        (("models:", "strategies: [auto_model, auto_magic]\nmodels:"), "m.yaml:2: strategies", "auto_magic"),
+        (("models:", "probes: [load, fly]\nmodels:"), "m.yaml:2: probes", "fly"),
+        (("model_type: llama,", "model_type: lama,"), "models[0](llama).recipe.model_type", "did you mean llama"),
+        (("    modality: text", "    modality: text\n    modality: image-text"), "m.yaml:6: models[0](llama).modality", "duplicate key"),
+        (("    hub_id: meta-llama/Llama-3.2-1B-Instruct\n", ""), "models[0](llama).hub_id", "field required"),
+        (("    recipe:", "    source: hub\n    recipe:"), "models[0](llama)", "pinned 'revision'"),
+    ],
+    ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "unknown-strategy", "unknown-probe",
+         "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision"],
+)
+def test_each_problem_is_located_and_says_what_is_allowed(tmp_path: Path, change: tuple[str, str], where: str, says: str) -> None:
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    found = problems_of(tmp_path, text)
+    assert any(where.replace("m.yaml", str(tmp_path / "matrix.yaml")) in p and says.lower() in p.lower() for p in found), found
+
+
+def test_duplicate_model_keys_are_refused(tmp_path: Path) -> None:
+    text = GOOD + GOOD.split("models:\n")[1]
+    found = problems_of(tmp_path, text)
+    assert any("listed twice: ['llama']" in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("modality: text", "modality: txt\n    colour: blue").replace("[4.57.6, latest]", "[4.57.x]")
+    assert len(problems_of(tmp_path, text)) == 3
+
+
+def test_not_yaml_names_the_line(tmp_path: Path) -> None:
+    found = problems_of(tmp_path, GOOD + "  - key: [unclosed\n")
+    assert len(found) == 1 and "not valid YAML" in found[0] and "matrix.yaml:8:" in found[0]
+
+
+def test_cli_validate_exits_2_with_the_problems_and_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(GOOD.replace("modality: text", "modality: txt"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "models[0](llama).modality" in err and "Traceback" not in err
+    assert main(["validate", str(DEFAULT_MATRIX)]) == 0
+
+
+def test_expectation_lookup_prefers_the_models_own_and_respects_ranges(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(GOOD.replace("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n"
+                                 "      - {status: fail, transformers: '<5', strategies: [auto_model], reason: own}")
+                    + "expectations:\n  - {status: unsupported, strategies: [auto_model], reason: global}\n")
+    matrix = load_matrix(path)
+    entry = matrix.models[0]
+    assert matrix.expectation_for(entry, "4.57.6", "auto_model", "load", "default").reason == "own"
+    assert matrix.expectation_for(entry, "5.0.0", "auto_model", "load", "default").reason == "global"
+    assert matrix.expectation_for(entry, "5.0.0", "smart", "load", "default") is None
