@@ -110,13 +110,13 @@ def _complete(path: Path, cells: list[Cell]) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    cells = _cells(matrix, args)
+    releases = _releases(matrix, [args.from_release, args.to_release])
     from compat_matrix.runner import run_release
     from reports.diff import compare_releases, exit_code, format_upgrade
     from reports.merge import merge_paths
 
-    matrix = _matrix(args)
-    cells = _cells(matrix, args)
-    releases = _releases(matrix, [args.from_release, args.to_release])
     out: Path = args.out.resolve()
     for release in releases:
         results = out / "results" / f"{env_name(release)}.jsonl"
