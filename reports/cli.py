@@ -1,0 +1,77 @@
+"""`compat-matrix report RESULTS... --out DIR`: merge results, write every output, set the exit code.
+
+Exit codes: 0 written; 1 a regression and `--fail-on-regression`; 2 nothing usable (no readable
+cell, or a baseline that cannot be read). Unreadable lines are warnings here and a section in
+every output, so a half-broken nightly still publishes what it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from reports.build import build_report
+from reports.junit import write_junit
+from reports.render_html import render_html
+from reports.render_md import render_markdown
+from reports.report import Report
+
+
+def write_outputs(report: Report, out_dir: Path) -> list[Path]:
+    """report.json, then report.md, index.html and one JUnit file per release, all from it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write(out_dir / "report.json")
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (out_dir / "index.html").write_text(render_html(report), encoding="utf-8")
+    return [out_dir / "report.json", out_dir / "report.md", out_dir / "index.html", *write_junit(report, out_dir)]
+
+
+def append_step_summary(markdown: str) -> bool:
+    """Append to the GitHub step summary when the runner provides one (GITHUB_STEP_SUMMARY)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as summary:
+        summary.write(markdown + "\n")
+    return True
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="compat-matrix report",
+        description="Merge results files into report.json and render report.md, index.html and JUnit XML from it.",
+    )
+    p.add_argument("results", nargs="+", type=Path, help="results .jsonl files, or folders searched recursively for them")
+    p.add_argument("--out", required=True, type=Path, help="folder for report.json, report.md, index.html, junit-*.xml")
+    p.add_argument("--baseline", type=Path, help="an earlier report.json: cells that passed there and do not now are regressions")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when there is a regression")
+    p.add_argument("--history", type=Path, help="folder of earlier report.json files (searched recursively) for the trend strip")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        report = build_report(args.results, baseline=args.baseline, history=args.history)
+    except ValueError as exc:
+        print(f"compat-matrix report: error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        where = problem.file + (f":{problem.line}" if problem.line is not None else "")
+        print(f"compat-matrix report: warning: {where}: {problem.message}", file=sys.stderr)
+    paths = write_outputs(report, args.out)
+    append_step_summary((args.out / "report.md").read_text(encoding="utf-8"))
+    print(
+        f"{len(report.cells)} cells in {len(report.releases)} releases, {len(report.regressions)} regressions, "
+        f"{len(report.fixes)} fixes, {len(report.problems)} input problems; wrote {', '.join(str(p) for p in paths)}"
+    )
+    if not report.cells:
+        print("compat-matrix report: error: no readable cell in the results given", file=sys.stderr)
+        return 2
+    return 1 if args.fail_on_regression and report.regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

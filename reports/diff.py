@@ -1,0 +1,199 @@
+"""The upgrade view (`compat-matrix check --from A --to B`): what changes for a user moving between
+two releases: cells that break, cells that get fixed, and silent changes in cells that pass in both.
+
+Silent changes matter as much as failures: a model that still loads but as another class, with
+newly initialised weights or drifting logits, trains differently without raising anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reports.merge import cell_sort_key
+from reports.report import Cell, Report
+from reports.status import FAILING, SYMBOL, rank
+
+MAX_ABS_DIFF_SLACK = 1e-6
+"""A logit difference counts as grown only beyond this much, so float noise is not a change."""
+
+MESSAGE_CHARS = 200
+"""Error messages are cut to this many characters in the terminal view."""
+
+SILENT_FIELDS = ("loaded_class", "missing_keys", "unexpected_keys", "param_count", "dtype", "max_abs_diff")
+"""Silent-change fields, most telling first (the order `check` prints them in)."""
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A cell whose status differs between the two releases."""
+
+    before: Cell
+    after: Cell
+
+
+@dataclass(frozen=True)
+class SilentChange:
+    """A cell that passes in both releases but differs in `field` (plain JSON values)."""
+
+    cell: Cell
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class UpgradeView:
+    from_release: str
+    to_release: str
+    compared: int
+    """Cells present in both releases."""
+    breaks: tuple[StatusChange, ...]
+    fixes: tuple[StatusChange, ...]
+    silent: tuple[SilentChange, ...]
+    only_in_from: tuple[str, ...]
+    only_in_to: tuple[str, ...]
+    old_checkpoints: tuple[Cell, ...]
+    """Cross-release cells: checkpoints saved by `from_release`, loaded by `to_release`."""
+
+    @property
+    def old_checkpoint_failures(self) -> tuple[Cell, ...]:
+        return tuple(c for c in self.old_checkpoints if c.status in FAILING)
+
+
+def resolve_release(report: Report, name: str) -> str:
+    """The resolved version for `name`: a version in the report, or what a run requested (`latest`)."""
+    versions = [r.transformers for r in report.releases]
+    if name in versions:
+        return name
+    matches = [r.transformers for r in report.releases if name in r.requested]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(f"{r.transformers} (requested as {'/'.join(r.requested)})" for r in report.releases) or "none"
+    if matches:
+        raise ValueError(
+            f"{name!r} names several releases in this report ({', '.join(matches)}); pass one version; known: {known}"
+        )
+    raise ValueError(f"no release {name!r} in this report; known: {known}")
+
+
+def compare_releases(report: Report, from_release: str, to_release: str) -> UpgradeView:
+    """Compare every same-release cell of `from_release` with the same cell id in `to_release`."""
+    old_version, new_version = resolve_release(report, from_release), resolve_release(report, to_release)
+    old = {c.cell_id: c for c in report.cells if c.transformers == old_version and not c.cross_release}
+    new = {c.cell_id: c for c in report.cells if c.transformers == new_version and not c.cross_release}
+    shared = [cell_id for cell_id in old if cell_id in new]
+    breaks, fixes, silent = [], [], []
+    for cell_id in shared:
+        before, after = old[cell_id], new[cell_id]
+        if rank(after.status) > rank(before.status):
+            breaks.append(StatusChange(before, after))
+        elif rank(after.status) < rank(before.status):
+            fixes.append(StatusChange(before, after))
+        elif before.status == "pass":
+            silent.extend(silent_changes(before, after))
+    return UpgradeView(
+        from_release=old_version,
+        to_release=new_version,
+        compared=len(shared),
+        breaks=tuple(sorted(breaks, key=lambda c: (-rank(c.after.status), cell_sort_key(c.after)))),
+        fixes=tuple(sorted(fixes, key=lambda c: cell_sort_key(c.after))),
+        silent=tuple(sorted(silent, key=lambda s: (SILENT_FIELDS.index(s.field), cell_sort_key(s.cell)))),
+        only_in_from=tuple(sorted(set(old) - set(new))),
+        only_in_to=tuple(sorted(set(new) - set(old))),
+        old_checkpoints=tuple(
+            c for c in report.cells if c.transformers == new_version and c.cross_release and c.saved_by == old_version
+        ),
+    )
+
+
+def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
+    """What differs between two passing runs of one cell, in the fields that change behaviour."""
+    changes = []
+    for field in ("loaded_class", "dtype"):
+        if getattr(before, field) != getattr(after, field):
+            changes.append(SilentChange(after, field, getattr(before, field), getattr(after, field)))
+    old_count, new_count = before.details.get("param_count"), after.details.get("param_count")
+    if old_count != new_count:
+        changes.append(SilentChange(after, "param_count", old_count, new_count))
+    for field in ("missing_keys", "unexpected_keys"):
+        old_keys, new_keys = _keys(before.details.get(field)), _keys(after.details.get(field))
+        if old_keys != new_keys:
+            changes.append(SilentChange(after, field, sorted(old_keys), sorted(new_keys)))
+    old_diff, new_diff = _number(before.details.get("max_abs_diff")), _number(after.details.get("max_abs_diff"))
+    if old_diff is not None and new_diff is not None and new_diff > old_diff + MAX_ABS_DIFF_SLACK:
+        changes.append(SilentChange(after, "max_abs_diff", old_diff, new_diff))
+    return changes
+
+
+def upgrade_exit_code(view: UpgradeView) -> int:
+    """1 when something breaks when upgrading (checkpoints saved by the old release too), else 0."""
+    return 1 if view.breaks or view.old_checkpoint_failures else 0
+
+
+def format_upgrade(view: UpgradeView) -> str:
+    """The terminal text `compat-matrix check` prints, worst first."""
+    lines = [
+        f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; "
+        f"{len(view.breaks)} break, {len(view.fixes)} fixed, {len(view.silent)} silent changes"
+    ]
+    if view.breaks:
+        lines += ["", f"Breaks when upgrading ({len(view.breaks)}):"] + [_status_line(c) for c in view.breaks]
+    failing = view.old_checkpoint_failures
+    if failing:
+        lines += [
+            "",
+            f"Checkpoints saved by {view.from_release} that {view.to_release} fails to use "
+            f"({len(failing)} of {len(view.old_checkpoints)}):",
+        ]
+        lines += [f"  {SYMBOL[c.status]} {c.cell_id}  {c.status}\n      {_error(c)}" for c in failing]
+    if view.fixes:
+        lines += ["", f"Fixed by upgrading ({len(view.fixes)}):"] + [_status_line(c) for c in view.fixes]
+    if view.silent:
+        lines += ["", f"Silent changes in cells that pass in both ({len(view.silent)}):"]
+        lines += [f"  {s.cell.cell_id}  {describe_silent(s)}" for s in view.silent]
+    for label, ids in ((f"Only in {view.from_release}", view.only_in_from), (f"Only in {view.to_release}", view.only_in_to)):
+        if ids:
+            lines += ["", f"{label} ({len(ids)}), not compared:"] + [f"  {cell_id}" for cell_id in ids]
+    if not (view.breaks or failing or view.fixes or view.silent):
+        lines += ["", "No differences."]
+    return "\n".join(lines) + "\n"
+
+
+def describe_silent(change: SilentChange) -> str:
+    """One line: the field and how it moved (added/removed keys for key sets)."""
+    if change.field in ("missing_keys", "unexpected_keys"):
+        added = sorted(set(change.after) - set(change.before))
+        removed = sorted(set(change.before) - set(change.after))
+        parts = ([f"+{', +'.join(added)}"] if added else []) + ([f"-{', -'.join(removed)}"] if removed else [])
+        return f"{change.field}: {' '.join(parts)}"
+    return f"{change.field}: {change.before} -> {change.after}"
+
+
+def _status_line(change: StatusChange) -> str:
+    """Symbol, cell, both statuses, and the error of the failing side (the new one for a break)."""
+    after = change.after
+    broke = rank(after.status) > rank(change.before.status)
+    failing = after if broke else change.before
+    line = f"  {SYMBOL[after.status]} {after.cell_id}  {change.before.status} -> {after.status}"
+    if failing.error_type or failing.message:
+        line += f"\n      {'' if broke else 'was '}{_error(failing)}"
+    return line
+
+
+def _error(cell: Cell) -> str:
+    message = " ".join(cell.message.split())
+    if len(message) > MESSAGE_CHARS:
+        message = message[:MESSAGE_CHARS] + f"... (cut, {len(cell.message)} chars)"
+    return f"{cell.error_type or cell.status}: {message}"
+
+
+def _keys(value: Any) -> set[str]:
+    if value is None:
+        return set()
+    return {str(v) for v in value} if isinstance(value, (list, tuple, set)) else {str(value)}
+
+
+def _number(value: Any) -> float | None:
+    """The value when it is a number (details are free-form JSON), else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

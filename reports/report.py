@@ -1,0 +1,154 @@
+"""`report.json`: the merged data every renderer reads, and how it is written and read back.
+
+Data first: Markdown, HTML, JUnit, the step summary and the upgrade view are all rendered
+from this object, and a stored `report.json` is the baseline and history of later runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reports.results import CellResult, Expected
+from reports.status import Status
+
+REPORT_SCHEMA_VERSION = 1
+"""Version of the `report.json` layout (README.md); results lines have their own version."""
+
+ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history"]
+ChangeKind = Literal["regression", "fix"]
+Against = Literal["expectation", "baseline"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Origin(_Frozen):
+    """Where a line came from, so every message can name file and line."""
+
+    file: str
+    line: int
+
+
+class Cell(CellResult):
+    """A results line as merged into the report, with its origin."""
+
+    origin: Origin
+    """Results file and line (`source` is taken: it is the checkpoint source)."""
+
+
+class Problem(_Frozen):
+    """Input the report could not use as it was: a bad line, a bad file, or a duplicate cell."""
+
+    kind: ProblemKind
+    file: str
+    line: int | None = None
+    message: str
+
+
+class Change(_Frozen):
+    """A regression or a fix: the cell, what it should have been or was, what it is now."""
+
+    kind: ChangeKind
+    against: tuple[Against, ...]
+    """What the cell is compared with; both when the expectation and the baseline agree."""
+    transformers: str
+    cell_id: str
+    model: str
+    strategy: str
+    load_kwargs: str
+    probe: str
+    saved_by: str | None = None
+    before: str
+    """The baseline status when `against` holds `baseline`, else the expected status (`pass` without an expectation)."""
+    now: Status
+    expected: Expected | None = None
+    baseline_status: str | None = None
+    error_type: str | None = None
+    message: str = ""
+
+
+class Environment(_Frozen):
+    """The fingerprint of one run that contributed cells to a release."""
+
+    env: str
+    python: str
+    torch: str
+    transformers: str
+    device: str
+    gpu_name: str | None = None
+    git_commit: str | None = None
+    cells: int
+    """How many of the release's cells this run wrote."""
+
+
+class Release(_Frozen):
+    """One column of the grid: a resolved transformers version."""
+
+    transformers: str
+    requested: tuple[str, ...]
+    """Every name it was asked for under (`4.57.6`, `latest`); `check --from latest` matches these."""
+    environments: tuple[Environment, ...]
+    counts: dict[str, int]
+    """Cells per status."""
+    cells: int
+
+
+class BaselineInfo(_Frozen):
+    """The earlier report regressions were computed against."""
+
+    path: str
+    generated_at: str
+    missing_cells: tuple[str, ...] = ()
+    """`<transformers>/<cell_id>` the baseline had and this report lacks (lost, renamed or not run)."""
+
+
+class TrendPoint(_Frozen):
+    """One earlier report, summarised for the trend strip."""
+
+    generated_at: str
+    file: str
+    cells: int
+    counts: dict[str, int]
+    regressions: int
+    fixes: int
+
+
+class Report(_Frozen):
+    """The whole of `report.json`."""
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    results_schema_version: int
+    generated_at: str
+    releases: tuple[Release, ...]
+    """In version order."""
+    cells: tuple[Cell, ...]
+    regressions: tuple[Change, ...] = ()
+    fixes: tuple[Change, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    baseline: BaselineInfo | None = None
+    trend: tuple[TrendPoint, ...] = ()
+    """Earlier reports, oldest first (from `--history`)."""
+
+    def write(self, path: Path) -> None:
+        """Indented a little: people diff and grep stored reports."""
+        path.write_text(self.model_dump_json(indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> Report:
+        """Read a stored report; ValueError with the path and the reason when it cannot be used."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read a report.json: {exc}") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != REPORT_SCHEMA_VERSION:
+            raise ValueError(f"{path}: report schema_version {version!r}; this version of reports reads {REPORT_SCHEMA_VERSION}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: not a valid report.json: {exc}") from None

@@ -1,0 +1,85 @@
+"""One results line (results schema version 1, documented in README.md) as a typed object."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reports.status import Status
+
+RESULTS_SCHEMA_VERSION = 1
+"""The results schema this package reads; a line with another version is reported, not guessed at."""
+
+
+def parse_timestamp(value: str) -> datetime:
+    """ISO 8601 to an aware datetime (a trailing `Z` too, which Python 3.10 does not accept)."""
+    parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class Expected(BaseModel):
+    """The `matrix.yaml` expectation the harness matched to the cell."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    status: Status
+    transformers: str = ""
+    reason: str = ""
+    link: str | None = None
+
+
+class CellResult(BaseModel):
+    """One cell as the harness wrote it; unknown extra fields are kept, never dropped."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: int
+    env: str
+    transformers: str
+    transformers_requested: str
+    torch: str
+    python: str
+    device: str
+    gpu_name: str | None = None
+    git_commit: str | None = None
+    model: str
+    hub_id: str
+    modality: str
+    source: str
+    saved_by: str | None = None
+    strategy: str
+    load_kwargs: str
+    probe: str
+    cell_id: str
+    status: Status
+    error_type: str | None = None
+    message: str = ""
+    loaded_class: str | None = None
+    load_path: str | None = None
+    expected: Expected | None = None
+    duration_s: float
+    peak_memory_mb: float | None = None
+    dtype: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    timestamp: str
+
+    @field_validator("timestamp")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        try:
+            parse_timestamp(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 time such as '2026-11-28T21:58:08Z'") from None
+        return value
+
+    @property
+    def cross_release(self) -> bool:
+        """Saved by one release and loaded by another: these get their own grid per model."""
+        return self.saved_by is not None and self.saved_by != self.transformers
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity across runs: the release that ran it and the cell id."""
+        return (self.transformers, self.cell_id)

@@ -1,0 +1,48 @@
+"""The order of cell statuses, the worst-status rule, and what meeting an expectation means.
+
+One place for these rules so the grid, the regressions, the upgrade view and JUnit agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+Status = Literal["pass", "skipped", "unsupported", "fail", "error"]
+
+STATUS_ORDER: tuple[Status, ...] = ("pass", "skipped", "unsupported", "fail", "error")
+"""Best to worst (reports/README.md): a grid cell shows the worst of its probes."""
+
+FAILING: frozenset[str] = frozenset({"fail", "error"})
+"""Statuses that are a problem when no expectation says otherwise."""
+
+PROBE_ORDER: tuple[str, ...] = ("load", "forward", "generate", "grpo_step")
+"""The order probes run in; kept here because `reports` does not import the harness."""
+
+SYMBOL: dict[str, str] = {"pass": "✓", "skipped": "↷", "unsupported": "∅", "fail": "✗", "error": "‼"}
+"""Plain-text symbols (HTML, terminal): each status has its own shape, so colour is optional."""
+
+EMOJI: dict[str, str] = {"pass": "✅", "skipped": "⏭️", "unsupported": "➖", "fail": "❌", "error": "💥"}
+"""Markdown symbols: GitHub shows these in colour and each still has its own shape."""
+
+
+def rank(status: str) -> int:
+    """Position in STATUS_ORDER; higher is worse."""
+    return STATUS_ORDER.index(status)
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The worst status of a non-empty collection (ValueError when empty: an empty cell has none)."""
+    return max(statuses, key=rank)
+
+
+def probe_rank(probe: str) -> tuple[int, str]:
+    """Sort key: known probes in run order, unknown ones after, by name."""
+    return (PROBE_ORDER.index(probe), "") if probe in PROBE_ORDER else (len(PROBE_ORDER), probe)
+
+
+def meets_expectation(status: str, expected_status: str | None) -> bool:
+    """Without an expectation a cell must not fail or error; with one it must match exactly."""
+    if expected_status is None:
+        return status not in FAILING
+    return status == expected_status

@@ -1,0 +1,26 @@
+"""Making raw text (exception messages, config values) safe and short for each output format."""
+
+from __future__ import annotations
+
+import html
+import re
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut to `limit` characters and say so, pointing at where the full text is."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text)} chars; full text in report.json]"
+
+
+def md_inline(text: str, limit: int) -> str:
+    """One line of Markdown that shows `text` literally: no HTML, no table breaks, no emphasis."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(shorten(" ".join(text.split()), limit), quote=False))
+
+
+def xml_text(text: str) -> str:
+    """Replace characters XML 1.0 cannot hold (NUL, terminal colour escapes) so JUnit stays parseable."""
+    return _XML_INVALID.sub("\ufffd", text)

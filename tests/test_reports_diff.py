@@ -1,0 +1,117 @@
+"""The upgrade view that `compat-matrix check --from A --to B` prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports.build import build_report
+from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+BASE = json.loads((FIXTURES / "nightly" / "tf457.jsonl").read_text().splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def nightly():
+    return build_report([FIXTURES / "nightly"])
+
+
+def test_breaks_fixes_and_silent_changes_between_two_releases(nightly):
+    view = compare_releases(nightly, "4.57.6", "latest")  # latest is matched through transformers_requested
+    assert (view.from_release, view.to_release) == ("4.57.6", "5.0.0")
+    breaks = [(c.after.cell_id, c.before.status, c.after.status) for c in view.breaks]
+    assert breaks[0] == ("qwen2_5_vl-auto_causal_lm-default-load", "pass", "fail")  # worst first
+    assert {b[0] for b in breaks[1:]} == {
+        "qwen2_5_vl-auto_causal_lm-default-forward",
+        "qwen2_5_vl-auto_causal_lm-default-generate",
+        "qwen2_5_vl-auto_vision2seq-default-load",
+        "qwen2_5_vl-auto_vision2seq-default-forward",
+        "qwen2_5_vl-auto_vision2seq-default-generate",
+    }
+    assert [c.after.cell_id for c in view.fixes] == [
+        "gemma3-auto_model-default-load",
+        "gemma3-auto_model-default-forward",
+        "qwen2_5_vl-smart-default-generate",
+    ]
+    silent = [(s.cell.cell_id, s.field, s.before, s.after) for s in view.silent]
+    assert silent == [
+        ("qwen2_5_vl-smart-vlm_r1-load", "missing_keys", [], ["model.visual.merger.ln_q.bias"]),
+        ("qwen2_5_vl-smart-vlm_r1-load", "dtype", "bfloat16", "float32"),
+        ("qwen2_5_vl-smart-vlm_r1-forward", "dtype", "bfloat16", "float32"),
+        ("qwen2_5_vl-smart-vlm_r1-generate", "dtype", "bfloat16", "float32"),
+        ("llama-auto_causal_lm-default-forward", "max_abs_diff", 0.0, 0.003),
+        ("llama-smart-default-forward", "max_abs_diff", 0.0, 0.003),
+    ]
+    assert view.only_in_from == ("qwen2-auto_causal_lm-default-load@4.57.6",)  # new cells are listed, not compared
+    assert view.only_in_to == ()
+    assert [c.cell_id for c in view.old_checkpoints] == [
+        "qwen2-auto_causal_lm-default-load@4.57.6",
+        "qwen2-auto_causal_lm-default-forward@4.57.6",
+    ]
+    assert [c.probe for c in view.old_checkpoint_failures] == ["forward"]
+    assert upgrade_exit_code(view) == 1
+
+
+def test_the_printed_view_reads_worst_first(nightly):
+    text = format_upgrade(compare_releases(nightly, "4.57.6", "5.0.0"))
+    assert text.index("Breaks when upgrading (6)") < text.index("Fixed by upgrading (3)") < text.index("Silent changes")
+    assert "✗ qwen2_5_vl-auto_causal_lm-default-load  pass -> fail" in text
+    assert "CheckFailed: load is not equivalent" in text
+    assert "was IndexError: index 990" in text  # a fix shows the error it no longer has
+    assert "missing_keys: +model.visual.merger.ln_q.bias" in text
+    assert "max_abs_diff: 0.0 -> 0.003" in text
+    assert "Checkpoints saved by 4.57.6 that 5.0.0 fails to use (1 of 2)" in text
+
+
+def test_no_change_means_exit_zero(nightly):
+    view = compare_releases(nightly, "4.57.6", "4.57.6")
+    assert (view.breaks, view.fixes, view.silent) == ((), (), ())
+    assert upgrade_exit_code(view) == 0
+    assert "No differences." in format_upgrade(view)
+
+
+def test_an_unknown_release_lists_the_known_ones(nightly):
+    with pytest.raises(ValueError, match=r"no release '4\.40\.0'.*5\.0\.0 \(requested as latest\)"):
+        compare_releases(nightly, "4.40.0", "5.0.0")
+
+
+def _pair(tmp_path: Path, old: dict, new: dict):
+    path = tmp_path / "r.jsonl"
+    lines = [{**BASE, **old, "transformers": "4.57.6"}, {**BASE, **new, "transformers": "5.0.0"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return compare_releases(build_report([path]), "4.57.6", "5.0.0")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ({"loaded_class": "LlamaForCausalLM"}, {"loaded_class": "LlamaModel"}, "loaded_class"),
+        ({"details": {"param_count": 10}}, {"details": {"param_count": 12}}, "param_count"),
+        ({"details": {"unexpected_keys": ["a"]}}, {"details": {"unexpected_keys": ["a", "b"]}}, "unexpected_keys"),
+        ({"details": {"max_abs_diff": 1e-3}}, {"details": {"max_abs_diff": 2e-3}}, "max_abs_diff"),
+    ],
+)
+def test_silent_changes_in_cells_that_pass_in_both(tmp_path, old, new, field):
+    [change] = _pair(tmp_path, old, new).silent
+    assert change.field == field
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ({"details": {"max_abs_diff": 1e-3}}, {"details": {"max_abs_diff": 1e-3 + 1e-8}}),  # float noise
+        ({"details": {"max_abs_diff": 2e-3}}, {"details": {"max_abs_diff": 1e-3}}),  # shrank
+        ({"details": {"missing_keys": ["b", "a"]}}, {"details": {"missing_keys": ["a", "b"]}}),  # same set
+        ({"details": {"missing_keys": []}}, {"details": {}}),
+    ],
+)
+def test_no_silent_change(tmp_path, old, new):
+    assert _pair(tmp_path, old, new).silent == ()
+
+
+def test_silent_changes_are_only_looked_for_where_both_pass(tmp_path):
+    view = _pair(tmp_path, {"status": "fail", "loaded_class": "A"}, {"status": "fail", "loaded_class": "B"})
+    assert (view.breaks, view.fixes, view.silent) == ((), (), ())
