@@ -7,6 +7,7 @@ the group changes, so memory stays flat over a long run and each model loads onc
 from __future__ import annotations
 
 import gc
+import warnings
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
 from compat_tests.probes import PROBES
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.memory import PeakMemory
+from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
 from compat_tests.sources import resolve
 from loader import STRATEGIES, LoadResult, StrategyUnsupported
 
@@ -177,14 +178,27 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     return outcome
 
 
+WARNINGS_KEPT = 5
+
+
+def _distinct_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The first few distinct warnings a cell raised: deprecations here are next release's breaks."""
+    seen: dict[str, None] = {}
+    for item in caught:
+        seen.setdefault(f"{item.category.__name__}: {str(item.message).strip().splitlines()[0][:300]}", None)
+    return list(seen)[:WARNINGS_KEPT]
+
+
 def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
     """Run `cell`; every outcome, including exceptions, becomes the returned result line."""
     record = base_record(state, cell)
     start = time.perf_counter()
-    memory = PeakMemory(state.device)
+    reset_peak_memory(state.device)
     try:
-        with memory:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             outcome = _outcome(state, cell, record)
+        outcome.details["warnings"] = _distinct_warnings(caught)
         record.update(status=outcome.status, message=outcome.message, error_type=outcome.error_type,
                       details=outcome.details)
     except CellSkipped as exc:
@@ -197,6 +211,6 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
         record.update(status="fail", error_type=type(exc).__name__, message=str(exc))
     record["message"] = record["message"][:MESSAGE_LIMIT]
     record["duration_s"] = round(time.perf_counter() - start, 4)
-    record["peak_memory_mb"] = memory.peak_mb
+    record["peak_memory_mb"] = peak_memory_mb(state.device)
     record["timestamp"] = now()
     return record

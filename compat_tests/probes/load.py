@@ -7,15 +7,27 @@ from typing import Any
 
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.compare import differences, within_tolerance
-from loader.inspection import shortfall
+from loader.inspection import VISION_MARKERS, shortfall
 
 SHOWN_KEYS = 20
 """Key lists in results are cut to this many names (the count is kept)."""
 
 
+PARTS = (("LM head", ("lm_head",)), ("vision tower", VISION_MARKERS), ("embeddings", ("embed_tokens", "wte")))
+"""Names people use for the parts of a model, by parameter-name fragment; the rest is 'other'."""
+
+
 def _some(keys: list[str]) -> str:
-    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-    return ", ".join(keys[:3]) + more
+    """`12 tensors of the vision tower (visual.blocks.0..., ...)`: which parts, how many, examples."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        part = next((name for name, fragments in PARTS if any(f in key for f in fragments)), "other weights")
+        groups.setdefault(part, []).append(key)
+    described = []
+    for part, members in groups.items():
+        more = f", and {len(members) - 2} more" if len(members) > 2 else ""
+        described.append(f"{part}: {len(members)} tensor(s) ({', '.join(members[:2])}{more})")
+    return "; ".join(described)
 
 
 @dataclass(frozen=True)
@@ -48,11 +60,11 @@ class LoadProbe:
         if problem:
             return problem
         if loaded.missing_keys:
-            return f"{len(loaded.missing_keys)} weights newly initialised (not in the checkpoint): {_some(loaded.missing_keys)}"
+            return f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}"
         if loaded.mismatched_keys:
-            return f"{len(loaded.mismatched_keys)} weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}"
+            return f"weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}"
         if loaded.unexpected_keys:
-            return f"{len(loaded.unexpected_keys)} checkpoint tensors left unused: {_some(loaded.unexpected_keys)}"
+            return f"checkpoint tensors left unused (dropped by this class): {_some(loaded.unexpected_keys)}"
         inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
         with torch.no_grad():
             logits = ctx.model(**inputs).logits
