@@ -114,8 +114,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cells = _cells(matrix, args)
     releases = _releases(matrix, [args.from_release, args.to_release])
     from compat_matrix.runner import run_release
-    from reports.diff import compare_releases, exit_code, format_upgrade
-    from reports.merge import merge_paths
+    from reports.build import build_report
+    from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
     for release in releases:
@@ -126,10 +126,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers)
         if run.interrupted:
             return 130
-    report = merge_paths([out / "results" / f"{env_name(r)}.jsonl" for r in releases])
-    view = compare_releases(report, args.from_release, args.to_release)
+    report = build_report([out / "results" / f"{env_name(r)}.jsonl" for r in releases])
+    try:
+        view = compare_releases(report, args.from_release, args.to_release)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
     print(format_upgrade(view))
-    return exit_code(view)
+    return upgrade_exit_code(view)
 
 
 def cmd_report(argv: list[str]) -> int:
