@@ -1,0 +1,11 @@
+"""Options for tests/e2e, which check the report of a matrix run that scripts/test.sh just made."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compat-matrix e2e")
+    group.addoption("--report-dir", default=None, help="output folder of a `compat-matrix run` to check (tests/e2e)")
+    group.addoption("--releases", default=None, help="space-separated releases that run covered (tests/e2e)")

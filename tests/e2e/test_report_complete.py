@@ -1,0 +1,67 @@
+"""After `compat-matrix run`: the report exists in every format and holds every selected cell once.
+
+Run by scripts/test.sh with --report-dir; skipped (with the reason) when no run is named.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compat_matrix.cells import select_cells
+from compat_matrix.releases import env_name
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+
+
+@pytest.fixture(scope="module")
+def report_dir(pytestconfig: pytest.Config) -> Path:
+    folder = pytestconfig.getoption("--report-dir")
+    if not folder:
+        pytest.skip("no --report-dir given: scripts/test.sh passes the folder of the matrix run it made")
+    return Path(folder)
+
+
+@pytest.fixture(scope="module")
+def releases(pytestconfig: pytest.Config) -> list[str]:
+    return (pytestconfig.getoption("--releases") or "").split()
+
+
+@pytest.fixture(scope="module")
+def report(report_dir: Path) -> dict[str, Any]:
+    return json.loads((report_dir / "report.json").read_text())
+
+
+def test_every_format_was_written(report_dir: Path, releases: list[str]) -> None:
+    for name in ("report.json", "report.md", "index.html"):
+        assert (report_dir / name).stat().st_size > 0, name
+    assert (report_dir / "report.md").stat().st_size < 2**20
+    for release in releases:
+        results = report_dir / "results" / f"{env_name(release)}.jsonl"
+        assert results.is_file(), f"no results file for {release}"
+    junit = sorted(report_dir.glob("junit-*.xml"))
+    assert len(junit) == len(releases)
+    for path in junit:
+        ET.parse(path)
+
+
+def test_every_cell_is_in_the_report_once_per_release(report: dict[str, Any], releases: list[str]) -> None:
+    expected = {c.id for c in select_cells(load_matrix(DEFAULT_MATRIX))}
+    assert not report["problems"], report["problems"]
+    by_env: dict[str, list[str]] = {}
+    for cell in report["cells"]:
+        by_env.setdefault(cell["env"], []).append(cell["cell_id"])
+    assert sorted(by_env) == sorted(env_name(r) for r in releases)
+    for env, ids in by_env.items():
+        assert len(ids) == len(set(ids)), f"{env}: duplicate cells"
+        assert set(ids) == expected, f"{env}: missing {sorted(expected - set(ids))[:5]}, extra {sorted(set(ids) - expected)[:5]}"
+
+
+def test_no_harness_errors_and_no_regressions(report: dict[str, Any]) -> None:
+    errors = [f"{c['env']} {c['cell_id']}: {c['message'][:200]}" for c in report["cells"]
+              if c["status"] == "error" and (c.get("expected") or {}).get("status") != "error"]
+    assert not errors, "\n".join(errors[:20])
+    assert not report["regressions"], [r.get("cell_id") for r in report["regressions"]][:20]
