@@ -1,0 +1,212 @@
+"""Tiny random checkpoints built offline from a recipe, cached per transformers release.
+
+A build writes what a hub checkpoint has (config, bf16 safetensors, tokenizer, processor, chat
+template) plus `reference.json` and reference logits of the explicit class in float32, into a
+temporary folder renamed into place at the end: a folder that exists is complete, and two
+pytest-xdist workers building the same one at once both end up with the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compat_tests.tiny.families import FAMILIES, Family
+from compat_tests.tiny.inputs import InputBuilder
+from compat_tests.tiny.tokenizer import build_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from compat_matrix.spec import Recipe
+
+BUILD_FORMAT = 1
+"""Part of the recipe hash: bump it when a build writes different files for the same recipe."""
+
+REFERENCE_JSON = "reference.json"
+REFERENCE_LOGITS = "reference_logits.safetensors"
+
+
+class UnknownModelType(Exception):
+    """The installed transformers does not know recipe.model_type or recipe.architecture (message says which and which release)."""
+
+
+@dataclass(frozen=True)
+class TinyCheckpoint:
+    """A built checkpoint folder and what was recorded when it was built."""
+
+    key: str
+    """Model entry key."""
+    path: Path
+    """Folder: config.json, model.safetensors, tokenizer/processor files, reference files."""
+    recipe_hash: str
+    """sha256 of the canonical JSON of the recipe, modality and BUILD_FORMAT."""
+    transformers_version: str
+    """Release that built it."""
+    reference: dict[str, Any]
+    """reference.json: architecture, param_count, dtype saved, state_dict shapes, loading info, inputs."""
+
+    def reference_logits(self, kind: str) -> torch.Tensor:
+        """Float32 CPU logits of the explicit class at build time; kind `text` or `image` (image-text only)."""
+        from safetensors.torch import load_file
+
+        logits = load_file(self.path / REFERENCE_LOGITS)
+        if kind not in logits:
+            raise KeyError(f"{self.key} has no {kind!r} reference logits; it has {sorted(logits)}")
+        return logits[kind]
+
+
+def cache_root() -> Path:
+    """Env COMPAT_MATRIX_CACHE, default ~/.cache/compat-matrix."""
+    return Path(os.environ.get("COMPAT_MATRIX_CACHE") or Path.home() / ".cache" / "compat-matrix")
+
+
+_default_root = cache_root
+"""`build_checkpoint`'s `cache_root` argument hides the function of that name."""
+
+
+def recipe_hash(recipe: Recipe, modality: str) -> str:
+    payload = {"recipe": recipe.model_dump(mode="json"), "modality": modality, "build_format": BUILD_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+_BUILT: dict[Path, TinyCheckpoint] = {}
+"""Checkpoints this process has built or opened, by folder."""
+
+
+def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path | None = None) -> TinyCheckpoint:
+    """The checkpoint for this recipe in the installed release: from memory, from disk, or built now."""
+    import transformers
+
+    version = transformers.__version__
+    family = _family(recipe, version)
+    digest = recipe_hash(recipe, modality)
+    root = Path(cache_root) if cache_root is not None else _default_root()
+    folder = root / "tiny" / version / f"{key}-{digest[:12]}"
+    if folder not in _BUILT:
+        if not (folder / REFERENCE_JSON).is_file():
+            _build_atomically(folder, recipe, modality, family)
+        reference = json.loads((folder / REFERENCE_JSON).read_text())
+        _BUILT[folder] = TinyCheckpoint(key, folder, digest, version, reference)
+    return _BUILT[folder]
+
+
+
+def _family(recipe: Recipe, version: str) -> Family:
+    """The family, after checking that this release knows the model_type and the class."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if recipe.model_type not in CONFIG_MAPPING_NAMES:
+        raise UnknownModelType(f"transformers {version} does not know model_type {recipe.model_type!r}")
+    if not hasattr(transformers, recipe.architecture):
+        raise UnknownModelType(f"transformers {version} has no class {recipe.architecture!r} "
+                               f"(model_type {recipe.model_type!r})")
+    if recipe.model_type not in FAMILIES:
+        raise ValueError(f"no tiny tokenizer/processor for model_type {recipe.model_type!r}; "
+                         f"add it to compat_tests/tiny/families.py (known: {', '.join(FAMILIES)})")
+    return FAMILIES[recipe.model_type]
+
+
+def _build_atomically(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
+    temporary = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+    temporary.mkdir(parents=True)
+    try:
+        _write(temporary, recipe, modality, family)
+        try:
+            os.rename(temporary, folder)
+        except OSError:
+            if not (folder / REFERENCE_JSON).is_file():
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _config_kwargs(recipe: Recipe, family: Family) -> dict[str, Any]:
+    """Recipe config plus the tokenizer's bos/eos/pad ids wherever the recipe leaves them unset.
+
+    Default ids (Llama bos=1, eos=2) would be ordinary tokens of the tiny vocabulary, so
+    `generate` would stop on them; real checkpoints carry their tokenizer's ids.
+    """
+    ids = family.tokenizer.token_ids()
+    special = {f"{role.removesuffix('_token')}_token_id": ids[token]
+               for role, token in family.tokenizer.roles.items()
+               if token and role in ("bos_token", "eos_token", "pad_token")}
+    kwargs = {**special, **recipe.config}
+    if isinstance(recipe.config.get("text_config"), dict):
+        kwargs["text_config"] = {**special, **recipe.config["text_config"]}
+    return kwargs
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
+    """`dtype=` from 4.56 on, `torch_dtype=` before (deprecated since)."""
+    import transformers
+    from packaging.version import Version
+
+    return {"dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype": dtype}
+
+
+def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.for_model(recipe.model_type, **_config_kwargs(recipe, family))
+    config.architectures = [recipe.architecture]
+    tokenizer = build_tokenizer(family.tokenizer, family.chat_template)
+    processor, side = None, None
+    if modality == "image-text":
+        if family.processor is None:
+            raise ValueError(f"model_type {recipe.model_type!r} has no processor builder for image-text")
+        processor, side = family.processor(tokenizer, config)
+    model_class = getattr(transformers, recipe.architecture)
+    torch.manual_seed(recipe.seed)
+    model = model_class(config).to(getattr(torch, recipe.dtype))
+    model.save_pretrained(folder, safe_serialization=True)
+    (processor or tokenizer).save_pretrained(folder)
+    del model
+    _record_reference(folder, recipe, modality, side, model_class)
+
+
+def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: type) -> None:
+    """Load the folder back with the explicit class in float32 and record what a good load gives."""
+    import torch
+    import transformers
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model, info = model_class.from_pretrained(folder, output_loading_info=True, **_dtype_kwargs(torch.float32))
+    model.eval()
+    inputs = InputBuilder(folder, modality, image_size=side)
+    batches = {"text": inputs.text()}
+    if modality == "image-text":
+        batches["image"] = inputs.image_text()
+    with torch.no_grad():
+        logits = {kind: model(**batch).logits.float().contiguous() for kind, batch in batches.items()}
+    save_file(logits, str(folder / REFERENCE_LOGITS))
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as saved:
+        saved_tensors = {name: list(saved.get_slice(name).get_shape()) for name in sorted(saved.keys())}
+    reference = {
+        "build_format": BUILD_FORMAT,
+        "model_type": recipe.model_type,
+        "architecture": recipe.architecture,
+        "modality": modality,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "dtype_saved": recipe.dtype,
+        "param_count": sum(p.numel() for p in model.parameters()),
+        "state_dict": {name: list(t.shape) for name, t in model.state_dict().items()},
+        "saved_tensors": saved_tensors,
+        "loading_info": {k: sorted(str(item) for item in v) for k, v in info.items()},
+        "tokenizer_class": type(inputs.tokenizer).__name__,
+        "processor_class": type(inputs.processor).__name__ if inputs.processor is not None else None,
+        "processor_route": inputs.processor_route,
+        "image_size": side,
+        "input_ids": {kind: batch["input_ids"][0].tolist() for kind, batch in batches.items()},
+    }
+    (folder / REFERENCE_JSON).write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,114 @@
+"""What a tiny checkpoint of each model_type ships besides weights: tokenizer, chat template, processor.
+
+Data only, one entry per model_type of `matrix.yaml`; a new tiny family is one more entry here
+(its tokenizer's special tokens at ids 990+, matching the recipe's token ids) plus, for image-text,
+a builder in `processors.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from compat_tests.tiny import processors
+from compat_tests.tiny.tokenizer import TokenizerSpec
+
+
+def _content(image: str, text_suffix: str = "") -> str:
+    """Jinja for one message's content: a string, or a list of image/text items in order."""
+    return ("{% if message['content'] is string %}{{ message['content'] }}" + text_suffix + "{% else %}"
+            "{% for item in message['content'] %}{% if item['type'] == 'image' %}" + image +
+            "{% elif item['type'] == 'text' %}{{ item['text'] }}" + text_suffix + "{% endif %}{% endfor %}{% endif %}")
+
+
+NL = "{{ '\\n' }}"
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}" + NL +
+          _content("<|vision_start|><|image_pad|><|vision_end|>") + "<|im_end|>" + NL +
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant" + NL + "{% endif %}")
+"""Qwen 2 / 2.5 / 3 and their VL models."""
+
+LLAMA3 = ("{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+          + NL + NL + _content("") + "<|eot_id|>{% endfor %}"
+          "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>" + NL + NL + "{% endif %}")
+
+GEMMA3 = ("{{ bos_token }}{% for message in messages %}"
+          "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}" + NL +
+          _content("<start_of_image>") + "<end_of_turn>" + NL +
+          "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model" + NL + "{% endif %}")
+
+LLAVA = ("{% for message in messages %}{{ message['role'].upper() + ': ' }}" + _content("<image>" + NL, " ") +
+         "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+"""llava-hf's USER: / ASSISTANT: format."""
+
+SMOLVLM = ("<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: " + _content("<image>") +
+           "<end_of_utterance>" + NL + "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+QWEN_TOKENIZER = TokenizerSpec(
+    class_name="Qwen2Tokenizer", style="qwen",
+    specials=("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>",
+              "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"),
+    roles={"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None},
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything but the weights for one model_type."""
+
+    tokenizer: TokenizerSpec
+    """Tokenizer class, pipeline and special tokens."""
+    chat_template: str | None
+    """Jinja chat template in the family's style (None where the hub checkpoint has none)."""
+    processor: Callable[[Any, Any], processors.Built] | None = None
+    """(tokenizer, model config) -> (processor, image side); image-text families only."""
+
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family(
+        TokenizerSpec(
+            class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
+            specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                      "<|eot_id|>", "<|finetune_right_pad_id|>"),
+            roles={"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                   "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}),
+        LLAMA3),
+    "qwen2": Family(QWEN_TOKENIZER, CHATML),
+    "qwen3": Family(QWEN_TOKENIZER, CHATML),
+    "qwen2_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2VLProcessor", "Qwen2VLVideoProcessor")),
+    "qwen2_5_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor")),
+    "qwen3_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen3VLProcessor", "Qwen3VLVideoProcessor")),
+    "gemma3": Family(
+        TokenizerSpec(
+            class_name="GemmaTokenizer", style="gemma", add_bos=True,
+            specials=("<image_soft_token>", "<start_of_image>", "<end_of_image>", "<pad>", "<eos>", "<bos>",
+                      "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"),
+            roles={"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                   "mask_token": "<mask>"},
+            extra_special_tokens={"image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
+                                  "eoi_token": "<end_of_image>"}),
+        GEMMA3, processors.gemma3),
+    "llava": Family(
+        TokenizerSpec(
+            class_name="LlamaTokenizer", style="llama", add_bos=True,
+            specials=("<image>", "<s>", "</s>", "<unk>", "<pad>"),
+            roles={"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}),
+        LLAVA, processors.llava),
+    "smolvlm": Family(
+        TokenizerSpec(
+            class_name="GPT2Tokenizer", style="gpt2",
+            specials=("<image>", "<fake_token_around_image>", "<global-img>", "<|im_start|>", "<end_of_utterance>",
+                      "<|endoftext|>"),
+            roles={"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<|endoftext|>",
+                   "unk_token": "<|endoftext|>"}),
+        SMOLVLM, processors.smolvlm),
+    "paligemma": Family(
+        TokenizerSpec(
+            class_name="GemmaTokenizer", style="gemma", add_bos=True,
+            specials=("<image>", "<pad>", "<eos>", "<bos>", "<unk>", "<mask>"),
+            roles={"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                   "mask_token": "<mask>"},
+            extra_special_tokens={"image_token": "<image>"}),
+        None, processors.paligemma),
+}
+"""model_type -> family; the keys are the `recipe.model_type`s that can be built."""

@@ -1,0 +1,152 @@
+"""Per-family processors sized from the tiny model config, and loading one back from a folder.
+
+Each builder reads the patch size, image size and token counts from the model config, so that the
+processor inserts exactly as many image tokens as the tiny model's vision tower produces.
+Video processors need torchvision, which has no wheel for CPU torch on PyPI: without it the
+family's processor is built and loaded with no video processor (images are all we feed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import transformers
+from transformers.utils import is_torchvision_available
+
+Built = tuple[Any, int]
+"""A processor and the side in pixels of the square test image it expects."""
+
+
+def _attributes(cls: type) -> list[str]:
+    """Sub-processor names of a processor class (`attributes` in 4.x, from `__init__` in 5.x)."""
+    getter = getattr(cls, "get_attributes", None)
+    return list(getter()) if getter else list(cls.attributes)
+
+
+def _without_video(cls: type) -> type:
+    """`cls` with its video processor left out; same name, so it saves as `cls` does."""
+    attributes = [a for a in _attributes(cls) if a != "video_processor"]
+
+    def from_args_and_dict(sub: type, args: list[Any], processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        # Some releases make video_processor a required argument of __init__ (SmolVLM in 5.x).
+        return super(sub, sub).from_args_and_dict(args, {**processor_dict, "video_processor": None}, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__module__": cls.__module__, "attributes": attributes,
+                                       "get_attributes": classmethod(lambda _: list(attributes)),
+                                       "from_args_and_dict": classmethod(from_args_and_dict)})
+
+
+def processor_class(name: str) -> type:
+    """`transformers.<name>`, or an ImportError that says which release cannot import it and why."""
+    try:
+        return getattr(transformers, name)
+    except (ImportError, RuntimeError) as error:
+        cause = error.__cause__ or error
+        raise ImportError(f"transformers {transformers.__version__} cannot import {name}: "
+                          f"{type(cause).__name__}: {cause}") from error
+
+
+def _processor(name: str, video: Callable[[], Any] | None = None, **parts: Any) -> Any:
+    """Instantiate `transformers.<name>`, with `video()` as its video processor where it has one."""
+    cls = processor_class(name)
+    if "video_processor" not in _attributes(cls):
+        return cls(**parts)
+    if video is not None and is_torchvision_available():
+        return cls(video_processor=video(), **parts)
+    try:
+        return _without_video(cls)(video_processor=None, **parts)
+    except (AttributeError, TypeError) as error:
+        raise ImportError(f"transformers {transformers.__version__}: {name} needs its video processor, and video "
+                          f"processors need torchvision (not installed): {type(error).__name__}: {error}") from error
+
+
+def qwen_vl(name: str, video_class: str) -> Callable[[Any, Any], Built]:
+    """Qwen2-VL style: a fixed pixel budget of (patch * merge * 2)^2 gives a 4x4 patch grid, 4 tokens."""
+
+    def build(tokenizer: Any, config: Any) -> Built:
+        vision = config.vision_config
+        side = vision.patch_size * vision.spatial_merge_size * 2
+        sizing = {"patch_size": vision.patch_size, "merge_size": vision.spatial_merge_size,
+                  "temporal_patch_size": vision.temporal_patch_size,
+                  "size": {"shortest_edge": side * side, "longest_edge": side * side}}
+        if name == "Qwen3VLProcessor":
+            sizing.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        image_processor = transformers.Qwen2VLImageProcessor(**sizing)
+        image_processor.min_pixels = image_processor.max_pixels = side * side
+        processor = _processor(name, video=lambda: getattr(transformers, video_class)(**sizing),
+                               image_processor=image_processor, tokenizer=tokenizer,
+                               chat_template=tokenizer.chat_template)
+        return processor, side
+
+    return build
+
+
+def gemma3(tokenizer: Any, config: Any) -> Built:
+    """Gemma 3: the image is resized to the vision tower's size; `mm_tokens_per_image` soft tokens."""
+    side = config.vision_config.image_size
+    image_processor = transformers.Gemma3ImageProcessor(size={"height": side, "width": side})
+    return transformers.Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=tokenizer.chat_template,
+                                        image_seq_length=config.mm_tokens_per_image), side
+
+
+def llava(tokenizer: Any, config: Any) -> Built:
+    """LLaVA 1.5: CLIP resize + crop; one token per patch (the CLS token dropped by `default`)."""
+    vision = config.vision_config
+    side = vision.image_size
+    image_processor = transformers.CLIPImageProcessor(size={"shortest_edge": side},
+                                                      crop_size={"height": side, "width": side})
+    return transformers.LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                       patch_size=vision.patch_size,
+                                       vision_feature_select_strategy=config.vision_feature_select_strategy,
+                                       chat_template=tokenizer.chat_template, image_token="<image>",
+                                       num_additional_image_tokens=1), side
+
+
+def smolvlm(tokenizer: Any, config: Any) -> Built:
+    """SmolVLM: no image splitting, one global image of (patches / scale_factor^2) tokens."""
+    vision = config.vision_config
+    side = vision.image_size
+    sizing = {"size": {"longest_edge": side}, "max_image_size": {"longest_edge": side}}
+    image_processor = transformers.SmolVLMImageProcessor(do_image_splitting=False, **sizing)
+    # As in the hub's preprocessor_config.json; 4.51's processor reads it from the image processor.
+    image_processor.video_sampling = {"fps": 1, "max_frames": 4, "video_size": {"longest_edge": side}}
+    seq_len = (side // vision.patch_size) ** 2 // config.scale_factor**2
+    processor = _processor("SmolVLMProcessor", video=lambda: transformers.SmolVLMVideoProcessor(**sizing),
+                           image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
+                           chat_template=tokenizer.chat_template)
+    return processor, side
+
+
+def paligemma(tokenizer: Any, config: Any) -> Built:
+    """PaliGemma (pt): SigLIP resize; one token per patch; no chat template, as on the hub."""
+    vision = config.vision_config
+    side = vision.image_size
+    image_processor = transformers.SiglipImageProcessor(size={"height": side, "width": side})
+    image_processor.image_seq_length = (side // vision.patch_size) ** 2
+    return transformers.PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer), side
+
+
+def _processor_class_name(path: Path) -> str | None:
+    """The processor class a checkpoint folder names, wherever the release that saved it put it."""
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        file = path / name
+        if file.is_file():
+            found = json.loads(file.read_text()).get("processor_class")
+            if found:
+                return str(found)
+    return None
+
+
+def load_processor(path: Path) -> tuple[Any, str]:
+    """`AutoProcessor.from_pretrained(path)`, or the named class without video when torchvision is absent.
+
+    Returns the processor and the route taken (people read it in the report).
+    """
+    name = _processor_class_name(path)
+    cls = processor_class(name) if name else None
+    if cls is not None and "video_processor" in _attributes(cls) and not is_torchvision_available():
+        return _without_video(cls).from_pretrained(path), f"{name} without video processor (no torchvision)"
+    return transformers.AutoProcessor.from_pretrained(path), "AutoProcessor"
