@@ -24,8 +24,9 @@ class UsageProblem(Exception):
     """Wrong arguments: the message lists what exists."""
 
 
-def _matrix(args: argparse.Namespace) -> Matrix:
-    return load_matrix(args.matrix)
+def _matrix(args: argparse.Namespace, check_model_types: bool = False) -> Matrix:
+    """The matrix; model types are checked by `validate` (and in each release's env), not on every command."""
+    return load_matrix(args.matrix, check_model_types=check_model_types)
 
 
 def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
@@ -45,7 +46,7 @@ def _releases(matrix: Matrix, requested: list[str] | None) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    matrix = load_matrix(args.path or args.matrix)
+    matrix = load_matrix(args.path or args.matrix, check_model_types=True)
     print(f"{args.path or args.matrix}: valid ({len(matrix.models)} models, {len(matrix.transformers)} releases, "
           f"{matrix.count_cells()} cells per release)")
     return 0
@@ -68,6 +69,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     releases = list(args.transformers or matrix.transformers)
+    if args.with_main and "main" not in releases:
+        releases.append("main")
     unknown = [r for r in releases if r not in SPECIAL and r not in matrix.transformers]
     if unknown and not args.no_index_check:
         _releases(matrix, unknown)
@@ -172,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="the per-release job matrix as JSON (for GitHub Actions)")
     plan.add_argument("--transformers", nargs="+", help="releases (default: matrix.yaml's)")
+    plan.add_argument("--with-main", action="store_true", help="add transformers' git main (the nightly can reach it)")
     plan.add_argument("--no-index-check", action="store_true", help="do not look releases up on the package index")
     plan.set_defaults(func=cmd_plan)
 

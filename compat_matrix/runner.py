@@ -150,7 +150,7 @@ def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
     reason = (f"the environment for transformers {run.release} could not be set up (tox exit {run.exit_code}):\n"
               if setup_failed else f"the run stopped before this cell (tox exit {run.exit_code}):\n") + _log_tail(run.log)
     fingerprint = {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
-                   "python": sys.version.split()[0], "device": None, "gpu_name": None, "git_commit": None}
+                   "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None}
     with run.results.open("a", encoding="utf-8") as handle:
         for cell in missing:
             record = cell_record(matrix, cell, run.env, fingerprint)

@@ -40,9 +40,9 @@ def fingerprint(device: str) -> dict[str, Any]:
     import transformers
 
     return {
-        "transformers": transformers.__version__,
-        "transformers_requested": os.environ.get("COMPAT_MATRIX_REQUESTED", transformers.__version__),
-        "torch": torch.__version__,
+        "transformers": str(transformers.__version__),
+        "transformers_requested": os.environ.get("COMPAT_MATRIX_REQUESTED", str(transformers.__version__)),
+        "torch": str(torch.__version__),  # TorchVersion would not cross to xdist's controller
         "python": platform.python_version(),
         "device": device,
         "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None,

@@ -23,7 +23,8 @@ def test_cell(cell: Cell, matrix_state: MatrixState, record_property: Callable[[
         return
     if status in ("skipped", "unsupported"):
         pytest.skip(f"{status}: {record['message']}")
-    summary = f"{status}: {record['error_type']}: {record['message']}"
+    first_line = (record["message"].strip().splitlines() or [""])[0][:300]
+    summary = f"{status}: {record['error_type']}: {first_line}"
     if expected and expected["status"] == status:
         pytest.xfail(f"expected ({expected['reason']}) -- {summary}")
     pytest.fail(summary, pytrace=False)
