@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from compat_matrix.spec import Recipe
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 """Part of the recipe hash: bump it when a build writes different files for the same recipe."""
 
 REFERENCE_JSON = "reference.json"
@@ -97,7 +97,6 @@ def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path |
     return _BUILT[folder]
 
 
-
 def _family(recipe: Recipe, version: str) -> Family:
     """The family, after checking that this release knows the model_type and the class."""
     import transformers
@@ -134,10 +133,11 @@ def _config_kwargs(recipe: Recipe, family: Family) -> dict[str, Any]:
     Default ids (Llama bos=1, eos=2) would be ordinary tokens of the tiny vocabulary, so
     `generate` would stop on them; real checkpoints carry their tokenizer's ids.
     """
-    ids = family.tokenizer.token_ids()
-    special = {f"{role.removesuffix('_token')}_token_id": ids[token]
-               for role, token in family.tokenizer.roles.items()
-               if token and role in ("bos_token", "eos_token", "pad_token")}
+    spec = family.tokenizer
+    ids = spec.token_ids()
+    roles = {"bos": spec.roles.get("bos_token") or spec.config_bos, "eos": spec.roles.get("eos_token"),
+             "pad": spec.roles.get("pad_token")}
+    special = {f"{role}_token_id": ids[token] for role, token in roles.items() if token}
     kwargs = {**special, **recipe.config}
     if isinstance(recipe.config.get("text_config"), dict):
         kwargs["text_config"] = {**special, **recipe.config["text_config"]}
@@ -169,7 +169,6 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
     model = model_class(config).to(getattr(torch, recipe.dtype))
     model.save_pretrained(folder, safe_serialization=True)
     (processor or tokenizer).save_pretrained(folder)
-    del model
     _record_reference(folder, recipe, modality, side, model_class)
 
 

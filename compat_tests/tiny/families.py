@@ -49,6 +49,7 @@ QWEN_TOKENIZER = TokenizerSpec(
     specials=("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>",
               "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"),
     roles={"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None},
+    config_bos="<|endoftext|>",
 )
 
 
@@ -77,7 +78,8 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family(QWEN_TOKENIZER, CHATML),
     "qwen2_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2VLProcessor", "Qwen2VLVideoProcessor")),
     "qwen2_5_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor")),
-    "qwen3_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen3VLProcessor", "Qwen3VLVideoProcessor")),
+    "qwen3_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl(
+        "Qwen3VLProcessor", "Qwen3VLVideoProcessor", image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])),
     "gemma3": Family(
         TokenizerSpec(
             class_name="GemmaTokenizer", style="gemma", add_bos=True,

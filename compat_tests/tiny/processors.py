@@ -48,12 +48,12 @@ def processor_class(name: str) -> type:
                           f"{type(cause).__name__}: {cause}") from error
 
 
-def _processor(name: str, video: Callable[[], Any] | None = None, **parts: Any) -> Any:
+def _processor(name: str, video: Callable[[], Any], **parts: Any) -> Any:
     """Instantiate `transformers.<name>`, with `video()` as its video processor where it has one."""
     cls = processor_class(name)
     if "video_processor" not in _attributes(cls):
         return cls(**parts)
-    if video is not None and is_torchvision_available():
+    if is_torchvision_available():
         return cls(video_processor=video(), **parts)
     try:
         return _without_video(cls)(video_processor=None, **parts)
@@ -62,17 +62,18 @@ def _processor(name: str, video: Callable[[], Any] | None = None, **parts: Any) 
                           f"processors need torchvision (not installed): {type(error).__name__}: {error}") from error
 
 
-def qwen_vl(name: str, video_class: str) -> Callable[[Any, Any], Built]:
-    """Qwen2-VL style: a fixed pixel budget of (patch * merge * 2)^2 gives a 4x4 patch grid, 4 tokens."""
+def qwen_vl(name: str, video_class: str, **image_kwargs: Any) -> Callable[[Any, Any], Built]:
+    """Qwen2-VL style: a fixed pixel budget of (patch * merge * 2)^2 gives a 4x4 patch grid, 4 tokens.
+
+    `image_kwargs` (normalisation) differ between generations of the family.
+    """
 
     def build(tokenizer: Any, config: Any) -> Built:
         vision = config.vision_config
         side = vision.patch_size * vision.spatial_merge_size * 2
         sizing = {"patch_size": vision.patch_size, "merge_size": vision.spatial_merge_size,
                   "temporal_patch_size": vision.temporal_patch_size,
-                  "size": {"shortest_edge": side * side, "longest_edge": side * side}}
-        if name == "Qwen3VLProcessor":
-            sizing.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+                  "size": {"shortest_edge": side * side, "longest_edge": side * side}, **image_kwargs}
         image_processor = transformers.Qwen2VLImageProcessor(**sizing)
         image_processor.min_pixels = image_processor.max_pixels = side * side
         processor = _processor(name, video=lambda: getattr(transformers, video_class)(**sizing),

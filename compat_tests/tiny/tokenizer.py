@@ -84,6 +84,8 @@ class TokenizerSpec:
     """Named tokens processors read from the tokenizer (`tokenizer.image_token`, `boi_token`)."""
     add_bos: bool = False
     """The tokenizer prepends bos to every sequence (Llama 3, Llama 2, Gemma)."""
+    config_bos: str | None = None
+    """The model config's bos where the tokenizer has none (Qwen configs name <|endoftext|>)."""
 
     def token_ids(self) -> dict[str, int]:
         return {token: SPECIAL_BASE + i for i, token in enumerate(self.specials)}
