@@ -1,0 +1,78 @@
+"""The results file under pytest-xdist: one line per cell written by the controller, and an
+`error` line (with the reason) for a cell that hangs past its timeout or kills its worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+PLANTS = '''
+import os, signal, time
+from compat_tests import probes
+
+class Crash:
+    name, mutates_model = "forward", False
+    def run(self, ctx):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class Hang:
+    name, mutates_model = "generate", False
+    def run(self, ctx):
+        time.sleep(120)
+
+probes.PROBES["forward"] = Crash()
+probes.PROBES["generate"] = Hang()
+'''
+
+
+def run_matrix(tmp_path: Path, conftest: str, *args: str) -> subprocess.CompletedProcess[str]:
+    matrix = (REPO / "matrix.yaml").read_text().replace("cell_timeout_s: 120", "cell_timeout_s: 5")
+    (tmp_path / "matrix.yaml").write_text(matrix)
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["compat_tests.plugin"]\n' + conftest)
+    (tmp_path / "test_cells.py").write_text("from compat_tests.test_matrix import test_cell  # noqa: F401\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COMPAT_MATRIX_ENV": "planted"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         "--cm-matrix", str(tmp_path / "matrix.yaml"), "--cm-results", str(tmp_path / "results"),
+         "--cm-models", "llama", "--cm-strategies", "explicit_class", *args],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+
+def lines(tmp_path: Path) -> dict[str, dict]:
+    path = tmp_path / "results" / "planted.jsonl"
+    return {r["cell_id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_crash_and_hang_become_error_lines_and_the_other_cells_still_run(tmp_path: Path) -> None:
+    done = run_matrix(tmp_path, PLANTS, "-n", "2")
+    results = lines(tmp_path)
+    assert sorted(results) == sorted(f"llama-explicit_class-default-{p}" for p in ("load", "forward", "generate", "grpo_step")), done.stdout[-3000:]
+    crashed = results["llama-explicit_class-default-forward"]
+    assert crashed["status"] == "error" and "crashed" in crashed["message"], crashed["message"]
+    hung = results["llama-explicit_class-default-generate"]
+    assert hung["status"] == "error" and "timed out after 5 s" in hung["message"], hung["message"]
+    assert results["llama-explicit_class-default-load"]["status"] == "pass"
+    assert results["llama-explicit_class-default-grpo_step"]["status"] == "pass"
+    assert hung["transformers"] and hung["torch"] and hung["expected"] is None
+    assert done.returncode == 1
+
+
+def test_lines_written_before_a_killed_run_survive(tmp_path: Path) -> None:
+    kill_controller = '''
+import os, signal
+from compat_tests import probes
+class KillAll:
+    name, mutates_model = "generate", False
+    def run(self, ctx):
+        os.kill(os.getpid(), signal.SIGKILL)
+probes.PROBES["generate"] = KillAll()
+'''
+    run_matrix(tmp_path, kill_controller, "-p", "no:xdist")
+    results = lines(tmp_path)
+    assert list(results) == ["llama-explicit_class-default-load", "llama-explicit_class-default-forward"]
+    assert all(r["status"] == "pass" for r in results.values())
