@@ -1,0 +1,96 @@
+"""Benchmark the tiny matrix in the installed release: seconds per probe and per cell, and the
+harness overhead (a whole pytest run against the sum of the bare probe times), in one run.
+
+    .tox/tf4_57_6/bin/python bench/bench_matrix.py [--models llama qwen2_5_vl] [--workers 2]
+
+Prints ratios and medians; nothing here asserts a time (timings belong in reports, not tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def bare(models: list[str] | None) -> tuple[list[dict], float]:
+    """Run every tiny cell in this process, warm caches first; return the records and wall time."""
+    from compat_matrix.cells import select_cells
+    from compat_matrix.validate import load_matrix
+    from compat_tests.execute import MatrixState, run_cell
+
+    matrix = load_matrix(check_model_types=False)
+    keys = models or [m.key for m in matrix.models if m.source == "tiny"]
+    state = MatrixState(matrix)
+    for key in keys:  # checkpoint builds are cached on disk; exclude them from the timing
+        try:
+            state.prepare(matrix.model(key))
+        except Exception:
+            pass
+    start = time.perf_counter()
+    records = [run_cell(state, cell) for cell in select_cells(matrix, keys)]
+    return records, time.perf_counter() - start
+
+
+def pytest_wall(models: list[str] | None, workers: int) -> float:
+    """Wall time of the real pytest run (fresh process: imports and collection included)."""
+    with tempfile.TemporaryDirectory() as results:
+        command = [sys.executable, "-m", "pytest", "compat_tests", "-q", "-p", "no:cacheprovider",
+                   "--cm-results", results, "-n", str(workers), "--dist", "loadgroup"]
+        if models:
+            command += ["--cm-models", ",".join(models)]
+        start = time.perf_counter()
+        subprocess.run(command, cwd=REPO, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", help="model keys (default: every tiny model)")
+    parser.add_argument("--workers", type=int, default=2, help="xdist workers for the parallel run")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+
+    import torch
+    import transformers
+
+    records, bare_wall = bare(args.models)
+    by_probe: dict[str, list[float]] = defaultdict(list)
+    by_cell_group: dict[tuple, float] = defaultdict(float)
+    for record in records:
+        if record["status"] == "pass":
+            by_probe[record["probe"]].append(record["duration_s"])
+            by_cell_group[(record["model"], record["strategy"], record["load_kwargs"])] += record["duration_s"]
+    bare_sum = sum(r["duration_s"] for r in records)
+    serial = pytest_wall(args.models, 0)
+    parallel = pytest_wall(args.models, args.workers)
+    load_forward = [by_probe["load"][i] + by_probe["forward"][i] for i in range(min(len(by_probe["load"]), len(by_probe["forward"])))]
+    numbers = {
+        "transformers": transformers.__version__, "torch": torch.__version__, "cores": os.cpu_count(),
+        "cells": len(records), "passed": sum(r["status"] == "pass" for r in records),
+        "median_s_per_probe": {p: round(statistics.median(v), 4) for p, v in by_probe.items()},
+        "median_s_load_plus_forward": round(statistics.median(load_forward), 4) if load_forward else None,
+        "median_s_per_model_strategy_all_probes": round(statistics.median(by_cell_group.values()), 4),
+        "bare_probe_sum_s": round(bare_sum, 2), "bare_wall_s": round(bare_wall, 2),
+        "pytest_serial_wall_s": round(serial, 2), f"pytest_n{args.workers}_wall_s": round(parallel, 2),
+        "overhead_ratio_serial": round(serial / bare_sum, 3),
+        f"speedup_n{args.workers}": round(serial / parallel, 3),
+    }
+    for key, value in numbers.items():
+        print(f"{key:40} {value}")
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+
+
+if __name__ == "__main__":
+    main()
