@@ -1,0 +1,203 @@
+"""Tiny models straight from the matrix.yaml recipes, a stand-in input builder, and planted bugs.
+
+The probe tests must need neither the hub nor `compat_tests.tiny` (written concurrently): models are
+random, built from config in a fraction of a second, and `reload` rebuilds them bit-identically
+from the recipe's seed, which is what reloading a saved tiny checkpoint gives the harness.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+import transformers
+from transformers import AutoConfig
+
+from compat_matrix.spec import ModelEntry, Settings
+from compat_matrix.validate import load_matrix
+from compat_tests.probes.base import ProbeContext
+from loader.result import LoadResult
+
+MATRIX = load_matrix(check_model_types=False)
+
+BOS, EOS, PAD = 1, 2, 0
+"""Special ids inside the tiny vocab (the Qwen2-VL defaults, 151643+, lie outside it)."""
+
+IMAGE_PATCHES, PATCH_VALUES = 4, 3 * 2 * 14 * 14
+"""Qwen2-VL: a 28x28 image at patch 14 is a (1, 2, 2) grid of 4 patches, each channels x temporal
+patch (2) x 14 x 14 values; the 2x2 spatial merge turns them into 1 image token."""
+
+PROMPTS = ("describe the picture", "what colour is the sky over the old town today", "count the boats")
+
+Plant = Callable[[Any], None]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: with 2 threads on 2 busy cores a tiny model's GRPO step took 1.3-2.9 s
+    instead of 0.16-0.25 s (OpenMP threads spin against each other and against other processes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FakeInputs:
+    """The part of `compat_tests.tiny.InputBuilder` the probes use: batch-1 CPU tensors, made without a
+    tokenizer (words hashed into ids 10..989) and, for image-text, laid out as Qwen2VLProcessor does."""
+
+    eos_token_id = EOS
+    pad_token_id = PAD
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.config = entry.recipe.config if entry.recipe else {}
+        self.mm_token_type_ids = getattr(transformers.Qwen2VLProcessor, "return_mm_token_type_ids", False)
+        """5.x processors add mm_token_type_ids (1 on image tokens), and 5.x Qwen2-VL requires it."""
+
+    def prompts(self, count: int) -> list[str]:
+        return [PROMPTS[i % len(PROMPTS)] + " please" * (i // len(PROMPTS)) for i in range(count)]
+
+    def text(self, prompt: str) -> dict[str, torch.Tensor]:
+        return self._batch([BOS, *self._words(prompt)])
+
+    def image(self, seed: int) -> torch.Tensor:
+        return torch.randn(IMAGE_PATCHES, PATCH_VALUES, generator=torch.Generator().manual_seed(seed))
+
+    def image_text(self, prompt: str, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        ids = [BOS, c["vision_start_token_id"], c["image_token_id"], c["vision_end_token_id"], *self._words(prompt)]
+        batch = {**self._batch(ids), "pixel_values": image, "image_grid_thw": torch.tensor([[1, 2, 2]])}
+        if self.mm_token_type_ids:
+            batch["mm_token_type_ids"] = (batch["input_ids"] == c["image_token_id"]).long()
+        return batch
+
+    @staticmethod
+    def _words(prompt: str) -> list[int]:
+        return [10 + zlib.crc32(word.encode()) % 980 for word in prompt.split()]
+
+    @staticmethod
+    def _batch(ids: list[int]) -> dict[str, torch.Tensor]:
+        input_ids = torch.tensor([ids])
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+def build_model(entry: ModelEntry, plant: Plant | None = None, dtype: torch.dtype = torch.float32) -> Any:
+    """A random model from the entry's recipe (same weights on every call), with `plant` applied."""
+    recipe = entry.recipe
+    assert recipe is not None
+    special = {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
+    config = AutoConfig.for_model(recipe.model_type, **{**special, **recipe.config})
+    torch.manual_seed(recipe.seed)
+    model = getattr(transformers, recipe.architecture)(config).to(dtype).eval()
+    if plant is not None:
+        plant(model)
+    return model
+
+
+def make_context(
+    key: str,
+    plant: Plant | None = None,
+    *,
+    settings: Settings | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> ProbeContext:
+    """A ProbeContext on CPU whose `reload` builds the same (planted) model again, as a real reload would."""
+    entry = MATRIX.model(key)
+
+    def reload() -> Any:
+        return build_model(entry, plant, dtype)
+
+    return ProbeContext(
+        entry=entry,
+        checkpoint=None,  # type: ignore[arg-type]  # probes never read it
+        loaded=LoadResult(model=reload(), strategy="explicit_class", path="test:from_config"),
+        inputs=FakeInputs(entry),  # type: ignore[arg-type]  # duck-typed InputBuilder
+        settings=settings or Settings(),
+        device="cpu",
+        dtype=dtype,
+        reload=reload,
+    )
+
+
+def _wrap_forward(model: Any, before: Callable[[dict[str, Any]], None] = lambda kw: None, after: Callable[[dict[str, Any], Any], None] = lambda kw, out: None) -> None:
+    """Replace `model.forward` on this instance; `functools.wraps` keeps the signature `generate` inspects."""
+    original = model.forward
+
+    @functools.wraps(original)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        before(kwargs)
+        output = original(*args, **kwargs)
+        after(kwargs, output)
+        return output
+
+    model.forward = forward
+
+
+def _past_length(kwargs: dict[str, Any]) -> int:
+    """Tokens already in the KV cache: > 0 on a cached decode step (`cache` in 5.x, `past_key_values` before)."""
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    return 0 if cache is None else int(cache.get_seq_length())
+
+
+def ignore_pixel_values(model: Any) -> None:
+    """Planted: the model drops the image inputs, so image tokens are embedded as plain text.
+
+    `generate` is wrapped too: in 5.x it lays out Qwen2-VL's M-RoPE from the grid before calling
+    the forward, so dropping the image in the forward alone would also trip `logprob_match`.
+    """
+
+    def drop(kwargs: dict[str, Any]) -> None:
+        for key in ("pixel_values", "image_grid_thw", "mm_token_type_ids"):
+            kwargs.pop(key, None)
+
+    _wrap_forward(model, before=drop)
+    original = model.generate
+
+    @functools.wraps(original)
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        drop(kwargs)
+        return original(*args, **kwargs)
+
+    model.generate = generate
+
+
+def shift_decode_positions(model: Any, by: int = 1) -> None:
+    """Planted: cached decode steps run at position + `by`, the full forward at the right positions."""
+
+    def shift(kwargs: dict[str, Any]) -> None:
+        past = _past_length(kwargs)
+        if past:
+            positions = kwargs.get("position_ids")
+            if positions is None:
+                positions = torch.arange(past, past + kwargs["input_ids"].shape[1])[None]
+            kwargs["position_ids"] = positions + by
+
+    _wrap_forward(model, before=shift)
+
+
+def freeze(model: Any) -> None:
+    """Planted: no parameter requires grad, so the optimizer step cannot change anything."""
+    model.requires_grad_(False)
+
+
+def leak_between_calls(model: Any) -> None:
+    """Planted: state kept on the model object biases every generation after the first one."""
+    prefills = [0]
+
+    def count(kwargs: dict[str, Any]) -> None:
+        if not _past_length(kwargs):
+            prefills[0] += 1
+
+    def bias(kwargs: dict[str, Any], output: Any) -> None:
+        if prefills[0] > 1:
+            output.logits[..., 7] += 100.0
+
+    _wrap_forward(model, before=count, after=bias)
+
+
+def nan_logits(model: Any) -> None:
+    """Planted: the forward returns nan logits."""
+    _wrap_forward(model, after=lambda kwargs, output: output.logits.fill_(float("nan")))

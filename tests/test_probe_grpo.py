@@ -1,0 +1,123 @@
+"""The `grpo_step` probe on tiny models, its planted failures, and the pieces it is built from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compat_matrix.spec import GrpoSettings, Settings
+from compat_tests.probes import memory
+from compat_tests.probes.grpo import PROBE, Rollout, completion_mask, full_inputs, repeat_batch
+from compat_tests.probes.rewards import REWARDS, get_reward, token_diversity
+from tests.probe_fixtures import freeze, ignore_pixel_values, make_context, one_thread, shift_decode_positions  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("key", ["llama", "qwen2_vl"])
+def test_one_step_passes_and_records_details(key, dtype):
+    ctx = make_context(key, dtype=dtype)
+    outcome = PROBE.run(ctx)
+    assert outcome.status == "pass", outcome.message
+    details = outcome.details
+    json.dumps(details, allow_nan=False)
+    settings = ctx.settings.grpo
+    assert len(details["group_rewards"]) == settings.prompts
+    assert all(len(set(group)) == settings.group_size for group in details["group_rewards"])
+    assert details["max_logprob_diff"] <= details["logprob_tolerance"]
+    assert details["grad_norm_head"] > 0 and details["grad_norm_last_layer"] > 0
+    assert (details["grad_norm_vision"] is not None) == (key == "qwen2_vl")
+    assert details["last_layer"].endswith("layers.1")
+    assert details["time_s"] > 0
+
+
+def test_forward_ignoring_pixel_values_fails_grad_vision():
+    outcome = PROBE.run(make_context("qwen2_vl", ignore_pixel_values))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["grad_vision"]
+    assert "did not use the image" in outcome.message
+
+
+def test_generation_and_forward_disagreeing_fails_logprob_match():
+    outcome = PROBE.run(make_context("llama", shift_decode_positions))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["logprob_match"]
+    assert outcome.details["max_logprob_diff"] > 10 * outcome.details["logprob_tolerance"]
+
+
+def test_frozen_model_fails_params_changed():
+    outcome = PROBE.run(make_context("llama", freeze))
+    assert outcome.status == "fail"
+    assert "params_changed" in outcome.details["failed_checks"]
+    assert "unchanged after the optimizer step (0 parameters require grad)" in outcome.message
+    assert outcome.details["max_param_change"] == 0.0
+
+
+def test_equal_rewards_are_a_harness_error_not_a_model_failure():
+    # Tiny random models never emit EOS in 4 tokens, so every completion has the same length.
+    settings = Settings(grpo=GrpoSettings(reward="completion_length"))
+    outcome = PROBE.run(make_context("llama", settings=settings))
+    assert outcome.status == "error"
+    assert outcome.error_type == "NoLearningSignal"
+
+
+def test_completion_mask_keeps_tokens_up_to_the_first_eos():
+    completion = torch.tensor([[5, 2, 7, 0], [5, 6, 7, 8], [2, 2, 0, 0]])
+    expected = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(completion_mask(completion, [2, 9]), expected)
+
+
+def test_repeat_batch_handles_batch_first_and_flat_qwen_tensors():
+    inputs = {"input_ids": torch.ones(1, 5, dtype=torch.long), "pixel_values": torch.randn(4, 6), "image_grid_thw": torch.tensor([[1, 2, 2]])}
+    batch = repeat_batch(inputs, 3)
+    assert batch["input_ids"].shape == (3, 5)
+    assert torch.equal(batch["pixel_values"], torch.cat([inputs["pixel_values"]] * 3))
+    assert batch["image_grid_thw"].tolist() == [[1, 2, 2]] * 3
+
+
+def test_full_inputs_extend_per_token_inputs_as_generate_does():
+    rollout = Rollout(
+        inputs={
+            "input_ids": torch.tensor([[1, 990, 5]]),
+            "attention_mask": torch.ones(1, 3, dtype=torch.long),
+            "token_type_ids": torch.tensor([[0, 1, 0]]),
+            "cross_attention_mask": torch.tensor([[[[1, 0]], [[1, 0]], [[1, 1]]]]),
+            "pixel_values": torch.zeros(1, 3, 4, 4),
+        },
+        completion=torch.tensor([[7, 2]]),
+        mask=torch.tensor([[True, False]]),
+        sampled_logp=torch.zeros(1, 2),
+        logit_scale=1.0,
+    )
+    inputs = full_inputs(rollout)
+    assert inputs["input_ids"].tolist() == [[1, 990, 5, 7, 2]]
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 1, 0]]
+    assert inputs["token_type_ids"].tolist() == [[0, 1, 0, 0, 0]]
+    assert inputs["cross_attention_mask"][0, 3:].tolist() == [[[1, 1]], [[1, 1]]]
+    assert inputs["pixel_values"] is rollout.inputs["pixel_values"]
+    assert full_inputs(rollout, "paligemma")["token_type_ids"].tolist() == [[0, 1, 0, 1, 1]]
+
+
+def test_rewards():
+    assert token_diversity([4, 4, 4, 4]) == 0.25
+    assert token_diversity([1, 3]) == pytest.approx(1 + 1 / 4)
+    assert token_diversity([9]) == 1.0
+    assert len({token_diversity(ids) for ids in ([1, 2, 3, 4], [5, 6, 7, 8], [1, 5, 9, 13])}) == 3
+    assert get_reward("mean_token_id")([2, 4]) == 3.0
+    assert get_reward("completion_length")([2, 4, 6]) == 3.0
+    assert Settings().grpo.reward in REWARDS
+    with pytest.raises(KeyError, match="known: token_diversity"):
+        get_reward("accuracy")
+
+
+def test_peak_memory_window_sees_a_new_allocation():
+    memory.reset_peak_memory("cpu")
+    baseline = memory.peak_memory_mb("cpu")
+    block = torch.ones(64 * 2**20, dtype=torch.uint8)
+    peak = memory.peak_memory_mb("cpu")
+    del block
+    assert baseline is not None and peak is not None
+    assert peak - baseline >= 60
