@@ -26,6 +26,9 @@ STRATEGY_NAMES = (
 PROBE_NAMES = ("load", "forward", "generate", "grpo_step")
 """Probes in the order they run on one loaded model; later probes reuse the loaded model."""
 
+REWARD_NAMES = ("token_diversity", "mean_token_id", "completion_length")
+"""Rule-based GRPO rewards; `compat_tests.probes.rewards.REWARDS` must list the same names."""
+
 STATUSES = ("pass", "fail", "unsupported", "skipped", "error")
 """Cell statuses, best to worst for the report's worst-status rule (see reports/README.md)."""
 
@@ -167,9 +170,15 @@ class GrpoSettings(_Frozen):
     learning_rate: float = Field(1e-3, gt=0)
     """Step size of the one optimizer step."""
     reward: str = "token_diversity"
-    """Name of a rule-based reward in `compat_tests.probes.rewards`."""
+    """Rule-based reward, one of REWARD_NAMES; the default gives different values inside a group."""
     seed: int = 0
     """Sampling seed."""
+
+    @field_validator("reward")
+    @classmethod
+    def _known_reward(cls, value: str) -> str:
+        _known((value,), REWARD_NAMES, "reward")
+        return value
 
 
 class Settings(_Frozen):
