@@ -24,11 +24,15 @@ ENVIRONMENT_LIMITS = ("torchvision", "num2words")
 """Optional packages whose absence some releases turn into an ImportError; anything else fails."""
 
 
+def _recipe(entry: ModelEntry) -> Recipe:
+    assert entry.recipe is not None
+    return entry.recipe
+
+
 def _build(entry: ModelEntry, root: Path) -> TinyCheckpoint:
     """Build, skipping models this release does not know or this environment cannot process."""
-    assert entry.recipe is not None
     try:
-        return build_checkpoint(entry.key, entry.recipe, entry.modality, cache_root=root)
+        return build_checkpoint(entry.key, _recipe(entry), entry.modality, cache_root=root)
     except UnknownModelType as error:
         pytest.skip(f"unsupported here: {error}")
     except ImportError as error:
@@ -56,7 +60,7 @@ def _file_hashes(folder: Path) -> dict[str, str]:
 def _recipe_token_ids(entry: ModelEntry) -> set[int]:
     """Every *_token_id / *_token_index the recipe sets, at any depth."""
     found: set[int] = set()
-    stack = [entry.recipe.config if entry.recipe else {}]
+    stack = [_recipe(entry).config]
     while stack:
         node = stack.pop()
         for name, value in node.items():
@@ -79,7 +83,7 @@ def test_folder_is_a_hub_style_bf16_checkpoint(entry: ModelEntry, root: Path) ->
     with safe_open(str(ckpt.path / "model.safetensors"), framework="pt") as saved:
         assert {saved.get_slice(name).get_dtype() for name in saved.keys()} == {"BF16"}
     reference = ckpt.reference
-    assert reference["architecture"] == entry.recipe.architecture
+    assert reference["architecture"] == _recipe(entry).architecture
     assert reference["param_count"] > 0 and reference["state_dict"]
     assert all(not keys for keys in reference["loading_info"].values()), reference["loading_info"]
 
@@ -87,7 +91,7 @@ def test_folder_is_a_hub_style_bf16_checkpoint(entry: ModelEntry, root: Path) ->
 def test_auto_classes_load_the_folder(entry: ModelEntry, root: Path) -> None:
     ckpt = _build(entry, root)
     config = transformers.AutoConfig.from_pretrained(ckpt.path)
-    assert config.architectures == [entry.recipe.architecture]
+    assert config.architectures == [_recipe(entry).architecture]
     tokenizer = transformers.AutoTokenizer.from_pretrained(ckpt.path)
     ids = tokenizer("the quick brown fox", add_special_tokens=False)["input_ids"]
     assert ids and max(ids) < SPECIAL_BASE
@@ -104,7 +108,7 @@ def test_auto_classes_load_the_folder(entry: ModelEntry, root: Path) -> None:
 
 def test_explicit_class_reproduces_reference_logits(entry: ModelEntry, root: Path) -> None:
     ckpt = _build(entry, root)
-    model = getattr(transformers, entry.recipe.architecture).from_pretrained(ckpt.path).float().eval()
+    model = getattr(transformers, _recipe(entry).architecture).from_pretrained(ckpt.path).float().eval()
     inputs = InputBuilder(ckpt.path, entry.modality)
     batches = {"text": inputs.text()}
     if entry.modality == "image-text":
@@ -148,7 +152,7 @@ def test_losing_a_build_race_keeps_the_winner(root: Path, tmp_path: Path) -> Non
     winner = _build(entry, root)
     folder = tmp_path / winner.path.name
     shutil.copytree(winner.path, folder)
-    tiny._build_atomically(folder, entry.recipe, entry.modality, tiny.FAMILIES[entry.recipe.model_type])
+    tiny._build_atomically(folder, _recipe(entry), entry.modality, tiny.FAMILIES[_recipe(entry).model_type])
     assert _file_hashes(folder) == _file_hashes(winner.path)
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]
 

@@ -164,7 +164,7 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
         if family.processor is None:
             raise ValueError(f"model_type {recipe.model_type!r} has no processor builder for image-text")
         processor, side = family.processor(tokenizer, config)
-    model_class = getattr(transformers, recipe.architecture)
+    model_class: Any = getattr(transformers, recipe.architecture)
     torch.manual_seed(recipe.seed)
     model = model_class(config).to(getattr(torch, recipe.dtype))
     model.save_pretrained(folder, safe_serialization=True)
@@ -172,7 +172,7 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
     _record_reference(folder, recipe, modality, side, model_class)
 
 
-def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: type) -> None:
+def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: Any) -> None:
     """Load the folder back with the explicit class in float32 and record what a good load gives."""
     import torch
     import transformers

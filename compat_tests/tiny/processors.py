@@ -19,17 +19,17 @@ Built = tuple[Any, int]
 """A processor and the side in pixels of the square test image it expects."""
 
 
-def _attributes(cls: type) -> list[str]:
+def _attributes(cls: Any) -> list[str]:
     """Sub-processor names of a processor class (`attributes` in 4.x, from `__init__` in 5.x)."""
     getter = getattr(cls, "get_attributes", None)
     return list(getter()) if getter else list(cls.attributes)
 
 
-def _without_video(cls: type) -> type:
+def _without_video(cls: Any) -> Any:
     """`cls` with its video processor left out; same name, so it saves as `cls` does."""
     attributes = [a for a in _attributes(cls) if a != "video_processor"]
 
-    def from_args_and_dict(sub: type, args: list[Any], processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+    def from_args_and_dict(sub: Any, args: list[Any], processor_dict: dict[str, Any], **kwargs: Any) -> Any:
         # Some releases make video_processor a required argument of __init__ (SmolVLM in 5.x).
         return super(sub, sub).from_args_and_dict(args, {**processor_dict, "video_processor": None}, **kwargs)
 
@@ -38,7 +38,7 @@ def _without_video(cls: type) -> type:
                                        "from_args_and_dict": classmethod(from_args_and_dict)})
 
 
-def processor_class(name: str) -> type:
+def processor_class(name: str) -> Any:
     """`transformers.<name>`, or an ImportError that says which release cannot import it and why."""
     try:
         return getattr(transformers, name)
@@ -110,12 +110,12 @@ def smolvlm(tokenizer: Any, config: Any) -> Built:
     """SmolVLM: no image splitting, one global image of (patches / scale_factor^2) tokens."""
     vision = config.vision_config
     side = vision.image_size
-    sizing = {"size": {"longest_edge": side}, "max_image_size": {"longest_edge": side}}
-    image_processor = transformers.SmolVLMImageProcessor(do_image_splitting=False, **sizing)
+    sizing: dict[str, Any] = {"size": {"longest_edge": side}, "max_image_size": {"longest_edge": side}}
+    image_processor: Any = transformers.SmolVLMImageProcessor(do_image_splitting=False, **sizing)
     # As in the hub's preprocessor_config.json; 4.51's processor reads it from the image processor.
     image_processor.video_sampling = {"fps": 1, "max_frames": 4, "video_size": {"longest_edge": side}}
     seq_len = (side // vision.patch_size) ** 2 // config.scale_factor**2
-    processor = _processor("SmolVLMProcessor", video=lambda: transformers.SmolVLMVideoProcessor(**sizing),
+    processor = _processor("SmolVLMProcessor", video=lambda: getattr(transformers, "SmolVLMVideoProcessor")(**sizing),
                            image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
                            chat_template=tokenizer.chat_template)
     return processor, side
@@ -125,7 +125,7 @@ def paligemma(tokenizer: Any, config: Any) -> Built:
     """PaliGemma (pt): SigLIP resize; one token per patch; no chat template, as on the hub."""
     vision = config.vision_config
     side = vision.image_size
-    image_processor = transformers.SiglipImageProcessor(size={"height": side, "width": side})
+    image_processor: Any = transformers.SiglipImageProcessor(size={"height": side, "width": side})
     image_processor.image_seq_length = (side // vision.patch_size) ** 2
     return transformers.PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer), side
 
