@@ -185,8 +185,13 @@ def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | N
     batches = {"text": inputs.text()}
     if modality == "image-text":
         batches["image"] = inputs.image_text()
-    with torch.no_grad():
-        logits = {kind: model(**batch).logits.float().contiguous() for kind, batch in batches.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the logits' bits, and so the files, must not depend on the caller's threads
+    try:
+        with torch.no_grad():
+            logits = {kind: model(**batch).logits.float().contiguous() for kind, batch in batches.items()}
+    finally:
+        torch.set_num_threads(threads)
     save_file(logits, str(folder / REFERENCE_LOGITS))
     with safe_open(str(folder / "model.safetensors"), framework="pt") as saved:
         saved_tensors = {name: list(saved.get_slice(name).get_shape()) for name in sorted(saved.keys())}
