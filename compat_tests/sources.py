@@ -47,6 +47,8 @@ def resolve(entry: ModelEntry) -> Any:
             return build_checkpoint(entry.key, entry.recipe, entry.modality)
         except UnknownModelType as exc:
             raise CellUnsupported(str(exc)) from None
+        except ImportError as exc:  # e.g. a processor that needs torchvision, absent beside a CPU torch wheel
+            raise CellSkipped(f"needs a package this environment lacks: {exc}") from None
         except Exception as exc:
             raise HarnessError(f"building the tiny checkpoint failed: {type(exc).__name__}: {exc}") from exc
     if entry.source == "local":
