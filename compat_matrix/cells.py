@@ -1,4 +1,8 @@
-"""Cells: (model, strategy, load profile, probe) for the installed release, in run order."""
+"""Cells: (model, strategy, load profile, probe[, saved_by]) for the installed release, in run order.
+
+A cross-release cell loads the checkpoint another release (`saved_by`) wrote; only the `load` and
+`forward` probes run there, against the reference that release recorded.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,29 @@ class Cell:
     strategy: str
     profile: str
     probe: str
+    saved_by: str | None = None
+    """Release that wrote the checkpoint, for cross-release cells; None: the running release."""
 
     @property
     def id(self) -> str:
-        return f"{self.model}-{self.strategy}-{self.profile}-{self.probe}"
+        suffix = f"@{self.saved_by}" if self.saved_by else ""
+        return f"{self.model}-{self.strategy}-{self.profile}-{self.probe}{suffix}"
 
     @property
-    def group(self) -> tuple[str, str, str]:
+    def group(self) -> tuple[str, str, str, str | None]:
         """Cells sharing one loaded model."""
-        return (self.model, self.profile, self.strategy)
+        return (self.model, self.profile, self.strategy, self.saved_by)
+
+    @classmethod
+    def from_id(cls, cell_id: str) -> Cell | None:
+        """Parse `model-strategy-profile-probe[@release]` (keys and names never contain '-')."""
+        body, _, saved_by = cell_id.partition("@")
+        parts = body.split("-")
+        return cls(*parts, saved_by=saved_by or None) if len(parts) == 4 else None
+
+
+CROSS_RELEASE_PROBES = ("load", "forward")
+"""What a checkpoint from another release is checked with."""
 
 
 def _pick(chosen: Iterable[str] | None, available: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -42,15 +60,25 @@ def select_cells(
     models: Iterable[str] | None = None,
     strategies: Iterable[str] | None = None,
     probes: Iterable[str] | None = None,
+    saved_by: Iterable[str] | None = None,
 ) -> list[Cell]:
-    """Every selected cell; probes of one loaded model stay adjacent and in probe order."""
+    """Every selected cell; probes of one loaded model stay adjacent and in probe order.
+
+    With `saved_by`, the cross-release cells instead: tiny models only, `load` and `forward` only,
+    one set per release that wrote the checkpoints.
+    """
     keys = _pick(models, tuple(m.key for m in matrix.models), "model")
     chosen_strategies = _pick(strategies, matrix.strategies, "strategy")
     chosen_probes = _pick(probes, matrix.probes, "probe")
+    writers: tuple[str | None, ...] = (None,)
+    if saved_by is not None:
+        writers = tuple(saved_by)
+        chosen_probes = tuple(p for p in chosen_probes if p in CROSS_RELEASE_PROBES)
     return [
-        Cell(entry.key, strategy, profile, probe)
+        Cell(entry.key, strategy, profile, probe, writer)
         for entry in matrix.models
-        if entry.key in keys
+        if entry.key in keys and (saved_by is None or entry.source == "tiny")
+        for writer in writers
         for profile in entry.load_kwargs
         for strategy in chosen_strategies
         for probe in chosen_probes

@@ -98,12 +98,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
             interrupted = True
             break
+    if args.cross_release and not interrupted:
+        interrupted = _cross_release(matrix, args, releases, out.resolve())
     extra = ["--fail-on-regression"] if args.fail_on_regression else []
     if args.baseline:
         extra += ["--baseline", str(args.baseline)]
     code = _report(out / "results", out, extra)
     print(f"report: {out / 'report.md'}, {out / 'index.html'}, {out / 'report.json'}", file=sys.stderr)
     return 130 if interrupted else code
+
+
+def _cross_release(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path) -> bool:
+    """Each release loads the tiny checkpoints every other release saved; True when interrupted."""
+    from compat_matrix.runner import installed_release, run_release
+
+    installed = {r: installed_release(out / "results" / f"{env_name(r)}.jsonl") for r in releases}
+    for release in releases:
+        others = sorted({v for r, v in installed.items() if v and r != release and v != installed[release]})
+        if not others:
+            continue
+        cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=others)
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=others)
+        if run.interrupted:
+            return True
+    return False
 
 
 def _complete(path: Path, cells: list[Cell]) -> bool:
@@ -129,7 +147,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers)
         if run.interrupted:
             return 130
-    report = build_report([out / "results" / f"{env_name(r)}.jsonl" for r in releases])
+    if args.cross_release and _cross_release(matrix, args, releases, out):
+        return 130
+    stems = [env_name(r) + suffix for r in releases for suffix in ("", "-cross")]
+    report = build_report([p for p in (out / "results" / f"{s}.jsonl" for s in stems) if p.is_file()])
     try:
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:
@@ -189,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the selected cells in each release's tox env and build the report")
     run.add_argument("--transformers", nargs="+", help="releases, any on the package index (default: matrix.yaml's)")
     selection(run)
+    run.add_argument("--cross-release", action="store_true",
+                     help="then load every release's tiny checkpoints in every other release (load and forward)")
     run.add_argument("--baseline", type=Path, help="previous report.json to find regressions against")
     run.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the report has regressions")
     run.set_defaults(func=cmd_run)
@@ -198,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--to", dest="to_release", required=True, help="the release you want")
     selection(check)
     check.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-run even when results exist")
+    check.add_argument("--no-cross-release", dest="cross_release", action="store_false",
+                       help="skip loading each release's checkpoints in the other")
     check.set_defaults(func=cmd_check)
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")

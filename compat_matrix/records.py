@@ -43,7 +43,7 @@ def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any
         "hub_id": entry.hub_id,
         "modality": entry.modality,
         "source": entry.source,
-        "saved_by": None,
+        "saved_by": cell.saved_by,
         "strategy": cell.strategy,
         "load_kwargs": cell.profile,
         "probe": cell.probe,

@@ -72,6 +72,11 @@ def read_lines(path: Path) -> list[dict]:
     return lines
 
 
+def installed_release(results: Path) -> str | None:
+    """The transformers version a release's run actually installed (`latest` resolved), from its lines."""
+    return next((line["transformers"] for line in read_lines(results) if line.get("device") != "unknown"), None)
+
+
 def _unexpected(line: dict) -> bool:
     expected = (line.get("expected") or {}).get("status")
     return line.get("status") in ("fail", "error") and expected != line.get("status")
@@ -95,10 +100,15 @@ class Progress:
 
 
 def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
-                stream: TextIO = sys.stderr) -> ReleaseRun:
-    """Run `cells` for one release through tox; fill in an `error` line for any cell left without one."""
+                stream: TextIO = sys.stderr, saved_by: list[str] | None = None) -> ReleaseRun:
+    """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
+
+    With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
+    release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`.
+    """
     env = env_name(release)
-    run = ReleaseRun(release, env, out / "results" / f"{env}.jsonl", out / "logs" / f"{env}.log")
+    stem = f"{env}-cross" if saved_by else env
+    run = ReleaseRun(release, env, out / "results" / f"{stem}.jsonl", out / "logs" / f"{stem}.log")
     run.results.parent.mkdir(parents=True, exist_ok=True)
     run.log.parent.mkdir(parents=True, exist_ok=True)
     run.results.unlink(missing_ok=True)
@@ -107,9 +117,12 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     for option, values in (("--cm-models", {c.model for c in cells}), ("--cm-strategies", {c.strategy for c in cells}),
                            ("--cm-probes", {c.probe for c in cells})):
         pytest_args += [option, ",".join(sorted(values))]
+    if saved_by:
+        pytest_args += ["--cm-saved-by", ",".join(saved_by)]
     command = [sys.executable, "-m", "tox", "--root", str(REPO), *tox_args, "--", *pytest_args]
     environ = {**os.environ, **extra_env, "COMPAT_MATRIX_WORKERS": str(workers)}
-    print(f"[{env}] transformers {release}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
+    what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
+    print(f"[{stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
     progress = Progress(run, len(cells), stream)
     with run.log.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environ,

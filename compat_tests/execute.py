@@ -17,11 +17,12 @@ from compat_matrix.spec import Matrix, ModelEntry
 from compat_matrix.cells import Cell
 from compat_matrix.records import cell_record, now
 from compat_tests.environment import env_name, fingerprint, pick_device
-from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
+from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
 from compat_tests.probes import PROBES
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
-from compat_tests.sources import resolve
+from compat_tests.size_guard import check_size
+from compat_tests.sources import resolve, saved_checkpoint
 from loader import STRATEGIES, LoadResult, StrategyUnsupported
 
 MESSAGE_LIMIT = 4000
@@ -32,7 +33,7 @@ MESSAGE_LIMIT = 4000
 class LoadedGroup:
     """The model of one (model, profile, strategy) group, or why it could not be loaded."""
 
-    cell_group: tuple[str, str, str]
+    cell_group: tuple[str, str, str, str | None]
     result: LoadResult | None = None
     error: BaseException | None = None
     load_s: float = 0.0
@@ -48,8 +49,9 @@ class Prepared:
     inputs: Any
 
 
-def _prepare(entry: ModelEntry) -> Prepared:
-    checkpoint = resolve(entry)
+def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
+    """Checkpoint, config and input builder; for another release's checkpoint, unreadable is a `fail`."""
+    checkpoint = saved_checkpoint(entry, saved_by) if saved_by else resolve(entry)
     try:
         from transformers import AutoConfig
 
@@ -58,7 +60,10 @@ def _prepare(entry: ModelEntry) -> Prepared:
         config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=entry.trust_remote_code)
         return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality))
     except Exception as exc:
-        raise HarnessError(f"reading the checkpoint's config or processor failed: {type(exc).__name__}: {exc}") from exc
+        what = f"{type(exc).__name__}: {exc}"
+        if saved_by:
+            raise CellFailed(f"cannot read the config or processor that transformers {saved_by} saved: {what}") from exc
+        raise HarnessError(f"reading the checkpoint's config or processor failed: {what}") from exc
 
 
 @dataclass
@@ -66,21 +71,22 @@ class MatrixState:
     """Per-process caches: prepared checkpoints by model key, and the one loaded group."""
 
     matrix: Matrix
-    prepared: dict[str, Prepared | BaseException] = field(default_factory=dict)
+    prepared: dict[tuple[str, str | None], Prepared | BaseException] = field(default_factory=dict)
     group: LoadedGroup | None = None
 
     def __post_init__(self) -> None:
         self.device, self.dtype = pick_device(self.matrix.settings.device)
         share_cores()
 
-    def prepare(self, entry: ModelEntry) -> Prepared:
-        """The prepared checkpoint, or the skip/unsupported/error it raised the first time."""
-        if entry.key not in self.prepared:
+    def prepare(self, entry: ModelEntry, saved_by: str | None = None) -> Prepared:
+        """The prepared checkpoint, or the skip/unsupported/fail/error it raised the first time."""
+        key = (entry.key, saved_by)
+        if key not in self.prepared:
             try:
-                self.prepared[entry.key] = _prepare(entry)
-            except (CellSkipped, CellUnsupported, HarnessError) as exc:
-                self.prepared[entry.key] = exc
-        found = self.prepared[entry.key]
+                self.prepared[key] = _prepare(entry, saved_by)
+            except (CellSkipped, CellUnsupported, CellFailed, HarnessError) as exc:
+                self.prepared[key] = exc
+        found = self.prepared[key]
         if isinstance(found, BaseException):
             raise found
         return found
@@ -103,14 +109,16 @@ class MatrixState:
             model.to(self.dtype)
         return model.eval()
 
-    def loaded(self, cell: Cell, entry: ModelEntry, path: str) -> LoadedGroup:
+    def loaded(self, cell: Cell, entry: ModelEntry, prepared: Prepared) -> LoadedGroup:
         if self.group is not None and self.group.cell_group == cell.group:
             return self.group
         self.release()
         group = LoadedGroup(cell.group)
         start = time.perf_counter()
         try:
-            group.result = self.load(entry, cell.strategy, cell.profile, path)
+            reference = getattr(prepared.checkpoint, "reference", {}) or {}
+            check_size(prepared.config, reference.get("param_count"), fingerprint(self.device)["transformers"])
+            group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path))
             group.loaded_dtype = _param_dtype(group.result.model)
             self.place(group.result.model, entry.load_kwargs[cell.profile])
         except Exception as exc:
@@ -154,9 +162,9 @@ def base_record(state: MatrixState, cell: Cell) -> dict[str, Any]:
 
 def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOutcome:
     entry = state.matrix.model(cell.model)
-    prepared = state.prepare(entry)
+    prepared = state.prepare(entry, cell.saved_by)
     checkpoint = prepared.checkpoint
-    group = state.loaded(cell, entry, str(checkpoint.path))
+    group = state.loaded(cell, entry, prepared)
     if group.error is not None:
         if isinstance(group.error, StrategyUnsupported):
             raise CellUnsupported(str(group.error))
@@ -216,6 +224,8 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
         record.update(status="skipped", message=str(exc))
     except CellUnsupported as exc:
         record.update(status="unsupported", message=str(exc))
+    except CellFailed as exc:
+        record.update(status="fail", error_type="CellFailed", message=str(exc))
     except HarnessError as exc:
         record.update(status="error", error_type="HarnessError", message=str(exc))
     except Exception as exc:

@@ -13,3 +13,7 @@ class CellUnsupported(Exception):
 
 class HarnessError(Exception):
     """Our own machinery broke (e.g. a tiny checkpoint could not be built): status `error`."""
+
+
+class CellFailed(Exception):
+    """A check failed before any probe could run (e.g. another release's checkpoint is unreadable)."""

@@ -32,12 +32,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cm-strategies", action="append", help="only these strategies")
     group.addoption("--cm-probes", action="append", help="only these probes")
     group.addoption("--cm-results", default="results", help="folder for <env>.jsonl (default: results)")
+    group.addoption("--cm-saved-by", action="append",
+                    help="cross-release cells instead: load the tiny checkpoints these releases saved (results: <env>-cross.jsonl)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat_cell: one cell of the compatibility matrix")
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ResultsRecorder(config, Path(config.getoption("--cm-results"))), "compat-results")
+        suffix = "-cross" if config.getoption("--cm-saved-by") else ""
+        recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), suffix)
+        config.pluginmanager.register(recorder, "compat-results")
 
 
 _MATRIX = pytest.StashKey[Any]()
@@ -60,7 +64,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     try:
         cells = select_cells(matrix_of(config), _names(config.getoption("--cm-models")),
-                             _names(config.getoption("--cm-strategies")), _names(config.getoption("--cm-probes")))
+                             _names(config.getoption("--cm-strategies")), _names(config.getoption("--cm-probes")),
+                             _names(config.getoption("--cm-saved-by")))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
@@ -72,7 +77,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if isinstance(cell, Cell):
             timeout = matrix_of(config).settings.cell_timeout_s
             item.add_marker(pytest.mark.compat_cell)
-            item.add_marker(pytest.mark.xdist_group(name=cell.model))
+            item.add_marker(pytest.mark.xdist_group(name=f"{cell.model}@{cell.saved_by}" if cell.saved_by else cell.model))
             item.add_marker(pytest.mark.timeout(timeout))
 
 
@@ -85,25 +90,23 @@ def matrix_state(pytestconfig: pytest.Config) -> Any:
 
 
 def _cell_from_nodeid(nodeid: str) -> Cell | None:
-    if "[" not in nodeid:
-        return None
-    parts = nodeid.rsplit("[", 1)[1].rstrip("]").split("-")
-    return Cell(*parts) if len(parts) == 4 else None
+    return Cell.from_id(nodeid.rsplit("[", 1)[1].rstrip("]")) if "[" in nodeid else None
 
 
 class ResultsRecorder:
     """Controller-side plugin: one flushed JSON line per cell, so a killed run keeps what finished."""
 
-    def __init__(self, config: pytest.Config, folder: Path):
+    def __init__(self, config: pytest.Config, folder: Path, suffix: str = ""):
         self.config = config
         self.folder = folder
+        self.suffix = suffix
         self.handle: Any = None
         self.written: set[str] = set()
 
     def write(self, record: dict[str, Any]) -> None:
         if self.handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = (self.folder / f"{record['env']}.jsonl").open("w", encoding="utf-8")
+            self.handle = (self.folder / f"{record['env']}{self.suffix}.jsonl").open("w", encoding="utf-8")
         self.handle.write(json.dumps(record, sort_keys=True) + "\n")
         self.handle.flush()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,20 @@ def resolve(entry: ModelEntry) -> Any:
             raise CellSkipped(f"local checkpoint {path} has no config.json here")
         return ExternalCheckpoint(entry.key, path, entry.trust_remote_code)
     return ExternalCheckpoint(entry.key, _hub_snapshot(entry), entry.trust_remote_code)
+
+
+def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
+    """The tiny checkpoint release `release` built and cached for this entry (cross-release cells)."""
+    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, recipe_hash
+
+    assert entry.recipe is not None
+    digest = recipe_hash(entry.recipe, entry.modality)
+    folder = cache_root() / "tiny" / release / f"{entry.key}-{digest[:12]}"
+    if not (folder / REFERENCE_JSON).is_file():
+        raise CellUnsupported(f"transformers {release} saved no checkpoint of {entry.key} in {folder.parent} "
+                              f"(it does not know model_type {entry.recipe.model_type}, or it has not run here)")
+    reference = json.loads((folder / REFERENCE_JSON).read_text())
+    return TinyCheckpoint(entry.key, folder, digest, release, reference)
 
 
 def _hub_snapshot(entry: ModelEntry) -> Path:
