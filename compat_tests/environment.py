@@ -23,9 +23,13 @@ def git_commit() -> str | None:
 
 
 def pick_device(preference: str) -> tuple[str, Any]:
-    """`cuda` with bf16 (fp16 where bf16 is unsupported) when asked or available, else `cpu` with fp32."""
+    """`cuda` with bf16 (fp16 where bf16 is unsupported) when asked or available, else `cpu` with fp32.
+
+    COMPAT_MATRIX_DEVICE (auto, cpu, cuda) overrides matrix.yaml's settings.device for one run.
+    """
     import torch
 
+    preference = os.environ.get("COMPAT_MATRIX_DEVICE") or preference
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return "cpu", torch.float32
     if not torch.cuda.is_available():

@@ -1,0 +1,74 @@
+"""Checkpoints across releases: a checkpoint saved by another release is loaded and compared with
+the reference that release recorded; a config mis-read into a huge model is refused unbuilt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compat_matrix.cells import Cell, select_cells
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_tests.execute import MatrixState, run_cell
+from compat_tests.tiny.checkpoint import build_checkpoint
+
+MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+OTHER = "0.0.1"
+"""A release name no real run uses: the 'other release' whose saved checkpoint we plant."""
+
+
+@pytest.fixture
+def planted_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache holding this release's tiny llama as if release 0.0.1 had saved it."""
+    entry = MATRIX.model("llama")
+    assert entry.recipe is not None
+    original = build_checkpoint("llama", entry.recipe, entry.modality)
+    folder = tmp_path / "tiny" / OTHER / original.path.name
+    shutil.copytree(original.path, folder)
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
+    return folder
+
+
+def test_cross_release_cells_are_load_and_forward_per_writer() -> None:
+    cells = select_cells(MATRIX, ["llama", "qwen2_5_vl_3b_hub"], ["smart"], saved_by=["4.49.0", "5.0.0"])
+    assert {c.probe for c in cells} == {"load", "forward"}
+    assert {c.saved_by for c in cells} == {"4.49.0", "5.0.0"} and {c.model for c in cells} == {"llama"}
+    assert Cell.from_id(cells[0].id) == cells[0] and cells[0].id.endswith("@4.49.0")
+
+
+def test_a_readable_checkpoint_from_another_release_passes_with_saved_by(planted_cache: Path) -> None:
+    state = MatrixState(MATRIX)
+    for probe in ("load", "forward"):
+        record = run_cell(state, Cell("llama", "explicit_class", "default", probe, OTHER))
+        assert record["status"] == "pass", record["message"]
+        assert record["saved_by"] == OTHER and record["cell_id"].endswith(f"-{probe}@{OTHER}")
+
+
+def test_a_release_that_saved_nothing_is_unsupported_with_the_reason(planted_cache: Path) -> None:
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.2"))
+    assert record["status"] == "unsupported" and "transformers 0.0.2 saved no checkpoint of llama" in record["message"]
+
+
+def test_a_misread_config_is_refused_before_anything_is_built(planted_cache: Path) -> None:
+    """Planted: the other release wrote the dimensions under names this one does not read, so they
+    fall back to full-size defaults (Llama: 4096 hidden, 32 layers: billions of parameters)."""
+    config_file = planted_cache / "config.json"
+    config = json.loads(config_file.read_text())
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers"):
+        config[f"renamed_{key}"] = config.pop(key)
+    config_file.write_text(json.dumps(config))
+    state = MatrixState(MATRIX)
+    record = run_cell(state, Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "fail"
+    assert "parses this config into" in record["message"] and "not instantiated" in record["message"]
+    assert record["peak_memory_mb"] is None or record["peak_memory_mb"] < 4000
+    forward = run_cell(state, Cell("llama", "explicit_class", "default", "forward", OTHER))
+    assert forward["status"] == "fail" and forward["message"].startswith("not run, the load failed")
+
+
+def test_an_unreadable_saved_config_is_a_fail_not_a_harness_error(planted_cache: Path) -> None:
+    (planted_cache / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"], ')
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "fail" and f"cannot read the config or processor that transformers {OTHER} saved" in record["message"]
