@@ -95,7 +95,7 @@ class Progress:
             return
         self.last_count, self.last_time = len(lines), time.monotonic()
         failures = sum(_unexpected(line) for line in lines)
-        print(f"[{self.run.env}] {len(lines)}/{self.total} cells done, {failures} unexpected failure(s)",
+        print(f"[{self.run.results.stem}] {len(lines)}/{self.total} cells done, {failures} unexpected failure(s)",
               file=self.stream, flush=True)
 
 

@@ -37,9 +37,9 @@ def test_each_release_wrote_every_selected_cell(checked: tuple[subprocess.Comple
     done, out = checked
     for env in ("tf4_57_6", "tflatest"):
         results = lines(out / "results" / f"{env}.jsonl")
-        assert len(results) == 16, done.stderr[-2000:]
+        assert len(results) == 8, done.stderr[-2000:]
         assert {r["transformers_requested"] for r in results} == {"4.57.6" if env == "tf4_57_6" else "latest"}
-    assert "[tf4_57_6] 16/16 cells done" in done.stderr
+    assert "[tf4_57_6] 8/8 cells done" in done.stderr
 
 
 def test_latest_records_the_release_it_resolved_to(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:
@@ -53,17 +53,16 @@ def test_both_directions_of_checkpoints_were_loaded(checked: tuple[subprocess.Co
     old_in_new = lines(out / "results" / "tflatest-cross.jsonl")
     new_in_old = lines(out / "results" / "tf4_57_6-cross.jsonl")
     assert {r["saved_by"] for r in old_in_new} == {"4.57.6"}
-    assert len(new_in_old) == 16 and all(r["saved_by"].startswith("5.") for r in new_in_old)
+    assert len(new_in_old) == 8 and all(r["saved_by"].startswith("5.") for r in new_in_old)
 
 
 def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """Measured: in 5.x Qwen2-VL's forward refuses the inputs training code passes by hand (no
+    mm_token_type_ids); the VLM-R1 break (AutoModelForCausalLM) fails on both sides, so is no change."""
     done, _ = checked
     text = done.stdout
-    assert text.startswith("transformers 4.57.6 -> latest") or text.startswith("transformers 4.57.6 ->"), text[:300]
-    # the VLM-R1 break stays broken on both sides: not an upgrade change
-    assert "qwen2_vl-auto_causal_lm-default-load" not in text.split("Fixed by upgrading")[0].split("Breaks when upgrading")[-1] \
-        or "Breaks when upgrading" not in text
-    if "Breaks when upgrading" in text:
-        assert done.returncode == 1
-    else:
-        assert done.returncode == 0 and "break" in text.splitlines()[0]
+    assert text.startswith("transformers 4.57.6 -> latest"), text[:300]
+    breaks = text.split("Breaks when upgrading", 1)[1].split("\n\n", 1)[0]
+    assert "qwen2_vl-explicit_class-default-forward  pass -> fail" in breaks and "mm_token_type_ids" in breaks
+    assert "auto_causal_lm" not in breaks
+    assert done.returncode == 1
