@@ -39,7 +39,8 @@ def run_matrix(tmp_path: Path, conftest: str, *args: str) -> subprocess.Complete
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
          "--cm-matrix", str(tmp_path / "matrix.yaml"), "--cm-results", str(tmp_path / "results"),
-         "--cm-models", "llama", "--cm-strategies", "explicit_class", *args],
+         "--cm-models", "llama", "--cm-strategies", "explicit_class", "--cm-probes", "load,forward,generate,grpo_step",
+         *args],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
 
