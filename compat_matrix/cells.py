@@ -38,7 +38,10 @@ class Cell:
         """Parse `model-strategy-profile-probe[@release]` (keys and names never contain '-')."""
         body, _, saved_by = cell_id.partition("@")
         parts = body.split("-")
-        return cls(*parts, saved_by=saved_by or None) if len(parts) == 4 else None
+        if len(parts) != 4:
+            return None
+        model, strategy, profile, probe = parts
+        return cls(model, strategy, profile, probe, saved_by or None)
 
 
 CROSS_RELEASE_PROBES = ("load", "forward")

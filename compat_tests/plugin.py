@@ -73,7 +73,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        callspec = getattr(item, "callspec", None)
+        cell = callspec.params.get("cell") if callspec else None
         if isinstance(cell, Cell):
             timeout = matrix_of(config).settings.cell_timeout_s
             item.add_marker(pytest.mark.compat_cell)
@@ -127,7 +128,7 @@ class ResultsRecorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid in self.written:
             return
-        record = dict(report.user_properties).get(RESULT_PROPERTY)
+        record: dict[str, Any] | None = dict(report.user_properties).get(RESULT_PROPERTY)  # type: ignore[assignment]
         if record is not None and report.when == "call":
             self.written.add(report.nodeid)
             self.write(record)

@@ -16,7 +16,7 @@ class ModelRegistry:
 
     _classes: dict[str, list[Any]] = field(default_factory=dict)
 
-    def register(self, model_type: str | type, model_class: Any, *, config_class: Any = None) -> None:
+    def register(self, model_type: str | Any, model_class: Any, *, config_class: Any = None) -> None:
         """Map `model_type` (a string, or a config class with `.model_type`) to `model_class`.
 
         With `config_class`, also teach `AutoConfig` the model_type, as `AutoConfig.register` does.
@@ -43,6 +43,6 @@ REGISTRY = ModelRegistry()
 """The registry `loader.register` writes to and `smart` reads by default."""
 
 
-def register(model_type: str | type, model_class: Any, *, config_class: Any = None) -> None:
+def register(model_type: str | Any, model_class: Any, *, config_class: Any = None) -> None:
     """Register a model class for `smart` (see `ModelRegistry.register`)."""
     REGISTRY.register(model_type, model_class, config_class=config_class)

@@ -64,8 +64,12 @@ class ProbeOutcome:
 class Probe(Protocol):
     """One check on a loaded model, listed in `compat_tests.probes.PROBES`."""
 
-    name: str
-    mutates_model: bool
-    """True when the probe changes the weights (later probes then need a fresh load)."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def mutates_model(self) -> bool:
+        """True when the probe changes the weights (later probes then need a fresh load)."""
+        ...
 
     def run(self, ctx: ProbeContext) -> ProbeOutcome: ...

@@ -13,7 +13,8 @@ from loader.result import LoadResult
 class Strategy(Protocol):
     """One way to load a checkpoint; listed in `loader.strategies.STRATEGIES`."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def load(self, path: str, **kwargs: Any) -> LoadResult:
         """Load `path`; raise `StrategyUnsupported` when the route does not exist in this release."""
