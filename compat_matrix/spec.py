@@ -7,6 +7,8 @@ problem comes out as one located message from `compat_matrix.validate`.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -23,8 +25,9 @@ STRATEGY_NAMES = (
 )
 """Every loading strategy the harness knows; `loader.STRATEGIES` must list the same names."""
 
-PROBE_NAMES = ("load", "forward", "generate", "grpo_step")
-"""Probes in the order they run on one loaded model; later probes reuse the loaded model."""
+PROBE_NAMES = ("load", "forward", "surface", "generate", "grpo_step")
+"""Probes in the order they run on one loaded model; later probes reuse the loaded model
+(`surface` runs before `generate` and `grpo_step` so it sees the model as loaded)."""
 
 REWARD_NAMES = ("token_diversity", "mean_token_id", "completion_length")
 """Rule-based GRPO rewards; `compat_tests.probes.rewards.REWARDS` must list the same names."""
@@ -33,6 +36,13 @@ STATUSES = ("pass", "fail", "unsupported", "skipped", "error")
 """Cell statuses, best to worst for the report's worst-status rule (see reports/README.md)."""
 
 Status = Literal["pass", "fail", "unsupported", "skipped", "error"]
+
+REMOTE_CODE_ROOT = Path(__file__).resolve().parent.parent / "compat_tests" / "remote_code"
+"""Folders of modeling code written for this project, one per remote-code recipe (`sources`)."""
+
+SURFACE_PATH = re.compile(r"^(?:[A-Za-z_]\w*|\d+)(?:\(\))?(?:\.(?:[A-Za-z_]\w*|\d+)(?:\(\))?)*$")
+"""`config.text_config.vocab_size`, `get_decoder().layers.0`: dotted names (digits index module
+lists); `()` calls with no arguments."""
 
 
 class _Frozen(BaseModel):
@@ -93,19 +103,61 @@ class Expectation(_Frozen):
         )
 
 
+class RemoteCode(_Frozen):
+    """Modeling code the checkpoint ships itself, as hub repos loaded with `trust_remote_code` do."""
+
+    sources: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    """Folder under `compat_tests/remote_code/` whose `*.py` files are copied into the checkpoint."""
+    auto_map: dict[str, str]
+    """`config.json` `auto_map`: Auto class -> `module.Class` in those files; needs `AutoConfig`."""
+    twin: str
+    """A transformers class with the same weight names and maths: it makes the random weights and
+    the reference logits, so both exist in releases where the remote code itself breaks."""
+
+    @field_validator("sources")
+    @classmethod
+    def _folder_exists(cls, value: str) -> str:
+        if not (REMOTE_CODE_ROOT / value).is_dir():
+            known = sorted(p.name for p in REMOTE_CODE_ROOT.iterdir() if p.is_dir()) if REMOTE_CODE_ROOT.is_dir() else []
+            raise ValueError(f"no folder {value!r} in compat_tests/remote_code/; there: {', '.join(known) or 'none'}")
+        return value
+
+    @field_validator("auto_map")
+    @classmethod
+    def _auto_config(cls, value: dict[str, str]) -> dict[str, str]:
+        if "AutoConfig" not in value:
+            raise ValueError("auto_map needs an 'AutoConfig' entry (module.ConfigClass): transformers reads the config through it")
+        bad = sorted(v for v in value.values() if v.count(".") != 1)
+        if bad:
+            raise ValueError(f"auto_map values are 'module.Class' (e.g. modeling_x.XForCausalLM); got {bad}")
+        return value
+
+
 class Recipe(_Frozen):
     """How to build a tiny random checkpoint locally: a config and the class to instantiate."""
 
     model_type: str
-    """`config.model_type`, as `AutoConfig.for_model` takes it."""
+    """`config.model_type`, as `AutoConfig.for_model` takes it (the remote code's own one with `remote_code`)."""
     architecture: str
-    """The class in `transformers` to instantiate (goes into `config.architectures`)."""
+    """The class in `transformers` to instantiate (goes into `config.architectures`); with
+    `remote_code`, a class of the remote code that `auto_map` names."""
+    remote_code: RemoteCode | None = None
+    """The checkpoint ships its own configuration/modeling files; the entry needs `trust_remote_code: true`."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides for `AutoConfig.for_model(model_type, **config)`; keep the model tiny."""
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     """dtype the weights are saved in, as real checkpoints of the family ship."""
     seed: int = 0
     """Seed for the random weights; same recipe and release give identical files."""
+
+    @model_validator(mode="after")
+    def _architecture_in_auto_map(self) -> Recipe:
+        if self.remote_code:
+            classes = {v.split(".")[-1] for v in self.remote_code.auto_map.values()}
+            if self.architecture not in classes:
+                raise ValueError(f"architecture {self.architecture!r} is none of the classes remote_code.auto_map "
+                                 f"names ({', '.join(sorted(classes))})")
+        return self
 
 
 class ModelEntry(_Frozen):
@@ -127,7 +179,7 @@ class ModelEntry(_Frozen):
     """Required for `source: tiny`."""
     trust_remote_code: bool = False
     """Pass `trust_remote_code=True`; needed for checkpoints with `auto_map`."""
-    load_kwargs: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}})
+    load_kwargs: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     """Named `from_pretrained` keyword profiles; each profile is one more column of cells."""
     expectations: tuple[Expectation, ...] = ()
     """Known outcomes; the first matching expectation of a cell wins."""
@@ -140,6 +192,9 @@ class ModelEntry(_Frozen):
             raise ValueError("source 'local' needs a 'path' to a checkpoint folder")
         if self.source == "hub" and not self.revision:
             raise ValueError("source 'hub' needs a pinned 'revision' (a commit sha or tag) so runs are reproducible")
+        if self.recipe and self.recipe.remote_code and not self.trust_remote_code:
+            raise ValueError("recipe.remote_code ships its own modeling code, which transformers runs only when "
+                             "asked to: add 'trust_remote_code: true' to this model entry")
         if not self.load_kwargs:
             raise ValueError("'load_kwargs' needs at least one profile, e.g. {default: {}}")
         for expectation in self.expectations:
@@ -181,6 +236,32 @@ class GrpoSettings(_Frozen):
         return value
 
 
+class SurfaceSettings(_Frozen):
+    """The `surface` probe: attribute paths and methods training code touches on a loaded model."""
+
+    paths: tuple[str, ...] = ()
+    """Paths from the model (`get_decoder()`, `model.visual`, `config.text_config.vocab_size`);
+    each is recorded as exists + a plain value. A `()` call runs on a deep copy of the model."""
+    required: tuple[str, ...] = ()
+    """Paths that must exist (and, for calls, not raise) on every model; the probe fails otherwise."""
+
+    @field_validator("paths", "required")
+    @classmethod
+    def _syntax(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not SURFACE_PATH.match(v)]
+        if bad:
+            raise ValueError(f"not an attribute path: {bad}; write dotted names with optional '()' calls, "
+                             "e.g. 'model.language_model', 'get_decoder()', 'config.text_config.vocab_size'")
+        return value
+
+    @model_validator(mode="after")
+    def _required_listed(self) -> SurfaceSettings:
+        missing = [p for p in self.required if p not in self.paths]
+        if missing:
+            raise ValueError(f"required path(s) {missing} are not in 'paths'; add them there too")
+        return self
+
+
 class Settings(_Frozen):
     """Run-wide knobs."""
 
@@ -192,6 +273,8 @@ class Settings(_Frozen):
     """Greedy tokens generated by the `generate` probe."""
     grpo: GrpoSettings = GrpoSettings()
     """The `grpo_step` probe."""
+    surface: SurfaceSettings = SurfaceSettings()
+    """The `surface` probe."""
 
 
 class Matrix(_Frozen):

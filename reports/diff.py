@@ -1,5 +1,6 @@
 """The upgrade view (`compat-matrix check --from A --to B`): what changes for a user moving between
-two releases: cells that break, cells that get fixed, and silent changes in cells that pass in both.
+two releases: cells that break, cells that get fixed, API paths that are gone (`surface` probe), and
+silent changes in cells that pass in both.
 
 Silent changes matter as much as failures: a model that still loads but as another class, with
 newly initialised weights or drifting logits, trains differently without raising anything.
@@ -7,6 +8,7 @@ newly initialised weights or drifting logits, trains differently without raising
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +22,9 @@ MAX_ABS_DIFF_SLACK = 1e-6
 MESSAGE_CHARS = 200
 """Error messages are cut to this many characters in the terminal view."""
 
-SILENT_FIELDS = ("loaded_class", "missing_keys", "unexpected_keys", "param_count", "dtype", "max_abs_diff")
-"""Silent-change fields, most telling first (the order `check` prints them in)."""
+SILENT_FIELDS = ("loaded_class", "missing_keys", "unexpected_keys", "param_count", "dtype", "max_abs_diff", "surface")
+"""Silent-change fields, most telling first (the order `check` prints them in); `surface` is one
+API path whose value changed (`SilentChange.path`)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,21 @@ class SilentChange:
     field: str
     before: Any
     after: Any
+    path: str | None = None
+    """The API path, for a `surface` change."""
+
+
+@dataclass(frozen=True)
+class SurfaceLoss:
+    """An API path usable in the older release and gone (or raising) in the newer one: training
+    code that touches it breaks on upgrade, so it counts as breaking even where the probe passes."""
+
+    cell: Cell
+    """The newer release's `surface` cell."""
+    path: str
+    before: dict[str, Any]
+    """The older release's record: `{"exists", "value"}` (plus `"error"`)."""
+    after: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class UpgradeView:
     only_in_to: tuple[str, ...]
     old_checkpoints: tuple[Cell, ...]
     """Cross-release cells: checkpoints saved by `from_release`, loaded by `to_release`."""
+    surface_losses: tuple[SurfaceLoss, ...] = ()
+    """API paths of the `surface` probe usable in `from_release` and not in `to_release`."""
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
@@ -83,9 +103,10 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
     old = {c.cell_id: c for c in report.cells if c.transformers == old_version and not c.cross_release}
     new = {c.cell_id: c for c in report.cells if c.transformers == new_version and not c.cross_release}
     shared = [cell_id for cell_id in old if cell_id in new]
-    breaks, fixes, silent = [], [], []
+    breaks, fixes, silent, losses = [], [], [], []
     for cell_id in shared:
         before, after = old[cell_id], new[cell_id]
+        losses.extend(surface_losses(before, after))
         if rank(after.status) > rank(before.status):
             breaks.append(StatusChange(before, after))
         elif rank(after.status) < rank(before.status):
@@ -98,13 +119,31 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
         compared=len(shared),
         breaks=tuple(sorted(breaks, key=lambda c: (-rank(c.after.status), cell_sort_key(c.after)))),
         fixes=tuple(sorted(fixes, key=lambda c: cell_sort_key(c.after))),
-        silent=tuple(sorted(silent, key=lambda s: (SILENT_FIELDS.index(s.field), cell_sort_key(s.cell)))),
+        silent=tuple(sorted(silent, key=lambda s: (SILENT_FIELDS.index(s.field), cell_sort_key(s.cell), s.path or ""))),
         only_in_from=tuple(sorted(set(old) - set(new))),
         only_in_to=tuple(sorted(set(new) - set(old))),
         old_checkpoints=tuple(
             c for c in report.cells if c.transformers == new_version and c.cross_release and c.saved_by == old_version
         ),
+        surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
     )
+
+
+def _surface(cell: Cell) -> dict[str, dict[str, Any]]:
+    """The `surface` probe's records of a cell (empty for other probes or when it did not run)."""
+    found = cell.details.get("surface")
+    return {path: entry for path, entry in found.items() if isinstance(entry, dict)} if isinstance(found, dict) else {}
+
+
+def _usable(entry: dict[str, Any]) -> bool:
+    return bool(entry.get("exists")) and "error" not in entry
+
+
+def surface_losses(before: Cell, after: Cell) -> list[SurfaceLoss]:
+    """Paths recorded in both runs, usable before and not after (whatever the two statuses are)."""
+    old, new = _surface(before), _surface(after)
+    return [SurfaceLoss(after, path, old[path], new[path])
+            for path in old if path in new and _usable(old[path]) and not _usable(new[path])]
 
 
 def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
@@ -123,22 +162,33 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
     old_diff, new_diff = _number(before.details.get("max_abs_diff")), _number(after.details.get("max_abs_diff"))
     if old_diff is not None and new_diff is not None and new_diff > old_diff + MAX_ABS_DIFF_SLACK:
         changes.append(SilentChange(after, "max_abs_diff", old_diff, new_diff))
+    old_surface, new_surface = _surface(before), _surface(after)
+    for path, entry in old_surface.items():
+        other = new_surface.get(path)
+        if other is not None and _usable(entry) and _usable(other) and entry.get("value") != other.get("value"):
+            changes.append(SilentChange(after, "surface", entry.get("value"), other.get("value"), path))
     return changes
 
 
 def upgrade_exit_code(view: UpgradeView) -> int:
-    """1 when something breaks when upgrading (checkpoints saved by the old release too), else 0."""
-    return 1 if view.breaks or view.old_checkpoint_failures else 0
+    """1 when something breaks when upgrading (checkpoints saved by the old release and API paths
+    that are gone too), else 0."""
+    return 1 if view.breaks or view.old_checkpoint_failures or view.surface_losses else 0
 
 
 def format_upgrade(view: UpgradeView) -> str:
     """The terminal text `compat-matrix check` prints, worst first."""
+    losses = view.surface_losses
     lines = [
         f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; "
         f"{len(view.breaks)} break, {len(view.fixes)} fixed, {len(view.silent)} silent changes"
+        + (f", {len(losses)} API paths gone" if losses else "")
     ]
     if view.breaks:
         lines += ["", f"Breaks when upgrading ({len(view.breaks)}):"] + [_status_line(c) for c in view.breaks]
+    if losses:
+        lines += ["", f"API paths gone when upgrading ({len(losses)}):"]
+        lines += [_loss_lines(loss, view.from_release, view.to_release) for loss in losses]
     failing = view.old_checkpoint_failures
     if failing:
         lines += [
@@ -155,13 +205,37 @@ def format_upgrade(view: UpgradeView) -> str:
     for label, ids in ((f"Only in {view.from_release}", view.only_in_from), (f"Only in {view.to_release}", view.only_in_to)):
         if ids:
             lines += ["", f"{label} ({len(ids)}), not compared:"] + [f"  {cell_id}" for cell_id in ids]
-    if not (view.breaks or failing or view.fixes or view.silent):
+    if not (view.breaks or failing or view.fixes or view.silent or losses):
         lines += ["", "No differences."]
     return "\n".join(lines) + "\n"
 
 
+def describe_surface(entry: dict[str, Any]) -> str:
+    """`value`, `missing (error)` or `raises (error)`: one release's record of an API path, on one line."""
+    error = " ".join(str(entry.get("error", "")).split())
+    if not entry.get("exists"):
+        return f"missing ({error})" if error else "missing"
+    if error:
+        return f"raises ({error})"
+    return _short(entry.get("value"))
+
+
+def _loss_lines(loss: SurfaceLoss, from_release: str, to_release: str) -> str:
+    width = max(len(from_release), len(to_release)) + 1
+    return (f"  {SYMBOL['fail']} {loss.cell.cell_id}  {loss.path}\n"
+            f"      {(from_release + ':').ljust(width)} {describe_surface(loss.before)}\n"
+            f"      {(to_release + ':').ljust(width)} {describe_surface(loss.after)}")
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + f"... (cut, {len(text)} chars)"
+
+
 def describe_silent(change: SilentChange) -> str:
     """One line: the field and how it moved (added/removed keys for key sets)."""
+    if change.field == "surface":
+        return f"surface {change.path}: {_short(change.before)} -> {_short(change.after)}"
     if change.field in ("missing_keys", "unexpected_keys"):
         added = sorted(set(change.after) - set(change.before))
         removed = sorted(set(change.before) - set(change.after))

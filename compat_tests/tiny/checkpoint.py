@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compat_tests.tiny import remote_code
 from compat_tests.tiny.families import FAMILIES, Family
 from compat_tests.tiny.inputs import InputBuilder
 from compat_tests.tiny.tokenizer import build_tokenizer
@@ -72,7 +73,12 @@ _default_root = cache_root
 
 
 def recipe_hash(recipe: Recipe, modality: str) -> str:
-    payload = {"recipe": recipe.model_dump(mode="json"), "modality": modality, "build_format": BUILD_FORMAT}
+    dumped = recipe.model_dump(mode="json")
+    if recipe.remote_code is None:
+        del dumped["remote_code"]  # recipes without it keep the hashes (and cached folders) they had
+    else:
+        dumped["remote_code"]["files"] = remote_code.source_digest(recipe.remote_code.sources)
+    payload = {"recipe": dumped, "modality": modality, "build_format": BUILD_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -102,9 +108,13 @@ def _family(recipe: Recipe, version: str) -> Family:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    if recipe.model_type not in CONFIG_MAPPING_NAMES:
+    if recipe.remote_code:  # the remote code brings its model_type and class; the twin must exist here
+        if not hasattr(transformers, recipe.remote_code.twin):
+            raise UnknownModelType(f"transformers {version} has no class {recipe.remote_code.twin!r} "
+                                   f"(the twin of remote code {recipe.remote_code.sources!r})")
+    elif recipe.model_type not in CONFIG_MAPPING_NAMES:
         raise UnknownModelType(f"transformers {version} does not know model_type {recipe.model_type!r}")
-    if not hasattr(transformers, recipe.architecture):
+    elif not hasattr(transformers, recipe.architecture):
         raise UnknownModelType(f"transformers {version} has no class {recipe.architecture!r} "
                                f"(model_type {recipe.model_type!r})")
     if recipe.model_type not in FAMILIES:
@@ -156,30 +166,40 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
     import torch
     import transformers
 
-    config = transformers.AutoConfig.for_model(recipe.model_type, **_config_kwargs(recipe, family))
-    config.architectures = [recipe.architecture]
+    kwargs = _config_kwargs(recipe, family)
+    model_class: Any
+    if recipe.remote_code:
+        model_class, config = remote_code.twin(recipe, kwargs)
+    else:
+        config = transformers.AutoConfig.for_model(recipe.model_type, **kwargs)
+        config.architectures = [recipe.architecture]
+        model_class = getattr(transformers, recipe.architecture)
     tokenizer = build_tokenizer(family.tokenizer, family.chat_template)
     processor, side = None, None
     if modality == "image-text":
-        if family.processor is None:
+        if family.processor is None or recipe.remote_code:
             raise ValueError(f"model_type {recipe.model_type!r} has no processor builder for image-text")
         processor, side = family.processor(tokenizer, config)
-    model_class: Any = getattr(transformers, recipe.architecture)
     torch.manual_seed(recipe.seed)
     model = model_class(config).to(getattr(torch, recipe.dtype))
     model.save_pretrained(folder, safe_serialization=True)
+    if recipe.remote_code:
+        remote_code.ship(folder, recipe, kwargs)
     (processor or tokenizer).save_pretrained(folder)
-    _record_reference(folder, recipe, modality, side, model_class)
+    _record_reference(folder, recipe, modality, side, model_class, config if recipe.remote_code else None)
 
 
-def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: Any) -> None:
-    """Load the folder back with the explicit class in float32 and record what a good load gives."""
+def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: Any,
+                      twin_config: Any = None) -> None:
+    """Load the folder back with the explicit class (a remote recipe's twin, given its own config,
+    since config.json is the remote code's) in float32 and record what a good load gives."""
     import torch
     import transformers
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    model, info = model_class.from_pretrained(folder, output_loading_info=True, **_dtype_kwargs(torch.float32))
+    extra = {"config": twin_config} if twin_config is not None else {}
+    model, info = model_class.from_pretrained(folder, output_loading_info=True, **extra, **_dtype_kwargs(torch.float32))
     model.eval()
     inputs = InputBuilder(folder, modality, image_size=side)
     batches = {"text": inputs.text()}
@@ -213,4 +233,6 @@ def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | N
         "image_size": side,
         "input_ids": {kind: batch["input_ids"][0].tolist() for kind, batch in batches.items()},
     }
+    if twin_config is not None:
+        reference["reference_class"] = model_class.__name__
     (folder / REFERENCE_JSON).write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")

@@ -65,15 +65,18 @@ class Family:
     """(tokenizer, model config) -> (processor, image side); image-text families only."""
 
 
+LLAMA = Family(
+    TokenizerSpec(
+        class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
+        specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                  "<|eot_id|>", "<|finetune_right_pad_id|>"),
+        roles={"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+               "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}),
+    LLAMA3)
+
 FAMILIES: dict[str, Family] = {
-    "llama": Family(
-        TokenizerSpec(
-            class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
-            specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                      "<|eot_id|>", "<|finetune_right_pad_id|>"),
-            roles={"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                   "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}),
-        LLAMA3),
+    "llama": LLAMA,
+    "tiny_decoder": LLAMA,  # compat_tests/remote_code/tiny_decoder: a Llama-style remote-code model
     "qwen2": Family(QWEN_TOKENIZER, CHATML),
     "qwen3": Family(QWEN_TOKENIZER, CHATML),
     "qwen2_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2VLProcessor", "Qwen2VLVideoProcessor")),
