@@ -90,8 +90,8 @@ def _recipe_problems(matrix: Matrix, source: YamlSource) -> list[Problem]:
     if model_types is None:
         return []
     problems = []
-    for index, entry in enumerate(matrix.models):
-        if entry.recipe and entry.recipe.model_type not in model_types:
+    for index, entry in enumerate(matrix.models):  # a remote-code recipe's model_type is its own code's
+        if entry.recipe and not entry.recipe.remote_code and entry.recipe.model_type not in model_types:
             path: KeyPath = ("models", index, "recipe", "model_type")
             near = difflib.get_close_matches(entry.recipe.model_type, model_types, n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else "; see transformers' CONFIG_MAPPING_NAMES"

@@ -63,6 +63,8 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
         what = f"{type(exc).__name__}: {exc}"
         if saved_by:
             raise CellFailed(f"cannot read the config or processor that transformers {saved_by} saved: {what}") from exc
+        if isinstance(exc, ValueError) and "trust_remote_code=True" in str(exc):
+            raise CellFailed(f"transformers refuses the checkpoint's remote code: {what}") from exc
         raise HarnessError(f"reading the checkpoint's config or processor failed: {what}") from exc
 
 

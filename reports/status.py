@@ -16,7 +16,7 @@ STATUS_ORDER: tuple[Status, ...] = ("pass", "skipped", "unsupported", "fail", "e
 FAILING: frozenset[str] = frozenset({"fail", "error"})
 """Statuses that are a problem when no expectation says otherwise."""
 
-PROBE_ORDER: tuple[str, ...] = ("load", "forward", "generate", "grpo_step")
+PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step")
 """The order probes run in; kept here because `reports` does not import the harness."""
 
 SYMBOL: dict[str, str] = {"pass": "✓", "skipped": "↷", "unsupported": "∅", "fail": "✗", "error": "‼"}

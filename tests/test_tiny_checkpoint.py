@@ -19,7 +19,9 @@ from compat_tests.tiny.inputs import InputBuilder
 from compat_tests.tiny.processors import load_processor
 from compat_tests.tiny.tokenizer import SPECIAL_BASE
 
-TINY = [m for m in load_matrix(check_model_types=False).models if m.source == "tiny"]
+TINY = [m for m in load_matrix(check_model_types=False).models
+        if m.source == "tiny" and not (m.recipe and m.recipe.remote_code)]
+"""Remote-code recipes load only with trust_remote_code and through their twin: tests/test_remote_code.py."""
 ENVIRONMENT_LIMITS = ("torchvision", "num2words")
 """Optional packages whose absence some releases turn into an ImportError; anything else fails."""
 
