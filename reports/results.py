@@ -25,7 +25,8 @@ class Expected(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     status: Status
-    transformers: str = ""
+    transformers: str | None = None
+    """PEP 440 range it applies to; null: every release."""
     reason: str = ""
     link: str | None = None
 
