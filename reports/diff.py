@@ -73,12 +73,19 @@ class UpgradeView:
     only_in_to: tuple[str, ...]
     old_checkpoints: tuple[Cell, ...]
     """Cross-release cells: checkpoints saved by `from_release`, loaded by `to_release`."""
+    new_checkpoints: tuple[Cell, ...] = ()
+    """Cross-release cells: checkpoints saved by `to_release`, loaded by `from_release` (an
+    evaluation or serving stack still on the old release reading what the upgraded trainer writes)."""
     surface_losses: tuple[SurfaceLoss, ...] = ()
     """API paths of the `surface` probe usable in `from_release` and not in `to_release`."""
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.old_checkpoints if c.status in FAILING)
+
+    @property
+    def new_checkpoint_failures(self) -> tuple[Cell, ...]:
+        return tuple(c for c in self.new_checkpoints if c.status in FAILING)
 
 
 def resolve_release(report: Report, name: str) -> str:
@@ -124,6 +131,9 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
         only_in_to=tuple(sorted(set(new) - set(old))),
         old_checkpoints=tuple(
             c for c in report.cells if c.transformers == new_version and c.cross_release and c.saved_by == old_version
+        ),
+        new_checkpoints=tuple(
+            c for c in report.cells if c.transformers == old_version and c.cross_release and c.saved_by == new_version
         ),
         surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
     )
@@ -173,7 +183,7 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
 def upgrade_exit_code(view: UpgradeView) -> int:
     """1 when something breaks when upgrading (checkpoints saved by the old release and API paths
     that are gone too), else 0."""
-    return 1 if view.breaks or view.old_checkpoint_failures or view.surface_losses else 0
+    return 1 if view.breaks or view.old_checkpoint_failures or view.new_checkpoint_failures or view.surface_losses else 0
 
 
 def format_upgrade(view: UpgradeView) -> str:
@@ -189,14 +199,13 @@ def format_upgrade(view: UpgradeView) -> str:
     if losses:
         lines += ["", f"API paths gone when upgrading ({len(losses)}):"]
         lines += [_loss_lines(loss, view.from_release, view.to_release) for loss in losses]
-    failing = view.old_checkpoint_failures
-    if failing:
-        lines += [
-            "",
-            f"Checkpoints saved by {view.from_release} that {view.to_release} fails to use "
-            f"({len(failing)} of {len(view.old_checkpoints)}):",
-        ]
-        lines += [f"  {SYMBOL[c.status]} {c.cell_id}  {c.status}\n      {_error(c)}" for c in failing]
+    for writer, reader, cells, failing in (
+        (view.from_release, view.to_release, view.old_checkpoints, view.old_checkpoint_failures),
+        (view.to_release, view.from_release, view.new_checkpoints, view.new_checkpoint_failures),
+    ):
+        if failing:
+            lines += ["", f"Checkpoints saved by {writer} that {reader} fails to use ({len(failing)} of {len(cells)}):"]
+            lines += [f"  {SYMBOL[c.status]} {c.cell_id}  {c.status}\n      {_error(c)}" for c in failing]
     if view.fixes:
         lines += ["", f"Fixed by upgrading ({len(view.fixes)}):"] + [_status_line(c) for c in view.fixes]
     if view.silent:
@@ -205,7 +214,7 @@ def format_upgrade(view: UpgradeView) -> str:
     for label, ids in ((f"Only in {view.from_release}", view.only_in_from), (f"Only in {view.to_release}", view.only_in_to)):
         if ids:
             lines += ["", f"{label} ({len(ids)}), not compared:"] + [f"  {cell_id}" for cell_id in ids]
-    if not (view.breaks or failing or view.fixes or view.silent or losses):
+    if not (view.breaks or view.old_checkpoint_failures or view.new_checkpoint_failures or view.fixes or view.silent or losses):
         lines += ["", "No differences."]
     return "\n".join(lines) + "\n"
 

@@ -115,3 +115,13 @@ def test_no_silent_change(tmp_path, old, new):
 def test_silent_changes_are_only_looked_for_where_both_pass(tmp_path):
     view = _pair(tmp_path, {"status": "fail", "loaded_class": "A"}, {"status": "fail", "loaded_class": "B"})
     assert (view.breaks, view.fixes, view.silent) == ((), (), ())
+
+
+def test_checkpoints_are_checked_in_both_directions(nightly):
+    """Seen from 5.0.0, the checkpoints 4.57.6 saved are the *other* release's: the reverse view
+    (an old stack reading what the upgraded release writes) reports them, and they fail the check."""
+    view = compare_releases(nightly, "5.0.0", "4.57.6")
+    assert view.old_checkpoints == ()
+    assert [c.cell_id for c in view.new_checkpoint_failures] == ["qwen2-auto_causal_lm-default-forward@4.57.6"]
+    assert "Checkpoints saved by 4.57.6 that 5.0.0 fails to use (1 of 2)" in format_upgrade(view)
+    assert upgrade_exit_code(view) == 1
