@@ -14,4 +14,4 @@ echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 echo "== report holds every cell"
 .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES"
 echo "== unit tests"
-.venv/bin/tox -e unit
+.venv/bin/tox -qq -e unit   # -qq: pytest's summary stays the last line
