@@ -171,8 +171,7 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         if isinstance(group.error, StrategyUnsupported):
             raise CellUnsupported(str(group.error))
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
-        details = {"attempts": [{"path": a.path, "error_type": a.error_type, "message": (a.message or "")[:500]}
-                                for a in getattr(group.error, "attempts", [])]}
+        details = {"attempts": [a.as_dict() for a in getattr(group.error, "attempts", [])]}
         return ProbeOutcome("fail", prefix + str(group.error), type(group.error).__name__, details)
     assert group.result is not None
     record.update(loaded_class=group.result.loaded_class, load_path=group.result.path, dtype=group.loaded_dtype)

@@ -19,6 +19,10 @@ class Attempt:
     def ok(self) -> bool:
         return self.error_type is None
 
+    def as_dict(self, limit: int = 500) -> dict[str, str | None]:
+        """Plain values for a results line (the message cut to `limit` characters)."""
+        return {"path": self.path, "error_type": self.error_type, "message": (self.message or "")[:limit]}
+
 
 @dataclass
 class LoadResult:

@@ -44,8 +44,7 @@ class LoadProbe:
             "mismatched_keys": loaded.mismatched_keys[:SHOWN_KEYS],
             "missing_count": len(loaded.missing_keys),
             "unexpected_count": len(loaded.unexpected_keys),
-            "attempts": [{"path": a.path, "error_type": a.error_type, "message": (a.message or "")[:500]}
-                         for a in loaded.attempts],
+            "attempts": [a.as_dict() for a in loaded.attempts],
         }
         problem = self._problem(ctx, details)
         if problem:
