@@ -140,9 +140,9 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     run.exit_code = process.returncode
-    progress.update(force=True)
     if not run.interrupted:
         _fill_missing(run, matrix, cells)
+    progress.update(force=True)
     run.lines = read_lines(run.results)
     return run
 
