@@ -61,7 +61,7 @@ def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.C
     mm_token_type_ids); the VLM-R1 break (AutoModelForCausalLM) fails on both sides, so is no change."""
     done, _ = checked
     text = done.stdout
-    assert text.startswith("transformers 4.57.6 -> latest"), text[:300]
+    assert text.startswith("transformers 4.57.6 -> 5."), text[:300]  # `latest`, resolved
     breaks = text.split("Breaks when upgrading", 1)[1].split("\n\n", 1)[0]
     assert "qwen2_vl-explicit_class-default-forward  pass -> fail" in breaks and "mm_token_type_ids" in breaks
     assert "auto_causal_lm" not in breaks
