@@ -16,6 +16,7 @@ from typing import Any
 from compat_matrix.spec import Matrix, ModelEntry
 from compat_matrix.cells import Cell
 from compat_matrix.records import cell_record, now
+from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
 from compat_tests.probes import PROBES
@@ -215,12 +216,15 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
     start = time.perf_counter()
     reset_peak_memory(state.device)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, deadline(state.matrix.settings.cell_timeout_s):
             warnings.simplefilter("always")
             outcome = _outcome(state, cell, record)
         outcome.details["warnings"] = _distinct_warnings(caught)
         record.update(status=outcome.status, message=outcome.message, error_type=outcome.error_type,
                       details=outcome.details)
+    except CellTimeout as exc:
+        state.release()  # the loaded model may be half-way through a probe
+        record.update(status="error", error_type="CellTimeout", message=str(exc))
     except CellSkipped as exc:
         record.update(status="skipped", message=str(exc))
     except CellUnsupported as exc:
