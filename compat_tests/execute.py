@@ -23,7 +23,7 @@ from compat_tests.probes import PROBES
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
 from compat_tests.size_guard import check_size
-from compat_tests.sources import resolve, saved_checkpoint
+from compat_tests.sources import require_model_type, resolve, saved_checkpoint
 from loader import STRATEGIES, LoadResult, StrategyUnsupported
 
 MESSAGE_LIMIT = 4000
@@ -53,6 +53,8 @@ class Prepared:
 def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
     """Checkpoint, config and input builder; for another release's checkpoint, unreadable is a `fail`."""
     checkpoint = saved_checkpoint(entry, saved_by) if saved_by else resolve(entry)
+    if saved_by:
+        require_model_type(entry)
     try:
         from transformers import AutoConfig
 
@@ -60,6 +62,8 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
 
         config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=entry.trust_remote_code)
         return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality))
+    except ImportError as exc:  # as for same-release checkpoints: the environment lacks a package
+        raise CellSkipped(f"needs a package this environment lacks: {exc}") from None
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}"
         if saved_by:

@@ -74,6 +74,17 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     return TinyCheckpoint(entry.key, folder, digest, release, reference)
 
 
+def require_model_type(entry: ModelEntry) -> None:
+    """`CellUnsupported` when the installed release does not know the recipe's model_type at all
+    (a checkpoint of a newer model cannot be expected to load in a release that predates it)."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    recipe = entry.recipe
+    if recipe is not None and not recipe.remote_code and recipe.model_type not in CONFIG_MAPPING_NAMES:
+        raise CellUnsupported(f"transformers {transformers.__version__} does not know model_type {recipe.model_type}")
+
+
 def _hub_snapshot(entry: ModelEntry) -> Path:
     """The cached snapshot; tests never download (`compat-matrix prefetch` does, where online)."""
     from huggingface_hub import snapshot_download

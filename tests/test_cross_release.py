@@ -72,3 +72,11 @@ def test_an_unreadable_saved_config_is_a_fail_not_a_harness_error(planted_cache:
     (planted_cache / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"], ')
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
     assert record["status"] == "fail" and f"cannot read the config or processor that transformers {OTHER} saved" in record["message"]
+
+
+def test_a_model_type_this_release_lacks_is_unsupported_not_failed(planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    monkeypatch.delitem(CONFIG_MAPPING_NAMES, "llama")
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "unsupported" and "does not know model_type llama" in record["message"]
