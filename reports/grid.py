@@ -5,11 +5,11 @@ model for cross-release cells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reports.merge import version_key
 from reports.report import Cell, Report
-from reports.status import FAILING, meets_expectation, worst
+from reports.status import FAILING, meets_expectation, rank, worst
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,17 @@ class _Flags:
         )
 
 
+def _best_route(probes: list[Cell], flags: _Flags) -> GridCell:
+    """A saved-by x loaded-by cell: the loading route (strategy, profile) that did best, worst probe
+    first; every route's probes stay in the cell for its details. Headless AutoModel failing
+    everywhere must not hide that the checkpoint loads fine through the class that fits."""
+    routes: dict[tuple[str, str], list[Cell]] = {}
+    for probe in probes:
+        routes.setdefault((probe.strategy, probe.load_kwargs), []).append(probe)
+    best = min((flags.summarise(route) for route in routes.values()), key=lambda cell: rank(cell.worst))
+    return replace(best, probes=tuple(probes))
+
+
 def _group(model: str, cells: list[Cell], flags: _Flags) -> ModelGroup:
     rows: dict[tuple[str, str], dict[str, list[Cell]]] = {}
     cross: dict[tuple[str, str], list[Cell]] = {}
@@ -118,7 +129,7 @@ def _group(model: str, cells: list[Cell], flags: _Flags) -> ModelGroup:
             CrossGrid(
                 saved_by=tuple(sorted({saved for saved, _ in cross}, key=version_key)),
                 loaded_by=tuple(sorted({loaded for _, loaded in cross}, key=version_key)),
-                cells={pair: flags.summarise(probes) for pair, probes in cross.items()},
+                cells={pair: _best_route(probes, flags) for pair, probes in cross.items()},
             )
             if cross
             else None

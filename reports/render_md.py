@@ -159,7 +159,8 @@ def _cross(grid: Grid) -> list[str]:
     groups = [g for g in grid.groups if g.cross]
     if not groups:
         return []
-    lines = ["## Cross-release cells (saved by ↓, loaded by →)", ""]
+    lines = ["## Cross-release cells (saved by ↓, loaded by →)", "",
+             "Each cell shows the loading route (strategy, profile) that did best, by its worst probe.", ""]
     for group in groups:
         cross = group.cross
         assert cross is not None
