@@ -97,14 +97,16 @@ class _Flags:
 
 
 def _best_route(probes: list[Cell], flags: _Flags) -> GridCell:
-    """A saved-by x loaded-by cell: the loading route (strategy, profile) that did best, worst probe
-    first; every route's probes stay in the cell for its details. Headless AutoModel failing
+    """A saved-by x loaded-by cell: the best working loading route (strategy, profile), else the worst
+    of all; every route's probes stay in the cell for its details. Headless AutoModel failing
     everywhere must not hide that the checkpoint loads fine through the class that fits."""
     routes: dict[tuple[str, str], list[Cell]] = {}
     for probe in probes:
         routes.setdefault((probe.strategy, probe.load_kwargs), []).append(probe)
-    best = min((flags.summarise(route) for route in routes.values()), key=lambda cell: rank(cell.worst))
-    return replace(best, probes=tuple(probes))
+    working = [cell for cell in map(flags.summarise, routes.values()) if cell.worst in ("pass", "skipped")]
+    if not working:  # no route works: the worst of everything (an absent route must not hide a failing one)
+        return flags.summarise(probes)
+    return replace(min(working, key=lambda cell: rank(cell.worst)), probes=tuple(probes))
 
 
 def _group(model: str, cells: list[Cell], flags: _Flags) -> ModelGroup:

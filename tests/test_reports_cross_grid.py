@@ -33,3 +33,10 @@ def test_when_every_route_fails_the_cell_fails(tmp_path: Path) -> None:
     (tmp_path / "tf457-cross.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     group = next(g for g in build_grid(build_report([tmp_path])).groups if g.cross)
     assert group.cross.cells[("4.49.0", BASE["transformers"])].worst == "fail"
+
+
+def test_an_absent_route_does_not_hide_failing_ones(tmp_path: Path) -> None:
+    lines = [cross_line("explicit_class", "load", "unsupported"), cross_line("smart", "load", "fail")]
+    (tmp_path / "tf457-cross.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    group = next(g for g in build_grid(build_report([tmp_path])).groups if g.cross)
+    assert group.cross.cells[("4.49.0", BASE["transformers"])].worst == "fail"
