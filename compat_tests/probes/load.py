@@ -55,15 +55,16 @@ class LoadProbe:
         import torch
 
         loaded = ctx.loaded
-        problem = shortfall(ctx.model, ctx.checkpoint_config)
-        if problem:
-            return problem
+        problems = [shortfall(ctx.model, ctx.checkpoint_config)]
         if loaded.missing_keys:
-            return f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}"
+            problems.append(f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}")
         if loaded.mismatched_keys:
-            return f"weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}"
+            problems.append(f"weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}")
         if loaded.unexpected_keys:
-            return f"checkpoint tensors left unused (dropped by this class): {_some(loaded.unexpected_keys)}"
+            problems.append(f"checkpoint tensors left unused (dropped by this class): {_some(loaded.unexpected_keys)}")
+        found = [p for p in problems if p]
+        if found:  # every problem at once: a headless class may also have re-initialised the rest
+            return "; ".join(found)
         inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
         with torch.no_grad():
             logits = ctx.model(**inputs).logits
