@@ -119,7 +119,8 @@ class MatrixState:
     def loaded(self, cell: Cell, entry: ModelEntry, prepared: Prepared) -> LoadedGroup:
         if self.group is not None and self.group.cell_group == cell.group:
             return self.group
-        self.release()
+        # a full gc.collect() costs ~0.25 s with torch and transformers loaded: once per model, not per group
+        self.release(collect=self.group is None or self.group.cell_group[0] != cell.model)
         group = LoadedGroup(cell.group)
         start = time.perf_counter()
         try:
@@ -134,9 +135,11 @@ class MatrixState:
         self.group = group
         return group
 
-    def release(self) -> None:
-        """Drop the loaded model and give its memory back."""
+    def release(self, collect: bool = True) -> None:
+        """Drop the loaded model; with `collect`, also collect cycles and return cached CUDA memory."""
         self.group = None
+        if not collect:
+            return
         gc.collect()
         try:
             import torch
