@@ -22,7 +22,7 @@ from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, Harn
 from compat_tests.probes import PROBES
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
-from compat_tests.size_guard import check_size
+from compat_tests.size_guard import check_size, estimated_parameters
 from compat_tests.sources import require_model_type, resolve, saved_checkpoint
 from loader import STRATEGIES, LoadResult, StrategyUnsupported
 
@@ -48,6 +48,8 @@ class Prepared:
     checkpoint: Any
     config: Any
     inputs: Any
+    parameters_from_config: int | None = None
+    """What the parsed config would build (meta device), for the size guard; computed once per model."""
 
 
 def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
@@ -61,7 +63,7 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
         from compat_tests.tiny.inputs import InputBuilder
 
         config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=entry.trust_remote_code)
-        return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality))
+        return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality), estimated_parameters(config))
     except ImportError as exc:  # as for same-release checkpoints: the environment lacks a package
         raise CellSkipped(f"needs a package this environment lacks: {exc}") from None
     except Exception as exc:
@@ -125,7 +127,7 @@ class MatrixState:
         start = time.perf_counter()
         try:
             reference = getattr(prepared.checkpoint, "reference", {}) or {}
-            check_size(prepared.config, reference.get("param_count"), fingerprint(self.device)["transformers"])
+            check_size(prepared.parameters_from_config, reference.get("param_count"), fingerprint(self.device)["transformers"])
             group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path))
             group.loaded_dtype = _param_dtype(group.result.model)
             self.place(group.result.model, entry.load_kwargs[cell.profile])

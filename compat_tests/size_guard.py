@@ -29,11 +29,11 @@ def estimated_parameters(config: Any) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
-def check_size(config: Any, checkpoint_parameters: int | None, release: str) -> None:
-    """Raise `CheckFailed` when the parsed config would build a model far larger than the checkpoint."""
+def check_size(estimate: int | None, checkpoint_parameters: int | None, release: str) -> None:
+    """Raise `CheckFailed` when the parsed config (`estimated_parameters`) would build a model far
+    larger than the checkpoint."""
     if not checkpoint_parameters:
         return
-    estimate = estimated_parameters(config)
     if estimate is not None and estimate > GROWTH_LIMIT * checkpoint_parameters:
         raise CheckFailed(
             f"transformers {release} parses this config into {estimate:,} parameters but the checkpoint holds "
