@@ -79,9 +79,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _report(results: Path, out: Path, extra: list[str]) -> int:
-    from reports.cli import main as report_main
-
-    return report_main([str(results), "--out", str(out), *extra])
+    return cmd_report([str(results), "--out", str(out), *extra])
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +171,5 @@ def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
 
 
 def tox_available() -> bool:
-    """True when tox can be run from this interpreter."""
-    return shutil.which("tox") is not None or subprocess.run(
-        [sys.executable, "-m", "tox", "--version"], capture_output=True).returncode == 0
+    """True when `python -m tox` works from this interpreter (how `run_release` calls it)."""
+    return subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode == 0

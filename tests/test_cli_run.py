@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from compat_matrix.runner import tox_available
+
 REPO = Path(__file__).resolve().parent.parent
 SLICE = ["--models", "llama", "qwen2_vl", "--strategies", "auto_causal_lm", "explicit_class", "--probes", "load", "forward"]
 
@@ -23,7 +25,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    if subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode != 0:
+    if not tox_available():
         pytest.skip("tox is not installed in this interpreter (the unit tox env has it: tox -e unit)")
     out = tmp_path_factory.mktemp("check")
     return cli("check", "--from", "4.57.6", "--to", "latest", *SLICE, "--out", str(out)), out

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from compat_matrix.cells import select_cells
-from compat_matrix.runner import REPO, run_release
+from compat_matrix.runner import REPO, run_release, tox_available
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 
 pytestmark = pytest.mark.slow
 
 
 def test_an_uninstallable_release_gets_an_error_line_per_cell(tmp_path: Path) -> None:
-    if subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode != 0:
+    if not tox_available():
         pytest.skip("tox is not installed in this interpreter (the unit tox env has it: tox -e unit)")
     matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
     cells = select_cells(matrix, ["llama"], ["smart"], ["load", "forward"])

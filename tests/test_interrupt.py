@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.runner import REPO
+from compat_matrix.runner import REPO, tox_available
 
 pytestmark = pytest.mark.slow
 
 
 def test_ctrl_c_keeps_finished_cells_and_builds_the_report(tmp_path: Path) -> None:
-    if subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode != 0:
+    if not tox_available():
         pytest.skip("tox is not installed in this interpreter (the unit tox env has it: tox -e unit)")
     results = tmp_path / "results" / "tf4_57_6.jsonl"
     process = subprocess.Popen(

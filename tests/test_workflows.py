@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from compat_matrix.runner import tox_available
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -299,7 +301,7 @@ def test_prefetch_step_passes_the_models_input(tmp_path: Path, shims: Path) -> N
 ])
 def test_tox_step_runs_the_release_env(tmp_path: Path, shims: Path, release: str, env: str, models: str,
                                        expected: str) -> None:
-    if subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode != 0:
+    if not tox_available():
         pytest.skip("tox is not installed in this interpreter (requirements/dev.txt)")
     log = tmp_path / "tox.log"
     # `tox config` is the real tox (it decides between the release's env and tfany); a run is only logged.
