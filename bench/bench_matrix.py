@@ -67,14 +67,17 @@ def main() -> None:
     records, bare_wall = bare(args.models)
     by_probe: dict[str, list[float]] = defaultdict(list)
     by_cell_group: dict[tuple, float] = defaultdict(float)
+    passed_in_group: dict[tuple, dict[str, float]] = defaultdict(dict)
     for record in records:
         if record["status"] == "pass":
+            group = (record["model"], record["strategy"], record["load_kwargs"])
             by_probe[record["probe"]].append(record["duration_s"])
-            by_cell_group[(record["model"], record["strategy"], record["load_kwargs"])] += record["duration_s"]
+            by_cell_group[group] += record["duration_s"]
+            passed_in_group[group][record["probe"]] = record["duration_s"]
     bare_sum = sum(r["duration_s"] for r in records)
     serial = pytest_wall(args.models, 0)
     parallel = pytest_wall(args.models, args.workers)
-    load_forward = [by_probe["load"][i] + by_probe["forward"][i] for i in range(min(len(by_probe["load"]), len(by_probe["forward"])))]
+    load_forward = [p["load"] + p["forward"] for p in passed_in_group.values() if "load" in p and "forward" in p]
     numbers = {
         "transformers": transformers.__version__, "torch": torch.__version__, "cores": os.cpu_count(),
         "cells": len(records), "passed": sum(r["status"] == "pass" for r in records),

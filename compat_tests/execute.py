@@ -82,6 +82,8 @@ class MatrixState:
     matrix: Matrix
     prepared: dict[tuple[str, str | None], Prepared | BaseException] = field(default_factory=dict)
     group: LoadedGroup | None = None
+    last_model: str | None = None
+    """The model of the last loaded group: garbage is collected when the model changes."""
 
     def __post_init__(self) -> None:
         self.device, self.dtype = pick_device(self.matrix.settings.device)
@@ -122,7 +124,8 @@ class MatrixState:
         if self.group is not None and self.group.cell_group == cell.group:
             return self.group
         # a full gc.collect() costs ~0.25 s with torch and transformers loaded: once per model, not per group
-        self.release(collect=self.group is None or self.group.cell_group[0] != cell.model)
+        self.release(collect=self.last_model not in (None, cell.model))
+        self.last_model = cell.model
         group = LoadedGroup(cell.group)
         start = time.perf_counter()
         try:
@@ -201,8 +204,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     try:
         outcome = probe.run(context)
     finally:
-        if probe.mutates_model:
-            state.release()
+        if probe.mutates_model:  # the next probe needs a clean model; collection waits for the next model
+            state.release(collect=False)
     if cell.probe == "load":
         outcome.details["load_s"] = group.load_s
     return outcome
