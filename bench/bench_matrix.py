@@ -54,6 +54,15 @@ def pytest_wall(models: list[str] | None, workers: int) -> float:
         return time.perf_counter() - start
 
 
+def import_wall() -> float:
+    """Seconds a fresh process needs to import what every matrix run imports (torch, transformers,
+    the harness): paid once by pytest, not counted in the bare probe sum."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, transformers, compat_tests.execute"], cwd=REPO, check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", help="model keys (default: every tiny model)")
@@ -76,6 +85,7 @@ def main() -> None:
             passed_in_group[group][record["probe"]] = record["duration_s"]
     bare_sum = sum(r["duration_s"] for r in records)
     serial = pytest_wall(args.models, 0)
+    imports = import_wall()
     parallel = pytest_wall(args.models, args.workers)
     load_forward = [p["load"] + p["forward"] for p in passed_in_group.values() if "load" in p and "forward" in p]
     numbers = {
@@ -87,6 +97,8 @@ def main() -> None:
         "bare_probe_sum_s": round(bare_sum, 2), "bare_wall_s": round(bare_wall, 2),
         "pytest_serial_wall_s": round(serial, 2), f"pytest_n{args.workers}_wall_s": round(parallel, 2),
         "overhead_ratio_serial": round(serial / bare_sum, 3),
+        "import_s": round(imports, 2),
+        "overhead_ratio_serial_after_imports": round((serial - imports) / bare_sum, 3),
         f"speedup_n{args.workers}": round(serial / parallel, 3),
     }
     for key, value in numbers.items():
