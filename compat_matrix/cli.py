@@ -98,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             break
     if args.cross_release and not interrupted:
         interrupted = _cross_release(matrix, args, releases, out.resolve())
-    extra = ["--fail-on-regression"] if args.fail_on_regression else []
+    # judged against the matrix file this run used: the folder may also hold earlier runs' results
+    extra = ["--expectations", str(args.matrix)] + (["--fail-on-regression"] if args.fail_on_regression else [])
     if args.baseline:
         extra += ["--baseline", str(args.baseline)]
     code = _report(out / "results", out, extra)
@@ -148,7 +149,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.cross_release and _cross_release(matrix, args, releases, out):
         return 130
     stems = [env_name(r) + suffix for r in releases for suffix in ("", "-cross")]
-    report = build_report([p for p in (out / "results" / f"{s}.jsonl" for s in stems) if p.is_file()])
+    report = build_report([p for p in (out / "results" / f"{s}.jsonl" for s in stems) if p.is_file()],
+                          expectations=Path(args.matrix))
     try:
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:

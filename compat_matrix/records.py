@@ -23,13 +23,13 @@ def expected_of(matrix: Matrix, cell: Cell, version: str) -> dict[str, Any] | No
     """The cell's expectation from matrix.yaml as plain values, or None."""
     entry = matrix.model(cell.model)
     try:
-        expectation = matrix.expectation_for(entry, version, cell.strategy, cell.probe, cell.profile)
+        expectation = matrix.expectation_for(entry, version, cell.strategy, cell.probe, cell.profile, cell.saved_by)
     except ValueError:  # `main` and other non-PEP 440 names match no version range
         expectation = None
     if expectation is None:
         return None
     return {"status": expectation.status, "transformers": expectation.transformers or None,
-            "reason": expectation.reason, "link": expectation.link}
+            "saved_by": expectation.saved_by or None, "reason": expectation.reason, "link": expectation.link}
 
 
 def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _in_range(version: str, specifier: str) -> bool:
+    """`version` is in the PEP 440 range (an empty range holds every version)."""
+    return not specifier or Version(version) in SpecifierSet(specifier, prereleases=True)
+
+
 def _check_specifier(value: str) -> str:
     try:
         SpecifierSet(value)
@@ -72,12 +77,15 @@ class Expectation(_Frozen):
     """Probes it applies to; empty means all."""
     load_kwargs: tuple[str, ...] = ()
     """Load profiles it applies to; empty means all."""
+    saved_by: str = ""
+    """PEP 440 specifier of the release that saved the checkpoint: set, it covers only cross-release
+    cells whose checkpoint such a release wrote; empty means any checkpoint, own or another release's."""
     reason: str
     """Why: people read this in the report next to the cell."""
     link: str | None = None
     """Upstream issue or PR, where known."""
 
-    @field_validator("transformers")
+    @field_validator("transformers", "saved_by")
     @classmethod
     def _specifier(cls, value: str) -> str:
         return _check_specifier(value) if value else value
@@ -92,11 +100,13 @@ class Expectation(_Frozen):
     def _known_probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _known(value, PROBE_NAMES, "probe")
 
-    def matches(self, model: str, version: str, strategy: str, probe: str, profile: str) -> bool:
-        """True when this expectation covers the cell."""
+    def matches(self, model: str, version: str, strategy: str, probe: str, profile: str,
+                saved_by: str | None = None) -> bool:
+        """True when this expectation covers the cell (`saved_by`: the release whose checkpoint it loads)."""
         return (
             (not self.models or model in self.models)
-            and (not self.transformers or Version(version) in SpecifierSet(self.transformers, prereleases=True))
+            and _in_range(version, self.transformers)
+            and (not self.saved_by or (saved_by is not None and _in_range(saved_by, self.saved_by)))
             and (not self.strategies or strategy in self.strategies)
             and (not self.probes or probe in self.probes)
             and (not self.load_kwargs or profile in self.load_kwargs)
@@ -349,10 +359,11 @@ class Matrix(_Frozen):
                 raise ValueError(f"top-level expectation names unknown model(s) {unknown}; known: {', '.join(sorted(keys))}")
         return self
 
-    def expectation_for(self, entry: ModelEntry, version: str, strategy: str, probe: str, profile: str) -> Expectation | None:
+    def expectation_for(self, entry: ModelEntry, version: str, strategy: str, probe: str, profile: str,
+                        saved_by: str | None = None) -> Expectation | None:
         """The one place that decides what a cell is expected to do: first match, model's own first."""
         for expectation in (*entry.expectations, *self.expectations):
-            if expectation.matches(entry.key, version, strategy, probe, profile):
+            if expectation.matches(entry.key, version, strategy, probe, profile, saved_by):
                 return expectation
         return None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from reports.load import load_results
 from reports.merge import merge
 from reports.regressions import find_changes
+from reports.rejudge import rejudge
 from reports.report import BaselineInfo, Problem, Report, TrendPoint
 from reports.results import RESULTS_SCHEMA_VERSION, parse_timestamp
 
@@ -17,21 +18,25 @@ def build_report(
     results: Iterable[str | Path],
     baseline: Path | None = None,
     history: Path | None = None,
+    expectations: Path | None = None,
 ) -> Report:
-    """Merge `results` into a report; ValueError when the baseline cannot be read (it was asked for)."""
+    """Merge `results` into a report; ValueError when the baseline cannot be read (it was asked for).
+
+    With `expectations` (a matrix.yaml), cells are judged against its expectations, not the recorded ones."""
     loaded = load_results(results)
     merged = merge(loaded.cells)
+    cells, judge_problems = rejudge(merged.cells, expectations) if expectations else (list(merged.cells), [])
     base = Report.read(baseline) if baseline else None
-    changes = find_changes(merged.cells, base)
+    changes = find_changes(cells, base)
     trend, history_problems = read_history(history) if history else ([], [])
     return Report(
         results_schema_version=RESULTS_SCHEMA_VERSION,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         releases=tuple(merged.releases),
-        cells=tuple(merged.cells),
+        cells=tuple(cells),
         regressions=tuple(changes.regressions),
         fixes=tuple(changes.fixes),
-        problems=tuple(loaded.problems + merged.duplicates + history_problems),
+        problems=tuple(loaded.problems + merged.duplicates + judge_problems + history_problems),
         baseline=(
             BaselineInfo(path=str(baseline), generated_at=base.generated_at, missing_cells=tuple(changes.missing_from_baseline))
             if base and baseline

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from compat_matrix.validate import MatrixError
 from reports.build import build_report
 from reports.junit import write_junit
 from reports.render_html import render_html
@@ -48,13 +49,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="an earlier report.json: cells that passed there and do not now are regressions")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when there is a regression")
     p.add_argument("--history", type=Path, help="folder of earlier report.json files (searched recursively) for the trend strip")
+    p.add_argument("--expectations", type=Path, metavar="MATRIX_YAML",
+                   help="judge cells against this matrix file's expectations, not those recorded when they ran")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        report = build_report(args.results, baseline=args.baseline, history=args.history)
+        report = build_report(args.results, baseline=args.baseline, history=args.history, expectations=args.expectations)
+    except MatrixError as exc:
+        print(f"compat-matrix report: error: --expectations {args.expectations} is not a valid matrix file:\n{exc}",
+              file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"compat-matrix report: error: {exc}", file=sys.stderr)
         return 2

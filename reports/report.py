@@ -18,7 +18,7 @@ from reports.status import Status
 REPORT_SCHEMA_VERSION = 1
 """Version of the `report.json` layout (README.md); results lines have their own version."""
 
-ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history"]
+ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history", "not_in_matrix"]
 ChangeKind = Literal["regression", "fix"]
 Against = Literal["expectation", "baseline"]
 

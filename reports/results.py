@@ -27,6 +27,8 @@ class Expected(BaseModel):
     status: Status
     transformers: str | None = None
     """PEP 440 range it applies to; null: every release."""
+    saved_by: str | None = None
+    """PEP 440 range of the releases whose checkpoints it covers; null: any checkpoint."""
     reason: str = ""
     link: str | None = None
 

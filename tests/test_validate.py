@@ -52,6 +52,8 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
         (("[4.57.6, latest]", "[4.57.x, latest]"), "m.yaml:1: transformers", "exact version"),
         (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, transformers: '=>5', reason: r}"),
          "models[0](llama).expectations[0].transformers", "PEP 440"),
+        (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, saved_by: '5.x', reason: r}"),
+         "models[0](llama).expectations[0].saved_by", "PEP 440"),
         (("models:", "strategies: [auto_model, auto_magic]\nmodels:"), "m.yaml:2: strategies", "auto_magic"),
         (("models:", "probes: [load, fly]\nmodels:"), "m.yaml:2: probes", "fly"),
         (("model_type: llama,", "model_type: lama,"), "models[0](llama).recipe.model_type", "did you mean llama"),
@@ -59,7 +61,7 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
         (("    hub_id: meta-llama/Llama-3.2-1B-Instruct\n", ""), "models[0](llama).hub_id", "field required"),
         (("    recipe:", "    source: hub\n    recipe:"), "models[0](llama)", "pinned 'revision'"),
     ],
-    ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "unknown-strategy", "unknown-probe",
+    ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "bad-saved-by", "unknown-strategy", "unknown-probe",
          "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision"],
 )
 def test_each_problem_is_located_and_says_what_is_allowed(tmp_path: Path, change: tuple[str, str], where: str, says: str) -> None:
@@ -104,3 +106,23 @@ def test_expectation_lookup_prefers_the_models_own_and_respects_ranges(tmp_path:
     assert matrix.expectation_for(entry, "4.57.6", "auto_model", "load", "default").reason == "own"
     assert matrix.expectation_for(entry, "5.0.0", "auto_model", "load", "default").reason == "global"
     assert matrix.expectation_for(entry, "5.0.0", "smart", "load", "default") is None
+
+
+def test_a_saved_by_expectation_covers_only_checkpoints_of_those_releases(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(GOOD + "expectations:\n"
+                    "  - {status: fail, transformers: '<5', saved_by: '>=5', reason: 5.x tokenizer files}\n"
+                    "  - {status: unsupported, strategies: [auto_model], reason: any checkpoint}\n")
+    matrix = load_matrix(path)
+    entry = matrix.models[0]
+
+    def reason(version: str, saved_by: str | None, strategy: str = "smart") -> str | None:
+        found = matrix.expectation_for(entry, version, strategy, "load", "default", saved_by)
+        return found.reason if found else None
+
+    assert reason("4.57.6", "5.24.0") == "5.x tokenizer files"
+    assert reason("4.57.6", "4.49.0") is None  # saved by a release outside the range
+    assert reason("4.57.6", None) is None  # a same-release cell is never a cross-release one
+    assert reason("5.0.0", "5.24.0") is None  # loaded by a release outside `transformers`
+    assert reason("4.57.6", "4.49.0", "auto_model") == "any checkpoint"  # no saved_by: own or another's
+    assert reason("4.57.6", None, "auto_model") == "any checkpoint"
