@@ -361,8 +361,14 @@ class Matrix(_Frozen):
 
     def expectation_for(self, entry: ModelEntry, version: str, strategy: str, probe: str, profile: str,
                         saved_by: str | None = None) -> Expectation | None:
-        """The one place that decides what a cell is expected to do: first match, model's own first."""
-        for expectation in (*entry.expectations, *self.expectations):
+        """The one place that decides what a cell is expected to do: first match, model's own first.
+
+        For a cross-release cell, expectations that name `saved_by` come first: an unreadable
+        checkpoint fails every strategy, whatever a strategy would do with a readable one."""
+        ordered = (*entry.expectations, *self.expectations)
+        if saved_by is not None:
+            ordered = (*(e for e in ordered if e.saved_by), *(e for e in ordered if not e.saved_by))
+        for expectation in ordered:
             if expectation.matches(entry.key, version, strategy, probe, profile, saved_by):
                 return expectation
         return None

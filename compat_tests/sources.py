@@ -62,14 +62,19 @@ def resolve(entry: ModelEntry) -> Any:
 
 def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     """The tiny checkpoint release `release` built and cached for this entry (cross-release cells)."""
-    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, recipe_hash
+    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, not_built_note, recipe_hash
 
     assert entry.recipe is not None
     digest = recipe_hash(entry.recipe, entry.modality)
     folder = cache_root() / "tiny" / release / f"{entry.key}-{digest[:12]}"
     if not (folder / REFERENCE_JSON).is_file():
-        raise CellUnsupported(f"transformers {release} saved no checkpoint of {entry.key} in {folder.parent} "
-                              f"(it does not know model_type {entry.recipe.model_type}, or it has not run here)")
+        note = not_built_note(folder)
+        if note.is_file():
+            why = json.loads(note.read_text())
+            raised = CellUnsupported if why["status"] == "unsupported" else CellSkipped
+            raise raised(f"transformers {release} could not save a checkpoint of {entry.key}: {why['reason']}")
+        raise CellSkipped(f"transformers {release} has saved no checkpoint of {entry.key} in {folder.parent}: its "
+                          "cells have not run on this machine (`compat-matrix run --cross-release` runs them first)")
     reference = json.loads((folder / REFERENCE_JSON).read_text())
     return TinyCheckpoint(entry.key, folder, digest, release, reference)
 

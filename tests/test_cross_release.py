@@ -46,9 +46,46 @@ def test_a_readable_checkpoint_from_another_release_passes_with_saved_by(planted
         assert record["saved_by"] == OTHER and record["cell_id"].endswith(f"-{probe}@{OTHER}")
 
 
-def test_a_release_that_saved_nothing_is_unsupported_with_the_reason(planted_cache: Path) -> None:
+def test_a_release_whose_cells_have_not_run_here_is_skipped_not_unsupported(planted_cache: Path) -> None:
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.2"))
-    assert record["status"] == "unsupported" and "transformers 0.0.2 saved no checkpoint of llama" in record["message"]
+    assert record["status"] == "skipped" and "transformers 0.0.2 has saved no checkpoint of llama" in record["message"]
+    assert "have not run on this machine" in record["message"]
+
+
+def _build_as(release: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run a same-release cell as if `release` were installed (with the monkeypatches already set)."""
+    import transformers
+
+    with monkeypatch.context() as inside:
+        inside.setattr(transformers, "__version__", release)
+        return run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load"))
+
+
+def test_a_release_that_predates_the_model_leaves_a_note_that_makes_cross_cells_unsupported(
+        planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    with monkeypatch.context() as inside:
+        inside.delitem(CONFIG_MAPPING_NAMES, "llama")
+        assert _build_as("0.0.3", monkeypatch)["status"] == "unsupported"
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.3"))
+    assert record["status"] == "unsupported"
+    assert "transformers 0.0.3 could not save a checkpoint of llama" in record["message"]
+    assert "does not know model_type 'llama'" in record["message"]
+
+
+def test_a_release_that_lacked_a_package_leaves_a_note_that_makes_cross_cells_skipped(
+        planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compat_tests.tiny import checkpoint
+
+    def no_torchvision(*args: object) -> None:
+        raise ImportError("SmolVLMProcessor needs torchvision")
+
+    with monkeypatch.context() as inside:
+        inside.setattr(checkpoint, "_write", no_torchvision)
+        assert _build_as("0.0.4", monkeypatch)["status"] == "skipped"
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.4"))
+    assert record["status"] == "skipped" and "needs torchvision" in record["message"]
 
 
 def test_a_misread_config_is_refused_before_anything_is_built(planted_cache: Path) -> None:

@@ -126,3 +126,15 @@ def test_a_saved_by_expectation_covers_only_checkpoints_of_those_releases(tmp_pa
     assert reason("5.0.0", "5.24.0") is None  # loaded by a release outside `transformers`
     assert reason("4.57.6", "4.49.0", "auto_model") == "any checkpoint"  # no saved_by: own or another's
     assert reason("4.57.6", None, "auto_model") == "any checkpoint"
+
+
+def test_for_a_cross_release_cell_a_saved_by_expectation_wins_over_the_models_own(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(GOOD.replace("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n"
+                                 "      - {status: unsupported, strategies: [explicit_class], reason: own}")
+                    + "expectations:\n  - {status: fail, saved_by: '>=5', reason: unreadable tokenizer}\n")
+    matrix = load_matrix(path)
+    entry = matrix.models[0]
+    assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "5.0.0").reason == "unreadable tokenizer"
+    assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "4.49.0").reason == "own"
+    assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default").reason == "own"

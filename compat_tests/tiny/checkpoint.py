@@ -34,6 +34,16 @@ REFERENCE_JSON = "reference.json"
 REFERENCE_LOGITS = "reference_logits.safetensors"
 
 
+NOT_BUILT_SUFFIX = ".not-built.json"
+"""Beside a folder that could not be built: why (`unsupported` or `skipped`), for other releases'
+cross-release cells, which otherwise could not tell "this release predates the model" from
+"this release's cells did not run here"."""
+
+
+def not_built_note(folder: Path) -> Path:
+    return folder.with_name(folder.name + NOT_BUILT_SUFFIX)
+
+
 class UnknownModelType(Exception):
     """The installed transformers does not know recipe.model_type or recipe.architecture (message says which and which release)."""
 
@@ -91,13 +101,19 @@ def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path |
     import transformers
 
     version = transformers.__version__
-    family = _family(recipe, version)
     digest = recipe_hash(recipe, modality)
     root = Path(cache_root) if cache_root is not None else _default_root()
     folder = root / "tiny" / version / f"{key}-{digest[:12]}"
     if folder not in _BUILT:
         if not (folder / REFERENCE_JSON).is_file():
-            _build_atomically(folder, recipe, modality, family)
+            try:
+                _build_atomically(folder, recipe, modality, _family(recipe, version))
+            except (UnknownModelType, ImportError) as exc:
+                status = "unsupported" if isinstance(exc, UnknownModelType) else "skipped"
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                not_built_note(folder).write_text(json.dumps({"status": status, "reason": str(exc)}))
+                raise
+            not_built_note(folder).unlink(missing_ok=True)
         reference = json.loads((folder / REFERENCE_JSON).read_text())
         _BUILT[folder] = TinyCheckpoint(key, folder, digest, version, reference)
     return _BUILT[folder]
