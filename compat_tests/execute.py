@@ -24,7 +24,7 @@ from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
 from compat_tests.size_guard import check_size, estimated_parameters
 from compat_tests.sources import require_model_type, resolve, saved_checkpoint
-from loader import STRATEGIES, LoadResult, StrategyUnsupported
+from loader import STRATEGIES, LoadResult, NoArchitectureNamed, StrategyUnsupported
 
 MESSAGE_LIMIT = 4000
 """Characters of an error message kept in a result line."""
@@ -188,6 +188,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     checkpoint = prepared.checkpoint
     group = state.loaded(cell, entry, prepared)
     if group.error is not None:
+        if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
+            return ProbeOutcome("fail", _architecture_lost(group.error, entry, cell), "ArchitectureLost")
         if isinstance(group.error, StrategyUnsupported):
             raise CellUnsupported(str(group.error))
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
@@ -216,6 +218,15 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     if cell.probe == "load":
         outcome.details["load_s"] = group.load_s
     return outcome
+
+
+def _architecture_lost(error: BaseException, entry: ModelEntry, cell: Cell) -> str:
+    """A tiny checkpoint always names its class; a config read without one is a break."""
+    assert entry.recipe is not None
+    built_by = f"transformers {cell.saved_by}" if cell.saved_by else "this release"
+    prefix = "" if cell.probe == "load" else "not run, the load failed: "
+    return (f"{prefix}{error}, though {built_by} saved this checkpoint as {entry.recipe.architecture}: loaders that "
+            "take the class from config.architectures (VLM-R1's model_cls) cannot load it")
 
 
 WARNINGS_KEPT = 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loader.errors import LoadFailed, StrategyUnsupported
+from loader.errors import LoadFailed, NoArchitectureNamed, StrategyUnsupported
 from loader.registry import REGISTRY, ModelRegistry, register
 from loader.result import Attempt, LoadResult
 from loader.strategies import STRATEGIES, Strategy
@@ -28,5 +28,5 @@ def load_model(path: str, strategy: str = "smart", **kwargs: Any) -> LoadResult:
 
 __all__ = [
     "REGISTRY", "STRATEGIES", "Attempt", "LoadFailed", "LoadResult", "ModelRegistry", "Strategy",
-    "StrategyUnsupported", "load_model", "register",
+    "NoArchitectureNamed", "StrategyUnsupported", "load_model", "register",
 ]

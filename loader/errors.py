@@ -9,6 +9,12 @@ class StrategyUnsupported(Exception):
     """The strategy's class does not exist in the installed transformers release."""
 
 
+class NoArchitectureNamed(StrategyUnsupported):
+    """The config, as the installed release reads it, names no class (`config.architectures` is
+    empty): nothing for an explicit-class loader to use. Unsupported for a checkpoint that never
+    named one; a break for one that did (a release wrote or read the field elsewhere)."""
+
+
 def _first_line(message: str | None, limit: int = 300) -> str:
     """Auto classes list every known config in their error; the first line says what matters."""
     line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""

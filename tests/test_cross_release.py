@@ -117,3 +117,22 @@ def test_a_model_type_this_release_lacks_is_unsupported_not_failed(planted_cache
     monkeypatch.delitem(CONFIG_MAPPING_NAMES, "llama")
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
     assert record["status"] == "unsupported" and "does not know model_type llama" in record["message"]
+
+
+def test_a_checkpoint_read_without_its_architecture_is_a_fail_for_the_explicit_class(planted_cache: Path) -> None:
+    """Planted as 4.57 writes Qwen2-VL configs: `architectures` only inside text_config, so a
+    release without 4.57's attribute forwarding reads no class at all."""
+    from loader import NoArchitectureNamed, load_model
+
+    config_file = planted_cache / "config.json"
+    config = json.loads(config_file.read_text())
+    config["text_config"] = {"architectures": config.pop("architectures")}
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(NoArchitectureNamed):  # to the library user: unsupported, nothing to load
+        load_model(str(planted_cache), "explicit_class")
+    state = MatrixState(MATRIX)
+    record = run_cell(state, Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "fail" and record["error_type"] == "ArchitectureLost"
+    assert f"transformers {OTHER} saved this checkpoint as LlamaForCausalLM" in record["message"]
+    forward = run_cell(state, Cell("llama", "explicit_class", "default", "forward", OTHER))
+    assert forward["status"] == "fail" and forward["message"].startswith("not run, the load failed")

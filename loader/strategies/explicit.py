@@ -7,7 +7,7 @@ from typing import Any
 
 from transformers import AutoConfig
 
-from loader.errors import StrategyUnsupported
+from loader.errors import NoArchitectureNamed
 from loader.loading import load_with_info
 from loader.result import Attempt, LoadResult
 from loader.strategies.base import transformers_class
@@ -23,7 +23,7 @@ class ExplicitClassStrategy:
         config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
         architectures = getattr(config, "architectures", None) or []
         if not architectures:
-            raise StrategyUnsupported(f"{path}: config.architectures is empty; there is no explicit class to load")
+            raise NoArchitectureNamed(f"{path}: config.architectures is empty; there is no explicit class to load")
         cls = transformers_class(architectures[0])
         route = f"explicit:{architectures[0]}"
         result = load_with_info(cls, path, strategy=self.name, route=route, **kwargs)
