@@ -19,6 +19,7 @@ from transformers import AutoConfig
 from compat_matrix.spec import ModelEntry, Settings
 from compat_matrix.validate import load_matrix
 from compat_tests.probes.base import ProbeContext
+from compat_tests.tiny.checkpoint import with_init_std
 from loader.result import LoadResult
 
 MATRIX = load_matrix(check_model_types=False)
@@ -89,7 +90,7 @@ def build_model(entry: ModelEntry, plant: Plant | None = None, dtype: torch.dtyp
     recipe = entry.recipe
     assert recipe is not None
     special = {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
-    config = AutoConfig.for_model(recipe.model_type, **{**special, **recipe.config})
+    config = AutoConfig.for_model(recipe.model_type, **{**special, **with_init_std(recipe.config)})
     torch.manual_seed(recipe.seed)
     model = getattr(transformers, recipe.architecture)(config).to(dtype).eval()
     if plant is not None:

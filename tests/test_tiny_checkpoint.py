@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import shutil
 from pathlib import Path
@@ -168,7 +170,10 @@ def test_unknown_model_type_or_class_is_reported(model_type: str, architecture: 
     recipe = Recipe(model_type=model_type, architecture=architecture)
     with pytest.raises(UnknownModelType, match=f"transformers {transformers.__version__} .*{named}"):
         build_checkpoint("unknown", recipe, "text", cache_root=tmp_path)
-    assert not any(tmp_path.rglob("*"))
+    # no checkpoint folder; only the note other releases' cross-release cells read
+    [note] = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert note.name.endswith(".not-built.json") and json.loads(note.read_text())["status"] == "unsupported"
+    assert not any(p.is_dir() and p.name.startswith("unknown-") for p in tmp_path.rglob("*"))
 
 
 def test_recipe_hash_covers_recipe_and_modality() -> None:

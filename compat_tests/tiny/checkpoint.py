@@ -27,8 +27,25 @@ if TYPE_CHECKING:
 
     from compat_matrix.spec import Recipe
 
-BUILD_FORMAT = 2
-"""Part of the recipe hash: bump it when a build writes different files for the same recipe."""
+BUILD_FORMAT = 3
+"""Part of the recipe hash: bump it when a build writes different files for the same recipe
+(3: weights drawn with INIT_STD)."""
+
+INIT_STD = 0.1
+"""`initializer_range` of every tiny model unless its recipe sets one. Transformers' default 0.02
+gives near-uniform logits, so a decode step at the wrong position moved GRPO log-probs by 2e-3 in
+bf16, under the 7e-3 bf16 tolerance: missed on a GPU. Measured on CPU in bf16 (tiny Llama and
+Qwen2-VL, planted one-position shift): 0.1 gives 0.25-0.53 for the shift against tolerance
+0.024-0.029 and 0.008-0.016 for clean runs; 0.2 leaves clean runs within 2x of the tolerance."""
+
+
+def with_init_std(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe config with `initializer_range` = INIT_STD at the top and in `text_config`
+    (composite models read one or the other, depending on the release), where it is unset."""
+    out = {"initializer_range": INIT_STD, **config}
+    if isinstance(config.get("text_config"), dict):
+        out["text_config"] = {"initializer_range": INIT_STD, **config["text_config"]}
+    return out
 
 REFERENCE_JSON = "reference.json"
 REFERENCE_LOGITS = "reference_logits.safetensors"
@@ -164,9 +181,10 @@ def _config_kwargs(recipe: Recipe, family: Family) -> dict[str, Any]:
     roles = {"bos": spec.roles.get("bos_token") or spec.config_bos, "eos": spec.roles.get("eos_token"),
              "pad": spec.roles.get("pad_token")}
     special = {f"{role}_token_id": ids[token] for role, token in roles.items() if token}
-    kwargs = {**special, **recipe.config}
-    if isinstance(recipe.config.get("text_config"), dict):
-        kwargs["text_config"] = {**special, **recipe.config["text_config"]}
+    config = with_init_std(recipe.config)
+    kwargs = {**special, **config}
+    if isinstance(config.get("text_config"), dict):
+        kwargs["text_config"] = {**special, **config["text_config"]}
     return kwargs
 
 
