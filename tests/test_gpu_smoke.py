@@ -1,0 +1,26 @@
+"""scripts/gpu_smoke.sh, rehearsed on CPU: the script a GPU session runs must work the first time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_gpu_slice_script_runs_its_cells_and_prints_the_table(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_SMOKE_DEVICE": "cpu", "GPU_SMOKE_MODELS": "llava"}
+    done = subprocess.run(["bash", "scripts/gpu_smoke.sh", str(tmp_path / "out")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("probe"))
+    assert lines[header - 1].startswith("cpu | transformers") and lines[header - 1].endswith("| 30 cells")
+    table = {line.split()[0]: line.split()[1:] for line in lines[header + 1:header + 5]}
+    assert list(table) == ["load", "forward", "generate", "grpo_step"]
+    for probe, (passed, failed, other, median, peak) in table.items():
+        assert int(passed) + int(failed) + int(other) == 6, (probe, table[probe])  # one cell per strategy
+        assert int(passed) >= 3 and float(median) > 0  # image-text-to-text, explicit class and smart load LLaVA
+    assert (tmp_path / "out" / "gpu.jsonl").is_file()
