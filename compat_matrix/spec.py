@@ -49,6 +49,10 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MOVING_REVISIONS = frozenset({"main", "master", "HEAD"})
+"""Hub revisions that are branches, not pins."""
+
+
 def _in_range(version: str, specifier: str) -> bool:
     """`version` is in the PEP 440 range (an empty range holds every version)."""
     return not specifier or Version(version) in SpecifierSet(specifier, prereleases=True)
@@ -202,6 +206,9 @@ class ModelEntry(_Frozen):
             raise ValueError("source 'local' needs a 'path' to a checkpoint folder")
         if self.source == "hub" and not self.revision:
             raise ValueError("source 'hub' needs a pinned 'revision' (a commit sha or tag) so runs are reproducible")
+        if self.source == "hub" and self.revision in MOVING_REVISIONS:
+            raise ValueError(f"revision {self.revision!r} is a branch: it moves, so two nightlies may test different "
+                             "weights; pin the commit sha (the hub page's 'Files and versions' history lists it)")
         if self.recipe and self.recipe.remote_code and not self.trust_remote_code:
             raise ValueError("recipe.remote_code ships its own modeling code, which transformers runs only when "
                              "asked to: add 'trust_remote_code: true' to this model entry")

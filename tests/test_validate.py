@@ -60,9 +60,11 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
         (("    modality: text", "    modality: text\n    modality: image-text"), "m.yaml:6: models[0](llama).modality", "duplicate key"),
         (("    hub_id: meta-llama/Llama-3.2-1B-Instruct\n", ""), "models[0](llama).hub_id", "field required"),
         (("    recipe:", "    source: hub\n    recipe:"), "models[0](llama)", "pinned 'revision'"),
+        (("    recipe:", "    source: hub\n    revision: main\n    recipe:"), "models[0](llama)", "is a branch"),
     ],
     ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "bad-saved-by", "unknown-strategy", "unknown-probe",
-         "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision"],
+         "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision",
+         "hub-on-a-branch"],
 )
 def test_each_problem_is_located_and_says_what_is_allowed(tmp_path: Path, change: tuple[str, str], where: str, says: str) -> None:
     text = GOOD.replace(*change)
