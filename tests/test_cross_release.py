@@ -88,6 +88,25 @@ def test_a_release_that_lacked_a_package_leaves_a_note_that_makes_cross_cells_sk
     assert record["status"] == "skipped" and "needs torchvision" in record["message"]
 
 
+def test_a_model_this_machine_cannot_run_in_this_release_skips_its_cross_release_cells(
+        planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its processor would fail for the missing package, not for anything the other release wrote."""
+    import transformers
+
+    from compat_tests.tiny import checkpoint
+
+    def no_torchvision(*args: object) -> None:
+        raise ImportError("SmolVLMProcessor needs torchvision")
+
+    with monkeypatch.context() as inside:
+        inside.setattr(checkpoint, "_write", no_torchvision)
+        inside.setattr(checkpoint, "_BUILT", {})
+        assert run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load"))["status"] == "skipped"
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "skipped" and "this machine cannot run llama" in record["message"]
+    assert transformers.__version__ in record["message"] and "needs torchvision" in record["message"]
+
+
 def test_a_misread_config_is_refused_before_anything_is_built(planted_cache: Path) -> None:
     """Planted: the other release wrote the dimensions under names this one does not read, so they
     fall back to full-size defaults (Llama: 4096 hidden, 32 layers: billions of parameters)."""
