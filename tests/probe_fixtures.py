@@ -19,7 +19,7 @@ from transformers import AutoConfig
 from compat_matrix.spec import ModelEntry, Settings
 from compat_matrix.validate import load_matrix
 from compat_tests.probes.base import ProbeContext
-from compat_tests.tiny.checkpoint import with_init_std
+from compat_tests.tiny.checkpoint import fill_zero_matrices, with_init_std
 from loader.result import LoadResult
 
 MATRIX = load_matrix(check_model_types=False)
@@ -92,7 +92,9 @@ def build_model(entry: ModelEntry, plant: Plant | None = None, dtype: torch.dtyp
     special = {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
     config = AutoConfig.for_model(recipe.model_type, **{**special, **with_init_std(recipe.config)})
     torch.manual_seed(recipe.seed)
-    model = getattr(transformers, recipe.architecture)(config).to(dtype).eval()
+    model = getattr(transformers, recipe.architecture)(config)
+    fill_zero_matrices(model)
+    model = model.to(dtype).eval()
     if plant is not None:
         plant(model)
     return model

@@ -129,6 +129,20 @@ def test_explicit_class_reproduces_reference_logits(entry: ModelEntry, root: Pat
             ckpt.reference_logits("image")
 
 
+def test_the_image_moves_the_logits_of_every_image_text_model(entry: ModelEntry, root: Path) -> None:
+    """A fresh Gemma3 zeroes its image projection: a tiny one built as it comes ignores the image,
+    and a dropped or re-initialised vision tower would go unseen (hence fill_zero_matrices)."""
+    if entry.modality != "image-text":
+        pytest.skip("text-only model")
+    ckpt = _build(entry, root)
+    model = getattr(transformers, _recipe(entry).architecture).from_pretrained(ckpt.path).float().eval()
+    inputs = InputBuilder(ckpt.path, entry.modality)
+    with torch.no_grad():
+        one = model(**inputs.image_text()).logits
+        other = model(**inputs.image_text(image=inputs.image(seed=1))).logits
+    assert (one - other).abs().max() > 0.05 * one.abs().max()
+
+
 def test_same_recipe_same_release_gives_identical_files(entry: ModelEntry, root: Path,
                                                         tmp_path: Path) -> None:
     first = _build(entry, root)

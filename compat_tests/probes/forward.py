@@ -1,5 +1,7 @@
-"""`forward`: logits are finite and shaped right, for text and (VLMs) image+text inputs, and the
-hand-passed subset of inputs that training code uses gives the same logits as the full set."""
+"""`forward`: logits are finite and shaped right, for text and (VLMs) image+text inputs; the image
+changes them (a reference made by the same class, as for hub checkpoints, cannot show a dropped
+vision tower); and the hand-passed subset of inputs that training code uses gives the same logits
+as the full set."""
 
 from __future__ import annotations
 
@@ -49,6 +51,13 @@ class ForwardProbe:
         if not within_tolerance(relative, ctx.dtype):
             return ProbeOutcome("fail", f"image+text logits differ from the reference (max diff {absolute:.3g}, "
                                         f"{relative:.3g} relative)", "CheckFailed", details)
+        other = _logits(ctx, ctx.inputs.image_text(image=ctx.inputs.image(seed=1)), "image+text forward, another image")
+        _, image_effect = differences(other, full)
+        details["other_image_rel_diff"] = image_effect
+        if within_tolerance(image_effect, ctx.dtype):
+            return ProbeOutcome("fail", f"another image gives the same logits (relative diff {image_effect:.3g}): the "
+                                        "model does not use the image (vision tower dropped or disconnected)",
+                                "CheckFailed", details)
         manual_inputs = ctx.inputs.manual(full_inputs)
         details["manual_keys"] = sorted(manual_inputs)
         try:

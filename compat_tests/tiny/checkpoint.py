@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
     from compat_matrix.spec import Recipe
 
-BUILD_FORMAT = 3
+BUILD_FORMAT = 4
 """Part of the recipe hash: bump it when a build writes different files for the same recipe
-(3: weights drawn with INIT_STD)."""
+(3: weights drawn with INIT_STD; 4: no all-zero weight matrices)."""
 
 INIT_STD = 0.1
 """`initializer_range` of every tiny model unless its recipe sets one. Transformers' default 0.02
@@ -37,6 +37,23 @@ gives near-uniform logits, so a decode step at the wrong position moved GRPO log
 bf16, under the 7e-3 bf16 tolerance: missed on a GPU. Measured on CPU in bf16 (tiny Llama and
 Qwen2-VL, planted one-position shift): 0.1 gives 0.25-0.53 for the shift against tolerance
 0.024-0.029 and 0.008-0.016 for clean runs; 0.2 leaves clean runs within 2x of the tolerance."""
+
+
+def fill_zero_matrices(model: Any) -> list[str]:
+    """Draw every weight matrix the model's init left all zero from N(0, INIT_STD); return their names.
+
+    Some inits zero a projection on purpose (Gemma3's mm_input_projection_weight), which trained
+    checkpoints never have: a fresh tiny Gemma3 then ignores its image entirely, and no probe could
+    see a vision tower dropped or re-initialised. Vectors (biases, norm offsets) stay as they are."""
+    import torch
+
+    filled = []
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() >= 2 and parameter.is_floating_point() and not parameter.any():
+                parameter.normal_(0.0, INIT_STD)
+                filled.append(name)
+    return filled
 
 
 def with_init_std(config: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +232,9 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
             raise ValueError(f"model_type {recipe.model_type!r} has no processor builder for image-text")
         processor, side = family.processor(tokenizer, config)
     torch.manual_seed(recipe.seed)
-    model = model_class(config).to(getattr(torch, recipe.dtype))
+    model = model_class(config)
+    fill_zero_matrices(model)
+    model = model.to(getattr(torch, recipe.dtype))
     model.save_pretrained(folder, safe_serialization=True)
     if recipe.remote_code:
         remote_code.ship(folder, recipe, kwargs)
