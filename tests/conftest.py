@@ -9,3 +9,4 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("compat-matrix e2e")
     group.addoption("--report-dir", default=None, help="output folder of a `compat-matrix run` to check (tests/e2e)")
     group.addoption("--releases", default=None, help="space-separated releases that run covered (tests/e2e)")
+    group.addoption("--cross-release", action="store_true", help="that run had --cross-release (tests/e2e)")

@@ -48,16 +48,36 @@ def test_every_format_was_written(report_dir: Path, releases: list[str]) -> None
         ET.parse(path)
 
 
+def _ids_by_env(report: dict[str, Any], cross: bool) -> dict[str, list[str]]:
+    """Cell ids per env: same-release cells, or (`cross`) those loading another release's checkpoint."""
+    by_env: dict[str, list[str]] = {}
+    for cell in report["cells"]:
+        if (cell.get("saved_by") is not None) == cross:
+            by_env.setdefault(cell["env"], []).append(cell["cell_id"])
+    return by_env
+
+
 def test_every_cell_is_in_the_report_once_per_release(report: dict[str, Any], releases: list[str]) -> None:
     expected = {c.id for c in select_cells(load_matrix(DEFAULT_MATRIX))}
     assert not report["problems"], report["problems"]
-    by_env: dict[str, list[str]] = {}
-    for cell in report["cells"]:
-        by_env.setdefault(cell["env"], []).append(cell["cell_id"])
+    by_env = _ids_by_env(report, cross=False)
     assert sorted(by_env) == sorted(env_name(r) for r in releases)
     for env, ids in by_env.items():
         assert len(ids) == len(set(ids)), f"{env}: duplicate cells"
         assert set(ids) == expected, f"{env}: missing {sorted(expected - set(ids))[:5]}, extra {sorted(set(ids) - expected)[:5]}"
+
+
+def test_each_release_loaded_every_other_releases_checkpoints(report: dict[str, Any], pytestconfig: pytest.Config) -> None:
+    if not pytestconfig.getoption("--cross-release"):
+        pytest.skip("the run had no --cross-release")
+    matrix = load_matrix(DEFAULT_MATRIX)
+    version_of = {cell["env"]: cell["transformers"] for cell in report["cells"] if cell.get("saved_by") is None}
+    by_env = _ids_by_env(report, cross=True)
+    assert sorted(by_env) == sorted(version_of)
+    for env, ids in by_env.items():
+        others = sorted(v for e, v in version_of.items() if e != env)
+        expected = {c.id for c in select_cells(matrix, saved_by=others)}
+        assert len(ids) == len(set(ids)) and set(ids) == expected, f"{env}: {sorted(set(ids) ^ expected)[:5]}"
 
 
 def test_no_harness_errors_and_no_regressions(report: dict[str, Any]) -> None:
