@@ -62,28 +62,32 @@ def resolve(entry: ModelEntry) -> Any:
 
 def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     """The tiny checkpoint release `release` built and cached for this entry (cross-release cells)."""
-    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, not_built_note, recipe_hash
-
     import transformers
+
+    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, not_built_note, recipe_hash
 
     assert entry.recipe is not None
     digest = recipe_hash(entry.recipe, entry.modality)
-    own = not_built_note(cache_root() / "tiny" / transformers.__version__ / f"{entry.key}-{digest[:12]}")
-    if own.is_file() and json.loads(own.read_text())["status"] == "skipped":
-        raise CellSkipped(f"this machine cannot run {entry.key} in transformers {transformers.__version__} at all "
-                          f"({json.loads(own.read_text())['reason']}), so reading another release's checkpoint "
-                          "here would test the machine, not the release")
+    here = transformers.__version__
+    own = _note(not_built_note(cache_root() / "tiny" / here / f"{entry.key}-{digest[:12]}"))
+    if own and own["status"] == "skipped":
+        raise CellSkipped(f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so "
+                          "reading another release's checkpoint here would test the machine, not the release")
     folder = cache_root() / "tiny" / release / f"{entry.key}-{digest[:12]}"
     if not (folder / REFERENCE_JSON).is_file():
-        note = not_built_note(folder)
-        if note.is_file():
-            why = json.loads(note.read_text())
+        why = _note(not_built_note(folder))
+        if why:
             raised = CellUnsupported if why["status"] == "unsupported" else CellSkipped
             raise raised(f"transformers {release} could not save a checkpoint of {entry.key}: {why['reason']}")
         raise CellSkipped(f"transformers {release} has saved no checkpoint of {entry.key} in {folder.parent}: its "
                           "cells have not run on this machine (`compat-matrix run --cross-release` runs them first)")
     reference = json.loads((folder / REFERENCE_JSON).read_text())
     return TinyCheckpoint(entry.key, folder, digest, release, reference)
+
+
+def _note(path: Path) -> dict[str, str] | None:
+    """A not-built note's {status, reason}, or None where there is none."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def require_model_type(entry: ModelEntry) -> None:

@@ -74,15 +74,17 @@ def test_a_release_that_predates_the_model_leaves_a_note_that_makes_cross_cells_
     assert "does not know model_type 'llama'" in record["message"]
 
 
+def _no_torchvision(*args: object) -> None:
+    """Planted in place of the checkpoint writer: the build needs a package this machine lacks."""
+    raise ImportError("SmolVLMProcessor needs torchvision")
+
+
 def test_a_release_that_lacked_a_package_leaves_a_note_that_makes_cross_cells_skipped(
         planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from compat_tests.tiny import checkpoint
 
-    def no_torchvision(*args: object) -> None:
-        raise ImportError("SmolVLMProcessor needs torchvision")
-
     with monkeypatch.context() as inside:
-        inside.setattr(checkpoint, "_write", no_torchvision)
+        inside.setattr(checkpoint, "_write", _no_torchvision)
         assert _build_as("0.0.4", monkeypatch)["status"] == "skipped"
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.4"))
     assert record["status"] == "skipped" and "needs torchvision" in record["message"]
@@ -95,11 +97,8 @@ def test_a_model_this_machine_cannot_run_in_this_release_skips_its_cross_release
 
     from compat_tests.tiny import checkpoint
 
-    def no_torchvision(*args: object) -> None:
-        raise ImportError("SmolVLMProcessor needs torchvision")
-
     with monkeypatch.context() as inside:
-        inside.setattr(checkpoint, "_write", no_torchvision)
+        inside.setattr(checkpoint, "_write", _no_torchvision)
         inside.setattr(checkpoint, "_BUILT", {})
         assert run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load"))["status"] == "skipped"
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))

@@ -39,21 +39,18 @@ Qwen2-VL, planted one-position shift): 0.1 gives 0.25-0.53 for the shift against
 0.024-0.029 and 0.008-0.016 for clean runs; 0.2 leaves clean runs within 2x of the tolerance."""
 
 
-def fill_zero_matrices(model: Any) -> list[str]:
-    """Draw every weight matrix the model's init left all zero from N(0, INIT_STD); return their names.
+def fill_zero_matrices(model: Any) -> None:
+    """Draw every weight matrix the model's init left all zero from N(0, INIT_STD).
 
     Some inits zero a projection on purpose (Gemma3's mm_input_projection_weight), which trained
     checkpoints never have: a fresh tiny Gemma3 then ignores its image entirely, and no probe could
     see a vision tower dropped or re-initialised. Vectors (biases, norm offsets) stay as they are."""
     import torch
 
-    filled = []
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.dim() >= 2 and parameter.is_floating_point() and not parameter.any():
                 parameter.normal_(0.0, INIT_STD)
-                filled.append(name)
-    return filled
 
 
 def with_init_std(config: dict[str, Any]) -> dict[str, Any]:
@@ -64,9 +61,9 @@ def with_init_std(config: dict[str, Any]) -> dict[str, Any]:
         out["text_config"] = {"initializer_range": INIT_STD, **config["text_config"]}
     return out
 
+
 REFERENCE_JSON = "reference.json"
 REFERENCE_LOGITS = "reference_logits.safetensors"
-
 
 NOT_BUILT_SUFFIX = ".not-built.json"
 """Beside a folder that could not be built: why (`unsupported` or `skipped`), for other releases'
@@ -75,6 +72,7 @@ cross-release cells, which otherwise could not tell "this release predates the m
 
 
 def not_built_note(folder: Path) -> Path:
+    """Where the note for `folder` lives (beside it, so a cache wipe takes both)."""
     return folder.with_name(folder.name + NOT_BUILT_SUFFIX)
 
 
