@@ -355,6 +355,7 @@ class ReportJob:
 
     def __init__(self, workdir: Path, shims: Path):
         self.workdir, self.shims = workdir, shims
+        shutil.copy(REPO / "matrix.yaml", workdir / "matrix.yaml")  # the job's checkout; the report judges by it
         self.workflow = load(NIGHTLY)
         self.pages = workdir / "pages"
         self.pages.mkdir()
