@@ -1,6 +1,10 @@
 """Benchmark the tiny matrix in the installed release: seconds per probe and per cell, and the
 harness overhead (a whole pytest run against the sum of the bare probe times), in one run.
 
+Bare: every cell through `run_cell` in a fresh process without pytest, timed after the imports
+(checkpoints built beforehand, as a second run finds them). The pytest run pays the imports too,
+so the ratio is given with and without them (`import_s`, a fresh process importing the same).
+
     .tox/tf4_57_6/bin/python bench/bench_matrix.py [--models llama qwen2_5_vl] [--workers 2]
 
 Prints ratios and medians; nothing here asserts a time (timings belong in reports, not tests).
@@ -23,23 +27,45 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def bare(models: list[str] | None) -> tuple[list[dict], float]:
-    """Run every tiny cell in this process, warm caches first; return the records and wall time."""
+def _cells_and_state(models: list[str] | None) -> tuple[list, object]:
     from compat_matrix.cells import select_cells
     from compat_matrix.validate import load_matrix
-    from compat_tests.execute import MatrixState, run_cell
+    from compat_tests.execute import MatrixState
 
     matrix = load_matrix(check_model_types=False)
     keys = models or [m.key for m in matrix.models if m.source == "tiny"]
-    state = MatrixState(matrix)
-    for key in keys:  # checkpoint builds are cached on disk; exclude them from the timing
+    return select_cells(matrix, keys), MatrixState(matrix)
+
+
+def warm_cache(models: list[str] | None) -> None:
+    """Build every checkpoint into the on-disk cache first: builds happen once per release, not per run."""
+    cells, state = _cells_and_state(models)
+    for key in dict.fromkeys(cell.model for cell in cells):
         try:
-            state.prepare(matrix.model(key))
+            state.prepare(state.matrix.model(key))  # type: ignore[attr-defined]
         except Exception:
             pass
+
+
+def bare_run(models: list[str] | None, out: Path) -> None:
+    """In a fresh process, after the imports: every cell through `run_cell`, no pytest. Each model's
+    first cell reads its checkpoint (config, tokenizer, processor), as it does under pytest."""
+    from compat_tests.execute import run_cell
+
+    cells, state = _cells_and_state(models)
     start = time.perf_counter()
-    records = [run_cell(state, cell) for cell in select_cells(matrix, keys)]
-    return records, time.perf_counter() - start
+    records = [run_cell(state, cell) for cell in cells]  # type: ignore[arg-type]
+    out.write_text(json.dumps({"records": records, "wall": time.perf_counter() - start}))
+
+
+def bare(models: list[str] | None) -> tuple[list[dict], float]:
+    """`bare_run` in a fresh process (the same imports and first reads as a pytest run); records, wall."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "bare.json"
+        command = [sys.executable, __file__, "--bare-out", str(out)] + (["--models", *models] if models else [])
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        found = json.loads(out.read_text())
+    return found["records"], found["wall"]
 
 
 def pytest_wall(models: list[str] | None, workers: int) -> float:
@@ -68,11 +94,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="model keys (default: every tiny model)")
     parser.add_argument("--workers", type=int, default=2, help="xdist workers for the parallel run")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--bare-out", type=Path, help=argparse.SUPPRESS)  # internal: the fresh process of `bare`
     args = parser.parse_args()
+    if args.bare_out:
+        bare_run(args.models, args.bare_out)
+        return
 
     import torch
     import transformers
 
+    warm_cache(args.models)
     records, bare_wall = bare(args.models)
     by_probe: dict[str, list[float]] = defaultdict(list)
     by_cell_group: dict[tuple, float] = defaultdict(float)
