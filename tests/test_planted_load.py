@@ -89,3 +89,19 @@ def test_a_strategy_returning_a_headless_model_fails_with_no_lm_head(tmp_path: P
     record = load_cell(planted_state(tmp_path, "llama", lambda w: w), "llama", "smart")
     assert record["status"] == "fail" and "LlamaModel has no LM head" in record["message"]
     assert record["loaded_class"] == "LlamaModel" and record["load_path"] == "planted:LlamaModel"
+
+
+def test_a_model_that_loads_but_cannot_run_names_the_forward_error(tmp_path: Path) -> None:
+    """Planted as 4.57 reads a 5.x Qwen2-VL config: the M-RoPE sections are gone, so the weights load
+    and the first forward raises."""
+    import json
+
+    state = planted_state(tmp_path, "qwen2_vl", lambda w: w)
+    config_file = tmp_path / "qwen2_vl" / "config.json"
+    config = json.loads(config_file.read_text())
+    for section in (config, config.get("text_config") or {}):
+        section.pop("rope_scaling", None)
+    config_file.write_text(json.dumps(config))
+    record = load_cell(state, "qwen2_vl")
+    assert record["status"] == "fail" and record["error_type"] == "TypeError"
+    assert record["message"].startswith("Qwen2VLForConditionalGeneration loaded, but a text forward raised TypeError")

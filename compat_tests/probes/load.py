@@ -30,6 +30,10 @@ def _some(keys: list[str]) -> str:
     return "; ".join(described)
 
 
+class ForwardRaised(Exception):
+    """The loaded model's forward raised (the cause): a load that yields a model unable to run."""
+
+
 @dataclass(frozen=True)
 class LoadProbe:
     name: str = "load"
@@ -46,7 +50,12 @@ class LoadProbe:
             "unexpected_count": len(loaded.unexpected_keys),
             "attempts": [a.as_dict() for a in loaded.attempts],
         }
-        problem = self._problem(ctx, details)
+        try:
+            problem = self._problem(ctx, details)
+        except ForwardRaised as raised:
+            error = raised.__cause__
+            return ProbeOutcome("fail", f"{type(ctx.model).__name__} loaded, but a text forward raised "
+                                        f"{type(error).__name__}: {error}", type(error).__name__, details)
         if problem:
             return ProbeOutcome("fail", problem, "CheckFailed", details)
         return ProbeOutcome(details=details)
@@ -66,8 +75,11 @@ class LoadProbe:
         if found:  # every problem at once: a headless class may also have re-initialised the rest
             return "; ".join(found)
         inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
-        with torch.no_grad():
-            logits = ctx.model(**inputs).logits
+        try:
+            with torch.no_grad():
+                logits = ctx.model(**inputs).logits
+        except Exception as exc:  # the weights are in, the model cannot run (e.g. a rope setting lost)
+            raise ForwardRaised from exc
         absolute, relative = differences(logits, ctx.checkpoint.reference_logits("text"))
         details["max_abs_diff"], details["rel_diff"] = absolute, relative
         if not within_tolerance(relative, ctx.dtype):
