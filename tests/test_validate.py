@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.cli import main
+from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 
 GOOD = """\
@@ -98,12 +99,17 @@ def test_cli_validate_exits_2_with_the_problems_and_no_traceback(tmp_path: Path,
     assert main(["validate", str(DEFAULT_MATRIX)]) == 0
 
 
-def test_expectation_lookup_prefers_the_models_own_and_respects_ranges(tmp_path: Path) -> None:
+def _with_expectations(tmp_path: Path, own: str, top: str) -> Matrix:
+    """GOOD with one expectation of llama's own and one top-level (each a YAML flow mapping)."""
     path = tmp_path / "m.yaml"
-    path.write_text(GOOD.replace("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n"
-                                 "      - {status: fail, transformers: '<5', strategies: [auto_model], reason: own}")
-                    + "expectations:\n  - {status: unsupported, strategies: [auto_model], reason: global}\n")
-    matrix = load_matrix(path)
+    path.write_text(GOOD.replace("config: {hidden_size: 64}}", f"config: {{hidden_size: 64}}}}\n    expectations:\n      - {own}")
+                    + f"expectations:\n  - {top}\n")
+    return load_matrix(path)
+
+
+def test_expectation_lookup_prefers_the_models_own_and_respects_ranges(tmp_path: Path) -> None:
+    matrix = _with_expectations(tmp_path, "{status: fail, transformers: '<5', strategies: [auto_model], reason: own}",
+                                "{status: unsupported, strategies: [auto_model], reason: global}")
     entry = matrix.models[0]
     assert matrix.expectation_for(entry, "4.57.6", "auto_model", "load", "default").reason == "own"
     assert matrix.expectation_for(entry, "5.0.0", "auto_model", "load", "default").reason == "global"
@@ -131,11 +137,8 @@ def test_a_saved_by_expectation_covers_only_checkpoints_of_those_releases(tmp_pa
 
 
 def test_for_a_cross_release_cell_a_saved_by_expectation_wins_over_the_models_own(tmp_path: Path) -> None:
-    path = tmp_path / "m.yaml"
-    path.write_text(GOOD.replace("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n"
-                                 "      - {status: unsupported, strategies: [explicit_class], reason: own}")
-                    + "expectations:\n  - {status: fail, saved_by: '>=5', reason: unreadable tokenizer}\n")
-    matrix = load_matrix(path)
+    matrix = _with_expectations(tmp_path, "{status: unsupported, strategies: [explicit_class], reason: own}",
+                                "{status: fail, saved_by: '>=5', reason: unreadable tokenizer}")
     entry = matrix.models[0]
     assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "5.0.0").reason == "unreadable tokenizer"
     assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "4.49.0").reason == "own"
