@@ -22,12 +22,18 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from compat_matrix.cells import Cell
+    from compat_tests.execute import MatrixState
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _cells_and_state(models: list[str] | None) -> tuple[list, object]:
+def _cells_and_state(models: list[str] | None) -> tuple[list[Cell], MatrixState]:
+    """The tiny cells (or those of `models`) and a fresh per-process state to run them in."""
     from compat_matrix.cells import select_cells
     from compat_matrix.validate import load_matrix
     from compat_tests.execute import MatrixState
@@ -42,7 +48,7 @@ def warm_cache(models: list[str] | None) -> None:
     cells, state = _cells_and_state(models)
     for key in dict.fromkeys(cell.model for cell in cells):
         try:
-            state.prepare(state.matrix.model(key))  # type: ignore[attr-defined]
+            state.prepare(state.matrix.model(key))
         except Exception:
             pass
 
@@ -54,7 +60,7 @@ def bare_run(models: list[str] | None, out: Path) -> None:
 
     cells, state = _cells_and_state(models)
     start = time.perf_counter()
-    records = [run_cell(state, cell) for cell in cells]  # type: ignore[arg-type]
+    records = [run_cell(state, cell) for cell in cells]
     out.write_text(json.dumps({"records": records, "wall": time.perf_counter() - start}))
 
 

@@ -188,11 +188,11 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     checkpoint = prepared.checkpoint
     group = state.loaded(cell, entry, prepared)
     if group.error is not None:
+        prefix = "" if cell.probe == "load" else "not run, the load failed: "
         if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
-            return ProbeOutcome("fail", _architecture_lost(group.error, entry, cell), "ArchitectureLost")
+            return ProbeOutcome("fail", prefix + _architecture_lost(group.error, entry, cell), "ArchitectureLost")
         if isinstance(group.error, StrategyUnsupported):
             raise CellUnsupported(str(group.error))
-        prefix = "" if cell.probe == "load" else "not run, the load failed: "
         details = {"attempts": [a.as_dict() for a in getattr(group.error, "attempts", [])]}
         return ProbeOutcome("fail", prefix + str(group.error), type(group.error).__name__, details)
     assert group.result is not None
@@ -224,8 +224,7 @@ def _architecture_lost(error: BaseException, entry: ModelEntry, cell: Cell) -> s
     """A tiny checkpoint always names its class; a config read without one is a break."""
     assert entry.recipe is not None
     built_by = f"transformers {cell.saved_by}" if cell.saved_by else "this release"
-    prefix = "" if cell.probe == "load" else "not run, the load failed: "
-    return (f"{prefix}{error}, though {built_by} saved this checkpoint as {entry.recipe.architecture}: loaders that "
+    return (f"{error}, though {built_by} saved this checkpoint as {entry.recipe.architecture}: loaders that "
             "take the class from config.architectures (VLM-R1's model_cls) cannot load it")
 
 
