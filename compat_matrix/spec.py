@@ -15,6 +15,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reports.status import PROBE_ORDER, Status
+
 STRATEGY_NAMES = (
     "auto_causal_lm",
     "auto_model",
@@ -25,17 +27,8 @@ STRATEGY_NAMES = (
 )
 """Every loading strategy the harness knows; `loader.STRATEGIES` must list the same names."""
 
-PROBE_NAMES = ("load", "forward", "surface", "generate", "grpo_step")
-"""Probes in the order they run on one loaded model; later probes reuse the loaded model
-(`surface` runs before `generate` and `grpo_step` so it sees the model as loaded)."""
-
 REWARD_NAMES = ("token_diversity", "mean_token_id", "completion_length")
 """Rule-based GRPO rewards; `compat_tests.probes.rewards.REWARDS` must list the same names."""
-
-STATUSES = ("pass", "fail", "unsupported", "skipped", "error")
-"""Cell statuses, best to worst for the report's worst-status rule (see reports/README.md)."""
-
-Status = Literal["pass", "fail", "unsupported", "skipped", "error"]
 
 REMOTE_CODE_ROOT = Path(__file__).resolve().parent.parent / "compat_tests" / "remote_code"
 """Folders of modeling code written for this project, one per remote-code recipe (`sources`)."""
@@ -102,7 +95,7 @@ class Expectation(_Frozen):
     @field_validator("probes")
     @classmethod
     def _known_probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, PROBE_NAMES, "probe")
+        return _known(value, PROBE_ORDER, "probe")
 
     def matches(self, model: str, version: str, strategy: str, probe: str, profile: str,
                 saved_by: str | None = None) -> bool:
@@ -303,7 +296,7 @@ class Matrix(_Frozen):
     """The one torch pin every environment installs."""
     strategies: tuple[str, ...] = STRATEGY_NAMES
     """Strategies to run, a subset of the known ones."""
-    probes: tuple[str, ...] = PROBE_NAMES
+    probes: tuple[str, ...] = PROBE_ORDER
     """Probes to run, a subset of the known ones."""
     settings: Settings = Settings()
     """Run-wide knobs."""
@@ -346,7 +339,7 @@ class Matrix(_Frozen):
     @field_validator("probes")
     @classmethod
     def _probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, PROBE_NAMES, "probe")
+        return _known(value, PROBE_ORDER, "probe")
 
     @field_validator("models")
     @classmethod

@@ -1,6 +1,8 @@
-"""The order of cell statuses, the worst-status rule, and what meeting an expectation means.
+"""The status vocabulary: cell statuses and their order, the probe order, the worst-status rule,
+and what meeting an expectation means.
 
-One place for these rules so the grid, the regressions, the upgrade view and JUnit agree.
+One place for these rules so the matrix file (`compat_matrix.spec`), the harness, the grid, the
+regressions, the upgrade view and JUnit agree. Plain Python: importable without torch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ FAILING: frozenset[str] = frozenset({"fail", "error"})
 """Statuses that are a problem when no expectation says otherwise."""
 
 PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step")
-"""The order probes run in; kept here because `reports` does not import the harness."""
+"""Every probe, in the order they run on one loaded model (`compat_tests.probes.PROBES` lists the
+same); later probes reuse the loaded model, so `surface` runs before `generate` and `grpo_step`
+and sees the model as loaded."""
 
 SYMBOL: dict[str, str] = {"pass": "✓", "skipped": "↷", "unsupported": "∅", "fail": "✗", "error": "‼"}
 """Plain-text symbols (HTML, terminal): each status has its own shape, so colour is optional."""

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from compat_matrix.spec import PROBE_NAMES, Settings, SurfaceSettings
+from compat_matrix.spec import Settings, SurfaceSettings
+from reports.status import PROBE_ORDER
 from compat_matrix.validate import MatrixError, load_matrix
 from compat_tests.probes.surface import PROBE, describe, record
 from reports.build import build_report
@@ -36,7 +37,7 @@ def drop_everywhere(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> No
 
 
 def test_surface_runs_after_forward_on_the_model_as_loaded() -> None:
-    assert PROBE_NAMES.index("forward") < PROBE_NAMES.index("surface") < PROBE_NAMES.index("generate")
+    assert PROBE_ORDER.index("forward") < PROBE_ORDER.index("surface") < PROBE_ORDER.index("generate")
     assert not PROBE.mutates_model
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from compat_matrix.releases import env_name
 from compat_matrix.runner import listed_envs
-from compat_matrix.spec import PROBE_NAMES, REWARD_NAMES, STRATEGY_NAMES
+from compat_matrix.spec import REWARD_NAMES, STRATEGY_NAMES
+from reports.status import PROBE_ORDER
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 
 TOX_INI = Path(__file__).resolve().parent.parent / "tox.ini"
@@ -49,7 +50,7 @@ def test_strategy_and_probe_registries_match_the_vocabulary() -> None:
     from compat_tests.probes import PROBES
 
     assert tuple(loader.STRATEGIES) == STRATEGY_NAMES, "loader.STRATEGIES and compat_matrix.spec.STRATEGY_NAMES differ"
-    assert tuple(PROBES) == PROBE_NAMES, "compat_tests.probes.PROBES and compat_matrix.spec.PROBE_NAMES differ"
+    assert tuple(PROBES) == PROBE_ORDER, "compat_tests.probes.PROBES and reports.status.PROBE_ORDER differ"
     from compat_tests.probes.rewards import REWARDS
 
     assert tuple(REWARDS) == REWARD_NAMES, "compat_tests.probes.rewards.REWARDS and compat_matrix.spec.REWARD_NAMES differ"

@@ -1,4 +1,4 @@
-"""Every probe, by name, in run order; `compat_matrix.spec.PROBE_NAMES` lists the same names."""
+"""Every probe, by name, in run order; `reports.status.PROBE_ORDER` lists the same names."""
 
 from __future__ import annotations
 
