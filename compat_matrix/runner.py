@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from compat_matrix.cells import Cell
+from compat_matrix.layout import log_file, results_file, results_folder
 from compat_matrix.records import cell_record
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
@@ -106,8 +107,8 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`.
     """
     env = env_name(release)
-    stem = f"{env}-cross" if saved_by else env
-    run = ReleaseRun(release, env, out / "results" / f"{stem}.jsonl", out / "logs" / f"{stem}.log")
+    cross = bool(saved_by)
+    run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
     run.results.parent.mkdir(parents=True, exist_ok=True)
     run.log.parent.mkdir(parents=True, exist_ok=True)
     run.results.unlink(missing_ok=True)
@@ -121,7 +122,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     command = [sys.executable, "-m", "tox", "--root", str(REPO), *tox_args, "--", *pytest_args]
     environ = {**os.environ, **extra_env, "COMPAT_MATRIX_WORKERS": str(workers)}
     what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
-    print(f"[{stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
+    print(f"[{run.results.stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
     progress = Progress(run, len(cells), stream)
     with run.log.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environ,

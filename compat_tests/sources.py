@@ -64,16 +64,17 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     """The tiny checkpoint release `release` built and cached for this entry (cross-release cells)."""
     import transformers
 
-    from compat_tests.tiny.checkpoint import REFERENCE_JSON, TinyCheckpoint, cache_root, not_built_note, recipe_hash
+    from compat_tests.tiny.checkpoint import (REFERENCE_JSON, TinyCheckpoint, cache_root, not_built_note, recipe_hash,
+                                              tiny_folder)
 
     assert entry.recipe is not None
     digest = recipe_hash(entry.recipe, entry.modality)
     here = transformers.__version__
-    own = _note(not_built_note(cache_root() / "tiny" / here / f"{entry.key}-{digest[:12]}"))
+    own = _note(not_built_note(tiny_folder(cache_root(), here, entry.key, digest)))
     if own and own["status"] == "skipped":
         raise CellSkipped(f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so "
                           "reading another release's checkpoint here would test the machine, not the release")
-    folder = cache_root() / "tiny" / release / f"{entry.key}-{digest[:12]}"
+    folder = tiny_folder(cache_root(), release, entry.key, digest)
     if not (folder / REFERENCE_JSON).is_file():
         why = _note(not_built_note(folder))
         if why:

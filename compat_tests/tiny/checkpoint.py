@@ -114,6 +114,11 @@ _default_root = cache_root
 """`build_checkpoint`'s `cache_root` argument hides the function of that name."""
 
 
+def tiny_folder(root: Path, release: str, key: str, digest: str) -> Path:
+    """The folder of the tiny checkpoint that `release` builds for a model entry (`digest`: `recipe_hash`)."""
+    return root / "tiny" / release / f"{key}-{digest[:12]}"
+
+
 def recipe_hash(recipe: Recipe, modality: str) -> str:
     dumped = recipe.model_dump(mode="json")
     if recipe.remote_code is None:
@@ -135,7 +140,7 @@ def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path |
     version = transformers.__version__
     digest = recipe_hash(recipe, modality)
     root = Path(cache_root) if cache_root is not None else _default_root()
-    folder = root / "tiny" / version / f"{key}-{digest[:12]}"
+    folder = tiny_folder(root, version, key, digest)
     if folder not in _BUILT:
         if not (folder / REFERENCE_JSON).is_file():
             try:

@@ -1,0 +1,28 @@
+"""Where a run's files live: one function per name, so the harness, the runner and the CLI agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CROSS_SUFFIX = "-cross"
+"""Results of cross-release cells (a release loading checkpoints other releases saved)."""
+
+
+def results_stem(env: str, cross: bool = False) -> str:
+    """`tf4_57_6`, or `tf4_57_6-cross` for that release's cross-release cells."""
+    return f"{env}{CROSS_SUFFIX}" if cross else env
+
+
+def results_folder(out: Path) -> Path:
+    """The folder of results lines under a run's output folder."""
+    return out / "results"
+
+
+def results_file(folder: Path, env: str, cross: bool = False) -> Path:
+    """One release's results lines in a results folder."""
+    return folder / f"{results_stem(env, cross)}.jsonl"
+
+
+def log_file(out: Path, env: str, cross: bool = False) -> Path:
+    """The tox log of one release's run under a run's output folder."""
+    return out / "logs" / f"{results_stem(env, cross)}.log"
