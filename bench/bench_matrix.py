@@ -48,7 +48,7 @@ def warm_cache(models: list[str] | None) -> None:
     cells, state = _cells_and_state(models)
     for key in dict.fromkeys(cell.model for cell in cells):
         try:
-            state.prepare(state.matrix.model(key))
+            state.checkpoints.prepare(state.matrix.model(key))
         except Exception:
             pass
 

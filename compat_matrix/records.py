@@ -14,6 +14,9 @@ from compat_matrix.spec import Matrix
 
 SCHEMA_VERSION = 1
 
+FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python", "device", "gpu_name", "git_commit")
+"""The machine facts every line carries (`compat_tests.environment.fingerprint`)."""
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,8 +1,13 @@
-"""Where the run happens: the fingerprint written into every result line, and device/dtype."""
+"""Where the run happens: the fingerprint written into every result line, and device/dtype.
+
+Versions come from the installed packages' metadata, not from importing them: pytest's controller
+writes lines for crashed cells and must not import torch for that.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -37,25 +42,32 @@ def pick_device(preference: str) -> tuple[str, Any]:
     return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def installed_version(package: str) -> str:
+    """The installed version of `package` (as its `__version__` says), without importing it."""
+    return importlib.metadata.version(package)
+
+
 @functools.cache
 def fingerprint(device: str) -> dict[str, Any]:
-    """Versions and machine facts shared by every cell of this process."""
-    import torch
-    import transformers
+    """Versions and machine facts shared by every cell of this process (`device`: `unknown` where
+    no cell ran, as in the controller's line for a crashed cell)."""
+    transformers = installed_version("transformers")
+    gpu_name = None
+    if device == "cuda":
+        import torch
 
+        gpu_name = torch.cuda.get_device_name(0)
     return {
-        "transformers": str(transformers.__version__),
-        "transformers_requested": os.environ.get("COMPAT_MATRIX_REQUESTED", str(transformers.__version__)),
-        "torch": str(torch.__version__),  # TorchVersion would not cross to xdist's controller
+        "transformers": transformers,
+        "transformers_requested": os.environ.get("COMPAT_MATRIX_REQUESTED", transformers),
+        "torch": installed_version("torch"),
         "python": platform.python_version(),
         "device": device,
-        "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "gpu_name": gpu_name,
         "git_commit": git_commit(),
     }
 
 
 def env_name() -> str:
     """Results file stem: the tox env name when tox runs us, else derived from the release."""
-    import transformers
-
-    return os.environ.get("COMPAT_MATRIX_ENV") or "tf" + transformers.__version__.replace(".", "_")
+    return os.environ.get("COMPAT_MATRIX_ENV") or "tf" + installed_version("transformers").replace(".", "_")

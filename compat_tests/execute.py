@@ -76,19 +76,10 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
 
 
 @dataclass
-class MatrixState:
-    """Per-process caches: prepared checkpoints by model key, and the one loaded group."""
+class CheckpointCache:
+    """Prepared checkpoints by (model key, saved_by), or what preparing one raised the first time."""
 
-    matrix: Matrix
     prepared: dict[tuple[str, str | None], Prepared | BaseException] = field(default_factory=dict)
-    group: LoadedGroup | None = None
-    last_model: str | None = None
-    """The model of the last loaded group: garbage is collected when the model changes."""
-
-    def __post_init__(self) -> None:
-        self.device, self.dtype = pick_device(self.matrix.settings.device)
-        share_cores()
-        gc.freeze()  # the imports so far are for the whole process (see release())
 
     def prepare(self, entry: ModelEntry, saved_by: str | None = None) -> Prepared:
         """The prepared checkpoint, or the skip/unsupported/fail/error it raised the first time."""
@@ -103,15 +94,28 @@ class MatrixState:
             raise found
         return found
 
-    def load_kwargs(self, entry: ModelEntry, profile: str) -> dict[str, Any]:
-        kwargs = dict(entry.load_kwargs[profile])
-        if entry.trust_remote_code:
-            kwargs.setdefault("trust_remote_code", True)
-        return kwargs
+
+def load_kwargs_of(entry: ModelEntry, profile: str) -> dict[str, Any]:
+    """The profile's `from_pretrained` keyword arguments, with the entry's `trust_remote_code`."""
+    kwargs = dict(entry.load_kwargs[profile])
+    if entry.trust_remote_code:
+        kwargs.setdefault("trust_remote_code", True)
+    return kwargs
+
+
+@dataclass
+class ModelSlot:
+    """The one loaded (model, profile, strategy) group of this process, on its device."""
+
+    device: str
+    dtype: Any
+    group: LoadedGroup | None = None
+    last_model: str | None = None
+    """The model of the last loaded group: garbage is collected when the model changes."""
 
     def load(self, entry: ModelEntry, strategy: str, profile: str, path: str) -> LoadResult:
         """Load with the strategy and the profile's keyword arguments, as a trainer would."""
-        return STRATEGIES[strategy].load(path, **self.load_kwargs(entry, profile))
+        return STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
 
     def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:
         """Move to the device; cast to the compute dtype unless the profile fixed a dtype."""
@@ -162,6 +166,24 @@ class MatrixState:
             pass
 
 
+@dataclass
+class MatrixState:
+    """What a worker process keeps between cells: the matrix, its checkpoints and the loaded model."""
+
+    matrix: Matrix
+    checkpoints: CheckpointCache = field(default_factory=CheckpointCache)
+    slot: ModelSlot = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slot = ModelSlot(*pick_device(self.matrix.settings.device))
+        share_cores()
+        gc.freeze()  # the imports so far are for the whole process (see ModelSlot.release())
+
+    @property
+    def device(self) -> str:
+        return self.slot.device
+
+
 def share_cores() -> None:
     """Give each xdist worker its share of the cores: two workers with two torch threads each
     on two cores ran GRPO steps 3-10x slower than with one thread each."""
@@ -178,15 +200,16 @@ def _param_dtype(model: Any) -> str | None:
 
 
 def base_record(state: MatrixState, cell: Cell) -> dict[str, Any]:
-    """The fields every line has, before the probe runs (also used for crashed cells)."""
+    """The fields every line has, before the probe runs."""
     return cell_record(state.matrix, cell, env_name(), fingerprint(state.device))
 
 
 def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOutcome:
     entry = state.matrix.model(cell.model)
-    prepared = state.prepare(entry, cell.saved_by)
+    prepared = state.checkpoints.prepare(entry, cell.saved_by)
     checkpoint = prepared.checkpoint
-    group = state.loaded(cell, entry, prepared)
+    slot = state.slot
+    group = slot.loaded(cell, entry, prepared)
     if group.error is not None:
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
         if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
@@ -205,8 +228,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         settings=state.matrix.settings,
         device=state.device,
         dtype=next(group.result.model.parameters()).dtype,
-        reload=lambda: state.place(state.load(entry, cell.strategy, cell.profile, str(checkpoint.path)).model,
-                                   entry.load_kwargs[cell.profile]),
+        reload=lambda: slot.place(slot.load(entry, cell.strategy, cell.profile, str(checkpoint.path)).model,
+                                  entry.load_kwargs[cell.profile]),
         checkpoint_config=prepared.config,
     )
     probe = PROBES[cell.probe]
@@ -214,7 +237,7 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         outcome = probe.run(context)
     finally:
         if probe.mutates_model:  # the next probe needs a clean model; collection waits for the next model
-            state.release(collect=False)
+            slot.release(collect=False)
     if cell.probe == "load":
         outcome.details["load_s"] = group.load_s
     return outcome
@@ -252,7 +275,7 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
         record.update(status=outcome.status, message=outcome.message, error_type=outcome.error_type,
                       details=outcome.details)
     except CellTimeout as exc:
-        state.release()  # the loaded model may be half-way through a probe
+        state.slot.release()  # the loaded model may be half-way through a probe
         record.update(status="error", error_type="CellTimeout", message=str(exc))
     except CellSkipped as exc:
         record.update(status="skipped", message=str(exc))

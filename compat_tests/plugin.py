@@ -14,6 +14,8 @@ import pytest
 
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from compat_matrix.cells import Cell, select_cells
+from compat_matrix.layout import results_file
+from compat_matrix.records import FINGERPRINT_KEYS, cell_record
 
 RESULT_PROPERTY = "compat_cell"
 BACKSTOP_S = 60
@@ -41,8 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat_cell: one cell of the compatibility matrix")
     if not hasattr(config, "workerinput"):
-        suffix = "-cross" if config.getoption("--cm-saved-by") else ""
-        recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), suffix)
+        cross = bool(config.getoption("--cm-saved-by"))
+        recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), cross)
         config.pluginmanager.register(recorder, "compat-results")
 
 
@@ -100,26 +102,31 @@ def _cell_from_nodeid(nodeid: str) -> Cell | None:
 class ResultsRecorder:
     """Controller-side plugin: one flushed JSON line per cell, so a killed run keeps what finished."""
 
-    def __init__(self, config: pytest.Config, folder: Path, suffix: str = ""):
+    def __init__(self, config: pytest.Config, folder: Path, cross: bool = False):
         self.config = config
         self.folder = folder
-        self.suffix = suffix
+        self.cross = cross
         self.handle: Any = None
         self.written: set[str] = set()
+        self.last_fingerprint: dict[str, Any] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         if self.handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = (self.folder / f"{record['env']}{self.suffix}.jsonl").open("w", encoding="utf-8")
+            self.handle = results_file(self.folder, record["env"], self.cross).open("w", encoding="utf-8")
         self.handle.write(json.dumps(record, sort_keys=True) + "\n")
         self.handle.flush()
 
     def crash_record(self, report: pytest.TestReport, cell: Cell) -> dict[str, Any]:
-        """An `error` line for a cell that timed out, crashed its worker or broke the harness."""
-        from compat_tests.execute import MatrixState, base_record
+        """An `error` line for a cell that timed out, crashed its worker or broke the harness.
+
+        Built here in the controller, which never imports torch: the machine facts are those of
+        the last line a worker sent (device `unknown` when none has yet)."""
+        from compat_tests.environment import env_name, fingerprint
 
         matrix = matrix_of(self.config)
-        record = base_record(MatrixState(matrix), cell)
+        facts = self.last_fingerprint or fingerprint("unknown")
+        record = cell_record(matrix, cell, env_name(), facts)
         text = str(report.longrepr or "")
         reason = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "no output")
         if "Timeout" in text:
@@ -134,6 +141,7 @@ class ResultsRecorder:
         record: dict[str, Any] | None = dict(report.user_properties).get(RESULT_PROPERTY)  # type: ignore[assignment]
         if record is not None and report.when == "call":
             self.written.add(report.nodeid)
+            self.last_fingerprint = {key: record[key] for key in FINGERPRINT_KEYS}
             self.write(record)
         elif record is None and report.failed:
             cell = _cell_from_nodeid(report.nodeid)

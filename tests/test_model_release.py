@@ -49,19 +49,19 @@ def test_one_collection_per_model_not_per_group_or_training_step(collections: li
 def test_the_previous_group_model_is_freed(collections: list[str]) -> None:
     state = MatrixState(MATRIX)
     run(state, "llama", "explicit_class", "load")
-    assert state.group is not None and state.group.result is not None
-    first = weakref.ref(state.group.result.model)
+    assert state.slot.group is not None and state.slot.group.result is not None
+    first = weakref.ref(state.slot.group.result.model)
     run(state, "llama", "smart", "load")
     assert first() is None  # freed by reference counting, before any collection
     run(state, "llama", "smart", "grpo_step")
-    assert state.group is None  # a trained model is never handed to the next probe
+    assert state.slot.group is None  # a trained model is never handed to the next probe
 
 
 def test_a_model_caught_in_a_reference_cycle_is_collected_when_the_model_changes(collections: list[str]) -> None:
     state = MatrixState(MATRIX)
     run(state, "llama", "explicit_class", "load")
-    assert state.group is not None and state.group.result is not None
-    model = state.group.result.model
+    assert state.slot.group is not None and state.slot.group.result is not None
+    model = state.slot.group.result.model
     model.planted_cycle = [model]  # reference counting alone can never free it now
     first = weakref.ref(model)
     del model

@@ -34,7 +34,7 @@ def planted_state(tmp_path: Path, key: str, edit: Callable[[dict[str, Any]], dic
     save_file(edit(load_file(weights)), weights, metadata={"format": "pt"})
     checkpoint = dataclasses.replace(original, path=folder)
     state = MatrixState(MATRIX)
-    state.prepared[(key, None)] = Prepared(checkpoint, AutoConfig.from_pretrained(folder), InputBuilder(folder, entry.modality))
+    state.checkpoints.prepared[(key, None)] = Prepared(checkpoint, AutoConfig.from_pretrained(folder), InputBuilder(folder, entry.modality))
     return state
 
 

@@ -79,7 +79,7 @@ def state_for(entry: ModelEntry, folder: Path, checkpoint: TinyCheckpoint) -> Ma
     """A harness state whose checkpoint of `entry` is `folder` (its config read with remote code allowed)."""
     state = MatrixState(Matrix.model_construct(transformers=("4.57.6",), models=(entry,)))  # entry as given
     config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    state.prepared[(entry.key, None)] = Prepared(TinyCheckpoint(checkpoint.key, folder, checkpoint.recipe_hash,
+    state.checkpoints.prepared[(entry.key, None)] = Prepared(TinyCheckpoint(checkpoint.key, folder, checkpoint.recipe_hash,
                                                         checkpoint.transformers_version, checkpoint.reference),
                                          config, InputBuilder(folder, entry.modality))
     return state

@@ -78,3 +78,26 @@ probes.PROBES["generate"] = KillAll()
     results = lines(tmp_path)
     assert list(results) == ["llama-explicit_class-default-load", "llama-explicit_class-default-forward"]
     assert all(r["status"] == "pass" for r in results.values())
+
+
+def test_the_controller_writes_a_crash_line_without_importing_torch(tmp_path: Path) -> None:
+    code = f'''
+import gc, json, sys
+from types import SimpleNamespace
+from compat_matrix.cells import Cell
+from compat_tests.plugin import ResultsRecorder, _MATRIX
+from compat_matrix.validate import load_matrix
+config = SimpleNamespace(stash={{_MATRIX: load_matrix({str(REPO / "matrix.yaml")!r}, check_model_types=False)}})
+recorder = ResultsRecorder(config, None)
+report = SimpleNamespace(longrepr="worker 'gw0' crashed while running", when="call")
+record = recorder.crash_record(report, Cell("llama", "smart", "default", "forward"))
+assert not {{"torch", "transformers"}} & set(sys.modules), sorted({{"torch", "transformers"}} & set(sys.modules))
+assert gc.get_freeze_count() == 0
+print(json.dumps(record))
+'''
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "COMPAT_MATRIX_ENV": "planted"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert record["status"] == "error" and "crashed" in record["message"]
+    assert record["device"] == "unknown" and record["transformers"] and record["torch"] and record["env"] == "planted"
