@@ -1,4 +1,5 @@
-"""Exceptions that end a cell with a status other than pass/fail."""
+"""Every exception that ends a cell with a status, at the bottom of `compat_tests`: fixtures,
+probes and the harness all import them from here (and nothing else from each other for this)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,7 @@ class HarnessError(Exception):
 
 class CellFailed(Exception):
     """A check failed before any probe could run (e.g. another release's checkpoint is unreadable)."""
+
+
+class CheckFailed(AssertionError):
+    """A probe check did not hold; the message says which check and by how much: status `fail`."""

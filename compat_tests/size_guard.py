@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compat_tests.probes.base import CheckFailed
+from compat_tests.outcomes import CheckFailed
 
 GROWTH_LIMIT = 4.0
 """Parsed-config parameters over checkpoint parameters above which we refuse to load."""

@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from loader.result import LoadResult
 
 
-class CheckFailed(AssertionError):
-    """A probe check did not hold; the message says which check and by how much."""
-
-
 @dataclass
 class ProbeContext:
     """Everything a probe may use; built once per (model, strategy, load profile)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from compat_tests.probes.base import CheckFailed, ProbeContext, ProbeOutcome
+from compat_tests.outcomes import CheckFailed
+from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.compare import differences, within_tolerance
 
 

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import torch
 
-from compat_tests.probes.base import CheckFailed, ProbeContext, ProbeOutcome
+from compat_tests.outcomes import CheckFailed
+from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from loader.result import LoadResult
 
 Inputs = dict[str, Any]

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from compat_tests.probes.base import CheckFailed, ProbeContext, ProbeOutcome
+from compat_tests.outcomes import CheckFailed
+from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import (
     Checks,
     Inputs,
