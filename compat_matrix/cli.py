@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from compat_matrix.cells import Cell, select_cells
+from compat_matrix.layout import results_file, results_folder
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
@@ -102,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = ["--expectations", str(args.matrix)] + (["--fail-on-regression"] if args.fail_on_regression else [])
     if args.baseline:
         extra += ["--baseline", str(args.baseline)]
-    code = _report(out / "results", out, extra)
+    code = _report(results_folder(out), out, extra)
     print(f"report: {out / 'report.md'}, {out / 'index.html'}, {out / 'report.json'}", file=sys.stderr)
     return 130 if interrupted else code
 
@@ -111,7 +112,7 @@ def _cross_release(matrix: Matrix, args: argparse.Namespace, releases: list[str]
     """Each release loads the tiny checkpoints every other release saved; True when interrupted."""
     from compat_matrix.runner import installed_release, run_release
 
-    installed = {r: installed_release(out / "results" / f"{env_name(r)}.jsonl") for r in releases}
+    installed = {r: installed_release(results_file(results_folder(out), env_name(r))) for r in releases}
     for release in releases:
         others = sorted({v for r, v in installed.items() if v and r != release and v != installed[release]})
         if not others:
@@ -133,13 +134,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     cells = _cells(matrix, args)
     releases = _releases(matrix, [args.from_release, args.to_release])
+    from compat_matrix.expectations import read_expectations
     from compat_matrix.runner import run_release
     from reports.build import build_report
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
     for release in releases:
-        results = out / "results" / f"{env_name(release)}.jsonl"
+        results = results_file(results_folder(out), env_name(release))
         if args.reuse and _complete(results, cells):
             print(f"[{env_name(release)}] reusing {results}", file=sys.stderr)
             continue
@@ -148,9 +150,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             return 130
     if args.cross_release and _cross_release(matrix, args, releases, out):
         return 130
-    stems = [env_name(r) + suffix for r in releases for suffix in ("", "-cross")]
-    report = build_report([p for p in (out / "results" / f"{s}.jsonl" for s in stems) if p.is_file()],
-                          expectations=Path(args.matrix))
+    files = [results_file(results_folder(out), env_name(r), cross) for r in releases for cross in (False, True)]
+    report = build_report([p for p in files if p.is_file()],
+                          expectations=read_expectations(Path(args.matrix)))
     try:
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:
@@ -160,9 +162,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
+    from compat_matrix.expectations import read_expectations
     from reports.cli import main as report_main
 
-    return report_main(argv)
+    return report_main(argv, read_expectations)
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:

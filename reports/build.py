@@ -9,7 +9,7 @@ from pathlib import Path
 from reports.load import load_results
 from reports.merge import merge
 from reports.regressions import find_changes
-from reports.rejudge import rejudge
+from reports.rejudge import Expectations, rejudge
 from reports.report import BaselineInfo, Problem, Report, TrendPoint
 from reports.results import RESULTS_SCHEMA_VERSION, parse_timestamp
 
@@ -18,11 +18,12 @@ def build_report(
     results: Iterable[str | Path],
     baseline: Path | None = None,
     history: Path | None = None,
-    expectations: Path | None = None,
+    expectations: Expectations | None = None,
 ) -> Report:
     """Merge `results` into a report; ValueError when the baseline cannot be read (it was asked for).
 
-    With `expectations` (a matrix.yaml), cells are judged against its expectations, not the recorded ones."""
+    With `expectations` (a matrix file's, `compat_matrix.expectations`), cells are judged against them,
+    not against the ones recorded when they ran."""
     loaded = load_results(results)
     merged = merge(loaded.cells)
     cells, judge_problems = rejudge(merged.cells, expectations) if expectations else (list(merged.cells), [])

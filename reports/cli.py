@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
-from compat_matrix.validate import MatrixError
 from reports.build import build_report
 from reports.junit import write_junit
+from reports.rejudge import Expectations
 from reports.render_html import render_html
 from reports.render_md import render_markdown
 from reports.report import Report
@@ -54,15 +55,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, read_expectations: Callable[[Path], Expectations] | None = None) -> int:
+    """The report command; `read_expectations` reads `--expectations` (`compat_matrix` knows matrix files
+    and passes its reader: `compat-matrix report`)."""
     args = parser().parse_args(argv)
-    try:
-        report = build_report(args.results, baseline=args.baseline, history=args.history, expectations=args.expectations)
-    except MatrixError as exc:
-        print(f"compat-matrix report: error: --expectations {args.expectations} is not a valid matrix file:\n{exc}",
+    if args.expectations and read_expectations is None:
+        print("compat-matrix report: error: --expectations needs a matrix file reader; run it as `compat-matrix report`",
               file=sys.stderr)
         return 2
-    except ValueError as exc:
+    try:
+        expectations = read_expectations(args.expectations) if args.expectations and read_expectations else None
+        report = build_report(args.results, baseline=args.baseline, history=args.history, expectations=expectations)
+    except ValueError as exc:  # also ExpectationsUnreadable
         print(f"compat-matrix report: error: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:
@@ -79,6 +83,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 1 if args.fail_on_regression and report.regressions else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

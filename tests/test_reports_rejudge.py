@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from compat_matrix.cli import main
+from compat_matrix.expectations import read_expectations
 from reports.build import build_report
-from reports.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 BASE = json.loads((FIXTURES / "nightly" / "tf457.jsonl").read_text().splitlines()[0])
@@ -47,19 +48,19 @@ def test_without_the_file_the_recorded_expectation_decides(tmp_path: Path) -> No
 
 
 def test_an_expectation_added_after_the_run_clears_the_regression(tmp_path: Path) -> None:
-    report = build_report([cross_cell(tmp_path, "5.24.0")], expectations=matrix(tmp_path))
+    report = build_report([cross_cell(tmp_path, "5.24.0")], expectations=read_expectations(matrix(tmp_path)))
     assert report.regressions == ()
     [cell] = report.cells
     assert cell.expected is not None and cell.expected.saved_by == ">=5" and "tokenizer" in cell.expected.reason
 
 
 def test_a_checkpoint_from_outside_the_saved_by_range_stays_a_regression(tmp_path: Path) -> None:
-    report = build_report([cross_cell(tmp_path, "4.49.0")], expectations=matrix(tmp_path))
+    report = build_report([cross_cell(tmp_path, "4.49.0")], expectations=read_expectations(matrix(tmp_path)))
     assert [c.cell_id for c in report.regressions] == ["llama-auto_causal_lm-default-load@4.49.0"]
 
 
 def test_a_model_the_file_does_not_list_keeps_its_record_and_is_named(tmp_path: Path) -> None:
-    report = build_report([cross_cell(tmp_path, "5.24.0", model="gone")], expectations=matrix(tmp_path))
+    report = build_report([cross_cell(tmp_path, "5.24.0", model="gone")], expectations=read_expectations(matrix(tmp_path)))
     assert len(report.regressions) == 1
     [problem] = report.problems
     assert problem.kind == "not_in_matrix" and "'gone' (1 cells)" in problem.message
@@ -67,6 +68,6 @@ def test_a_model_the_file_does_not_list_keeps_its_record_and_is_named(tmp_path: 
 
 def test_an_invalid_file_is_exit_2_with_the_located_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = matrix(tmp_path, MATRIX.replace("saved_by: '>=5'", "saved_by: '5.x'"))
-    code = main([str(cross_cell(tmp_path, "5.24.0")), "--out", str(tmp_path / "out"), "--expectations", str(bad)])
+    code = main(["report", str(cross_cell(tmp_path, "5.24.0")), "--out", str(tmp_path / "out"), "--expectations", str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and "expectations[0].saved_by" in err and "PEP 440" in err and "Traceback" not in err

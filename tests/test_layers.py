@@ -1,0 +1,54 @@
+"""Who may import whom: `reports` sits below `compat_matrix` (no cycle), and the outcome exceptions
+sit at the bottom of `compat_tests`, so fixtures and probes do not depend on each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def imported(file: Path) -> set[str]:
+    """Every module `file` imports, at the top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (REPO / folder).rglob("*.py") if "remote_code" not in p.parts)
+
+
+def offending(file: Path, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imported(file) if any(m == f or m.startswith(f + ".") for f in forbidden))
+
+
+@pytest.mark.parametrize("file", files("reports"), ids=lambda p: str(p.relative_to(REPO)))
+def test_reports_imports_neither_the_matrix_nor_the_harness(file: Path) -> None:
+    assert offending(file, ("compat_matrix", "compat_tests", "loader")) == []
+
+
+FIXTURES = ["compat_tests/sources.py", "compat_tests/size_guard.py", "compat_tests/environment.py",
+            "compat_tests/deadline.py", *(str(p.relative_to(REPO)) for p in files("compat_tests/tiny"))]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixtures_do_not_import_the_probes_or_the_harness(name: str) -> None:
+    assert offending(REPO / name, ("compat_tests.probes", "compat_tests.execute", "compat_tests.plugin")) == []
+
+
+def test_outcomes_import_nothing_of_the_project() -> None:
+    assert offending(REPO / "compat_tests" / "outcomes.py", ("compat_tests", "compat_matrix", "loader", "reports")) == []
+
+
+def test_the_check_sees_a_planted_cycle(tmp_path: Path) -> None:
+    planted = tmp_path / "rejudge.py"
+    planted.write_text("def f():\n    from compat_matrix.validate import load_matrix\n")
+    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.validate"]
