@@ -14,5 +14,7 @@ echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 .venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression
 echo "== report holds every cell"
 .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES" --cross-release
+echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"
+.venv/bin/tox exec -qq -e unit -- python -m mypy
 echo "== unit tests"
 .venv/bin/tox -qq -e unit   # -qq: pytest's summary stays the last line
