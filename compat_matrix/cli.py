@@ -37,6 +37,32 @@ def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
         raise UsageProblem(str(exc)) from None
 
 
+def _ready_to_run(out: Path) -> None:
+    """Refuse a run that could not keep its results: bad environment variables, an unwritable --out."""
+    from compat_matrix.env_vars import environment_problems
+
+    problems = environment_problems()
+    if problems:
+        raise UsageProblem("\n".join(problems))
+    try:
+        results_folder(out).mkdir(parents=True, exist_ok=True)
+        probe = results_folder(out) / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageProblem(f"--out {out}: cannot write results there ({exc.strerror or exc}); pick a writable folder") from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} workers: at least 1")
+    return number
+
+
 def _releases(matrix: Matrix, requested: list[str] | None) -> list[str]:
     releases = list(requested or matrix.transformers)
     try:
@@ -90,6 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = _cells(matrix, args)
     releases = _releases(matrix, args.transformers)
     out: Path = args.out
+    _ready_to_run(out)
     interrupted = False
     for release in releases:
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers)
@@ -134,6 +161,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     cells = _cells(matrix, args)
     releases = _releases(matrix, [args.from_release, args.to_release])
+    _ready_to_run(args.out)
     from compat_matrix.expectations import read_expectations
     from compat_matrix.runner import run_release
     from reports.build import build_report
@@ -208,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--strategies", nargs="+", help="strategies (default: matrix.yaml's)")
         p.add_argument("--probes", nargs="+", help="probes (default: matrix.yaml's)")
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: compat-report)")
-        p.add_argument("-n", "--workers", type=int, default=2, help="pytest-xdist workers per release (default: 2)")
+        p.add_argument("-n", "--workers", type=_positive, default=2, help="pytest-xdist workers per release (default: 2)")
 
     run = sub.add_parser("run", help="run the selected cells in each release's tox env and build the report")
     run.add_argument("--transformers", nargs="+", help="releases, any on the package index (default: matrix.yaml's)")

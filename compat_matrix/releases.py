@@ -51,6 +51,12 @@ def check_releases(releases: list[str], available: tuple[str, ...] | None = None
     for release in releases:
         if release in SPECIAL:
             continue
+        try:
+            Version(release)
+        except InvalidVersion:
+            problems.append(f"{release!r} is not a release; write an exact version such as 4.57.6, or "
+                            f"{' or '.join(sorted(SPECIAL))}")
+            continue
         available = available if available is not None else index_versions()
         if release not in available:
             problems.append(f"transformers {release} is not on the package index; nearest: {', '.join(nearest(release, available))}")

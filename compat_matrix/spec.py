@@ -38,6 +38,41 @@ SURFACE_PATH = re.compile(r"^(?:[A-Za-z_]\w*|\d+)(?:\(\))?(?:\.(?:[A-Za-z_]\w*|\
 lists); `()` calls with no arguments."""
 
 
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""A Python class name: what `getattr(transformers, name)` can find (no dots, no calls)."""
+
+TINY_PARAMETER_CAP = 50_000_000
+"""Most parameters a tiny recipe may describe (README: matrix.yaml keys). The tiny models have
+~0.1-1M; 50M still builds in seconds on a CPU, a typo such as `vocab_size: 1000000000` does not."""
+
+_WIDTH_KEYS = ("hidden_size", "embed_dim", "d_model", "n_embd")
+_LAYER_KEYS = ("num_hidden_layers", "depth", "num_layers", "n_layer")
+_MLP_KEYS = ("intermediate_size", "ffn_dim", "n_inner")
+_EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+
+
+def _first_int(config: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    return next((v for k in keys if isinstance(v := config.get(k), int) and not isinstance(v, bool)), None)
+
+
+def estimate_parameters(config: dict[str, Any]) -> int:
+    """Parameters a config's dimensions describe, counted over it and every nested sub-config
+    (`text_config`, `vision_config`): embeddings in and out, and per layer attention (4 h^2) plus
+    a gated MLP (3 h i per expert). An upper-bound sketch for refusing typos, not an exact count."""
+    total = 0
+    width = _first_int(config, _WIDTH_KEYS)
+    if width is not None:
+        vocab = _first_int(config, ("vocab_size",)) or 0
+        layers = _first_int(config, _LAYER_KEYS) or 1
+        mlp = _first_int(config, _MLP_KEYS)
+        if mlp is None:
+            ratio = config.get("mlp_ratio")
+            mlp = int(ratio * width) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else 4 * width
+        experts = _first_int(config, _EXPERT_KEYS) or 1
+        total += 2 * vocab * width + layers * (4 * width * width + 3 * width * mlp * max(1, experts))
+    return total + sum(estimate_parameters(v) for v in config.values() if isinstance(v, dict))
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -129,12 +164,17 @@ class RemoteCode(_Frozen):
             raise ValueError(f"no folder {value!r} in compat_tests/remote_code/; there: {', '.join(known) or 'none'}")
         return value
 
+    @field_validator("twin")
+    @classmethod
+    def _twin_is_a_class_name(cls, value: str) -> str:
+        return _class_name(value)
+
     @field_validator("auto_map")
     @classmethod
     def _auto_config(cls, value: dict[str, str]) -> dict[str, str]:
         if "AutoConfig" not in value:
             raise ValueError("auto_map needs an 'AutoConfig' entry (module.ConfigClass): transformers reads the config through it")
-        bad = sorted(v for v in value.values() if v.count(".") != 1)
+        bad = sorted(v for v in value.values() if not re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", v))
         if bad:
             raise ValueError(f"auto_map values are 'module.Class' (e.g. modeling_x.XForCausalLM); got {bad}")
         return value
@@ -156,6 +196,27 @@ class Recipe(_Frozen):
     """dtype the weights are saved in, as real checkpoints of the family ship."""
     seed: int = 0
     """Seed for the random weights; same recipe and release give identical files."""
+
+    @field_validator("architecture")
+    @classmethod
+    def _architecture_is_a_class_name(cls, value: str) -> str:
+        return _class_name(value)
+
+    @field_validator("model_type")
+    @classmethod
+    def _model_type_is_a_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", value):
+            raise ValueError(f"{value!r} is not a model_type; write the lower-case name config.json carries, e.g. 'llama', 'qwen2_5_vl'")
+        return value
+
+    @model_validator(mode="after")
+    def _tiny(self) -> Recipe:
+        estimate = estimate_parameters(self.config)
+        if estimate > TINY_PARAMETER_CAP:
+            raise ValueError(f"config describes ~{estimate:,} parameters, over the {TINY_PARAMETER_CAP:,} cap for a tiny "
+                             "recipe (TINY_PARAMETER_CAP in compat_matrix/spec.py): check vocab_size, hidden_size, "
+                             "intermediate_size and the layer counts")
+        return self
 
     @model_validator(mode="after")
     def _architecture_in_auto_map(self) -> Recipe:
@@ -383,6 +444,13 @@ class Matrix(_Frozen):
     def count_cells(self) -> int:
         """Cells per release: models x their profiles x strategies x probes."""
         return sum(len(m.load_kwargs) for m in self.models) * len(self.strategies) * len(self.probes)
+
+
+def _class_name(value: str) -> str:
+    if not re.fullmatch(IDENTIFIER, value):
+        raise ValueError(f"{value!r} is not a class name; write the class as transformers names it, e.g. "
+                         "'LlamaForCausalLM' (letters, digits and '_': no dots, spaces or calls)")
+    return value
 
 
 def _known(value: tuple[str, ...], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from compat_matrix.spec import Matrix
-from compat_matrix.yaml_source import KeyPath, YamlSource, read_yaml
+from compat_matrix.yaml_source import DocumentTooLarge, KeyPath, YamlSource, read_yaml
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
 
@@ -107,6 +107,13 @@ def load_matrix(file: str | Path = DEFAULT_MATRIX, *, check_model_types: bool = 
         raise MatrixError([Problem(str(file), None, "", "file not found; pass the path of a matrix.yaml")])
     try:
         source = read_yaml(file)
+    except DocumentTooLarge as exc:
+        raise MatrixError([Problem(str(file), exc.line, "", str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        raise MatrixError([Problem(str(file), None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                   "save the matrix file as UTF-8")]) from None
+    except OSError as exc:
+        raise MatrixError([Problem(str(file), None, "", f"cannot be read: {exc.strerror or exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None

@@ -2,6 +2,10 @@
 
 PyYAML silently keeps the last of two equal keys; a matrix that lists a model twice must be an
 error instead, and every validation error should point at a line the user can open.
+
+The document is bounded before it becomes Python objects: its size, how many values it expands
+to (YAML aliases repeat a subtree, so a 1 KB "billion laughs" file expands to 10^9 values) and how
+deep it nests. Over a limit is a `DocumentTooLarge` naming the limit, never a MemoryError.
 """
 
 from __future__ import annotations
@@ -13,6 +17,21 @@ from typing import Any
 import yaml
 
 KeyPath = tuple[str | int, ...]
+
+MAX_BYTES = 1_000_000
+"""Largest matrix file read (the repo's matrix.yaml is ~20 KB)."""
+MAX_VALUES = 200_000
+"""Most values (mappings, lists, scalars) the document may expand to, aliases expanded."""
+MAX_DEPTH = 40
+"""Deepest nesting of mappings and lists (matrix.yaml nests 7 deep)."""
+
+
+class DocumentTooLarge(ValueError):
+    """The file is over one of the limits above; the message names it."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,8 @@ class YamlSource:
     data: Any
     lines: dict[KeyPath, int]
     problems: list[SourceProblem]
+    values: int = 0
+    """Values built so far, aliases expanded (bounded by MAX_VALUES)."""
 
     def line_of(self, path: KeyPath) -> int | None:
         """Line of the deepest prefix of `path` that was seen in the file (1-based)."""
@@ -44,6 +65,14 @@ class YamlSource:
 
 def _walk(node: yaml.Node, path: KeyPath, source: YamlSource) -> Any:
     source.lines.setdefault(path, node.start_mark.line + 1)
+    source.values += 1
+    if source.values > MAX_VALUES:
+        raise DocumentTooLarge(f"the document expands to more than {MAX_VALUES:,} values (MAX_VALUES; YAML aliases "
+                               "repeat what they point to): write the entries out, or use fewer nested aliases",
+                               node.start_mark.line + 1)
+    if len(path) > MAX_DEPTH:
+        raise DocumentTooLarge(f"nested deeper than {MAX_DEPTH} levels (MAX_DEPTH); a matrix file nests a few levels",
+                               node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -71,10 +100,17 @@ def _scalar(node: yaml.Node) -> Any:
 
 
 def read_yaml(file: str | Path) -> YamlSource:
-    """Parse `file`; raise `yaml.YAMLError` (with its own line) when it is not YAML at all."""
+    """Parse `file`; raise `yaml.YAMLError` (with its own line) when it is not YAML at all, and
+    `DocumentTooLarge` over a limit (also UnicodeDecodeError when it is not UTF-8 text)."""
     file = Path(file)
+    size = file.stat().st_size
+    if size > MAX_BYTES:
+        raise DocumentTooLarge(f"{size:,} bytes, over the {MAX_BYTES:,}-byte limit (MAX_BYTES) for a matrix file")
     text = file.read_text(encoding="utf-8")
     source = YamlSource(file=file, data=None, lines={}, problems=[])
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # the composer recurses once per nesting level
+        raise DocumentTooLarge(f"nested deeper than {MAX_DEPTH} levels (MAX_DEPTH); a matrix file nests a few levels") from None
     source.data = {} if node is None else _walk(node, (), source)
     return source

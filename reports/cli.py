@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None, read_expectations: Callable[[Path], Expe
     for problem in report.problems:
         where = problem.file + (f":{problem.line}" if problem.line is not None else "")
         print(f"compat-matrix report: warning: {where}: {problem.message}", file=sys.stderr)
-    paths = write_outputs(report, args.out)
+    try:
+        paths = write_outputs(report, args.out)
+    except OSError as exc:
+        print(f"compat-matrix report: error: cannot write the report to --out {args.out} ({exc.strerror or exc}); "
+              "pick a writable folder", file=sys.stderr)
+        return 2
     append_step_summary((args.out / "report.md").read_text(encoding="utf-8"))
     print(
         f"{len(report.cells)} cells in {len(report.releases)} releases, {len(report.regressions)} regressions, "
