@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reports.status import PROBE_ORDER, Status
 
@@ -71,6 +71,17 @@ def estimate_parameters(config: dict[str, Any]) -> int:
         experts = _first_int(config, _EXPERT_KEYS) or 1
         total += 2 * vocab * width + layers * (4 * width * width + 3 * width * mlp * max(1, experts))
     return total + sum(estimate_parameters(v) for v in config.values() if isinstance(v, dict))
+
+
+def _class_name(value: str) -> str:
+    if not re.fullmatch(IDENTIFIER, value):
+        raise ValueError(f"{value!r} is not a class name; write the class as transformers names it, e.g. "
+                         "'LlamaForCausalLM' (letters, digits and '_': no dots, spaces or calls)")
+    return value
+
+
+ClassName = Annotated[str, AfterValidator(_class_name)]
+"""A class name transformers exports (checked as an identifier; whether this release has it, at run time)."""
 
 
 class _Frozen(BaseModel):
@@ -152,7 +163,7 @@ class RemoteCode(_Frozen):
     """Folder under `compat_tests/remote_code/` whose `*.py` files are copied into the checkpoint."""
     auto_map: dict[str, str]
     """`config.json` `auto_map`: Auto class -> `module.Class` in those files; needs `AutoConfig`."""
-    twin: str
+    twin: ClassName
     """A transformers class with the same weight names and maths: it makes the random weights and
     the reference logits, so both exist in releases where the remote code itself breaks."""
 
@@ -163,11 +174,6 @@ class RemoteCode(_Frozen):
             known = sorted(p.name for p in REMOTE_CODE_ROOT.iterdir() if p.is_dir()) if REMOTE_CODE_ROOT.is_dir() else []
             raise ValueError(f"no folder {value!r} in compat_tests/remote_code/; there: {', '.join(known) or 'none'}")
         return value
-
-    @field_validator("twin")
-    @classmethod
-    def _twin_is_a_class_name(cls, value: str) -> str:
-        return _class_name(value)
 
     @field_validator("auto_map")
     @classmethod
@@ -185,7 +191,7 @@ class Recipe(_Frozen):
 
     model_type: str
     """`config.model_type`, as `AutoConfig.for_model` takes it (the remote code's own one with `remote_code`)."""
-    architecture: str
+    architecture: ClassName
     """The class in `transformers` to instantiate (goes into `config.architectures`); with
     `remote_code`, a class of the remote code that `auto_map` names."""
     remote_code: RemoteCode | None = None
@@ -196,11 +202,6 @@ class Recipe(_Frozen):
     """dtype the weights are saved in, as real checkpoints of the family ship."""
     seed: int = 0
     """Seed for the random weights; same recipe and release give identical files."""
-
-    @field_validator("architecture")
-    @classmethod
-    def _architecture_is_a_class_name(cls, value: str) -> str:
-        return _class_name(value)
 
     @field_validator("model_type")
     @classmethod
@@ -444,13 +445,6 @@ class Matrix(_Frozen):
     def count_cells(self) -> int:
         """Cells per release: models x their profiles x strategies x probes."""
         return sum(len(m.load_kwargs) for m in self.models) * len(self.strategies) * len(self.probes)
-
-
-def _class_name(value: str) -> str:
-    if not re.fullmatch(IDENTIFIER, value):
-        raise ValueError(f"{value!r} is not a class name; write the class as transformers names it, e.g. "
-                         "'LlamaForCausalLM' (letters, digits and '_': no dots, spaces or calls)")
-    return value
 
 
 def _known(value: tuple[str, ...], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

@@ -11,20 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from compat_matrix.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 
-GOOD_MATRIX = """\
-transformers: [4.57.6]
-models:
-  - key: llama
-    hub_id: meta-llama/Llama-3.2-1B-Instruct
-    modality: text
-    recipe: {model_type: llama, architecture: LlamaForCausalLM,
-             config: {vocab_size: 1000, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2}}
-"""
+GOOD_MATRIX = yaml.safe_dump({
+    "transformers": ["4.57.6"],
+    "models": [{"key": "llama", "hub_id": "meta-llama/Llama-3.2-1B-Instruct", "modality": "text",
+                "recipe": {"model_type": "llama", "architecture": "LlamaForCausalLM",
+                           "config": {"vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128,
+                                      "num_hidden_layers": 2}}}],
+}, sort_keys=False)
 
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{x}: &{x} [{', '.join([f'*{p}'] * 9)}]\n" for p, x in zip("abcdefgh", "bcdefghi"))
@@ -82,7 +81,7 @@ BAD_INPUTS: dict[str, Bad] = {
                                            ("recipe.architecture", "'os.system' is not a class name")),
     "matrix-model-type-not-a-name": Bad(validate(GOOD_MATRIX.replace("model_type: llama", "model_type: '../x'")),
                                         ("recipe.model_type", "not a model_type")),
-    "matrix-tiny-recipe-not-tiny": Bad(validate(GOOD_MATRIX.replace("vocab_size: 1000", "vocab_size: 1000000000")),
+    "matrix-tiny-recipe-not-tiny": Bad(validate(GOOD_MATRIX.replace("vocab_size: 1000\n", "vocab_size: 1000000000\n")),
                                        ("128,000,", "TINY_PARAMETER_CAP", "50,000,000")),
     "matrix-unknown-probe": Bad(validate(GOOD_MATRIX + "probes: [load, 'os.system']\n"), ("unknown probe", "allowed")),
     "matrix-missing": Bad(lambda tmp: ["validate", str(tmp / "nope.yaml")], ("file not found",)),
