@@ -165,6 +165,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from compat_matrix.expectations import read_expectations
     from compat_matrix.runner import run_release
     from reports.build import build_report
+    from reports.check_view import format_by_cause
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
@@ -185,7 +186,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
-    print(format_upgrade(view))
+    print(format_upgrade(view) if args.cells else format_by_cause(view))
     return upgrade_exit_code(view)
 
 
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-run even when results exist")
     check.add_argument("--no-cross-release", dest="cross_release", action="store_false",
                        help="skip loading each release's checkpoints in the other")
+    check.add_argument("--cells", action="store_true", help="list every cell that changes, not one line per cause")
     check.set_defaults(func=cmd_check)
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")

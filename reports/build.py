@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reports.causes import find_causes
 from reports.load import load_results
 from reports.merge import merge
 from reports.regressions import find_changes
@@ -37,6 +38,7 @@ def build_report(
         cells=tuple(cells),
         regressions=tuple(changes.regressions),
         fixes=tuple(changes.fixes),
+        causes=tuple(find_causes(cells, changes.regressions, changes.fixes, [r.transformers for r in merged.releases])),
         problems=tuple(loaded.problems + merged.duplicates + judge_problems + history_problems),
         baseline=(
             BaselineInfo(path=str(baseline), generated_at=base.generated_at, missing_cells=tuple(changes.missing_from_baseline))

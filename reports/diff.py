@@ -16,6 +16,10 @@ from reports.merge import cell_sort_key
 from reports.report import Cell, Report
 from reports.status import FAILING, SYMBOL, rank
 
+NO_VERDICT = frozenset({"skipped"})
+"""Statuses of a cell that did not run (a package or the hub missing on this machine): compared
+with anything it says nothing about the upgrade."""
+
 MAX_ABS_DIFF_SLACK = 1e-6
 """A logit difference counts as grown only beyond this much, so float noise is not a change."""
 
@@ -78,6 +82,9 @@ class UpgradeView:
     evaluation or serving stack still on the old release reading what the upgraded trainer writes)."""
     surface_losses: tuple[SurfaceLoss, ...] = ()
     """API paths of the `surface` probe usable in `from_release` and not in `to_release`."""
+    not_comparable: tuple[StatusChange, ...] = ()
+    """Cells whose status differs but one side has no verdict (`skipped`: it did not run there):
+    neither a break nor a fix."""
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
@@ -110,11 +117,13 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
     old = {c.cell_id: c for c in report.cells if c.transformers == old_version and not c.cross_release}
     new = {c.cell_id: c for c in report.cells if c.transformers == new_version and not c.cross_release}
     shared = [cell_id for cell_id in old if cell_id in new]
-    breaks, fixes, silent, losses = [], [], [], []
+    breaks, fixes, silent, losses, apart = [], [], [], [], []
     for cell_id in shared:
         before, after = old[cell_id], new[cell_id]
         losses.extend(surface_losses(before, after))
-        if rank(after.status) > rank(before.status):
+        if before.status != after.status and NO_VERDICT & {before.status, after.status}:
+            apart.append(StatusChange(before, after))
+        elif rank(after.status) > rank(before.status):
             breaks.append(StatusChange(before, after))
         elif rank(after.status) < rank(before.status):
             fixes.append(StatusChange(before, after))
@@ -136,6 +145,7 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
             c for c in report.cells if c.transformers == old_version and c.cross_release and c.saved_by == new_version
         ),
         surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
+        not_comparable=tuple(sorted(apart, key=lambda c: cell_sort_key(c.after))),
     )
 
 
@@ -211,6 +221,9 @@ def format_upgrade(view: UpgradeView) -> str:
     if view.silent:
         lines += ["", f"Silent changes in cells that pass in both ({len(view.silent)}):"]
         lines += [f"  {s.cell.cell_id}  {describe_silent(s)}" for s in view.silent]
+    if view.not_comparable:
+        lines += ["", f"Not comparable, no verdict on one side ({len(view.not_comparable)}):"]
+        lines += [_status_line(c) for c in view.not_comparable]
     for label, ids in ((f"Only in {view.from_release}", view.only_in_from), (f"Only in {view.to_release}", view.only_in_to)):
         if ids:
             lines += ["", f"{label} ({len(ids)}), not compared:"] + [f"  {cell_id}" for cell_id in ids]

@@ -20,6 +20,7 @@ REPORT_SCHEMA_VERSION = 1
 
 ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history", "not_in_matrix"]
 ChangeKind = Literal["regression", "fix"]
+CauseKind = Literal["regression", "expected", "silent", "drift", "fix"]
 Against = Literal["expectation", "baseline"]
 
 
@@ -70,6 +71,47 @@ class Change(_Frozen):
     baseline_status: str | None = None
     error_type: str | None = None
     message: str = ""
+
+
+class Cause(_Frozen):
+    """Cells that fail (or change, or got fixed) for one reason, derived from `cells` (reports/causes.py)."""
+
+    id: str
+    """Stable across runs (a hash of kind and signature): the page links `#cause-<id>`."""
+    kind: CauseKind
+    stage: str
+    """`load`, `forward`, `API surface`, `generation`, `training`, `cross-release read`, ...; a silent change names its field."""
+    error_type: str
+    signature: str
+    """The masked message the cells share (reports/signature.py)."""
+    title: str
+    status: str
+    """The worst status of its cells (`pass` for silent changes and fixes)."""
+    breaks: int
+    """Distinct breaks: a load that failed counts once, not once per probe it kept from running."""
+    cells: tuple[str, ...]
+    """`<transformers>/<cell_id>` of every cell it covers."""
+    models: tuple[str, ...]
+    strategies: tuple[str, ...]
+    load_kwargs: tuple[str, ...]
+    probes: tuple[str, ...]
+    releases: tuple[str, ...]
+    """Releases (columns) it was seen in, in version order."""
+    saved_by: tuple[str, ...] = ()
+    """Releases whose checkpoints it concerns (cross-release causes)."""
+    scope: str
+    """Models x strategies x profiles x probes, compressed ("qwen2_5_vl x 3 strategies x 5 probes")."""
+    release_ranges: str
+    """`releases` as ranges of the tested releases ("4.49.0-4.57.6, 5.24.0")."""
+    first_bad: str | None = None
+    """The exact first bad release, where a bisect established it (null: only the tested releases are known)."""
+    example_cell: str
+    example: str
+    """The full message of `example_cell` (error type first)."""
+    expectations: tuple[str, ...] = ()
+    """The matrix.yaml reasons its cells meet (expected failures) or no longer meet (fixes)."""
+    expectation_yaml: str = ""
+    """matrix.yaml `expectations:` entries that would record it, ready to paste (empty for silent changes)."""
 
 
 class Environment(_Frozen):
@@ -129,6 +171,9 @@ class Report(_Frozen):
     cells: tuple[Cell, ...]
     regressions: tuple[Change, ...] = ()
     fixes: tuple[Change, ...] = ()
+    causes: tuple[Cause, ...] = ()
+    """Derived from `cells`, `regressions` and `fixes`: regressions first, then expected failures,
+    silent changes, drift, fixes; worst first within each kind."""
     problems: tuple[Problem, ...] = ()
     baseline: BaselineInfo | None = None
     trend: tuple[TrendPoint, ...] = ()

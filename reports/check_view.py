@@ -1,0 +1,143 @@
+"""What `compat-matrix check` prints by default: the upgrade view (reports/diff.py) one line per
+cause, not per cell, worst first, so the answer to "what happens if we upgrade?" fits a screen.
+
+`format_upgrade` in diff.py stays the per-cell listing (`check --cells`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from reports.causes import TITLE_CHARS, cell_signature, scope, silent_signature
+from reports.diff import SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface, upgrade_exit_code
+from reports.report import Cell
+from reports.signature import Signature, mask
+from reports.status import SYMBOL, probe_rank, rank
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CauseLine:
+    """One cause of one direction: what it is, how bad, how many cells, which."""
+
+    title: str
+    status: str
+    cells: tuple[Cell, ...]
+    """The cells it covers (the newer release's, except for a fix: the older one's failing cell)."""
+
+    @property
+    def scope(self) -> str:
+        return scope(
+            {
+                "models": sorted({c.model for c in self.cells}),
+                "strategies": sorted({c.strategy for c in self.cells}),
+                "load_kwargs": sorted({c.load_kwargs for c in self.cells}),
+                "probes": sorted({c.probe for c in self.cells}, key=probe_rank),
+            }
+        )
+
+
+def group(items: Iterable[T], key: Callable[[T], Signature | str], cell: Callable[[T], Cell],
+          title: Callable[[Signature | str], str], status: Callable[[T], str]) -> list[CauseLine]:
+    """Items with the same key become one line; worst status first, then most cells."""
+    groups: dict[Signature | str, list[T]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    lines = [
+        CauseLine(title(k), max((status(i) for i in members), key=rank), tuple(cell(i) for i in members))
+        for k, members in groups.items()
+    ]
+    return sorted(lines, key=lambda line: (-rank(line.status), -len(line.cells), line.title))
+
+
+@dataclass(frozen=True)
+class Section:
+    """One direction of the upgrade (breaks, fixes, ...) and its causes."""
+
+    label: str
+    """Short, for the header's counts."""
+    title: str
+    causes: list[CauseLine]
+
+    @property
+    def cells(self) -> int:
+        return sum(len(cause.cells) for cause in self.causes)
+
+
+def by_cause(view: UpgradeView) -> list[Section]:
+    """Each direction of the view, grouped by cause, worst direction first; empty ones are left out."""
+    names = {n for c in _all_cells(view) for n in (c.model, c.hub_id)}
+
+    def error_title(sig: Signature | str) -> str:
+        assert isinstance(sig, Signature)
+        return f"{sig.stage}: " + (f"{sig.error_type}: " if sig.error_type else "") + sig.text
+
+    def changes(items: Sequence[StatusChange], side: Callable[[StatusChange], Cell], was: str = "") -> list[CauseLine]:
+        return group(items, lambda c: cell_signature(side(c), names), side,
+                     lambda sig: was + error_title(sig), lambda c: c.after.status)
+
+    def checkpoints(cells: Sequence[Cell]) -> list[CauseLine]:
+        return group(cells, lambda c: cell_signature(c, names), lambda c: c, error_title, lambda c: c.status)
+
+    def loss_key(loss: SurfaceLoss) -> str:
+        return f"{loss.path}: {mask(describe_surface(loss.after), names)}"
+
+    def silent_key(change: SilentChange) -> Signature:
+        return silent_signature(change, names)
+
+    def apart_key(change: StatusChange) -> str:
+        side = change.before if change.before.status == "skipped" else change.after
+        reason = mask(side.message, names)
+        return f"{change.before.status} -> {change.after.status} ({side.transformers} {side.status}: {reason})"
+
+    old, new = view.from_release, view.to_release
+    sections = [
+        Section("breaks", f"Breaks when upgrading {old} -> {new}", changes(view.breaks, lambda c: c.after)),
+        Section("API paths gone", f"API paths gone in {new}",
+                group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
+        Section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
+                checkpoints(view.old_checkpoint_failures)),
+        Section(f"{new} checkpoints", f"Checkpoints saved by {new} that {old} fails to use",
+                checkpoints(view.new_checkpoint_failures)),
+        Section("fixes", "Fixed by upgrading", changes(view.fixes, lambda c: c.before, was="was ")),
+        Section("silent changes", "Silent changes in cells that pass in both",
+                group(view.silent, silent_key, lambda s: s.cell, _text, lambda s: "pass")),
+        Section("not comparable", "Not comparable (no verdict on one side: the cell did not run there)",
+                group(view.not_comparable, apart_key, lambda c: c.after, str, lambda c: c.after.status)),
+    ]
+    return [section for section in sections if section.causes]
+
+
+def format_by_cause(view: UpgradeView) -> str:
+    """The default text of `check`: a header with counts, then per direction one entry per cause."""
+    sections = by_cause(view)
+    counts = "".join(f"; {s.label}: {len(s.causes)} causes ({s.cells} cells)" for s in sections)
+    verdict = "something breaks" if upgrade_exit_code(view) else "nothing breaks"
+    lines = [f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; {verdict}{counts}"]
+    for section in sections:
+        lines += ["", f"{section.title}: {len(section.causes)} causes, {section.cells} cells"]
+        for cause in section.causes:
+            text = cause.title if len(cause.title) <= TITLE_CHARS else cause.title[: TITLE_CHARS - 1] + "…"
+            lines.append(f"  {SYMBOL.get(cause.status, '?')} {len(cause.cells):>4}  {text}")
+            lines.append(f"         {cause.scope}; e.g. {cause.cells[0].cell_id}")
+    for release, ids in ((view.from_release, view.only_in_from), (view.to_release, view.only_in_to)):
+        if ids:
+            lines += ["", f"Only in {release}, not compared: {len(ids)} cells"]
+    if not sections:
+        lines += ["", "No differences."]
+    lines += ["", "Every cell: the same command with --cells"]
+    return "\n".join(lines) + "\n"
+
+
+def _text(sig: Signature | str) -> str:
+    return sig.text if isinstance(sig, Signature) else sig
+
+
+def _all_cells(view: UpgradeView) -> list[Cell]:
+    cells = [c for change in (*view.breaks, *view.fixes, *view.not_comparable) for c in (change.before, change.after)]
+    return cells + [s.cell for s in view.silent] + [loss.cell for loss in view.surface_losses] + \
+        list(view.old_checkpoints) + list(view.new_checkpoints)

@@ -1,0 +1,131 @@
+"""What makes two failing cells the same break: a signature of the error type, the stage it failed
+in, and the message with what varies between models and runs masked (numbers, paths, class names,
+model names).
+
+The same `TypeError` raised from `LlavaForConditionalGeneration.forward()` and from
+`Qwen2VLForConditionalGeneration.forward()` is one cause; a different argument name is another;
+a tensor shape or a temporary folder never splits a cause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+LOAD_FAILED_PREFIX = "not run, the load failed: "
+"""How the harness (compat_tests/execute.py) words a probe that never ran because its load failed;
+such a probe counts under the load's cause."""
+
+STAGE_OF_PROBE: dict[str, str] = {
+    "load": "load",
+    "forward": "forward",
+    "surface": "API surface",
+    "generate": "generation",
+    "grpo_step": "training",
+}
+"""The stage a probe exercises, in the words a person debugging it would use."""
+
+SIGNATURE_CHARS = 400
+"""Masked messages are compared on this many characters: auto classes append every config they
+know to their error, which says nothing about the cause and differs between releases."""
+
+KEPT_CLASS_PREFIXES = ("Auto",)
+"""transformers' Auto classes are kept: they name the API a loader called (AutoModelForCausalLM not
+mapping a config is another break than AutoModelForImageTextToText not mapping it), not a model."""
+
+KEPT_CLASS_SUFFIXES = ("Error", "Exception", "Warning")
+"""Exception types named inside a message ("raised ValueError: ...") say what happened."""
+
+_CLASS_REPR = re.compile(r"<class '[^']*'>")
+_URL = re.compile(r"\bhttps?://\S+")
+_PATH = re.compile(r"(?:file://)?[~\w.\-]*/[\w.@+\-/]*[\w\-]")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
+_DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){2,}\b")
+_CAMEL = re.compile(r"\b(?=\w*[a-z])(?=\w*[A-Z]\w*[A-Z])_*[A-Z]\w*")
+_NUMBER = re.compile(r"(?<!\w)[-+]?(?:\d+(?:\.\d+)*|\.\d+)(?:[eE][-+]?\d+)?")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, order=True)
+class Signature:
+    """The parts that must be equal for two cells to share a cause."""
+
+    stage: str
+    error_type: str
+    text: str
+    """The message, masked (`‹class›`, `‹model›`, `‹path›`, `‹url›`, `‹n›`) and on one line."""
+
+
+def failing_stage(probe: str, message: str, cross_release: bool, status: str = "fail") -> str:
+    """Where a cell failed: the load when its probe never ran because the load failed, or when the
+    strategy does not exist in the release (`unsupported` holds for every probe of the route)."""
+    load = message.startswith(LOAD_FAILED_PREFIX) or status == "unsupported"
+    stage = "load" if load else STAGE_OF_PROBE.get(probe, probe)
+    if cross_release:
+        return "cross-release read" if stage == "load" else f"cross-release {stage}"
+    return stage
+
+
+def essence(message: str) -> str:
+    """The first line, where Python errors say what went wrong (auto classes then list every config
+    they know, tracebacks follow); the whole text when that line only introduces what follows
+    (`no route loaded a usable model:` and one line per route)."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines or lines[0].rstrip().endswith(":"):
+        return message
+    return lines[0]
+
+
+def load_message(message: str) -> str:
+    """The load's own error of a probe that did not run because of it (other messages unchanged)."""
+    return message.removeprefix(LOAD_FAILED_PREFIX)
+
+
+def mask(text: str, model_names: Iterable[str] = ()) -> str:
+    """`text` with everything that varies between models, runs and sizes replaced by a placeholder."""
+    names = sorted({n for n in model_names if len(n) > 2}, key=len, reverse=True)
+    text = _mask_names(text, [n for n in names if "/" in n])  # hub ids, before they read as paths
+    text = _CLASS_REPR.sub("‹class›", text)
+    text = _URL.sub("‹url›", text)
+    text = _PATH.sub("‹path›", text)
+    text = _mask_names(text, [n for n in names if "/" not in n])
+    text = _DOTTED.sub("‹class›", text)
+    text = _CAMEL.sub(lambda m: m.group() if _kept(m.group()) else "‹class›", text)
+    text = _ADDRESS.sub("‹n›", text)
+    text = _NUMBER.sub("‹n›", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def _kept(name: str) -> bool:
+    return name.startswith(KEPT_CLASS_PREFIXES) or name.endswith(KEPT_CLASS_SUFFIXES)
+
+
+def mask_numbers(text: str) -> str:
+    """Only the numbers (layer indices in tensor names, sizes), for text whose words all matter."""
+    return _NUMBER.sub("‹n›", _SPACE.sub(" ", text).strip())
+
+
+def _mask_names(text: str, names: list[str]) -> str:
+    """Whole-word model names (also as the head of a snake-case name: `gemma3` in `gemma3_text`);
+    model keys match case-sensitively, so `qwen2` leaves the class `Qwen2_5_VLModel` to the class mask."""
+    for name in names:
+        flags = re.IGNORECASE if "/" in name else 0
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?=_|(?![\w-]))", "‹model›", text, flags=flags)
+    return text
+
+
+def signature(
+    probe: str,
+    error_type: str | None,
+    message: str,
+    cross_release: bool = False,
+    model_names: Iterable[str] = (),
+    status: str = "fail",
+) -> Signature:
+    """The cause signature of one failing cell (`model_names`: the model keys and hub ids to mask)."""
+    return Signature(
+        stage=failing_stage(probe, message, cross_release, status),
+        error_type=error_type or "",
+        text=mask(essence(load_message(message)), model_names)[:SIGNATURE_CHARS],
+    )
