@@ -1,4 +1,4 @@
-"""`compat-matrix`: validate, list, plan, run, check, report, prefetch.
+"""`compat-matrix`: validate, list, plan, run, check, drift, report, prefetch.
 
 Exit codes: 0 ok; 1 regressions or breaking changes found (where asked for); 2 bad input;
 130 interrupted (what finished is kept and reported).
@@ -187,7 +187,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
     print(format_upgrade(view) if args.cells else format_by_cause(view))
+    if args.drift:
+        from compat_matrix.drift_run import adjacent, record_all
+
+        models = [m for m in dict.fromkeys(c.model for c in cells)]
+        records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
+        print(f"Drift on the as-published checkpoints ({releases[0]} -> {releases[1]}):")
+        print("\n".join("  " + c.describe().replace("\n", "\n  ") for c in adjacent(records, models)))
     return upgrade_exit_code(view)
+
+
+def _drift_models(matrix: Matrix, models: list[str] | None) -> list[str]:
+    keys = [m.key for m in matrix.models]
+    unknown = sorted(set(models or ()) - set(keys))
+    if unknown:
+        raise UsageProblem(f"unknown model(s) {unknown}; known: {', '.join(keys)}")
+    return [k for k in keys if not models or k in models]
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from compat_matrix.drift_run import adjacent, record_all
+    from reports.drift import drift_table
+
+    matrix = _matrix(args)
+    models = _drift_models(matrix, args.models)
+    releases = _releases(matrix, args.transformers)
+    if len(releases) < 2:
+        raise UsageProblem("drift compares releases: name at least two (--transformers A B ...)")
+    out: Path = args.out.resolve()
+    records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
+    comparisons = adjacent(records, models)
+    table = drift_table(comparisons)
+    (out / "drift" / "drift.md").write_text(table, encoding="utf-8")
+    print("\n".join(c.describe() for c in comparisons))
+    print(f"\ntable: {out / 'drift' / 'drift.md'}", file=sys.stderr)
+    return 1 if args.fail_on_drift and any(c.status == "drift" for c in comparisons) else 0
 
 
 def cmd_report(argv: list[str]) -> int:
@@ -257,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip loading each release's checkpoints in the other")
     check.add_argument("--cells", action="store_true", help="list every cell that changes, not one line per cause")
     check.set_defaults(func=cmd_check)
+
+    check.add_argument("--no-drift", dest="drift", action="store_false",
+                       help="skip comparing what the two releases compute on the as-published checkpoints")
+
+    drift = sub.add_parser("drift", help="what releases compute differently on the same as-published checkpoints, "
+                                         "and the first module where it differs")
+    drift.add_argument("--transformers", nargs="+", help="releases, compared each with the next (default: matrix.yaml's)")
+    drift.add_argument("--models", nargs="+", help="model keys (default: all)")
+    drift.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder; records in <out>/drift/")
+    drift.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-record even when records exist")
+    drift.add_argument("--fail-on-drift", action="store_true", help="exit 1 when two adjacent releases drift")
+    drift.set_defaults(func=cmd_drift)
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
     prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")

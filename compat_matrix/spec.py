@@ -246,12 +246,25 @@ class ModelEntry(_Frozen):
     """Checkpoint folder for `source: local`."""
     recipe: Recipe | None = None
     """Required for `source: tiny`."""
+    written_by: str | None = None
+    """The transformers release that wrote the real hub checkpoint (its config.json's
+    `transformers_version`, a dev version as the release it became: 4.49.0.dev0 -> 4.49.0). The tiny
+    checkpoint is then built once in that release and loaded by every release, as
+    `from_pretrained(hub_id)` does (the "as published" checkpoint; drift is measured on it)."""
     trust_remote_code: bool = False
     """Pass `trust_remote_code=True`; needed for checkpoints with `auto_map`."""
     load_kwargs: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     """Named `from_pretrained` keyword profiles; each profile is one more column of cells."""
     expectations: tuple[Expectation, ...] = ()
     """Known outcomes; the first matching expectation of a cell wins."""
+
+    @field_validator("written_by")
+    @classmethod
+    def _exact_release(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+\.\d+\.\d+", value):
+            raise ValueError(f"written_by {value!r} is not an exact release such as 4.49.0 (a config.json saying "
+                             "4.49.0.dev0 was written by what became 4.49.0: write that)")
+        return value
 
     @model_validator(mode="after")
     def _source_fields(self) -> ModelEntry:
@@ -267,6 +280,9 @@ class ModelEntry(_Frozen):
         if self.recipe and self.recipe.remote_code and not self.trust_remote_code:
             raise ValueError("recipe.remote_code ships its own modeling code, which transformers runs only when "
                              "asked to: add 'trust_remote_code: true' to this model entry")
+        if self.written_by is not None and self.source != "tiny":
+            raise ValueError("'written_by' is for tiny entries (which release builds their checkpoint); a hub or "
+                             "local checkpoint is already as published")
         if not self.load_kwargs:
             raise ValueError("'load_kwargs' needs at least one profile, e.g. {default: {}}")
         for expectation in self.expectations:

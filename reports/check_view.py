@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reports.causes import TITLE_CHARS, cell_signature, scope, silent_signature
-from reports.diff import SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface, upgrade_exit_code
+from reports.diff import (SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface, drifted_checkpoints,
+                          unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
 from reports.signature import Signature, mask
 from reports.status import SYMBOL, probe_rank, rank
@@ -100,9 +101,13 @@ def by_cause(view: UpgradeView) -> list[Section]:
         Section("API paths gone", f"API paths gone in {new}",
                 group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
         Section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
-                checkpoints(view.old_checkpoint_failures)),
+                checkpoints(unusable_checkpoints(view.old_checkpoint_failures))),
         Section(f"{new} checkpoints", f"Checkpoints saved by {new} that {old} fails to use",
-                checkpoints(view.new_checkpoint_failures)),
+                checkpoints(unusable_checkpoints(view.new_checkpoint_failures))),
+        Section(f"{old} checkpoints drifting", f"Checkpoints saved by {old} that {new} reads cleanly but computes "
+                "other numbers on (drift)", checkpoints(drifted_checkpoints(view.old_checkpoint_failures))),
+        Section(f"{new} checkpoints drifting", f"Checkpoints saved by {new} that {old} reads cleanly but computes "
+                "other numbers on (drift)", checkpoints(drifted_checkpoints(view.new_checkpoint_failures))),
         Section("fixes", "Fixed by upgrading", changes(view.fixes, lambda c: c.before, was="was ")),
         Section("silent changes", "Silent changes in cells that pass in both",
                 group(view.silent, silent_key, lambda s: s.cell, _text, lambda s: "pass")),

@@ -20,6 +20,10 @@ NO_VERDICT = frozenset({"skipped"})
 """Statuses of a cell that did not run (a package or the hub missing on this machine): compared
 with anything it says nothing about the upgrade."""
 
+DRIFT_ERROR = "Drift"
+"""error_type of a cross-release cell whose checkpoint loaded cleanly but computed other logits
+(`compat_tests.probes.compare.DRIFT`): listed apart from checkpoints a release cannot use."""
+
 MAX_ABS_DIFF_SLACK = 1e-6
 """A logit difference counts as grown only beyond this much, so float noise is not a change."""
 
@@ -190,6 +194,16 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
     return changes
 
 
+def unusable_checkpoints(failing: tuple[Cell, ...]) -> list[Cell]:
+    """Failing cross-release cells of a checkpoint the reading release cannot use."""
+    return [c for c in failing if c.error_type != DRIFT_ERROR]
+
+
+def drifted_checkpoints(failing: tuple[Cell, ...]) -> list[Cell]:
+    """Failing cross-release cells of a checkpoint read cleanly whose numbers moved (drift)."""
+    return [c for c in failing if c.error_type == DRIFT_ERROR]
+
+
 def upgrade_exit_code(view: UpgradeView) -> int:
     """1 when something breaks when upgrading (checkpoints saved by the old release and API paths
     that are gone too), else 0."""
@@ -213,9 +227,14 @@ def format_upgrade(view: UpgradeView) -> str:
         (view.from_release, view.to_release, view.old_checkpoints, view.old_checkpoint_failures),
         (view.to_release, view.from_release, view.new_checkpoints, view.new_checkpoint_failures),
     ):
-        if failing:
-            lines += ["", f"Checkpoints saved by {writer} that {reader} fails to use ({len(failing)} of {len(cells)}):"]
-            lines += [f"  {SYMBOL[c.status]} {c.cell_id}  {c.status}\n      {_error(c)}" for c in failing]
+        unusable, drifted = unusable_checkpoints(failing), drifted_checkpoints(failing)
+        if unusable:
+            lines += ["", f"Checkpoints saved by {writer} that {reader} fails to use ({len(unusable)} of {len(cells)}):"]
+            lines += [f"  {SYMBOL[c.status]} {c.cell_id}  {c.status}\n      {_error(c)}" for c in unusable]
+        if drifted:
+            lines += ["", f"Checkpoints saved by {writer} that {reader} reads cleanly but computes other numbers on "
+                          f"(drift; {len(drifted)} of {len(cells)}):"]
+            lines += [f"  {SYMBOL[c.status]} {c.cell_id}\n      {_error(c)}" for c in drifted]
     if view.fixes:
         lines += ["", f"Fixed by upgrading ({len(view.fixes)}):"] + [_status_line(c) for c in view.fixes]
     if view.silent:

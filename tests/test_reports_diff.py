@@ -128,3 +128,17 @@ def test_checkpoints_are_checked_in_both_directions(nightly):
     assert [c.cell_id for c in view.new_checkpoint_failures] == ["qwen2-auto_causal_lm-default-forward@4.57.6"]
     assert "Checkpoints saved by 4.57.6 that 5.0.0 fails to use (1 of 2)" in format_upgrade(view)
     assert upgrade_exit_code(view) == 1
+
+
+def test_a_checkpoint_read_cleanly_but_computed_differently_is_drift_not_unusable(tmp_path):
+    """The same cross-release failure, once with the error_type the probes give when the load used
+    every tensor: it moves from "fails to use" to its own drift heading."""
+    lines = [json.loads(line) for line in (FIXTURES / "nightly" / "tflatest.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["cell_id"] == "qwen2-auto_causal_lm-default-forward@4.57.6":
+            line["error_type"] = "Drift"
+    (tmp_path / "tflatest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "tf457.jsonl").write_text((FIXTURES / "nightly" / "tf457.jsonl").read_text())
+    text = format_upgrade(compare_releases(build_report([tmp_path]), "4.57.6", "5.0.0"))
+    assert "fails to use" not in text
+    assert "Checkpoints saved by 4.57.6 that 5.0.0 reads cleanly but computes other numbers on (drift; 1 of 2)" in text

@@ -62,10 +62,14 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
         (("    hub_id: meta-llama/Llama-3.2-1B-Instruct\n", ""), "models[0](llama).hub_id", "field required"),
         (("    recipe:", "    source: hub\n    recipe:"), "models[0](llama)", "pinned 'revision'"),
         (("    recipe:", "    source: hub\n    revision: main\n    recipe:"), "models[0](llama)", "is a branch"),
+        (("    modality: text", "    modality: text\n    written_by: 4.49.0.dev0"), "m.yaml:6: models[0](llama).written_by",
+         "became 4.49.0"),
+        (("    recipe:", "    source: hub\n    revision: abc123\n    written_by: 4.49.0\n    recipe:"), "models[0](llama)",
+         "already as published"),
     ],
     ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "bad-saved-by", "unknown-strategy", "unknown-probe",
          "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision",
-         "hub-on-a-branch"],
+         "hub-on-a-branch", "written-by-dev-version", "written-by-on-a-hub-entry"],
 )
 def test_each_problem_is_located_and_says_what_is_allowed(tmp_path: Path, change: tuple[str, str], where: str, says: str) -> None:
     text = GOOD.replace(*change)

@@ -25,3 +25,29 @@ def differences(actual: Any, reference: Any) -> tuple[float, float]:
 
 def within_tolerance(relative: float, dtype: Any) -> bool:
     return relative <= RELATIVE_TOLERANCE.get(dtype_name(dtype), 1e-1)
+
+
+DRIFT = "Drift"
+"""error_type of a logits mismatch on a checkpoint another release wrote that loaded cleanly:
+the release computes differently on the same weights (`compat-matrix drift` says where it starts),
+which is not the same as a checkpoint this release cannot read."""
+
+
+def other_writer(checkpoint: Any) -> str | None:
+    """The release that wrote `checkpoint` and recorded its reference, when it is not this one."""
+    import transformers
+
+    writer = getattr(checkpoint, "transformers_version", None)
+    return writer if writer and writer != transformers.__version__ else None
+
+
+def mismatch(what: str, checkpoint: Any, absolute: float, relative: float) -> tuple[str, str]:
+    """(message, error_type) for logits that differ from the checkpoint's reference: drift when
+    another release recorded it (the caller has seen the load use every tensor), else a wrong load."""
+    numbers = f"max diff {absolute:.3g}, {relative:.3g} relative"
+    writer = other_writer(checkpoint)
+    if writer:
+        return (f"{what} differ from what transformers {writer} computed on this checkpoint ({numbers}); it loads "
+                "cleanly (every tensor used, none re-initialised): the computation changed between the releases "
+                "(drift, see `compat-matrix drift`), not the reading of the checkpoint", DRIFT)
+    return f"{what} differ from the reference recorded at build time ({numbers})", "CheckFailed"

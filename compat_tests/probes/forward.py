@@ -10,7 +10,7 @@ from typing import Any
 
 from compat_tests.outcomes import CheckFailed
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.compare import differences, within_tolerance
+from compat_tests.probes.compare import differences, mismatch, within_tolerance
 
 
 def _vocab_size(config: Any) -> int | None:
@@ -50,8 +50,7 @@ class ForwardProbe:
         absolute, relative = differences(full, ctx.checkpoint.reference_logits("image"))
         details.update(image_max_abs_diff=absolute, image_rel_diff=relative, processor_keys=sorted(full_inputs))
         if not within_tolerance(relative, ctx.dtype):
-            return ProbeOutcome("fail", f"image+text logits differ from the reference (max diff {absolute:.3g}, "
-                                        f"{relative:.3g} relative)", "CheckFailed", details)
+            return ProbeOutcome("fail", *mismatch("image+text logits", ctx.checkpoint, absolute, relative), details)
         other = _logits(ctx, ctx.inputs.image_text(image=ctx.inputs.image(seed=1)), "image+text forward, another image")
         _, image_effect = differences(other, full)
         details["other_image_rel_diff"] = image_effect

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.compare import differences, within_tolerance
+from compat_tests.probes.compare import DRIFT, differences, mismatch, within_tolerance
 from loader.inspection import VISION_MARKERS, shortfall
 
 SHOWN_KEYS = 20
@@ -28,6 +28,10 @@ def _some(keys: list[str]) -> str:
         more = f", and {len(members) - 2} more" if len(members) > 2 else ""
         described.append(f"{part}: {len(members)} tensor(s) ({', '.join(members[:2])}{more})")
     return "; ".join(described)
+
+
+class Drifted(Exception):
+    """The checkpoint loaded cleanly but another release computed other logits on it (message)."""
 
 
 class ForwardRaised(Exception):
@@ -52,6 +56,8 @@ class LoadProbe:
         }
         try:
             problem = self._problem(ctx, details)
+        except Drifted as drifted:
+            return ProbeOutcome("fail", str(drifted), DRIFT, details)
         except ForwardRaised as raised:
             error = raised.__cause__
             return ProbeOutcome("fail", f"{type(ctx.model).__name__} loaded, but a text forward raised "
@@ -83,8 +89,10 @@ class LoadProbe:
         absolute, relative = differences(logits, ctx.checkpoint.reference_logits("text"))
         details["max_abs_diff"], details["rel_diff"] = absolute, relative
         if not within_tolerance(relative, ctx.dtype):
-            return (f"logits differ from the reference recorded at build time (max diff {absolute:.3g}, "
-                    f"{relative:.3g} relative, over the {ctx.dtype} tolerance): weights loaded wrong")
+            message, error_type = mismatch("text-only logits", ctx.checkpoint, absolute, relative)
+            if error_type == DRIFT:
+                raise Drifted(message)
+            return f"{message}, over the {ctx.dtype} tolerance: weights loaded wrong"
         return None
 
 

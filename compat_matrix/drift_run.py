@@ -1,0 +1,81 @@
+"""Record drift in each release's environment, then compare the releases (`compat-matrix drift`).
+
+The release in a model's `written_by` records first: it builds the as-published checkpoint that
+every other release then loads. Records live in `<out>/drift/<env>.json`; comparisons are made
+here, in plain Python (`reports.drift`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from compat_matrix.releases import env_name
+from compat_matrix.runner import REPO, listed_envs, tox_command
+from compat_matrix.spec import Matrix
+from reports.drift import DriftComparison, compare_records
+
+
+def record_file(out: Path, release: str) -> Path:
+    return out / "drift" / f"{env_name(release)}.json"
+
+
+def read_records(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def record_release(matrix_file: Path, release: str, models: list[str], out: Path, stream: TextIO = sys.stderr) -> Path:
+    """Run `compat_tests.drift_record` in the release's tox env; a run that writes nothing gets
+    an `error` record per model (with the log's tail), so no model is silently left out."""
+    path = record_file(out, release)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    log = out / "logs" / f"{env_name(release)}-drift.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tox_args, extra_env = tox_command(release, listed_envs())
+    command = [sys.executable, "-m", "tox", "--root", str(REPO), "exec", *tox_args, "--", "python", "-m",
+               "compat_tests.drift_record", "--matrix", str(matrix_file), "--models", ",".join(models),
+               "--out", str(path)]
+    print(f"[{env_name(release)}-drift] recording {', '.join(models)} (log: {log})", file=stream, flush=True)
+    with log.open("w", encoding="utf-8") as handle:
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
+                               env={**os.environ, **extra_env})
+    if not path.is_file():
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-10:])
+        records = {key: {"model": key, "transformers": release, "status": "error",
+                         "reason": f"the drift recording in {env_name(release)} wrote nothing (exit {code}): {tail}"}
+                   for key in models}
+        path.write_text(json.dumps(records, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def writers_first(matrix: Matrix, models: list[str], releases: list[str]) -> list[str]:
+    """`releases`, preceded by the `written_by` releases of `models` that are not among them."""
+    writers = [e.written_by for e in matrix.models if e.key in models and e.written_by]
+    extra = [w for w in dict.fromkeys(writers) if w not in releases]
+    ordered = [r for r in releases if r in writers] + [r for r in releases if r not in writers]
+    return extra + ordered
+
+
+def record_all(matrix: Matrix, matrix_file: Path, models: list[str], releases: list[str], out: Path,
+               reuse: bool = False) -> dict[str, dict[str, Any]]:
+    """{release as given: {model: record}}; with `reuse`, a release whose record file has every model is not re-run."""
+    records = {}
+    for release in writers_first(matrix, models, releases):
+        existing = read_records(record_file(out, release))
+        if not (reuse and set(models) <= {k for k, r in existing.items() if r.get("status") != "error"}):
+            existing = read_records(record_release(matrix_file, release, models, out))
+        records[release] = existing
+    return {release: records[release] for release in releases}
+
+
+def adjacent(records: dict[str, dict[str, Any]], models: list[str]) -> list[DriftComparison]:
+    """Each model's record compared between each release and the next one, in the order given."""
+    releases = list(records)
+    return [compare_records(records[old][model], records[new][model])
+            for model in models for old, new in zip(releases, releases[1:])
+            if model in records[old] and model in records[new]]
