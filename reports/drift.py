@@ -46,7 +46,7 @@ class OutputDiff:
 
     def describe(self) -> str:
         if self.note:
-            return f"{self.name} {self.note}"
+            return f"{self.name} {self.note}"  # e.g. "processor mm_token_type_ids given only by 5.3.0"
         if self.same:
             return f"{self.name} identical" + (f" within tolerance (max abs {self.max_abs:.2g})" if self.max_abs else "")
         return f"{self.name} differ {_percent(self.relative)} (max abs {self.max_abs:.3g})"
@@ -68,6 +68,8 @@ class Divergence:
     """Top-level parts whose every matched call agrees: (part, calls)."""
     unmatched_before: tuple[str, ...]
     unmatched_after: tuple[str, ...]
+    reshaped_before_first: tuple[str, ...] = ()
+    """Matched calls, run before the first difference, whose output changed shape: `path old -> new`."""
 
     def describe(self) -> str:
         what = "text-only" if self.kind == "text" else "image+text"
@@ -77,12 +79,16 @@ class Divergence:
         more = f" and {len(self.agree) - PARTS_SHOWN} more parts" if len(self.agree) > PARTS_SHOWN else ""
         if self.first is None:
             where = "every matched module agrees"
+            if self.reshaped_before_first:
+                where += f"; outputs that changed shape: {', '.join(self.reshaped_before_first)}"
             if self.unmatched_after:
                 where += (f"; the difference starts in a module without a match: "
                           f"{', '.join(self.unmatched_after[:3])}")
             return f"{what}: {where}"
         renamed = f" (was {self.first_before})" if self.first_before and self.first_before != self.first else ""
         found = f"{what}: first difference at {self.first or '<model output>'} ({self.first_class}){renamed}"
+        if self.reshaped_before_first:
+            found += f", after outputs that changed shape: {', '.join(self.reshaped_before_first)}"
         return found + (f"; {agree}{more}" if agree else "")
 
 
@@ -125,10 +131,10 @@ def _grouped(outputs: Iterable[OutputDiff]) -> list[str]:
     outputs = list(outputs)
     processor = [o for o in outputs if o.name.startswith("processor ")]
     phrases = [o.describe() for o in outputs if not o.name.startswith("processor ")]
-    if processor and all(o.same and not o.note for o in processor):
-        phrases.append("processor outputs identical")
-    else:
-        phrases += [o.describe() for o in processor if not o.same or o.note]
+    if processor and all(o.same for o in processor):
+        both = " where both releases give them" if any(o.note for o in processor) else ""
+        phrases.append(f"processor outputs identical{both}")
+    phrases += [o.describe() for o in processor if not o.same or o.note]
     return phrases
 
 
@@ -155,10 +161,12 @@ def _max_abs(a: list[float], b: list[float]) -> float:
 
 
 def compare_tensors(name: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
-                    tolerance: float) -> OutputDiff:
-    """Same values (within `tolerance`, relative to the older release's largest value)?"""
+                    tolerance: float, releases: tuple[str, str] = ("the older release", "the newer release")) -> OutputDiff:
+    """Same values (within `tolerance`, relative to the older release's largest value)? An output
+    only one release gives (5.x processors add mm_token_type_ids) is said, not counted as drift:
+    whether it matters shows in the logits."""
     if before is None or after is None:
-        return OutputDiff(name, False, note=f"recorded only in {'the newer' if before is None else 'the older'} release")
+        return OutputDiff(name, True, note=f"given only by {releases[0] if after is None else releases[1]}")
     if before["shape"] != after["shape"]:
         return OutputDiff(name, False, note=f"shape {before['shape']} vs {after['shape']}")
     full_before, full_after = values(before), values(after)
@@ -176,8 +184,11 @@ def normalised(path: str) -> str:
     return ".".join(level for level in path.split(".") if level not in WRAPPER_LEVELS)
 
 
-def _token(call: dict[str, Any]) -> tuple[str, str]:
-    return normalised(call["path"]), repr(call["shape"])
+def _token(call: dict[str, Any]) -> str:
+    """What a call is matched by: its normalised path; wrapper levels that normalise to nothing
+    (the model, its inner models) also by their output shapes, so they pair up in order."""
+    path = normalised(call["path"])
+    return path if path else f"<wrapper {call['shape']}>"
 
 
 def _calls_agree(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> bool:
@@ -189,16 +200,22 @@ def _calls_agree(before: dict[str, Any], after: dict[str, Any], tolerance: float
 
 
 def locate(kind: str, before: list[dict[str, Any]], after: list[dict[str, Any]], tolerance: float) -> Divergence:
-    """Match module calls of two releases by normalised path and shape, keeping execution order
-    (longest common subsequence), then find the first matched call whose output differs."""
+    """Match module calls of two releases by normalised path, keeping execution order (longest
+    common subsequence), then find the first matched call whose output differs in value. A matched
+    call whose output changed shape (a rotary embedding returning per-section tables) cannot be
+    compared by value: it is listed as reshaped, before the first difference when it ran before it."""
     matcher = difflib.SequenceMatcher(None, [_token(c) for c in before], [_token(c) for c in after], autojunk=False)
     pairs = [(i + k, j + k) for i, j, size in matcher.get_matching_blocks() for k in range(size)]
     matched_before = {i for i, _ in pairs}
     matched_after = {j for _, j in pairs}
     first: tuple[int, int] | None = None
+    reshaped: list[tuple[int, str]] = []
     differing_parts: set[str] = set()
     part_calls: dict[str, int] = {}
     for i, j in pairs:
+        if before[i]["shape"] != after[j]["shape"]:
+            reshaped.append((j, f"{after[j]['path']} {before[i]['shape']} -> {after[j]['shape']}"))
+            continue
         part = normalised(after[j]["path"]).split(".")[0]
         part_calls[part] = part_calls.get(part, 0) + 1
         if not _calls_agree(before[i], after[j], tolerance):
@@ -214,6 +231,7 @@ def locate(kind: str, before: list[dict[str, Any]], after: list[dict[str, Any]],
         agree=agree,
         unmatched_before=tuple(c["path"] for i, c in enumerate(before) if i not in matched_before),
         unmatched_after=tuple(c["path"] for j, c in enumerate(after) if j not in matched_after),
+        reshaped_before_first=tuple(text for j, text in reshaped if first is None or j < first[1]),
     )
 
 
@@ -234,13 +252,13 @@ def compare_records(before: dict[str, Any], after: dict[str, Any]) -> DriftCompa
                                reason="the records are of different checkpoints or record formats")
     tolerance = TOLERANCE.get(after.get("dtype", "float32"), 1e-2)
     outputs = [compare_tensors(OUTPUT_NAMES.get(name, name), before["outputs"].get(name), after["outputs"].get(name),
-                               tolerance) for name in sorted(set(before["outputs"]) | set(after["outputs"]))]
+                               tolerance, (old, new)) for name in sorted(set(before["outputs"]) | set(after["outputs"]))]
     if "position_ids" in before or "position_ids" in after:
         outputs.append(compare_tensors("position ids", before.get("position_ids"),
-                                       after.get("position_ids"), tolerance))
+                                       after.get("position_ids"), tolerance, (old, new)))
     processor_before, processor_after = before.get("processor", {}), after.get("processor", {})
-    outputs += [compare_tensors(f"processor {key}", processor_before.get(key), processor_after.get(key), tolerance)
-                for key in sorted(set(processor_before) | set(processor_after))]
+    outputs += [compare_tensors(f"processor {key}", processor_before.get(key), processor_after.get(key), tolerance,
+                                (old, new)) for key in sorted(set(processor_before) | set(processor_after))]
     drifted = any(not o.same for o in outputs)
     divergences = tuple(locate(kind, before["modules"][kind], after["modules"][kind], tolerance)
                         for kind in after.get("modules", {}) if kind in before.get("modules", {})
@@ -257,11 +275,10 @@ def _cell(outputs: tuple[OutputDiff, ...], prefix: str) -> str:
     chosen = [o for o in outputs if o.name.startswith(prefix)]
     if not chosen:
         return "-"
-    moved = [o for o in chosen if not o.same]
-    if not moved:
+    shown = [o for o in chosen if not o.same or o.note]
+    if not shown:
         return "same"
-    return "; ".join(o.describe().removeprefix(prefix).strip() if len(chosen) == 1 else o.describe()
-                     for o in moved)
+    return "; ".join(o.describe().removeprefix(prefix).strip() for o in shown)
 
 
 def drift_table(comparisons: Iterable[DriftComparison]) -> str:

@@ -72,3 +72,14 @@ def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.C
     cells = cli("check", "--from", "4.57.6", "--to", "latest", *SLICE, "--out", str(out), "--cells")
     breaks = cells.stdout.split("Breaks when upgrading", 1)[1].split("\n\n", 1)[0]
     assert "qwen2_vl-explicit_class-default-forward  pass -> fail" in breaks and cells.returncode == 1
+
+
+def test_check_reports_no_drift_where_the_numbers_are_the_same(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """End to end on real releases: both load the checkpoints 4.49.0 (their `written_by`) built;
+    measured identical for Llama and Qwen2-VL between 4.57.6 and 5.x (5.x adds mm_token_type_ids)."""
+    done, out = checked
+    drift = done.stdout.split("Drift on the as-published checkpoints (4.57.6 -> latest):", 1)[1]
+    assert "llama 4.57.6 vs 5." in drift and "qwen2_vl 4.57.6 vs 5." in drift, drift
+    assert "text-only logits identical" in drift and "image+text logits identical" in drift
+    assert "differ" not in drift and "cannot read" not in drift and "no drift record" not in drift, drift
+    assert (out / "drift" / "tf4_49_0.json").is_file()  # the writer recorded first, and built the checkpoint
