@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from compat_matrix.layout import drift_file, drift_log
 from compat_matrix.releases import env_name
 from compat_matrix.runner import REPO, listed_envs, tox_command
 from compat_matrix.spec import Matrix
@@ -21,7 +22,7 @@ from reports.drift import DriftComparison, compare_records
 
 
 def record_file(out: Path, release: str) -> Path:
-    return out / "drift" / f"{env_name(release)}.json"
+    return drift_file(out, env_name(release))
 
 
 def read_records(path: Path) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def record_release(matrix_file: Path, release: str, models: list[str], out: Path
     path = record_file(out, release)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    log = out / "logs" / f"{env_name(release)}-drift.log"
+    log = drift_log(out, env_name(release))
     log.parent.mkdir(parents=True, exist_ok=True)
     tox_args, extra_env = tox_command(release, listed_envs())
     command = [sys.executable, "-m", "tox", "--root", str(REPO), "exec", *tox_args, "--", "python", "-m",

@@ -26,3 +26,13 @@ def results_file(folder: Path, env: str, cross: bool = False) -> Path:
 def log_file(out: Path, env: str, cross: bool = False) -> Path:
     """The tox log of one release's run under a run's output folder."""
     return out / "logs" / f"{results_stem(env, cross)}.log"
+
+
+def drift_file(out: Path, env: str) -> Path:
+    """One release's drift records (`compat_tests.drift_record`) under a run's output folder."""
+    return out / "drift" / f"{env}.json"
+
+
+def drift_log(out: Path, env: str) -> Path:
+    """The log of one release's drift recording."""
+    return out / "logs" / f"{env}-drift.log"

@@ -154,3 +154,17 @@ def test_a_checkpoint_read_without_its_architecture_is_a_fail_for_the_explicit_c
     assert f"transformers {OTHER} saved this checkpoint as LlamaForCausalLM" in record["message"]
     forward = run_cell(state, Cell("llama", "explicit_class", "default", "forward", OTHER))
     assert forward["status"] == "fail" and forward["message"].startswith("not run, the load failed")
+
+
+def test_logits_another_release_computed_differently_on_a_clean_load_are_drift(planted_cache: Path) -> None:
+    """The writer's reference moved (as when it computes differently on the same weights) while
+    every tensor loads: `Drift`, said as such, not a checkpoint this release cannot read."""
+    from safetensors.torch import load_file, save_file
+
+    reference = planted_cache / "reference_logits.safetensors"
+    logits = load_file(reference)
+    save_file({kind: value * 1.5 for kind, value in logits.items()}, str(reference))
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
+    assert record["status"] == "fail" and record["error_type"] == "Drift", record["message"]
+    assert f"differ from what transformers {OTHER} computed" in record["message"]
+    assert "loads cleanly" in record["message"] and "not the reading" in record["message"]
