@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reports.build import build_report
+from reports.check_view import format_by_cause
 from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -139,6 +140,10 @@ def test_a_checkpoint_read_cleanly_but_computed_differently_is_drift_not_unusabl
             line["error_type"] = "Drift"
     (tmp_path / "tflatest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     (tmp_path / "tf457.jsonl").write_text((FIXTURES / "nightly" / "tf457.jsonl").read_text())
-    text = format_upgrade(compare_releases(build_report([tmp_path]), "4.57.6", "5.0.0"))
+    view = compare_releases(build_report([tmp_path]), "4.57.6", "5.0.0")
+    text = format_upgrade(view)
     assert "fails to use" not in text
     assert "Checkpoints saved by 4.57.6 that 5.0.0 reads cleanly but computes other numbers on (drift; 1 of 2)" in text
+    by_cause = format_by_cause(view)
+    assert "fails to use" not in by_cause
+    assert "Checkpoints saved by 4.57.6 that 5.0.0 reads cleanly but computes other numbers on (drift): 1 causes" in by_cause
