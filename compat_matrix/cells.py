@@ -71,8 +71,8 @@ def select_cells(
     one set per release that wrote the checkpoints.
     """
     keys = _pick(models, tuple(m.key for m in matrix.models), "model")
-    chosen_strategies = _pick(strategies, matrix.strategies, "strategy")
-    chosen_probes = _pick(probes, matrix.probes, "probe")
+    chosen_strategies = _pick(strategies, matrix.strategy_names, "strategy")
+    chosen_probes = _pick(probes, matrix.probe_names, "probe")
     writers: tuple[str | None, ...] = (None,)
     if saved_by is not None:
         writers = tuple(saved_by)

@@ -82,8 +82,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     print("releases:   " + ", ".join(matrix.transformers))
-    print("strategies: " + ", ".join(matrix.strategies))
-    print("probes:     " + ", ".join(matrix.probes))
+    print("strategies: " + ", ".join(matrix.strategy_names))
+    print("probes:     " + ", ".join(matrix.probe_names))
     print("models:")
     for entry in matrix.models:
         profiles = ", ".join(entry.load_kwargs)

@@ -61,5 +61,6 @@ def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any
         "peak_memory_mb": None,
         "dtype": None,
         "details": {},
+        "callables": {},
         "timestamp": now(),
     }

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator,
+                      model_validator)
 
 from reports.status import PROBE_ORDER, Status
 
@@ -88,6 +89,51 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+CALLABLE_REF = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
+"""`package.module:function` (a dotted attribute after the colon is allowed: `mod:Class.method`)."""
+
+
+class UserCallable(_Frozen):
+    """A strategy or probe of the user's own code, imported in each release's environment."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    """Its name in cell ids and reports (lower case, digits, `_`)."""
+    callable: str
+    """`package.module:function`; the package comes from `install:` (or is importable there)."""
+    mutates_model: bool = True
+    """Probes only: the probe changes the weights (a training step), so later probes load afresh."""
+
+    @field_validator("callable")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if not CALLABLE_REF.match(value):
+            raise ValueError(f"{value!r} is not an import path; write 'package.module:function', "
+                             "e.g. 'mytrainer.models:load_policy'")
+        return value
+
+    @property
+    def module(self) -> str:
+        return self.callable.partition(":")[0]
+
+
+NameOrCallable = Annotated[
+    Union[Annotated[str, Tag("<name>")], Annotated[UserCallable, Tag("<callable>")]],
+    Discriminator(lambda v: "<name>" if isinstance(v, str) else "<callable>"),
+]
+"""A built-in name, or a mapping for a user callable; the tags are left out of error locations."""
+
+
+def user_names(data: Any, key: str) -> tuple[str, ...]:
+    """Names of the user callables listed under `key` in raw matrix data (validation context)."""
+    items = data.get(key) if isinstance(data, dict) else None
+    return tuple(str(i["name"]) for i in items or () if isinstance(i, dict) and "name" in i) if isinstance(items, list) else ()
+
+
+def _allowed(info: ValidationInfo, builtin: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """Built-in names plus the user callables of the matrix being validated."""
+    return tuple(dict.fromkeys(builtin + tuple((info.context or {}).get(key, ()))))
+
+
 MOVING_REVISIONS = frozenset({"main", "master", "HEAD"})
 """Hub revisions that are branches, not pins."""
 
@@ -135,13 +181,13 @@ class Expectation(_Frozen):
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, STRATEGY_NAMES, "strategy")
+    def _known_strategies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _known(value, _allowed(info, STRATEGY_NAMES, "strategies"), "strategy")
 
     @field_validator("probes")
     @classmethod
-    def _known_probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, PROBE_ORDER, "probe")
+    def _known_probes(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _known(value, _allowed(info, PROBE_ORDER, "probes"), "probe")
 
     def matches(self, model: str, version: str, strategy: str, probe: str, profile: str,
                 saved_by: str | None = None) -> bool:
@@ -372,10 +418,10 @@ class Matrix(_Frozen):
     """Releases to test: exact versions (`4.57.6`) or `latest`."""
     torch: str = "2.13.0"
     """The one torch pin every environment installs."""
-    strategies: tuple[str, ...] = STRATEGY_NAMES
-    """Strategies to run, a subset of the known ones."""
-    probes: tuple[str, ...] = PROBE_ORDER
-    """Probes to run, a subset of the known ones."""
+    strategies: tuple[NameOrCallable, ...] = STRATEGY_NAMES
+    """Strategies to run: known names, and `{name, callable}` entries for the user's own loaders."""
+    probes: tuple[NameOrCallable, ...] = PROBE_ORDER
+    """Probes to run: known names, and `{name, callable}` entries for the user's own checks."""
     settings: Settings = Settings()
     """Run-wide knobs."""
     models: tuple[ModelEntry, ...] = Field(min_length=1)
@@ -411,13 +457,29 @@ class Matrix(_Frozen):
 
     @field_validator("strategies")
     @classmethod
-    def _strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, STRATEGY_NAMES, "strategy")
+    def _strategies(cls, value: tuple[str | UserCallable, ...]) -> tuple[str | UserCallable, ...]:
+        return _entries(value, STRATEGY_NAMES, "strategy")
 
     @field_validator("probes")
     @classmethod
-    def _probes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value, PROBE_ORDER, "probe")
+    def _probes(cls, value: tuple[str | UserCallable, ...]) -> tuple[str | UserCallable, ...]:
+        return _entries(value, PROBE_ORDER, "probe")
+
+    @property
+    def strategy_names(self) -> tuple[str, ...]:
+        return tuple(s if isinstance(s, str) else s.name for s in self.strategies)
+
+    @property
+    def probe_names(self) -> tuple[str, ...]:
+        return tuple(p if isinstance(p, str) else p.name for p in self.probes)
+
+    @property
+    def user_strategies(self) -> dict[str, UserCallable]:
+        return {s.name: s for s in self.strategies if isinstance(s, UserCallable)}
+
+    @property
+    def user_probes(self) -> dict[str, UserCallable]:
+        return {p.name: p for p in self.probes if isinstance(p, UserCallable)}
 
     @field_validator("models")
     @classmethod
@@ -461,6 +523,19 @@ class Matrix(_Frozen):
     def count_cells(self) -> int:
         """Cells per release: models x their profiles x strategies x probes."""
         return sum(len(m.load_kwargs) for m in self.models) * len(self.strategies) * len(self.probes)
+
+
+def _entries(value: tuple[str | UserCallable, ...], builtin: tuple[str, ...], what: str) -> tuple[str | UserCallable, ...]:
+    """Built-in names must exist; user callables must not take a built-in's name; no name twice."""
+    _known(tuple(v for v in value if isinstance(v, str)), builtin, what)
+    clash = sorted(v.name for v in value if isinstance(v, UserCallable) and v.name in builtin)
+    if clash:
+        raise ValueError(f"{clash}: a {what} of your own needs a name of its own; these are built-in {what} names")
+    names = [v if isinstance(v, str) else v.name for v in value]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{what} names listed twice: {twice}")
+    return value
 
 
 def _known(value: tuple[str, ...], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

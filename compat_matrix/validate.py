@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from compat_matrix.spec import Matrix
+from compat_matrix.spec import Matrix, user_names
 from compat_matrix.yaml_source import DocumentTooLarge, KeyPath, YamlSource, read_yaml
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
@@ -64,7 +64,7 @@ def _pydantic_problems(error: ValidationError, source: YamlSource) -> list[Probl
     problems = []
     errors = error.errors()
     for item in errors:
-        path = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "<"))))
         if item["type"] == "too_short" and any(len(o["loc"]) > len(item["loc"]) and o["loc"][:len(path)] == path for o in errors):
             continue  # "at least 1 item after validation" only repeats that its items were invalid
         message = item["msg"].removeprefix("Value error, ")
@@ -122,7 +122,8 @@ def load_matrix(file: str | Path = DEFAULT_MATRIX, *, check_model_types: bool = 
     if not isinstance(source.data, dict):
         raise MatrixError([*problems, Problem(str(file), 1, "", "the top level must be a mapping with keys transformers, models, ...")])
     try:
-        matrix = Matrix.model_validate(source.data)
+        context = {key: user_names(source.data, key) for key in ("strategies", "probes")}
+        matrix = Matrix.model_validate(source.data, context=context)
     except ValidationError as exc:
         raise MatrixError(problems + _pydantic_problems(exc, source)) from None
     if check_model_types:

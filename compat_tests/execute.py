@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 import warnings
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from compat_matrix.spec import Matrix, ModelEntry
+from compat_matrix.spec import Matrix, ModelEntry, UserCallable
 from compat_matrix.cells import Cell
 from compat_matrix.records import cell_record, now
 from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
 from compat_tests.probes import PROBES
-from compat_tests.probes.base import ProbeContext, ProbeOutcome
+from compat_tests.probes.base import Probe, ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
 from compat_tests.size_guard import check_size, estimated_parameters
 from compat_tests.sources import require_model_type, resolve, saved_checkpoint
+from compat_tests.user_code import CallableProbe, CallableStrategy, callables_of, named_path
 from loader import STRATEGIES, LoadResult, NoArchitectureNamed, StrategyUnsupported
 
 MESSAGE_LIMIT = 4000
@@ -112,9 +114,17 @@ class ModelSlot:
     group: LoadedGroup | None = None
     last_model: str | None = None
     """The model of the last loaded group: garbage is collected when the model changes."""
+    user_strategies: dict[str, UserCallable] = field(default_factory=dict)
+    """The matrix's strategies of the user's own code, by name."""
 
     def load(self, entry: ModelEntry, strategy: str, profile: str, path: str) -> LoadResult:
         """Load with the strategy and the profile's keyword arguments, as a trainer would."""
+        own = self.user_strategies.get(strategy)
+        if own is not None:
+            import transformers
+
+            named = named_path(Path(path), entry, transformers.__version__)
+            return CallableStrategy(own).load(str(named), **load_kwargs_of(entry, profile))
         return STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
 
     def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:
@@ -175,13 +185,18 @@ class MatrixState:
     slot: ModelSlot = field(init=False)
 
     def __post_init__(self) -> None:
-        self.slot = ModelSlot(*pick_device(self.matrix.settings.device))
+        self.slot = ModelSlot(*pick_device(self.matrix.settings.device), user_strategies=self.matrix.user_strategies)
         share_cores()
         gc.freeze()  # the imports so far are for the whole process (see ModelSlot.release())
 
     @property
     def device(self) -> str:
         return self.slot.device
+
+    def probe(self, name: str) -> Probe:
+        """A built-in probe, or the user's own callable."""
+        own = self.matrix.user_probes.get(name)
+        return CallableProbe(own) if own is not None else PROBES[name]
 
 
 def share_cores() -> None:
@@ -201,7 +216,9 @@ def _param_dtype(model: Any) -> str | None:
 
 def base_record(state: MatrixState, cell: Cell) -> dict[str, Any]:
     """The fields every line has, before the probe runs."""
-    return cell_record(state.matrix, cell, env_name(), fingerprint(state.device))
+    record = cell_record(state.matrix, cell, env_name(), fingerprint(state.device))
+    record["callables"] = callables_of(state.matrix, cell)
+    return record
 
 
 def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOutcome:
@@ -211,6 +228,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     slot = state.slot
     group = slot.loaded(cell, entry, prepared)
     if group.error is not None:
+        if isinstance(group.error, HarnessError):  # e.g. the user's loader does not import here
+            raise group.error
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
         if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
             return ProbeOutcome("fail", prefix + _architecture_lost(group.error, entry, cell), "ArchitectureLost")
@@ -231,8 +250,9 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         reload=lambda: slot.place(slot.load(entry, cell.strategy, cell.profile, str(checkpoint.path)).model,
                                   entry.load_kwargs[cell.profile]),
         checkpoint_config=prepared.config,
+        load_kwargs=load_kwargs_of(entry, cell.profile),
     )
-    probe = PROBES[cell.probe]
+    probe = state.probe(cell.probe)
     try:
         outcome = probe.run(context)
     finally:

@@ -40,6 +40,8 @@ class LoadResult:
     """Checkpoint tensors the model did not use (e.g. a dropped vision tower)."""
     mismatched_keys: list[str] = field(default_factory=list)
     """Tensors whose shape differed and were re-initialised."""
+    translations: list[str] = field(default_factory=list)
+    """Keyword arguments the strategy changed for the installed release (`smart` only), e.g. `torch_dtype -> dtype`."""
 
     @property
     def loaded_class(self) -> str:

@@ -66,6 +66,8 @@ class CellResult(BaseModel):
     peak_memory_mb: float | None = None
     dtype: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    callables: dict[str, dict[str, str | None]] = Field(default_factory=dict)
+    """The user's own strategy/probe of this cell: {"strategy"|"probe": {callable, package, version}}."""
     timestamp: str
 
     @field_validator("timestamp")

@@ -41,6 +41,8 @@ class ProbeContext:
     """Loads a fresh model the same way (for state-leak checks and the GRPO reference copy)."""
     checkpoint_config: Any = None
     """The checkpoint's own config (AutoConfig of the folder), whatever class the strategy chose."""
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+    """The load profile's keyword arguments, as the strategy was given them."""
 
     @property
     def model(self) -> Any:

@@ -53,6 +53,7 @@ class LoadProbe:
             "missing_count": len(loaded.missing_keys),
             "unexpected_count": len(loaded.unexpected_keys),
             "attempts": [a.as_dict() for a in loaded.attempts],
+            "translations": loaded.translations,
         }
         try:
             problem = self._problem(ctx, details)

@@ -21,6 +21,7 @@ from compat_tests.tiny import remote_code
 from compat_tests.tiny.families import FAMILIES, Family
 from compat_tests.tiny.inputs import InputBuilder
 from compat_tests.tiny.tokenizer import build_tokenizer
+from loader.kwargs import dtype_keyword
 
 if TYPE_CHECKING:
     import torch
@@ -208,14 +209,6 @@ def _config_kwargs(recipe: Recipe, family: Family) -> dict[str, Any]:
     return kwargs
 
 
-def _dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
-    """`dtype=` from 4.56 on, `torch_dtype=` before (deprecated since)."""
-    import transformers
-    from packaging.version import Version
-
-    return {"dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype": dtype}
-
-
 def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
     import torch
     import transformers
@@ -255,7 +248,8 @@ def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | N
     from safetensors.torch import save_file
 
     extra = {"config": twin_config} if twin_config is not None else {}
-    model, info = model_class.from_pretrained(folder, output_loading_info=True, **extra, **_dtype_kwargs(torch.float32))
+    extra[dtype_keyword(transformers.__version__)] = torch.float32
+    model, info = model_class.from_pretrained(folder, output_loading_info=True, **extra)
     model.eval()
     inputs = InputBuilder(folder, modality, image_size=side)
     batches = {"text": inputs.text()}

@@ -1,5 +1,8 @@
 """Our robust loader: registry, then detection from the config, then a fallback chain.
 
+Keyword arguments are first translated for the installed release (`loader.kwargs`), so one call
+works on every release; the other strategies pass them through untouched.
+
 Each route is tried in order; a route that raises, or that returns a model unable to stand in
 for the checkpoint (no LM head, vision tower dropped), is recorded with its reason and the chain
 moves on. The result names the route that worked and keeps every failed attempt.
@@ -16,6 +19,7 @@ from transformers import AutoConfig
 
 from loader.errors import LoadFailed
 from loader.inspection import expects_vision, shortfall
+from loader.kwargs import translate
 from loader.loading import load_with_info
 from loader.registry import REGISTRY, ModelRegistry
 from loader.result import Attempt, LoadResult
@@ -52,10 +56,11 @@ class SmartStrategy:
     def load(self, path: str, **kwargs: Any) -> LoadResult:
         trust_remote_code = bool(kwargs.get("trust_remote_code", False))
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        translation = translate(kwargs, config, transformers.__version__)
         attempts: list[Attempt] = []
         for route, cls in self.routes(config, trust_remote_code=trust_remote_code):
             try:
-                result = load_with_info(cls, path, strategy=self.name, route=route, **kwargs)
+                result = load_with_info(cls, path, strategy=self.name, route=route, **translation.kwargs)
             except Exception as exc:  # each route's own error is the point of the report
                 attempts.append(Attempt(route, type(exc).__name__, str(exc)))
                 continue
@@ -67,5 +72,6 @@ class SmartStrategy:
                 continue
             attempts.append(Attempt(route))
             result.attempts = attempts
+            result.translations = translation.notes
             return result
         raise LoadFailed(attempts)
