@@ -8,6 +8,7 @@ least its statistics.
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from dataclasses import dataclass, field
@@ -26,16 +27,12 @@ TENSORS_PER_OUTPUT = 2
 first ones; later ones are almost always derived from them or are caches."""
 
 
-def _stats(tensor: Any) -> Any:
-    """[mean, mean |x|, rms, max, min, *samples] as one float64 CPU tensor (one sync per call)."""
-    import torch
-
-    flat = tensor.detach().reshape(-1).to(torch.float64)
-    if flat.numel() == 0:
-        return torch.zeros(5, dtype=torch.float64)
-    index = torch.linspace(0, flat.numel() - 1, min(SAMPLES, flat.numel())).long()
-    summary = torch.stack([flat.mean(), flat.abs().mean(), flat.square().mean().sqrt(), flat.max(), flat.min()])
-    return torch.cat([summary, flat[index]]).cpu()
+def _stats(raw: list[float], count: int) -> list[float]:
+    """[mean, rms, *samples]: all on the scale of the values, so one relative tolerance (against
+    the largest of them) fits every entry."""
+    if not count:
+        return raw
+    return [raw[0] / count, math.sqrt(max(raw[1], 0.0) / count), *raw[2:]]
 
 
 def _short(value: float) -> float:
@@ -51,7 +48,7 @@ def tensor_fingerprint(tensor: Any) -> dict[str, Any]:
     import torch
 
     fingerprint: dict[str, Any] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
-                                   "stats": [_short(v) for v in _stats(tensor).tolist()]}
+                                   "stats": [_short(v) for v in _batched_stats([tensor.detach().reshape(-1).float()])[0]]}
     if tensor.numel() <= FULL_VALUES:
         flat = tensor.detach().cpu().reshape(-1)
         if flat.is_floating_point():
@@ -80,45 +77,85 @@ def _tensors(output: Any) -> Iterator[Any]:
                 yield item
 
 
+PENDING_ELEMENTS = 1 << 24
+"""Output values kept (copied) before their statistics are computed in one batch: 64 MiB of
+float32 at most, whatever the model's size."""
+
+
+def _batched_stats(flats: list[Any]) -> list[list[float]]:
+    """`_stats` of many flat float32 tensors with a handful of torch ops in all (per-call ops cost
+    microseconds each, more than the arithmetic on a tiny model's activations)."""
+    import torch
+
+    lengths = [f.numel() for f in flats]
+    values = torch.cat(flats)
+    counts = torch.tensor(lengths)
+    sums = torch.segment_reduce(values, "sum", lengths=counts).tolist()
+    squares = torch.segment_reduce(values * values, "sum", lengths=counts).tolist()
+    offsets = [0]
+    for length in lengths[:-1]:
+        offsets.append(offsets[-1] + length)
+    positions = [[start + i for i in range(0, length, max(1, length // SAMPLES))][:SAMPLES]
+                 for start, length in zip(offsets, lengths)]
+    samples = values[torch.tensor([p for group in positions for p in group], dtype=torch.long)].tolist()
+    out, taken = [], 0
+    for total, square, length, group in zip(sums, squares, lengths, positions):
+        out.append(_stats([total, square, *samples[taken:taken + len(group)]], length))
+        taken += len(group)
+    return out
+
+
 @dataclass
 class ModuleTrace:
-    """Forward hooks on every submodule of `model` (and the model itself, path ""): each call's
-    output fingerprint, in the order the calls finish (a parent after its children).
+    """Fingerprints of the output of every call of `model`'s submodules (and of the model itself,
+    path ""), in the order the calls finish (a parent after its children).
 
-    Use as a context manager around the forward passes to trace; the hooks are removed on exit."""
+    Use as a context manager around the forward passes to trace. One global forward hook serves
+    every module (registering one per module cost more than the fingerprints); it only copies the
+    outputs (a model may change a returned tensor in place later), and their statistics are
+    computed in one batch (`_batched_stats`)."""
 
     model: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
-    _pending: list[tuple[str, str, list[Any], list[Any]]] = field(default_factory=list)
-    _handles: list[Any] = field(default_factory=list)
+    _paths: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _pending: list[tuple[str, str, list[list[int]], list[str], list[Any]]] = field(default_factory=list)
+    _kept: int = 0
+    _handle: Any = None
 
     def __enter__(self) -> ModuleTrace:
-        for path, module in self.model.named_modules():
-            self._handles.append(module.register_forward_hook(self._hook(path, type(module).__name__)))
+        from torch.nn.modules.module import register_module_forward_hook
+
+        self._paths = {id(module): (path, type(module).__name__) for path, module in self.model.named_modules()}
+        self._handle = register_module_forward_hook(self._hook)
         return self
 
-    def _hook(self, path: str, class_name: str) -> Any:
-        def hook(module: Any, args: Any, output: Any) -> None:
-            tensors = [t for _, t in zip(range(TENSORS_PER_OUTPUT), _tensors(output))]
-            if tensors:  # stats stay tensors until the pass is over: one conversion per call, not per value
-                self._pending.append((path, class_name, [(list(t.shape), t.dtype) for t in tensors],
-                                      [_stats(t) for t in tensors]))
-        return hook
+    def _hook(self, module: Any, args: Any, output: Any) -> None:
+        import torch
+
+        found = self._paths.get(id(module))
+        if found is None:  # a module of another model running meanwhile
+            return
+        tensors = [t for _, t in zip(range(TENSORS_PER_OUTPUT), _tensors(output)) if t.numel()]
+        if tensors:
+            self._pending.append((*found, [list(t.shape) for t in tensors],
+                                  [str(t.dtype).removeprefix("torch.") for t in tensors],
+                                  [t.detach().reshape(-1).to(torch.float32, copy=True) for t in tensors]))
+            self._kept += sum(t.numel() for t in tensors)
+            if self._kept > PENDING_ELEMENTS:
+                self.flush()
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._handle.remove()
         self.flush()
 
     def flush(self) -> list[dict[str, Any]]:
-        """Turn what the hooks kept into plain records (`calls`) and return them."""
-        for path, class_name, shapes, stats in self._pending:
-            self.calls.append({
-                "path": path, "class": class_name,
-                "shape": [shape for shape, _ in shapes],
-                "dtype": [str(dtype).removeprefix("torch.") for _, dtype in shapes],
-                "stats": [[_short(v) for v in s.tolist()] for s in stats],
-            })
+        """Turn what the hook kept into plain records (`calls`) and return them."""
+        if not self._pending:
+            return self.calls
+        stats = iter(_batched_stats([flat for *_, flats in self._pending for flat in flats]))
+        for path, class_name, shapes, dtypes, flats in self._pending:
+            self.calls.append({"path": path, "class": class_name, "shape": shapes, "dtype": dtypes,
+                               "stats": [next(stats) for _ in flats]})
         self._pending.clear()
+        self._kept = 0
         return self.calls
