@@ -75,8 +75,17 @@ def record_all(matrix: Matrix, matrix_file: Path, models: list[str], releases: l
 
 
 def adjacent(records: dict[str, dict[str, Any]], models: list[str]) -> list[DriftComparison]:
-    """Each model's record compared between each release and the next one, in the order given."""
-    releases = list(records)
-    return [compare_records(records[old][model], records[new][model])
-            for model in models for old, new in zip(releases, releases[1:])
-            if model in records[old] and model in records[new]]
+    """Each model's record compared with the one before it, in the order given; a release without
+    a usable record gets its row (why), and the next one is compared with the last usable one."""
+    comparisons = []
+    for model in models:
+        previous: dict[str, Any] | None = None
+        for release in records:
+            record = records[release].get(model)
+            if record is None:
+                continue
+            if previous is not None:
+                comparisons.append(compare_records(previous, record))
+            if previous is None or record.get("status") == "ok":
+                previous = record
+    return comparisons

@@ -30,6 +30,8 @@ removed before paths of two releases are matched."""
 
 OUTPUT_NAMES = {"text_logits": "text-only logits", "image_logits": "image+text logits"}
 PARTS_SHOWN = 4
+REASON_CHARS = 300
+"""A record's reason (a load error can list every model type a release knows) is cut to this."""
 """Groups of agreeing modules named in a line (the count of the rest is kept)."""
 
 
@@ -114,6 +116,11 @@ class DriftComparison:
         for divergence in self.divergences:
             line += f"\n    {divergence.describe()}"
         return line
+
+
+def _cut(text: Any) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + "..."
 
 
 def _percent(relative: float | None) -> str:
@@ -242,11 +249,11 @@ def compare_records(before: dict[str, Any], after: dict[str, Any]) -> DriftCompa
         if record.get("status") == "unreadable":
             return DriftComparison(model, old, new, "unreadable",
                                    reason=f"transformers {record['transformers']} cannot read the checkpoint "
-                                          f"(not drift): {record.get('reason')}")
+                                          f"(not drift): {_cut(record.get('reason'))}")
         if record.get("status") != "ok":
             return DriftComparison(model, old, new, "not compared",
                                    reason=f"no drift record from transformers {record['transformers']} "
-                                          f"({record.get('status')}: {record.get('reason')})")
+                                          f"({record.get('status')}: {_cut(record.get('reason'))})")
     if before.get("checkpoint") != after.get("checkpoint") or before.get("format") != after.get("format"):
         return DriftComparison(model, old, new, "not compared",
                                reason="the records are of different checkpoints or record formats")

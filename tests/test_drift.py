@@ -155,3 +155,17 @@ def test_tracing_leaves_no_hooks() -> None:
         model(torch.ones(1, 2))
     assert [c["path"] for c in trace.calls] == ["0", "1", ""]
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_a_release_without_a_record_is_said_and_bridged(baseline: dict[str, Any]) -> None:
+    """5.4.0 cannot run Qwen2-VL here (its image processor wants torchvision): its row says so,
+    and 5.5.0 is compared with the last release that had a record, not left out."""
+    from compat_matrix.drift_run import adjacent
+
+    skipped = {"model": "qwen2_vl", "transformers": "5.4.0", "status": "skipped", "reason": "needs torchvision"}
+    records = {"5.3.0": {"qwen2_vl": {**baseline, "transformers": "5.3.0"}}, "5.4.0": {"qwen2_vl": skipped},
+               "5.5.0": {"qwen2_vl": {**baseline, "transformers": "5.5.0"}}}
+    rows = adjacent(records, ["qwen2_vl"])
+    assert [(r.before, r.after, r.status) for r in rows] == [("5.3.0", "5.4.0", "not compared"),
+                                                            ("5.3.0", "5.5.0", "same")]
+    assert "skipped: needs torchvision" in rows[0].describe()
