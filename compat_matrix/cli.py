@@ -14,6 +14,8 @@ from typing import Sequence
 
 from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
+from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_specifier, is_version, print_resolved,
+                                        resolve)
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
@@ -63,13 +65,28 @@ def _positive(value: str) -> int:
     return number
 
 
-def _releases(matrix: Matrix, requested: list[str] | None) -> list[str]:
-    releases = list(requested or matrix.transformers)
+def _release_set(matrix: Matrix, requested: list[str] | None, pre: bool = False) -> ResolvedSet:
+    """`--transformers` or matrix.yaml's list, specifiers expanded, exact releases checked on the index.
+
+    The index is asked at most once (and not at all for `latest`/`main`-only lists); what a
+    specifier expanded to is printed before anything runs."""
+    index = ReleaseIndex()
     try:
-        check_releases(releases)
-    except UnknownRelease as exc:
+        resolved = resolve(list(requested or matrix.transformers), index, pre=pre)
+        exact = [r for r in resolved.releases if r not in SPECIAL]
+        versions = tuple(r for r in exact if is_version(r))
+        if versions:
+            check_releases(exact, index.answer(f"the releases {', '.join(versions)}", must_have=versions).versions)
+        else:
+            check_releases(exact)
+    except (ReleaseSetError, UnknownRelease) as exc:
         raise UsageProblem(str(exc)) from None
-    return releases
+    print_resolved(resolved)
+    return resolved
+
+
+def _releases(matrix: Matrix, requested: list[str] | None, pre: bool = False) -> list[str]:
+    return list(_release_set(matrix, requested, pre).releases)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -95,12 +112,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
-    releases = list(args.transformers or matrix.transformers)
+    requested = list(args.transformers or matrix.transformers)
+    if any(is_specifier(r) for r in requested):
+        releases = _releases(matrix, requested, args.pre)
+    else:
+        releases = requested
+        unknown = [r for r in releases if r not in SPECIAL and r not in matrix.transformers]
+        if unknown and not args.no_index_check:
+            _releases(matrix, unknown)
     if args.with_main and "main" not in releases:
         releases.append("main")
-    unknown = [r for r in releases if r not in SPECIAL and r not in matrix.transformers]
-    if unknown and not args.no_index_check:
-        _releases(matrix, unknown)
     print(json.dumps({"include": [{"release": r, "env": env_name(r)} for r in releases]}))
     return 0
 
@@ -114,9 +135,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     matrix = _matrix(args)
     cells = _cells(matrix, args)
-    releases = _releases(matrix, args.transformers)
+    release_set = _release_set(matrix, args.transformers, args.pre)
+    releases = list(release_set.releases)
     out: Path = args.out
     _ready_to_run(out)
+    (out / "release-set.json").write_text(json.dumps(release_set.to_json(), indent=1) + "\n", encoding="utf-8")
     interrupted = False
     for release in releases:
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers)
@@ -127,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.cross_release and not interrupted:
         interrupted = _cross_release(matrix, args, releases, out.resolve())
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
-    extra = ["--expectations", str(args.matrix)] + (["--fail-on-regression"] if args.fail_on_regression else [])
+    extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
+    extra += ["--fail-on-regression"] if args.fail_on_regression else []
     if args.baseline:
         extra += ["--baseline", str(args.baseline)]
     code = _report(results_folder(out), out, extra)
@@ -160,6 +184,9 @@ def _complete(path: Path, cells: list[Cell]) -> bool:
 def cmd_check(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     cells = _cells(matrix, args)
+    if any(is_specifier(r) for r in (args.from_release, args.to_release)):
+        raise UsageProblem("check compares two releases: give --from and --to as exact releases (e.g. 4.57.6), "
+                           "not specifiers; `compat-matrix bisect` searches a range")
     releases = _releases(matrix, [args.from_release, args.to_release])
     _ready_to_run(args.out)
     from compat_matrix.expectations import read_expectations
@@ -243,10 +270,10 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def _split(values: list[str] | None) -> list[str] | None:
-    """Accept both `--models a b` and `--models a,b`."""
+    """Accept both `--models a b` and `--models a,b`; a specifier's commas (`>=5.0,<5.6`) are its own."""
     if not values:
         return None
-    return [v for value in values for v in value.split(",") if v]
+    return [v for value in values for v in ([value] if is_specifier(value) else value.split(",")) if v]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="releases, models, strategies, probes and the number of cells").set_defaults(func=cmd_list)
 
     plan = sub.add_parser("plan", help="the per-release job matrix as JSON (for GitHub Actions)")
-    plan.add_argument("--transformers", nargs="+", help="releases (default: matrix.yaml's)")
+    plan.add_argument("--transformers", nargs="+", help="releases or PEP 440 specifiers (default: matrix.yaml's)")
     plan.add_argument("--with-main", action="store_true", help="add transformers' git main (the nightly can reach it)")
     plan.add_argument("--no-index-check", action="store_true", help="do not look releases up on the package index")
+    plan.add_argument("--pre", action="store_true", help="specifiers also match pre-releases")
     plan.set_defaults(func=cmd_plan)
 
     def selection(p: argparse.ArgumentParser) -> None:
@@ -274,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-n", "--workers", type=_positive, default=2, help="pytest-xdist workers per release (default: 2)")
 
     run = sub.add_parser("run", help="run the selected cells in each release's tox env and build the report")
-    run.add_argument("--transformers", nargs="+", help="releases, any on the package index (default: matrix.yaml's)")
+    run.add_argument("--transformers", nargs="+",
+                     help="releases, any on the package index, or PEP 440 specifiers such as '>=5.0,<5.6' "
+                          "(every final release in range; default: matrix.yaml's)")
+    run.add_argument("--pre", action="store_true", help="specifiers also match pre-releases")
     selection(run)
     run.add_argument("--cross-release", action="store_true",
                      help="then load every release's tiny checkpoints in every other release (load and forward)")

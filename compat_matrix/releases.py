@@ -23,9 +23,11 @@ def env_name(release: str) -> str:
 
 
 @functools.cache
-def index_versions() -> tuple[str, ...]:
-    """transformers versions on the package index, newest first (pip's own view, mirrors included)."""
-    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "transformers"],
+def index_versions(pre: bool = False) -> tuple[str, ...]:
+    """transformers versions on the package index, newest first (pip's own view, mirrors included).
+
+    With `pre`, pre-releases too. Callers go through `release_sets.ReleaseIndex`, which caches it."""
+    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "transformers", *(["--pre"] if pre else [])],
                          capture_output=True, text=True, timeout=300)
     match = re.search(r"Available versions:\s*(.+)", out.stdout)
     if not match:

@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator,
                       model_validator)
 
+from compat_matrix.release_sets import is_specifier
 from reports.status import PROBE_ORDER, Status
 
 STRATEGY_NAMES = (
@@ -415,7 +416,8 @@ class Matrix(_Frozen):
     """The whole of `matrix.yaml`."""
 
     transformers: tuple[str, ...] = Field(min_length=1)
-    """Releases to test: exact versions (`4.57.6`) or `latest`."""
+    """Releases to test: exact versions (`4.57.6`), `latest`, or PEP 440 specifiers (`">=5.0,<5.6"`:
+    every final release on the package index in that range, see `compat_matrix.release_sets`)."""
     torch: str = "2.13.0"
     """The one torch pin every environment installs."""
     strategies: tuple[NameOrCallable, ...] = STRATEGY_NAMES
@@ -435,10 +437,14 @@ class Matrix(_Frozen):
         for item in value:
             if item == "latest":
                 continue
+            if is_specifier(item):  # a release set, expanded on the index when a command runs
+                _check_specifier(item)
+                continue
             try:
                 version = Version(item)
             except InvalidVersion:
-                raise ValueError(f"{item!r} is not a release; write an exact version such as '4.57.6', or 'latest'") from None
+                raise ValueError(f"{item!r} is not a release; write an exact version such as '4.57.6', 'latest', "
+                                 "or a specifier such as '>=5.0,<5.6'") from None
             if str(version) != item:
                 raise ValueError(f"{item!r}: write the exact release as '{version}'")
         duplicates = sorted({v for v in value if value.count(v) > 1})

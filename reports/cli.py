@@ -18,7 +18,7 @@ from reports.junit import write_junit
 from reports.rejudge import Expectations
 from reports.render_html import render_html
 from reports.render_md import render_markdown
-from reports.report import Report
+from reports.report import ReleaseSet, Report
 
 
 def write_outputs(report: Report, out_dir: Path) -> list[Path]:
@@ -28,6 +28,14 @@ def write_outputs(report: Report, out_dir: Path) -> list[Path]:
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (out_dir / "index.html").write_text(render_html(report), encoding="utf-8")
     return [out_dir / "report.json", out_dir / "report.md", out_dir / "index.html", *write_junit(report, out_dir)]
+
+
+def read_release_set(path: Path) -> ReleaseSet:
+    """ValueError naming the file when it cannot be read or is not a release set."""
+    try:
+        return ReleaseSet.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--release-set {path}: not a release-set.json written by compat-matrix run: {exc}") from None
 
 
 def append_step_summary(markdown: str) -> bool:
@@ -52,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=Path, help="folder of earlier report.json files (searched recursively) for the trend strip")
     p.add_argument("--expectations", type=Path, metavar="MATRIX_YAML",
                    help="judge cells against this matrix file's expectations, not those recorded when they ran")
+    p.add_argument("--release-set", type=Path, metavar="JSON",
+                   help="release-set.json written by `compat-matrix run`: what a specifier expanded to, kept in the report")
     return p
 
 
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None, read_expectations: Callable[[Path], Expe
     try:
         expectations = read_expectations(args.expectations) if args.expectations and read_expectations else None
         report = build_report(args.results, baseline=args.baseline, history=args.history, expectations=expectations)
+        if args.release_set:
+            report = report.model_copy(update={"release_set": read_release_set(args.release_set)})
     except ValueError as exc:  # also ExpectationsUnreadable
         print(f"compat-matrix report: error: {exc}", file=sys.stderr)
         return 2

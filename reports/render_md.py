@@ -34,6 +34,7 @@ def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
             "",
             summary_line(report),
             "",
+            *_release_set(report),
             *_baseline(report),
             *_changes("Regressions", report.regressions),
             *_changes("Fixes", report.fixes),
@@ -48,6 +49,15 @@ def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
     )
     details = [_model_details(group, grid.releases) for group in grid.groups] + [_environments(report.releases)]
     return _fit(head, details, max_bytes)
+
+
+def _release_set(report: Report) -> list[str]:
+    """What a release specifier expanded to: the report says which releases `>=5.0,<5.6` meant that day."""
+    chosen = report.release_set
+    if chosen is None:
+        return []
+    note = f" ({md_inline(chosen.index, 300)})" if chosen.index else ""
+    return [f"Releases asked for: {md_inline(', '.join(chosen.requested), 1000)} → {md_inline(', '.join(chosen.releases), 4000)}{note}", ""]
 
 
 def summary_line(report: Report) -> str:

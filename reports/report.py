@@ -160,6 +160,15 @@ class TrendPoint(_Frozen):
     fixes: int
 
 
+class ReleaseSet(_Frozen):
+    """The releases a run was asked for (specifiers included) and what they expanded to."""
+
+    requested: tuple[str, ...]
+    releases: tuple[str, ...]
+    index: str | None = None
+    """Where the expansion came from (index asked now, or a cached answer and its age)."""
+
+
 class Report(_Frozen):
     """The whole of `report.json`."""
 
@@ -178,6 +187,8 @@ class Report(_Frozen):
     baseline: BaselineInfo | None = None
     trend: tuple[TrendPoint, ...] = ()
     """Earlier reports, oldest first (from `--history`)."""
+    release_set: ReleaseSet | None = None
+    """What `--transformers` or matrix.yaml asked for, when a specifier was expanded (`--release-set`)."""
 
     def write(self, path: Path) -> None:
         """Indented a little: people diff and grep stored reports."""

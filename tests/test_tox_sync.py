@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import configparser
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from compat_matrix.releases import env_name
-from compat_matrix.runner import listed_envs
+from compat_matrix.runner import listed_envs, tox_available
 from compat_matrix.spec import REWARD_NAMES, STRATEGY_NAMES
 from reports.status import PROBE_ORDER
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
@@ -54,3 +59,21 @@ def test_strategy_and_probe_registries_match_the_vocabulary() -> None:
     from compat_tests.probes.rewards import REWARDS
 
     assert tuple(REWARDS) == REWARD_NAMES, "compat_tests.probes.rewards.REWARDS and compat_matrix.spec.REWARD_NAMES differ"
+
+
+def _tox_set_env(environ: dict[str, str]) -> set[str]:
+    """`tox config` of one release env under `environ` (uv and torch-index variables of this shell left out)."""
+    if not tox_available():
+        pytest.skip("tox is not installed in this interpreter (requirements/dev.txt)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "COMPAT_MATRIX_TORCH"))} | environ
+    done = subprocess.run([sys.executable, "-m", "tox", "config", "-e", "tf5_0_0", "-k", "set_env", "runner"],
+                          cwd=TOX_INI.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {line.strip() for line in done.stdout.splitlines()}
+
+
+def test_release_envs_are_made_by_uv_with_the_local_torch_wheel_and_the_torch_index() -> None:
+    """uv reads neither pip.conf nor PIP_*: without these two, the torch pin would come from PyPI (CUDA)."""
+    config = _tox_set_env({"PIP_FIND_LINKS": "/opt/wheels", "COMPAT_MATRIX_TORCH_INDEX": "https://example.invalid/cu128"})
+    assert {"runner = uv-venv-runner", "UV_FIND_LINKS=/opt/wheels", "UV_EXTRA_INDEX_URL=https://example.invalid/cu128"} <= config
+    assert "UV_EXTRA_INDEX_URL=" in _tox_set_env({"PIP_FIND_LINKS": "/opt/wheels"}), "no torch index asked for: uv gets none"
