@@ -70,9 +70,9 @@ def expectation_entries(
         for spec in specifiers(versions, releases, first_bad):
             writers[(unit, status, spec)].add(saved_by or "")
     groups: dict[tuple[str, str, str], set[Unit]] = defaultdict(set)
-    for (unit, status, spec), saved in writers.items():
-        saved_specs = specifiers(saved - {""}, releases) if saved - {""} else [""]
-        for saved_spec in saved_specs + ([""] if "" in saved and saved - {""} else []):
+    for (unit, status, spec), writer_set in writers.items():
+        saved_specs = specifiers(writer_set - {""}, releases) if writer_set - {""} else [""]
+        for saved_spec in saved_specs + ([""] if "" in writer_set and writer_set - {""} else []):
             groups[(status, spec, saved_spec)].add(unit)
     entries: list[dict[str, object]] = []
     for (status, spec, saved), units in sorted(groups.items()):
