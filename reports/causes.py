@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from reports.diff import SilentChange, describe_silent, silent_changes
+from reports.diff import SilentChange, short_value, describe_silent, silent_changes
 from reports.expectation_yaml import DIMENSIONS, FailingCell, expectation_entries, to_yaml
 from reports.release_ranges import describe
 from reports.report import Cause, CauseKind, Cell, Change
@@ -100,13 +100,15 @@ def _silent(cells: Sequence[Cell], releases: Sequence[str], names: set[str]) -> 
 
 
 def silent_signature(change: SilentChange, names: set[str]) -> Signature:
-    """Field and how it moved; tensor names keep their words (only numbers masked), other values
-    are masked like messages (a class name change is one cause across models)."""
-    text = describe_silent(change)
+    """Field and how it moved; tensor names and API paths keep their words (only numbers masked),
+    values are masked like messages (a class name change is one cause across models)."""
     if change.field in ("missing_keys", "unexpected_keys"):
-        text = mask_numbers(text)
+        text = mask_numbers(describe_silent(change))
+    elif change.field == "surface":
+        before, after = (mask(short_value(v), names) for v in (change.before, change.after))
+        text = f"surface {change.path}: {before} -> {after}"
     else:
-        text = mask(text, names)
+        text = mask(describe_silent(change), names)
     return Signature(stage=f"silent {change.field}", error_type="", text=text)
 
 

@@ -87,8 +87,8 @@ class UpgradeView:
     surface_losses: tuple[SurfaceLoss, ...] = ()
     """API paths of the `surface` probe usable in `from_release` and not in `to_release`."""
     not_comparable: tuple[StatusChange, ...] = ()
-    """Cells whose status differs but one side has no verdict (`skipped`: it did not run there):
-    neither a break nor a fix."""
+    """Cells whose status differs but one side has no verdict (`skipped`: it did not run there), or
+    that failed and whose strategy no longer exists (`unsupported`): neither a break nor a fix."""
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
@@ -125,7 +125,8 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
     for cell_id in shared:
         before, after = old[cell_id], new[cell_id]
         losses.extend(surface_losses(before, after))
-        if before.status != after.status and NO_VERDICT & {before.status, after.status}:
+        if before.status != after.status and (NO_VERDICT & {before.status, after.status}
+                                              or (after.status == "unsupported" and before.status in FAILING)):
             apart.append(StatusChange(before, after))
         elif rank(after.status) > rank(before.status):
             breaks.append(StatusChange(before, after))
@@ -258,7 +259,7 @@ def describe_surface(entry: dict[str, Any]) -> str:
         return f"missing ({error})" if error else "missing"
     if error:
         return f"raises ({error})"
-    return _short(entry.get("value"))
+    return short_value(entry.get("value"))
 
 
 def _loss_lines(loss: SurfaceLoss, from_release: str, to_release: str) -> str:
@@ -268,7 +269,7 @@ def _loss_lines(loss: SurfaceLoss, from_release: str, to_release: str) -> str:
             f"      {(to_release + ':').ljust(width)} {describe_surface(loss.after)}")
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + f"... (cut, {len(text)} chars)"
 
@@ -276,7 +277,7 @@ def _short(value: Any) -> str:
 def describe_silent(change: SilentChange) -> str:
     """One line: the field and how it moved (added/removed keys for key sets)."""
     if change.field == "surface":
-        return f"surface {change.path}: {_short(change.before)} -> {_short(change.after)}"
+        return f"surface {change.path}: {short_value(change.before)} -> {short_value(change.after)}"
     if change.field in ("missing_keys", "unexpected_keys"):
         added = sorted(set(change.after) - set(change.before))
         removed = sorted(set(change.before) - set(change.after))

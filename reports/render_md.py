@@ -7,6 +7,7 @@ left out, each with a note, until the whole fits; report.json always keeps the f
 from __future__ import annotations
 
 from reports.grid import Grid, GridCell, ModelGroup, build_grid
+from reports.md_causes import cause_sections, headline, models_section, was
 from reports.report import Change, Problem, Release, Report
 from reports.status import EMOJI, STATUS_ORDER, SYMBOL
 from reports.text import md_inline
@@ -32,10 +33,14 @@ def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
         [
             "# compat-matrix report",
             "",
+            headline(report),
+            "",
             summary_line(report),
             "",
             *_release_set(report),
             *_baseline(report),
+            *models_section(report),
+            *cause_sections(report),
             *_changes("Regressions", report.regressions),
             *_changes("Fixes", report.fixes),
             *_problems(report.problems),
@@ -115,24 +120,25 @@ def _baseline(report: Report) -> list[str]:
 
 
 def _changes(title: str, changes: tuple[Change, ...]) -> list[str]:
+    """Every cell of a kind, folded: the causes above are what a person reads first."""
     if not changes:
         return []
     lines = [
-        f"## {title} ({len(changes)})",
+        f"<details><summary>{title}, every cell ({len(changes)})</summary>",
         "",
-        "| release | cell | was | now | error | against |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| release | cell | compared with | now | error |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for c in changes[:MAX_LIST_ROWS]:
         error = md_inline(f"{c.error_type}: {c.message}" if c.error_type else c.message, MESSAGE_CHARS)
         reason = f" ({md_inline(c.expected.reason, 120)})" if c.expected and c.expected.reason else ""
         lines.append(
-            f"| {md_inline(c.transformers, 40)} | {md_inline(c.cell_id, 200)} | {EMOJI.get(c.before, '')} {md_inline(c.before, 20)} "
-            f"| {EMOJI[c.now]} {c.now} | {error} | {', '.join(c.against)}{reason} |"
+            f"| {md_inline(c.transformers, 40)} | {md_inline(c.cell_id, 200)} | {md_inline(was(c), 60)}{reason} "
+            f"| {EMOJI[c.now]} {c.now} | {error} |"
         )
     if len(changes) > MAX_LIST_ROWS:
         lines.append(f"\n…and {len(changes) - MAX_LIST_ROWS} more in report.json.")
-    return lines + [""]
+    return lines + ["", "</details>", ""]
 
 
 def _problems(problems: tuple[Problem, ...]) -> list[str]:

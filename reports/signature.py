@@ -27,8 +27,8 @@ STAGE_OF_PROBE: dict[str, str] = {
 """The stage a probe exercises, in the words a person debugging it would use."""
 
 SIGNATURE_CHARS = 400
-"""Masked messages are compared on this many characters: auto classes append every config they
-know to their error, which says nothing about the cause and differs between releases."""
+"""Masked messages are compared on this many characters (masked from twice as many: the masks'
+patterns scan words, and a 20,000-character word must not cost seconds)."""
 
 KEPT_CLASS_PREFIXES = ("Auto",)
 """transformers' Auto classes are kept: they name the API a loader called (AutoModelForCausalLM not
@@ -127,5 +127,5 @@ def signature(
     return Signature(
         stage=failing_stage(probe, message, cross_release, status),
         error_type=error_type or "",
-        text=mask(essence(load_message(message)), model_names)[:SIGNATURE_CHARS],
+        text=mask(essence(load_message(message))[: 2 * SIGNATURE_CHARS], model_names)[:SIGNATURE_CHARS],
     )

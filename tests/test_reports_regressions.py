@@ -9,6 +9,7 @@ import pytest
 
 from reports.build import build_report
 from reports.cli import main
+from reports.md_causes import was
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 BASE = json.loads((FIXTURES / "nightly" / "tf457.jsonl").read_text().splitlines()[0])
@@ -89,6 +90,11 @@ def test_the_nightly_fixtures_against_the_night_before(tmp_path):
     }
     assert report.baseline is not None
     assert report.baseline.missing_cells == ("4.57.6/llama-auto_model-default-load",)
+    # what each was compared with, in words: no earlier run is not an earlier `pass`
+    assert was(generate) == "pass in the baseline"
+    assert was(regressions[("5.0.0", "qwen2_5_vl-auto_causal_lm-default-load")]) == "expected to pass (no expectation)"
+    stale = next(c for c in report.fixes if c.cell_id == "gemma3-auto_model-default-load")
+    assert was(stale) == "expected fail (matrix.yaml)"
 
 
 @pytest.mark.parametrize(

@@ -61,10 +61,15 @@ def test_a_report_of_another_schema_version_is_refused_by_name(tmp_path):
 
 def test_markdown_summary_grid_and_folded_details(everything):
     md = render_markdown(everything)
-    summary = md.splitlines()[2]
+    headline, summary = md.splitlines()[2], md.splitlines()[4]
+    assert headline.startswith("**3 distinct breaks** (3 cells) 🔺 · 3 expected failures · 3 silent changes · 1 fix ·")
     assert summary.startswith("**70 cells** in 4 releases")
     assert "**4.57.6**: 18 ✅ pass, 1 ⏭️ skipped, 3 ❌ fail" in summary and "**3 regressions**" in summary
-    assert md.index("## Regressions (3)") < md.index("## Fixes (2)") < md.index("## Could not read (7)") < md.index("## Grid")
+    assert (md.index("## Models") < md.index("## Breaks by cause (not in matrix.yaml): 3 causes, 3 cells")
+            < md.index("Regressions, every cell (3)") < md.index("Fixes, every cell (2)")
+            < md.index("## Could not read (7)") < md.index("## Grid"))
+    # "was" says what the cell was compared with, not `pass` where nothing ran before
+    assert "| 5.0.0 | qwen2\\_5\\_vl-auto\\_causal\\_lm-default-load | expected to pass (no expectation) |" in md
     assert "| model | strategy | 4.49.0 | 4.52.4 | 4.57.6 | 5.0.0 (latest) |" in md
     assert "| **qwen2\\_5\\_vl** | auto\\_causal\\_lm | ✅ | · | ✅ | 🔺❌ |" in md
     assert "| **gemma3** | auto\\_model | ❌\\* | · | ❌\\* | 🔧✅ |" in md
