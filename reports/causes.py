@@ -20,10 +20,10 @@ from reports.report import Cause, CauseKind, Cell, Change
 from reports.signature import LOAD_FAILED_PREFIX, Signature, mask, mask_numbers, signature
 from reports.status import FAILING, meets_expectation, probe_rank, rank
 
-KIND_ORDER: tuple[CauseKind, ...] = ("regression", "expected", "silent", "drift", "fix")
+KIND_ORDER: tuple[CauseKind, ...] = ("regression", "expected", "silent", "fix")
 """The order causes are listed in: what needs action first."""
 
-TITLE_CHARS = 200
+TITLE_CHARS = 240
 """A cause's title is one line of at most this many characters (an error's first line may name
 the argument that matters late in the sentence)."""
 
@@ -151,8 +151,9 @@ def _cause(
     cells = [m.cell for m in members]
     order = {v: i for i, v in enumerate(releases)}
     seen_in = sorted({m.release for m in members}, key=lambda v: order.get(v, len(order)))
-    example = min(members, key=lambda m: (not m.cell.message.startswith(LOAD_FAILED_PREFIX) and m.cell.probe != "load",
-                                           order.get(m.release, 0), m.cell.cell_id)) if kind != "silent" else members[0]
+    # the failing load itself, not a probe it kept from running
+    example = min(members, key=lambda m: (m.cell.message.startswith(LOAD_FAILED_PREFIX),
+                                          order.get(m.release, 0), m.cell.cell_id)) if kind != "silent" else members[0]
     bisected = {first_bad_by_cell.get(c.cell_id) for c in cells}
     first_bad = bisected.pop() if len(bisected) == 1 else None
     status = max((c.status for c in cells), key=rank) if kind in ("regression", "expected") else "pass"

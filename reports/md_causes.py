@@ -15,7 +15,6 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("regression", "Breaks by cause (not in matrix.yaml)", True),
     ("expected", "Expected failures by cause (matrix.yaml says why)", False),
     ("silent", "Silent changes between consecutive releases", False),
-    ("drift", "Drift", False),
     ("fix", "Fixes (expectations that no longer hold)", False),
 )
 """(kind, heading, open): regressions are what needs action, so they alone are unfolded."""

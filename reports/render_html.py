@@ -15,8 +15,34 @@ from jinja2 import Environment, StrictUndefined, Template
 from markupsafe import Markup
 
 from reports.grid import GridCell, build_grid
-from reports.report import Report
+from reports.md_causes import SECTIONS, was
+from reports.overview import counts, model_sentences
+from reports.report import Cell, Report
 from reports.status import STATUS_ORDER, SYMBOL
+
+
+MAX_CELL_LINKS = 60
+"""A cause lists links to this many of its cells on the page; report.json has them all."""
+
+ROUTES_PREFIX = "no route loaded a usable model:"
+"""How loader/errors.py's LoadFailed (`smart` and other fallback chains) opens its message, before
+one line per route; those routes' errors are their own strategies' rows and causes."""
+
+
+def row_anchor(cell: Cell) -> str:
+    """The page's stable link target for a cell's row: `model/strategy/profile`, or `model/cross`
+    for a checkpoint another release saved. The same from one nightly to the next."""
+    if cell.cross_release:
+        return f"{cell.model}/cross"
+    return f"{cell.model}/{cell.strategy}/{cell.load_kwargs}"
+
+
+def brief(message: str) -> str:
+    """A fallback chain's message without each route's error (each is listed under its own route)."""
+    if not message.startswith(ROUTES_PREFIX):
+        return message
+    routes = [line.strip().split(": ", 1)[0] for line in message.splitlines()[1:] if line.strip()]
+    return f"no route loaded a usable model (tried {', '.join(routes)}; each route's error: open the cell)"
 
 
 @dataclass(frozen=True)
@@ -37,8 +63,28 @@ def render_html(report: Report) -> str:
     def detail_id(cell: GridCell) -> str:
         return ids.setdefault(id(cell), f"d{len(ids)}")
 
+    causes_by_cell: dict[tuple[str, str], list[str]] = {}
+    for cause in report.causes:
+        for key in cause.cells:
+            version, cell_id = key.split("/", 1)
+            causes_by_cell.setdefault((version, cell_id), []).append(cause.id)
+    cells = {f"{c.transformers}/{c.cell_id}": c for c in report.cells}
+
+    def causes_of(cell: GridCell) -> list[str]:
+        return sorted({cid for p in cell.probes for cid in causes_by_cell.get(p.key, [])})
+
     return _template().render(
         report=report,
+        counts=counts(report),
+        sentences=model_sentences(report),
+        kinds=[(kind, heading) for kind, heading, _ in SECTIONS],
+        cell_total=lambda causes: sum(len(c.cells) for c in causes),
+        max_links=MAX_CELL_LINKS,
+        link_of=lambda key: row_anchor(cells[key]) if key in cells else "",
+        causes_of=causes_of,
+        causes_of_probe=lambda p: causes_by_cell.get(p.key, []),
+        was=was,
+        brief=brief,
         grid=grid,
         statuses=STATUS_ORDER,
         symbol=SYMBOL,

@@ -20,7 +20,7 @@ REPORT_SCHEMA_VERSION = 1
 
 ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history", "not_in_matrix"]
 ChangeKind = Literal["regression", "fix"]
-CauseKind = Literal["regression", "expected", "silent", "drift", "fix"]
+CauseKind = Literal["regression", "expected", "silent", "fix"]
 Against = Literal["expectation", "baseline"]
 
 
@@ -182,7 +182,7 @@ class Report(_Frozen):
     fixes: tuple[Change, ...] = ()
     causes: tuple[Cause, ...] = ()
     """Derived from `cells`, `regressions` and `fixes`: regressions first, then expected failures,
-    silent changes, drift, fixes; worst first within each kind."""
+    silent changes, fixes; worst first within each kind."""
     problems: tuple[Problem, ...] = ()
     baseline: BaselineInfo | None = None
     trend: tuple[TrendPoint, ...] = ()

@@ -6,6 +6,7 @@ skipped, saying so, where they are missing. Screenshots go to artifacts/ for peo
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def chromium():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path keeps Selenium Manager from trying to download one (we are offline).
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """The nightly fixtures with every bad-input case, against the night before, open in Chromium."""
@@ -48,13 +59,7 @@ def page(tmp_path_factory):
     build_report([FIXTURES / "baseline"]).write(out / "baseline.json")
     report = build_report([FIXTURES / "nightly", FIXTURES / "bad", FIXTURES / "rerun"], baseline=out / "baseline.json")
     write_outputs(report, out)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path keeps Selenium Manager from trying to download one (we are offline).
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium()
     try:
         driver.get((out / "index.html").as_uri())
         yield driver
@@ -120,3 +125,124 @@ def test_opening_a_cell_shows_its_probes_and_message_as_text(page):
 def test_no_script_errors(page):
     severe = [entry for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+
+
+# --- a night with 100+ failing cells: what a person sees first -------------------------------------
+
+BASE = json.loads((FIXTURES / "nightly" / "tf457.jsonl").read_text().splitlines()[0])
+VLMS = ("gemma3", "llava", "paligemma", "qwen2_5_vl", "qwen2_vl", "smolvlm")
+PROBES = ("load", "forward", "surface", "generate", "grpo_step")
+RELEASES = ("4.52.4", "4.57.6", "5.0.0", "5.24.0")
+UNRECOGNIZED = ("Unrecognized configuration class <class 'transformers.models.{m}.configuration_{m}.{c}Config'> for "
+                "this kind of AutoModel: AutoModelForCausalLM.\nModel type should be one of ApertusConfig, ArceeConfig")
+MM_TOKENS = ("forward with only ['attention_mask', 'image_grid_thw', 'input_ids', 'pixel_values'] raised ValueError: "
+             "Multimodal data was passed (via `image_grid_thw` or `video_grid_thw`) but `mm_token_type_ids` is missing.")
+NONE_SUBSCRIPT = "{c}ForConditionalGeneration loaded, but a text forward raised TypeError: 'NoneType' object is not subscriptable"
+
+
+def many_failures(path: Path) -> int:
+    """Messages of the real matrix, no expectations: the VLM-R1 break (6 models, every probe, 4
+    releases), a forward without mm_token_type_ids (5.24.0) and a TypeError from two classes (5.0.0);
+    explicit_class passes elsewhere. Returns the number of failing cells."""
+    lines = []
+
+    def add(model, strategy, probe, release, status="pass", error_type=None, message=""):
+        lines.append({**BASE, "env": f"tf{release}", "transformers": release, "model": model, "hub_id": f"org/{model}",
+                      "modality": "image-text", "strategy": strategy, "probe": probe,
+                      "cell_id": f"{model}-{strategy}-default-{probe}", "status": status,
+                      "error_type": error_type, "message": message})
+
+    for release in RELEASES:
+        for model in VLMS:
+            cls = model.title().replace("_", "")
+            for probe in PROBES:
+                load = UNRECOGNIZED.format(m=model, c=cls)
+                add(model, "auto_causal_lm", probe, release, "fail", "ValueError",
+                    load if probe == "load" else "not run, the load failed: " + load)
+                if probe == "forward" and release == "5.24.0" and model in ("qwen2_vl", "qwen2_5_vl"):
+                    add(model, "explicit_class", probe, release, "fail", "ValueError", MM_TOKENS)
+                elif probe == "forward" and release == "5.0.0" and model in ("qwen2_vl", "qwen2_5_vl"):
+                    add(model, "explicit_class", probe, release, "fail", "TypeError", NONE_SUBSCRIPT.format(c=cls))
+                else:
+                    add(model, "explicit_class", probe, release)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return sum(line["status"] == "fail" for line in lines)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("crowded")
+    failing = many_failures(out / "results.jsonl")
+    write_outputs(build_report([out / "results.jsonl"]), out)
+    driver = chromium()
+    try:
+        driver.get((out / "index.html").as_uri())
+        yield driver, failing, out / "index.html"
+    finally:
+        driver.quit()
+
+
+def on_first_screen(driver, element) -> bool:
+    return driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return r.height > 0 && r.top < window.innerHeight;", element)
+
+
+def test_the_first_screen_shows_causes_not_a_wall_of_rows(crowded):
+    page, failing, _ = crowded
+    assert failing >= 100
+    assert page.find_element(By.ID, "headline").text.startswith(f"3 distinct breaks ({failing} cells)")
+    causes = page.find_elements(By.CSS_SELECTOR, "#kind-regression li.cause")
+    assert len(causes) == 3 and all(on_first_screen(page, c) for c in causes)
+    titles = [c.find_element(By.CSS_SELECTOR, ".title").text for c in causes]
+    assert "AutoModelForCausalLM" in titles[0] and "mm_token_type_ids" in " ".join(titles)
+    assert "6 models x auto_causal_lm x 5 probes" in causes[0].text and "24 breaks (120 cells)" in causes[0].text
+    # no cell-level row on the first screen: the grid is below, every regressed cell is folded
+    assert not any(on_first_screen(page, row) for row in page.find_elements(By.CSS_SELECTOR, "#grid tr.row"))
+    assert not any(row.is_displayed() for row in page.find_elements(By.CSS_SELECTOR, "#regressions tbody tr"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.save_screenshot(str(ARTIFACTS / "report-first-screen.png"))
+
+
+def test_a_cause_links_to_its_cells_and_a_cell_back_to_its_cause(crowded):
+    page, _, _ = crowded
+    cause = page.find_elements(By.CSS_SELECTOR, "#kind-regression li.cause")[1]
+    cause.find_element(By.CSS_SELECTOR, "button.show-cells").click()
+    rows = visible_rows(page)
+    assert rows and {r.get_attribute("data-strategy") for r in rows} == {"explicit_class"}
+    assert {r.get_attribute("data-model") for r in rows} == {"qwen2_vl", "qwen2_5_vl"}
+    row = rows[0]
+    failing = [td for td in row.find_elements(By.CSS_SELECTOR, "td.cell") if "dim" not in td.get_attribute("class")]
+    assert len(failing) == 1
+    failing[0].find_element(By.CSS_SELECTOR, "button.open").click()
+    link = page.find_element(By.CSS_SELECTOR, "#cell-dialog a.to-cause")
+    link.click()
+    assert page.find_element(By.ID, "cell-dialog").get_attribute("open") is None
+    assert page.execute_script("return location.hash") == "#" + cause.get_attribute("id")
+    page.find_element(By.ID, "f-reset").click()
+
+
+def test_a_text_filter_and_folding(crowded):
+    page, _, _ = crowded
+    box = page.find_element(By.ID, "f-text")
+    box.send_keys("mm_token_type_ids")
+    assert {(r.get_attribute("data-model"), r.get_attribute("data-strategy")) for r in visible_rows(page)} == {
+        ("qwen2_vl", "explicit_class"), ("qwen2_5_vl", "explicit_class")}
+    page.find_element(By.ID, "f-reset").click()
+    assert len(visible_rows(page)) == 12
+    group = page.find_element(By.ID, "llava")
+    group.find_element(By.CSS_SELECTOR, "button.fold").click()
+    assert len(visible_rows(page)) == 10
+    group.find_element(By.CSS_SELECTOR, "button.fold").click()
+    assert len(visible_rows(page)) == 12
+
+
+def test_deep_links_hold_a_row_and_a_cell(crowded):
+    page, _, index = crowded
+    page.find_element(By.CSS_SELECTOR, "#llava button.fold").click()  # folded: the link must unfold it
+    page.get(index.as_uri() + "#llava/explicit_class/default")
+    row = page.find_element(By.ID, "llava/explicit_class/default")
+    assert row.is_displayed() and "target" in row.get_attribute("class") and on_first_screen(page, row)
+    page.get(index.as_uri() + "#qwen2_vl/explicit_class/default/5.24.0")
+    dialog = page.find_element(By.ID, "cell-dialog")
+    assert dialog.get_attribute("open") is not None and "mm_token_type_ids" in dialog.text
+    assert "qwen2_vl · explicit_class · default — transformers 5.24.0" in dialog.text
