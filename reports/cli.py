@@ -19,6 +19,7 @@ from reports.rejudge import Expectations
 from reports.render_html import render_html
 from reports.render_md import render_markdown
 from reports.report import ReleaseSet, Report
+from reports.support_table import UnknownSelection, support_table
 
 
 def write_outputs(report: Report, out_dir: Path) -> list[Path]:
@@ -62,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
                    help="judge cells against this matrix file's expectations, not those recorded when they ran")
     p.add_argument("--release-set", type=Path, metavar="JSON",
                    help="release-set.json written by `compat-matrix run`: what a specifier expanded to, kept in the report")
+    p.add_argument("--support-table", action="store_true",
+                   help="also write support.md (models x releases, pass / fail / not supported, footnotes for the causes) "
+                        "and print it")
+    p.add_argument("--strategy", help="with --support-table: this strategy only (default: the best one per cell)")
+    p.add_argument("--profile", default="default", help="with --support-table: this load profile (default: default)")
     return p
 
 
@@ -84,8 +90,19 @@ def main(argv: list[str] | None = None, read_expectations: Callable[[Path], Expe
     for problem in report.problems:
         where = problem.file + (f":{problem.line}" if problem.line is not None else "")
         print(f"compat-matrix report: warning: {where}: {problem.message}", file=sys.stderr)
+    if (args.strategy or args.profile != "default") and not args.support_table:
+        print("compat-matrix report: error: --strategy and --profile go with --support-table", file=sys.stderr)
+        return 2
+    try:
+        table = support_table(report, args.strategy, args.profile) if args.support_table and report.cells else None
+    except UnknownSelection as exc:
+        print(f"compat-matrix report: error: {exc}", file=sys.stderr)
+        return 2
     try:
         paths = write_outputs(report, args.out)
+        if table is not None:
+            (args.out / "support.md").write_text(table, encoding="utf-8")
+            paths.append(args.out / "support.md")
     except OSError as exc:
         print(f"compat-matrix report: error: cannot write the report to --out {args.out} ({exc.strerror or exc}); "
               "pick a writable folder", file=sys.stderr)
@@ -98,5 +115,7 @@ def main(argv: list[str] | None = None, read_expectations: Callable[[Path], Expe
     if not report.cells:
         print("compat-matrix report: error: no readable cell in the results given", file=sys.stderr)
         return 2
+    if table is not None:
+        print("\n" + table, end="")
     return 1 if args.fail_on_regression and report.regressions else 0
 
