@@ -19,15 +19,11 @@ from reports.md_causes import SECTIONS, was
 from reports.overview import counts, model_sentences
 from reports.report import Cell, Report
 from reports.status import STATUS_ORDER, SYMBOL
+from reports.text import brief
 
 
 MAX_CELL_LINKS = 60
 """A cause lists links to this many of its cells on the page; report.json has them all."""
-
-ROUTES_PREFIX = "no route loaded a usable model:"
-"""How loader/errors.py's LoadFailed (`smart` and other fallback chains) opens its message, before
-one line per route; those routes' errors are their own strategies' rows and causes."""
-
 
 def row_anchor(cell: Cell) -> str:
     """The page's stable link target for a cell's row: `model/strategy/profile`, or `model/cross`
@@ -35,14 +31,6 @@ def row_anchor(cell: Cell) -> str:
     if cell.cross_release:
         return f"{cell.model}/cross"
     return f"{cell.model}/{cell.strategy}/{cell.load_kwargs}"
-
-
-def brief(message: str) -> str:
-    """A fallback chain's message without each route's error (each is listed under its own route)."""
-    if not message.startswith(ROUTES_PREFIX):
-        return message
-    routes = [line.strip().split(": ", 1)[0] for line in message.splitlines()[1:] if line.strip()]
-    return f"no route loaded a usable model (tried {', '.join(routes)}; each route's error: open the cell)"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from reports.grid import Grid, GridCell, ModelGroup, build_grid
 from reports.md_causes import cause_sections, headline, models_section, was
 from reports.report import Change, Problem, Release, Report
 from reports.status import EMOJI, STATUS_ORDER, SYMBOL
-from reports.text import md_inline
+from reports.text import brief, md_inline
 
 MAX_BYTES = 1_000_000
 """Below GitHub's 1 MiB (1,048,576 bytes) step-summary limit, with room for what is already there."""
@@ -130,7 +130,7 @@ def _changes(title: str, changes: tuple[Change, ...]) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for c in changes[:MAX_LIST_ROWS]:
-        error = md_inline(f"{c.error_type}: {c.message}" if c.error_type else c.message, MESSAGE_CHARS)
+        error = md_inline(f"{c.error_type}: {brief(c.message)}" if c.error_type else c.message, MESSAGE_CHARS)
         reason = f" ({md_inline(c.expected.reason, 120)})" if c.expected and c.expected.reason else ""
         lines.append(
             f"| {md_inline(c.transformers, 40)} | {md_inline(c.cell_id, 200)} | {md_inline(was(c), 60)}{reason} "
@@ -210,7 +210,7 @@ def _model_details(group: ModelGroup, releases: tuple[str, ...]) -> str:
     lines = [f"<details><summary>{title}</summary>", ""]
     lines += ["| release | cell | status | error | loaded class | expectation |", "| --- | --- | --- | --- | --- | --- |"]
     for p in not_passing:
-        error = f"{p.error_type}: {p.message}" if p.error_type else p.message
+        error = f"{p.error_type}: {brief(p.message)}" if p.error_type else p.message
         expectation = f"{p.expected.status}: {p.expected.reason}" if p.expected else ""
         lines.append(
             f"| {md_inline(p.transformers, 40)} | {md_inline(p.cell_id, 200)} | {SYMBOL[p.status]} {p.status} "

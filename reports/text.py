@@ -24,3 +24,16 @@ def md_inline(text: str, limit: int) -> str:
 def xml_text(text: str) -> str:
     """Replace characters XML 1.0 cannot hold (NUL, terminal colour escapes) so JUnit stays parseable."""
     return _XML_INVALID.sub("\ufffd", text)
+
+
+ROUTES_PREFIX = "no route loaded a usable model:"
+"""How loader/errors.py's LoadFailed (`smart` and other fallback chains) opens its message, before
+one line per route; those routes' errors are their own strategies' rows and causes."""
+
+
+def brief(message: str) -> str:
+    """A fallback chain's message without each route's error (each is listed under its own route)."""
+    if not message.startswith(ROUTES_PREFIX):
+        return message
+    routes = [line.strip().split(": ", 1)[0] for line in message.splitlines()[1:] if line.strip()]
+    return f"no route loaded a usable model (tried {', '.join(routes)}; each route's error is in the cell's details)"

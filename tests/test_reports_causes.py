@@ -208,3 +208,22 @@ def test_causes_round_trip_through_report_json(vlm_r1, tmp_path):
     vlm_r1.write(tmp_path / "report.json")
     again = type(vlm_r1).read(tmp_path / "report.json")
     assert again.causes == vlm_r1.causes and again.cells == vlm_r1.cells
+
+
+def test_a_smart_row_names_its_routes_without_repeating_their_errors(tmp_path):
+    """A fallback chain's message as loader/errors.py writes it (two routes, as 4.57.6 read a Qwen3-VL 5.x saved)."""
+    from reports.render_md import render_markdown
+    from reports.text import brief
+
+    message = ("no route loaded a usable model:\n  architectures:Qwen3VLForConditionalGeneration: AttributeError: "
+               "'NoneType' object has no attribute 'get'\n  auto:AutoModelForImageTextToText: AttributeError: "
+               "'NoneType' object has no attribute 'get'")
+    assert brief(message) == ("no route loaded a usable model (tried architectures:Qwen3VLForConditionalGeneration, "
+                              "auto:AutoModelForImageTextToText; each route's error is in the cell's details)")
+    assert brief("'NoneType' object has no attribute 'get'") == "'NoneType' object has no attribute 'get'"
+    report = build_report([write(tmp_path / "r.jsonl", line("qwen3_vl", "smart", "load", message, error_type="LoadFailed"))])
+    md = render_markdown(report)
+    every_cell = md.split("Regressions, every cell", 1)[1].split("</details>", 1)[0]
+    assert "tried architectures:Qwen3VLForConditionalGeneration" in every_cell and "'get'" not in every_cell
+    [cause] = report.causes  # the cause keeps the routes' errors: they are what differs between causes
+    assert "‹class›: AttributeError" in cause.signature and cause.example.endswith("no attribute 'get'")
