@@ -11,12 +11,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from reports.causes import TITLE_CHARS, cell_signature, scope, silent_signature
+from reports.causes import cell_signature, scope, silent_signature
 from reports.diff import (SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface, drifted_checkpoints,
                           unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
 from reports.signature import Signature, mask
 from reports.status import SYMBOL, probe_rank, rank
+
+CAUSES_SHOWN = 6
+"""Causes listed per direction other than the breaks (all of which are listed); the rest are counted."""
+
+LINE_CHARS = 260
+"""A cause's line is cut to this many characters (an error's first line may name the argument
+that matters late in the sentence)."""
 
 T = TypeVar("T")
 
@@ -111,30 +118,35 @@ def by_cause(view: UpgradeView) -> list[Section]:
         Section("fixes", "Fixed by upgrading", changes(view.fixes, lambda c: c.before, was="was ")),
         Section("silent changes", "Silent changes in cells that pass in both",
                 group(view.silent, silent_key, lambda s: s.cell, _text, lambda s: "pass")),
-        Section("not comparable", "Not comparable (no verdict on one side: the cell did not run there)",
+        Section("not comparable", "Not comparable (no verdict on one side: skipped there, or a failing strategy gone)",
                 group(view.not_comparable, apart_key, lambda c: c.after, str, lambda c: c.after.status)),
     ]
     return [section for section in sections if section.causes]
 
 
 def format_by_cause(view: UpgradeView) -> str:
-    """The default text of `check`: a header with counts, then per direction one entry per cause."""
+    """The default text of `check`: a header with counts, then per direction one line per cause
+    (count, scope, what it is), worst first; every break is listed, the other directions show their
+    CAUSES_SHOWN worst causes and count the rest, so the default matrix fits a screen."""
     sections = by_cause(view)
     counts = "".join(f"; {s.label}: {len(s.causes)} causes ({s.cells} cells)" for s in sections)
     verdict = "something breaks" if upgrade_exit_code(view) else "nothing breaks"
     lines = [f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; {verdict}{counts}"]
     for section in sections:
-        lines += ["", f"{section.title}: {len(section.causes)} causes, {section.cells} cells"]
-        for cause in section.causes:
-            text = cause.title if len(cause.title) <= TITLE_CHARS else cause.title[: TITLE_CHARS - 1] + "…"
-            lines.append(f"  {SYMBOL.get(cause.status, '?')} {len(cause.cells):>4}  {text}")
-            lines.append(f"         {cause.scope}; e.g. {cause.cells[0].cell_id}")
+        lines.append(f"{section.title}: {len(section.causes)} causes, {section.cells} cells")
+        shown = section.causes if section.label == "breaks" else section.causes[:CAUSES_SHOWN]
+        for cause in shown:
+            line = f"  {SYMBOL.get(cause.status, '?')} {len(cause.cells):>4}  {cause.scope} · {cause.title}"
+            lines.append(line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…")
+        rest = section.causes[len(shown):]
+        if rest:
+            lines.append(f"  … {len(rest)} more causes ({sum(len(c.cells) for c in rest)} cells)")
     for release, ids in ((view.from_release, view.only_in_from), (view.to_release, view.only_in_to)):
         if ids:
-            lines += ["", f"Only in {release}, not compared: {len(ids)} cells"]
+            lines.append(f"Only in {release}, not compared: {len(ids)} cells")
     if not sections:
-        lines += ["", "No differences."]
-    lines += ["", "Every cell: the same command with --cells"]
+        lines.append("No differences.")
+    lines.append("Every cell: the same command with --cells")
     return "\n".join(lines) + "\n"
 
 

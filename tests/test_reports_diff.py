@@ -147,3 +147,19 @@ def test_a_checkpoint_read_cleanly_but_computed_differently_is_drift_not_unusabl
     by_cause = format_by_cause(view)
     assert "fails to use" not in by_cause
     assert "Checkpoints saved by 4.57.6 that 5.0.0 reads cleanly but computes other numbers on (drift): 1 causes" in by_cause
+
+
+def test_check_prints_one_line_per_cause(nightly):
+    from reports.check_view import format_by_cause
+
+    text = format_by_cause(compare_releases(nightly, "4.57.6", "5.0.0"))
+    lines = text.splitlines()
+    assert lines[0].startswith("transformers 4.57.6 -> 5.0.0: 21 cells in both; something breaks; breaks: 2 causes (4 cells)")
+    breaks = lines[lines.index("Breaks when upgrading 4.57.6 -> 5.0.0: 2 causes, 4 cells") + 1:][:2]
+    # worst first; the three probes of a strategy gone in 5.0.0 are one cause, counted under the load
+    assert breaks[0].startswith("  ✗    1  qwen2_5_vl x auto_causal_lm x load · load: CheckFailed: load is not equivalent")
+    assert breaks[1].startswith("  ∅    3  qwen2_5_vl x auto_vision2seq x 3 probes · load: transformers ‹n› has no AutoModelForVision2Seq")
+    assert "  ✓    3  qwen2_5_vl x smart x vlm_r1 x 3 probes · dtype: bfloat16 -> float32" in lines
+    apart = lines.index("Not comparable (no verdict on one side: skipped there, or a failing strategy gone): 1 causes, 2 cells")
+    assert lines[apart + 1].startswith("  ↷    2  qwen2_5_vl x auto_causal_lm x 2 probes · pass -> skipped")
+    assert len(lines) < len(format_upgrade(compare_releases(nightly, "4.57.6", "5.0.0")).splitlines())
