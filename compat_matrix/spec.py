@@ -363,6 +363,18 @@ class GrpoSettings(_Frozen):
     """Rule-based reward, one of REWARD_NAMES; the default gives different values inside a group."""
     seed: int = 0
     """Sampling seed."""
+    micro_batch_sizes: tuple[int, ...] = Field((1, 2), min_length=1)
+    """Rows per training forward, as a trainer's per-device batch: the step trains on micro-batches
+    of the first size with gradient accumulation; log-probs at every other size must agree with it."""
+    gradient_checkpointing: bool = True
+    """Train with gradient checkpointing where the model supports it, as most GRPO recipes do."""
+
+    @field_validator("micro_batch_sizes")
+    @classmethod
+    def _positive_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in value):
+            raise ValueError(f"micro-batch sizes are rows per forward, at least 1; got {list(value)}")
+        return value
 
     @field_validator("reward")
     @classmethod

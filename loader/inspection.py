@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-VISION_MARKERS = ("vision", "visual")
-"""Parameter-name fragments of the vision side across families (visual, vision_tower, vision_model)."""
+_VISION_PART = re.compile(r"(^|\.)(\w*vision\w*|visual\w*|multi_modal_projector|connector|mm_projector)(\.|$)")
+"""Name parts of the vision side across families: Qwen-VL `visual`, `vision_tower` / `vision_model`,
+the projectors of Llava / Gemma3 / PaliGemma / Mllama, and Idefics3 / SmolVLM's `connector`. The one
+definition the loader and every probe use (a parameter, a module or a checkpoint key alike)."""
+
+
+def is_vision_name(name: str) -> bool:
+    """True when a parameter, module or checkpoint-key name belongs to the vision side."""
+    return _VISION_PART.search(name) is not None
 
 
 def expects_vision(config: Any) -> bool:
@@ -21,7 +29,7 @@ def has_lm_head(model: Any) -> bool:
 
 def vision_parameter_count(model: Any) -> int:
     """Parameters that belong to the vision side, by name."""
-    return sum(p.numel() for name, p in model.named_parameters() if any(m in name for m in VISION_MARKERS))
+    return sum(p.numel() for name, p in model.named_parameters() if is_vision_name(name))
 
 
 def shortfall(model: Any, config: Any) -> str | None:

@@ -7,6 +7,7 @@ from the recipe's seed, which is what reloading a saved tiny checkpoint gives th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import zlib
 from typing import Any, Callable, Iterator
@@ -204,3 +205,50 @@ def leak_between_calls(model: Any) -> None:
 def nan_logits(model: Any) -> None:
     """Planted: the forward returns nan logits."""
     _wrap_forward(model, after=lambda kwargs, output: output.logits.fill_(float("nan")))
+
+
+def keep_generate_state(model: Any) -> None:
+    """Planted: `generate()` leaves per-row state on the model (as Qwen2-VL's cached rope_deltas did) that
+    later forwards index by their row in the batch: a forward's log-probs then depend on its batch size."""
+    kept: list[torch.Tensor] = []
+
+    def remember(kwargs: dict[str, Any]) -> None:
+        if kwargs.get("use_cache") is not False and not _past_length(kwargs):
+            kept[:] = [torch.arange(kwargs["input_ids"].shape[0], dtype=torch.float32) * 5.0]
+
+    def reuse(kwargs: dict[str, Any], output: Any) -> None:
+        if kwargs.get("use_cache") is False and kept:
+            rows = output.logits.shape[0]
+            output.logits[..., 7] += kept[0][:rows, None].to(output.logits.dtype)
+
+    _wrap_forward(model, before=remember, after=reuse)
+
+
+def need_labels_in_training(model: Any) -> None:
+    """Planted: the forward requires an input (`labels`) in train mode only, as some remote code does."""
+
+    def require(kwargs: dict[str, Any]) -> None:
+        if model.training and kwargs.get("labels") is None:
+            raise ValueError("labels are required when training")
+
+    _wrap_forward(model, before=require)
+
+
+def break_checkpointed_backward(model: Any) -> None:
+    """Planted: gradient checkpointing whose recomputation in the backward raises; training without it works."""
+    original = model.gradient_checkpointing_enable
+
+    def recompute_context() -> tuple[Any, Any]:
+        class Broken:
+            def __enter__(self) -> None:
+                raise RuntimeError("planted: recomputation of a checkpointed layer failed")
+
+            def __exit__(self, *exc: object) -> None:
+                return None
+
+        return contextlib.nullcontext(), Broken()
+
+    def enable(gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        original(gradient_checkpointing_kwargs={"use_reentrant": False, "context_fn": recompute_context})
+
+    model.gradient_checkpointing_enable = enable

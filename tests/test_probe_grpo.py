@@ -9,9 +9,19 @@ import torch
 
 from compat_matrix.spec import GrpoSettings, Settings
 from compat_tests.probes import memory
-from compat_tests.probes.grpo import PROBE, Rollout, completion_mask, full_inputs, repeat_batch
+from compat_tests.probes.grpo import PROBE
+from compat_tests.probes.grpo_batch import Rollout, collate, completion_mask
 from compat_tests.probes.rewards import REWARDS, get_reward, token_diversity
-from tests.probe_fixtures import freeze, ignore_pixel_values, make_context, one_thread, shift_decode_positions  # noqa: F401
+from tests.probe_fixtures import (  # noqa: F401
+    break_checkpointed_backward,
+    freeze,
+    ignore_pixel_values,
+    keep_generate_state,
+    make_context,
+    need_labels_in_training,
+    one_thread,
+    shift_decode_positions,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,35 +89,37 @@ def test_completion_mask_keeps_tokens_up_to_the_first_eos():
     assert torch.equal(completion_mask(completion, [2, 9]), expected)
 
 
-def test_repeat_batch_handles_batch_first_and_flat_qwen_tensors():
-    inputs = {"input_ids": torch.ones(1, 5, dtype=torch.long), "pixel_values": torch.randn(4, 6), "image_grid_thw": torch.tensor([[1, 2, 2]])}
-    batch = repeat_batch(inputs, 3)
-    assert batch["input_ids"].shape == (3, 5)
-    assert torch.equal(batch["pixel_values"], torch.cat([inputs["pixel_values"]] * 3))
-    assert batch["image_grid_thw"].tolist() == [[1, 2, 2]] * 3
+def test_collate_left_pads_token_inputs_and_stacks_the_rest():
+    short = {"input_ids": torch.tensor([[5, 6]]), "attention_mask": torch.ones(1, 2, dtype=torch.long),
+             "pixel_values": torch.full((4, 6), 1.0), "image_grid_thw": torch.tensor([[1, 2, 2]])}
+    long = {"input_ids": torch.tensor([[7, 8, 9]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+            "pixel_values": torch.full((4, 6), 2.0), "image_grid_thw": torch.tensor([[1, 2, 2]])}
+    batch = collate([short, long], pad_token_id=0)
+    assert batch["input_ids"].tolist() == [[0, 5, 6], [7, 8, 9]]
+    assert batch["attention_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert batch["pixel_values"].shape == (8, 6) and batch["pixel_values"][4:].eq(2.0).all()
+    assert batch["image_grid_thw"].tolist() == [[1, 2, 2]] * 2
+    assert collate([short], pad_token_id=3, width=4)["input_ids"].tolist() == [[3, 3, 5, 6]]
 
 
-def test_full_inputs_extend_per_token_inputs_as_generate_does():
-    rollout = Rollout(
-        inputs={
-            "input_ids": torch.tensor([[1, 990, 5]]),
-            "attention_mask": torch.ones(1, 3, dtype=torch.long),
-            "token_type_ids": torch.tensor([[0, 1, 0]]),
-            "cross_attention_mask": torch.tensor([[[[1, 0]], [[1, 0]], [[1, 1]]]]),
-            "pixel_values": torch.zeros(1, 3, 4, 4),
-        },
-        completion=torch.tensor([[7, 2]]),
-        mask=torch.tensor([[True, False]]),
-        sampled_logp=torch.zeros(1, 2),
-        logit_scale=1.0,
-    )
-    inputs = full_inputs(rollout)
-    assert inputs["input_ids"].tolist() == [[1, 990, 5, 7, 2]]
-    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 1, 0]]
-    assert inputs["token_type_ids"].tolist() == [[0, 1, 0, 0, 0]]
-    assert inputs["cross_attention_mask"][0, 3:].tolist() == [[[1, 1]], [[1, 1]]]
-    assert inputs["pixel_values"] is rollout.inputs["pixel_values"]
-    assert full_inputs(rollout, "paligemma")["token_type_ids"].tolist() == [[0, 1, 0, 1, 1]]
+def test_training_inputs_extend_per_token_inputs_as_generate_does():
+    row = {
+        "input_ids": torch.tensor([[1, 990, 5]]),
+        "attention_mask": torch.ones(1, 3, dtype=torch.long),
+        "token_type_ids": torch.tensor([[0, 1, 0]]),
+        "cross_attention_mask": torch.tensor([[[[1, 0]], [[1, 0]], [[1, 1]]]]),
+        "pixel_values": torch.zeros(1, 3, 4, 4),
+    }
+    rollout = Rollout(rows=[row], pad_token_id=0, width=4, completion=torch.tensor([[7, 2]]),
+                      mask=torch.tensor([[True, False]]), sampled_logp=torch.zeros(1, 2), logit_scale=1.0)
+    inputs = rollout.training_inputs([0])
+    assert inputs["input_ids"].tolist() == [[0, 1, 990, 5, 7, 2]]
+    assert inputs["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 0]]
+    assert inputs["token_type_ids"].tolist() == [[0, 0, 1, 0, 0, 0]]
+    assert inputs["cross_attention_mask"][0, 4:].tolist() == [[[1, 1]], [[1, 1]]]
+    assert torch.equal(inputs["pixel_values"], row["pixel_values"])
+    assert rollout.training_inputs([0], "paligemma")["token_type_ids"].tolist() == [[0, 0, 1, 0, 1, 1]]
+    assert rollout.micro_batches(1) == [[0]]
 
 
 def test_rewards():
@@ -130,3 +142,33 @@ def test_peak_memory_window_sees_a_new_allocation():
     del block
     assert baseline is not None and peak is not None
     assert peak - baseline >= 60
+
+
+def test_state_kept_from_generate_fails_microbatch_match():
+    outcome = PROBE.run(make_context("llama", keep_generate_state))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["microbatch_match"]
+    assert "micro-batches of 2 differ from those on micro-batches of 1" in outcome.message
+    assert outcome.details["max_microbatch_diff"]["2"] > 100 * outcome.details["logprob_tolerance"]
+
+
+def test_input_required_only_in_train_mode_fails_train_forward():
+    outcome = PROBE.run(make_context("llama", need_labels_in_training))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["train_forward"]
+    assert "train-mode forward on a micro-batch of 1 raised ValueError: labels are required when training" in outcome.message
+
+
+@pytest.mark.parametrize("key", ["llama", "qwen2_vl"])
+def test_checkpointing_that_breaks_the_backward_fails_gradient_checkpointing(key):
+    outcome = PROBE.run(make_context(key, break_checkpointed_backward))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["gradient_checkpointing"]
+    assert "planted: recomputation" in outcome.message and "without it the same micro-batch trains" in outcome.message
+
+
+def test_checkpointing_off_in_settings_trains_without_it():
+    settings = Settings(grpo=GrpoSettings(gradient_checkpointing=False))
+    outcome = PROBE.run(make_context("llama", break_checkpointed_backward, settings=settings))
+    assert outcome.status == "pass", outcome.message
+    assert outcome.details["gradient_checkpointing"] is False

@@ -10,7 +10,8 @@ from typing import Any
 
 from compat_tests.outcomes import CheckFailed
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.compare import differences, mismatch, within_tolerance
+from compat_tests.probes.compare import mismatch
+from compat_tests.probes.tolerance import differences, within_reference_tolerance
 
 
 def _vocab_size(config: Any) -> int | None:
@@ -49,12 +50,12 @@ class ForwardProbe:
         full = _logits(ctx, full_inputs, "image+text forward")
         absolute, relative = differences(full, ctx.checkpoint.reference_logits("image"))
         details.update(image_max_abs_diff=absolute, image_rel_diff=relative, processor_keys=sorted(full_inputs))
-        if not within_tolerance(relative, ctx.dtype):
+        if not within_reference_tolerance(relative, ctx.dtype):
             return ProbeOutcome("fail", *mismatch("image+text logits", ctx.checkpoint, absolute, relative), details)
         other = _logits(ctx, ctx.inputs.image_text(image=ctx.inputs.image(seed=1)), "image+text forward, another image")
         _, image_effect = differences(other, full)
         details["other_image_rel_diff"] = image_effect
-        if within_tolerance(image_effect, ctx.dtype):
+        if within_reference_tolerance(image_effect, ctx.dtype):
             return ProbeOutcome("fail", f"another image gives the same logits (relative diff {image_effect:.3g}): the "
                                         "model does not use the image (vision tower dropped or disconnected)",
                                 "CheckFailed", details)
@@ -69,7 +70,7 @@ class ForwardProbe:
                                 type(exc).__name__, details)
         absolute, relative = differences(manual, full)
         details["manual_rel_diff"] = relative
-        if not within_tolerance(relative, ctx.dtype):
+        if not within_reference_tolerance(relative, ctx.dtype):
             return ProbeOutcome("fail", f"forward with only {sorted(manual_inputs)} gives different logits than with every "
                                         f"processor output (relative max diff {relative:.3g})", "CheckFailed", details)
         return ProbeOutcome(details=details)

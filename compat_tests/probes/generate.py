@@ -1,8 +1,8 @@
 """`generate` probe: greedy decoding runs, yields finite logits, and leaves no state behind.
 
 Also the helpers `grpo_step` shares with it: one prompt's inputs per modality, one `generate`
-call that means the same from transformers 4.49 to 5.x, a fresh model from `ctx.reload()`, the
-log-prob tolerance by dtype, and the collection of named checks into one outcome.
+call that means the same from transformers 4.49 to 5.x, a fresh model from `ctx.reload()`, and the
+collection of named checks into one outcome.
 """
 
 from __future__ import annotations
@@ -17,39 +17,10 @@ import torch
 
 from compat_tests.outcomes import CheckFailed
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
+from compat_tests.probes.tolerance import logit_scale, max_abs_diff, tolerance
 from loader.result import LoadResult
 
 Inputs = dict[str, Any]
-
-_TOLERANCE: dict[torch.dtype, tuple[float, float]] = {
-    torch.float32: (1e-5, 1e-5),
-    torch.bfloat16: (1e-3, 2**-7),
-    torch.float16: (1e-3, 2**-10),
-}
-"""(atol, rtol) per compute dtype for log-probs and logits; rtol scales with the largest |logit|.
-
-Measured on tiny Llama (init std 0.02 to 0.5, 8 decode steps): cached decoding vs one full forward
-differs by <= 1.2e-5 in fp32 and <= 4.3e-3 x max|logit| in bf16, while shifting the decode
-positions by one moves log-probs by >= 9e-4 (fp32, init 0.02) and >= 0.1 x max|logit| (init >= 0.1).
-"""
-
-
-def logit_scale(logits: torch.Tensor) -> float:
-    """Largest finite |logit|: rounding errors grow with it (non-finite logits are their own check)."""
-    return float(logits.nan_to_num(0.0, 0.0, 0.0).abs().max())
-
-
-def tolerance(dtype: torch.dtype, scale: float) -> float:
-    """Allowed difference of log-probs (or logits) computed two ways in `dtype`, given `logit_scale`."""
-    atol, rtol = _TOLERANCE.get(dtype, _TOLERANCE[torch.float32])
-    return atol + rtol * scale
-
-
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest |a - b|, where equal non-finite values count as equal (non-finite logits are their own check)."""
-    same = (a == b) | (a.isnan() & b.isnan())
-    return float(torch.where(same, 0.0, (a - b).abs()).max())
-
 
 def to_device(inputs: Mapping[str, Any], device: str, dtype: torch.dtype) -> Inputs:
     """Tensors to `device`; floating ones (pixel values) also to the model's compute dtype."""

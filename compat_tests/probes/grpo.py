@@ -1,12 +1,20 @@
-"""`grpo_step` probe: one small GRPO step, the way a VLM-R1 / TRL trainer takes it.
+"""`grpo_step` probe: one small GRPO step, batched and set up the way TRL / VLM-R1 trainers take it.
 
-Sample G completions per prompt and score them; compute per-token log-probs of the completions by
-one full forward over prompt + completion, under a frozen reference from `ctx.reload()` and then
-the policy; take the loss of `grpo_loss`, back-propagate, step AdamW once (an SGD step of
-lr x a tiny model's gradient is below bf16's resolution and would look like frozen weights).
-The checks are what a trainer silently depends on: finite loss and gradients, gradients reaching
-the LM head, the last decoder layer and the vision side, weights that move, and a full forward
-that agrees with the logits seen while sampling (catches rope / position-id / KV-cache regressions).
+Taking the step (`take_step`): sample G completions for each of P prompts in one left-padded
+generation batch, in eval mode; compute the reference's log-probs (a fresh model from `ctx.reload()`)
+in micro-batches; switch the policy to train mode with gradient checkpointing where the model
+supports it (and `config.use_cache` off, as trainers set it); train: the `grpo_loss` of each
+micro-batch of the first configured size, back-propagated with gradient accumulation; recompute the
+log-probs at every other configured micro-batch size (before any weight moves); take one AdamW step
+(an SGD step of lr x a tiny model's gradient is below bf16's resolution and would look like frozen
+weights). Image-text models then run a text-only micro-batch in train mode, as trainers mix them.
+
+Checking it (`check_step`): what a trainer silently depends on. A stage that raises stops the step
+and fails the check named after it (`gradient_checkpointing`, `train_forward`, `microbatch_match`,
+`text_only_microbatch`); the rest are measured: finite loss and gradients, gradients reaching the LM
+head, the last decoder layer and the vision side, weights that move, log-probs that agree across
+micro-batch sizes and with the logits seen while sampling (rope / position-id / KV-cache regressions,
+and state a model keeps from `generate()` that a forward at another batch size trips over).
 """
 
 from __future__ import annotations
@@ -14,75 +22,73 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from compat_tests.outcomes import CheckFailed
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.generate import (
-    Checks,
-    Inputs,
-    fresh_model,
-    generate,
-    logit_scale,
-    pad_token_id,
-    plain,
-    prompt_inputs,
-    release_memory,
-    tolerance,
-)
+from compat_tests.probes.generate import Checks, fresh_model, generate, pad_token_id, plain, prompt_inputs, release_memory
+from compat_tests.probes.grpo_batch import Rollout, collate, completion_logprobs, completion_mask
 from compat_tests.probes.grpo_loss import group_advantages, grpo_loss
-from compat_tests.probes.rewards import Reward, get_reward
-
-_PER_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids", "cross_attention_mask")
-"""Processor outputs with one entry per input token; `generate` extends them step by step
-(token_type_ids and Mllama's cross_attention_mask by repeating the last position, mm_token_type_ids
-with zeros, which is the same thing after a text prompt), so the full forward must too."""
-
-_COMPLETION_TOKEN_TYPE = {"paligemma": 1}
-"""token_type_ids of generated tokens where repeating the prompt's last one is wrong: PaliGemma is a
-prefix-LM (0 = bidirectional prefix, 1 = causal suffix, as its processor marks a `suffix`); zeros
-would let each completion token attend to the ones after it. (TRL pads zeros there.)"""
-
-_VISION = re.compile(r"(^|\.)(visual|vision\w*|multi_modal_projector|connector|mm_projector)(\.|$)")
-"""Parameter-name parts of the vision side: Qwen-VL `visual`, `vision_tower` / `vision_model`,
-the projectors of Llava / Gemma3 / PaliGemma / Mllama, and Idefics3 / SmolVLM's `connector`."""
+from compat_tests.probes.rewards import get_reward
+from compat_tests.probes.tolerance import logit_scale, tolerance
+from loader.inspection import is_vision_name
 
 _LAYER = re.compile(r"^(.*\.layers)\.(\d+)\.")
 
 
+class StepBroke(Exception):
+    """A stage of the step raised: the check named `check` fails with this message."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+
+
+class NoLearningSignal(Exception):
+    """Equal rewards inside every group: zero advantages, so no gradient to check (a harness problem)."""
+
+    def __init__(self, message: str, rewards: list[list[float]]) -> None:
+        super().__init__(message)
+        self.rewards = rewards
+
+
 @dataclass
-class Rollout:
-    """One prompt's group: the inputs repeated G times and the completions sampled from them."""
+class ParameterGroups:
+    """The parameters whose gradients and updates the checks look at."""
 
-    inputs: Inputs
-    completion: torch.Tensor
-    """[G, T] sampled ids, padded after EOS."""
-    mask: torch.Tensor
-    """[G, T] bool: completion tokens up to and including the first EOS."""
-    sampled_logp: torch.Tensor
-    """[G, T] log-softmax of the raw generation logits at the sampled ids."""
-    logit_scale: float
-    """Largest finite |logit| seen while sampling (scales the log-prob tolerance)."""
+    head: torch.nn.Parameter
+    last_layer: str
+    layer: list[torch.nn.Parameter]
+    vision: list[torch.nn.Parameter]
+    trainable: list[torch.nn.Parameter]
 
 
-def repeat_batch(inputs: Inputs, times: int) -> Inputs:
-    """Each tensor repeated along dim 0: batch-first tensors become a batch of `times`, and Qwen-VL's
-    flat `pixel_values` / `image_grid_thw` hold the one image's patches `times` over, as they should."""
-    return {
-        key: value.repeat(times, *([1] * (value.dim() - 1))) if isinstance(value, torch.Tensor) and value.dim() else value
-        for key, value in inputs.items()
-    }
+@dataclass
+class Step:
+    """What one GRPO step measured; `check_step` judges it."""
 
-
-def completion_mask(completion: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
-    """True up to and including each row's first EOS; False on the padding `generate` put after it."""
-    is_eos = torch.isin(completion, torch.tensor(eos_ids, dtype=completion.dtype, device=completion.device))
-    seen_before = is_eos.long().cumsum(dim=1) - is_eos.long()
-    return seen_before == 0
+    rewards: list[list[float]]
+    micro_batch_sizes: tuple[int, ...]
+    gradient_checkpointing: bool
+    groups: ParameterGroups | None = None
+    loss: float = math.nan
+    kl: float = math.nan
+    clip_fraction: float = math.nan
+    completion_tokens: int = 0
+    logprob_diff: float = math.nan
+    """Largest |training log-prob - generation log-prob| over completion tokens."""
+    microbatch_diff: dict[int, float] = field(default_factory=dict)
+    """Per other micro-batch size: largest |log-prob - the training size's| over completion tokens."""
+    logprob_tolerance: float = 0.0
+    grads_finite: bool = True
+    norms: dict[str, float] = field(default_factory=dict)
+    changed: float = 0.0
+    broke: StepBroke | None = None
+    times: dict[str, float] = field(default_factory=dict)
 
 
 def eos_ids(ctx: ProbeContext) -> list[int]:
@@ -96,39 +102,7 @@ def eos_ids(ctx: ProbeContext) -> list[int]:
     return sorted(ids)
 
 
-def full_inputs(rollout: Rollout, model_type: str | None = None) -> Inputs:
-    """Prompt + completion as one forward's inputs; the model recomputes positions (and Qwen-VL's
-    rope indices) itself, exactly as a trainer's forward would."""
-    inputs = dict(rollout.inputs)
-    prompt_ids = inputs["input_ids"]
-    width = rollout.completion.shape[1]
-    prompt_mask = inputs.get("attention_mask", torch.ones_like(prompt_ids))
-    inputs["input_ids"] = torch.cat([prompt_ids, rollout.completion], dim=1)
-    inputs["attention_mask"] = torch.cat([prompt_mask, rollout.mask.to(prompt_mask.dtype)], dim=1)
-    for key in _PER_TOKEN_KEYS:
-        value = inputs.get(key)
-        if isinstance(value, torch.Tensor):
-            tail = value[:, -1:].expand(-1, width, *value.shape[2:])
-            if key == "token_type_ids" and model_type in _COMPLETION_TOKEN_TYPE:
-                tail = torch.full_like(tail, _COMPLETION_TOKEN_TYPE[model_type])
-            inputs[key] = torch.cat([value, tail], dim=1)
-    return inputs
-
-
-def completion_logprobs(model: Any, rollout: Rollout) -> torch.Tensor:
-    """[G, T] log-probs of the completion tokens from one full forward over prompt + completion."""
-    prompt_length = rollout.inputs["input_ids"].shape[1]
-    logits = model(**full_inputs(rollout, model.config.model_type), use_cache=False).logits
-    step_logits = logits[:, prompt_length - 1 : -1].float()
-    return step_logits.log_softmax(dim=-1).gather(-1, rollout.completion[..., None]).squeeze(-1)
-
-
-def pad_columns(rows: list[torch.Tensor], width: int) -> torch.Tensor:
-    """Rows of [G, T_i] tensors stacked into one [sum G, width] tensor, right-padded with 0."""
-    return torch.cat([F.pad(row, (0, width - row.shape[1])) for row in rows])
-
-
-def parameter_groups(model: Any) -> tuple[torch.nn.Parameter, str, list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+def parameter_groups(model: Any) -> ParameterGroups:
     """The LM head weight, the last decoder layer's name and parameters, and the vision parameters.
 
     The decoder's layers are the `*.layers.N.` list outside the vision side with the most entries;
@@ -136,20 +110,24 @@ def parameter_groups(model: Any) -> tuple[torch.nn.Parameter, str, list[torch.nn
     """
     head = model.get_output_embeddings()
     if head is None:
-        raise CheckFailed("grad_head: the model has no output embeddings (no LM head)")
+        raise StepBroke("grad_head", "the model has no output embeddings (no LM head)")
     named = list(model.named_parameters())
-    vision = [parameter for name, parameter in named if _VISION.search(name)]
     depth: dict[str, int] = {}
     for name, _ in named:
         match = _LAYER.match(name)
-        if match and not _VISION.search(name):
+        if match and not is_vision_name(name):
             depth[match.group(1)] = max(depth.get(match.group(1), 0), int(match.group(2)) + 1)
     if not depth:
-        raise CheckFailed("grad_last_layer: no decoder layers (`*.layers.N.*` parameters) found")
+        raise StepBroke("grad_last_layer", "no decoder layers (`*.layers.N.*` parameters) found")
     prefix = max(depth, key=depth.__getitem__)
     last_layer = f"{prefix}.{depth[prefix] - 1}"
-    layer_parameters = [parameter for name, parameter in named if name.startswith(last_layer + ".")]
-    return head.weight, last_layer, layer_parameters, vision
+    return ParameterGroups(
+        head=head.weight,
+        last_layer=last_layer,
+        layer=[p for name, p in named if name.startswith(last_layer + ".")],
+        vision=[p for name, p in named if is_vision_name(name)],
+        trainable=[p for p in model.parameters() if p.requires_grad],
+    )
 
 
 def grad_norm(parameters: list[torch.nn.Parameter]) -> float:
@@ -163,31 +141,228 @@ def max_change(before: list[torch.Tensor], after: list[torch.nn.Parameter]) -> f
     return max(float((p.detach() - old).abs().max()) for old, p in zip(before, after))
 
 
-def sample_groups(ctx: ProbeContext, reward: Reward) -> tuple[list[Rollout], list[list[float]]]:
-    """G sampled completions per prompt from the model in eval mode, and their rewards."""
+def _raised(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def sample(ctx: ProbeContext) -> tuple[Rollout, list[list[float]]]:
+    """G completions for each of P prompts, sampled in eval mode in one left-padded batch, and their rewards."""
     settings = ctx.settings.grpo
-    stop_ids = eos_ids(ctx)
+    reward = get_reward(settings.reward)
+    pad = pad_token_id(ctx)
+    rows = [prompt for prompt in prompt_inputs(ctx, settings.prompts) for _ in range(settings.group_size)]
+    width = max(row["input_ids"].shape[1] for row in rows)
     ctx.model.eval()
     torch.manual_seed(settings.seed)
-    rollouts, rewards = [], []
-    for inputs in prompt_inputs(ctx, settings.prompts):
-        batch = repeat_batch(inputs, settings.group_size)
-        sampled = generate(ctx.model, batch, max_new_tokens=settings.max_new_tokens, sample=True, pad_token_id=pad_token_id(ctx))
-        mask = completion_mask(sampled.completion, stop_ids)
-        logp = sampled.logits.log_softmax(dim=-1).gather(-1, sampled.completion[..., None]).squeeze(-1)
-        rollouts.append(Rollout(batch, sampled.completion, mask, logp, logit_scale(sampled.logits)))
-        rewards.append([reward(ids[keep].tolist()) for ids, keep in zip(sampled.completion, mask)])
-    return rollouts, rewards
+    sampled = generate(ctx.model, collate(rows, pad or 0, width), max_new_tokens=settings.max_new_tokens, sample=True, pad_token_id=pad)
+    mask = completion_mask(sampled.completion, eos_ids(ctx))
+    logp = sampled.logits.log_softmax(dim=-1).gather(-1, sampled.completion[..., None]).squeeze(-1)
+    rollout = Rollout(rows, pad or 0, width, sampled.completion, mask, logp, logit_scale(sampled.logits))
+    flat = [reward(ids[keep].tolist()) for ids, keep in zip(sampled.completion, mask)]
+    g = settings.group_size
+    return rollout, [flat[i : i + g] for i in range(0, len(flat), g)]
 
 
-def reference_logprobs(ctx: ProbeContext, rollouts: list[Rollout]) -> list[torch.Tensor]:
+def logprobs_by_micro_batch(model: Any, rollout: Rollout, size: int) -> torch.Tensor:
+    """[N, T] completion log-probs computed in micro-batches of `size` rows, without gradients."""
+    with torch.no_grad():
+        return torch.cat([completion_logprobs(model, rollout, rows) for rows in rollout.micro_batches(size)])
+
+
+def reference_logprobs(ctx: ProbeContext, rollout: Rollout, size: int) -> torch.Tensor:
     """Completion log-probs under a frozen reference copy, dropped again before the policy's turn."""
     reference = fresh_model(ctx).requires_grad_(False)
-    with torch.no_grad():
-        logprobs = [completion_logprobs(reference, rollout) for rollout in rollouts]
+    logprobs = logprobs_by_micro_batch(reference, rollout, size)
     del reference
     release_memory(ctx.device)
     return logprobs
+
+
+def prepare_training(model: Any, enable_checkpointing: bool) -> bool:
+    """Train mode, and gradient checkpointing where the model supports it, with `config.use_cache`
+    off as trainers set it (a KV cache is useless and incompatible with recomputation); True when on."""
+    model.train()
+    if not (enable_checkpointing and getattr(model, "supports_gradient_checkpointing", False)):
+        return False
+    try:
+        model.gradient_checkpointing_enable()
+    except Exception as exc:
+        raise StepBroke("gradient_checkpointing", f"gradient_checkpointing_enable() raised {_raised(exc)}") from exc
+    model.config.use_cache = False
+    return True
+
+
+def _backward_without_checkpointing(model: Any, rollout: Rollout, rows: list[int]) -> None:
+    """One micro-batch's forward and backward with gradient checkpointing off (raises what they raise)."""
+    model.gradient_checkpointing_disable()
+    completion_logprobs(model, rollout, rows).sum().backward()
+
+
+def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The GRPO loss per micro-batch of the first size, back-propagated with gradient accumulation
+    (each micro-batch weighted by its share of completion tokens, so the sum is the full batch's loss);
+    returns the [N, T] training log-probs."""
+    settings = ctx.settings.grpo
+    size = step.micro_batch_sizes[0]
+    total_tokens = max(int(rollout.mask.sum()), 1)
+    logps, loss, kl, clipped = [], 0.0, 0.0, 0.0
+    for rows in rollout.micro_batches(size):
+        try:
+            logp = completion_logprobs(ctx.model, rollout, rows)
+        except Exception as exc:
+            raise StepBroke("train_forward", f"a train-mode forward on a micro-batch of {len(rows)} raised {_raised(exc)} "
+                                             "(the same micro-batch ran in eval mode for the reference)") from exc
+        result = grpo_loss(logp, logp.detach(), reference[rows], advantages[rows], rollout.mask[rows], beta=settings.beta,
+                           epsilon_low=settings.epsilon_low, epsilon_high=settings.epsilon_high)
+        share = int(rollout.mask[rows].sum()) / total_tokens
+        try:
+            if result.loss.requires_grad:
+                (result.loss * share).backward()
+        except Exception as exc:
+            if not step.gradient_checkpointing:
+                raise StepBroke("train_backward", f"backward raised {_raised(exc)}") from exc
+            try:
+                _backward_without_checkpointing(ctx.model, rollout, rows)
+            except Exception:
+                raise StepBroke("train_backward", f"backward raised {_raised(exc)}, with or without gradient checkpointing") from exc
+            raise StepBroke("gradient_checkpointing", f"backward raised {_raised(exc)} with gradient checkpointing on; "
+                                                      "without it the same micro-batch trains") from exc
+        logps.append(logp.detach())
+        loss += float(result.loss.detach()) * share
+        kl += float(result.kl) * share
+        clipped += float(result.clip_fraction) * share
+    step.loss, step.kl, step.clip_fraction = loss, kl, clipped
+    return torch.cat(logps)
+
+
+def text_only_micro_batch(ctx: ProbeContext) -> None:
+    """A train-mode forward and backward on a text-only batch of an image-text model; raises StepBroke."""
+    pad = pad_token_id(ctx) or 0
+    inputs = collate([ctx.inputs.text(prompt) for prompt in ctx.inputs.prompts(2)], pad)
+    inputs = {key: value.to(ctx.device) for key, value in inputs.items()}
+    try:
+        logits = ctx.model(**inputs, use_cache=False).logits
+        loss = logits.float().logsumexp(dim=-1).mean()
+        loss.backward()
+    except Exception as exc:
+        raise StepBroke("text_only_microbatch", f"a text-only micro-batch in train mode raised {_raised(exc)}") from exc
+    finite = math.isfinite(float(loss.detach())) and all(bool(torch.isfinite(p.grad).all()) for p in ctx.model.parameters() if p.grad is not None)
+    ctx.model.zero_grad(set_to_none=True)
+    if not finite:
+        raise StepBroke("text_only_microbatch", "a text-only micro-batch in train mode gave a non-finite loss or gradient")
+
+
+def take_step(ctx: ProbeContext) -> Step:
+    """One GRPO step on `ctx.model`; what it measured (a stage that raised is in `broke`)."""
+    settings = ctx.settings.grpo
+    start = time.perf_counter()
+    rollout, rewards = sample(ctx)
+    advantages = group_advantages(torch.tensor(rewards)).flatten().to(ctx.device)
+    if not bool(advantages.any()):
+        raise NoLearningSignal(f"reward {settings.reward!r} was equal inside every group {rewards}: zero advantages, no gradient to check", rewards)
+    step = Step(rewards, settings.micro_batch_sizes, gradient_checkpointing=False)
+    step.completion_tokens = int(rollout.mask.sum())
+    step.times["sample_s"] = time.perf_counter() - start
+    try:
+        _train_and_compare(ctx, step, rollout, advantages)
+    except StepBroke as broke:
+        step.broke = broke
+    ctx.model.zero_grad(set_to_none=True)
+    step.times["time_s"] = time.perf_counter() - start
+    return step
+
+
+def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor) -> None:
+    model, mask = ctx.model, rollout.mask
+    started = time.perf_counter()
+    reference = reference_logprobs(ctx, rollout, step.micro_batch_sizes[0])
+    step.times["reference_s"] = time.perf_counter() - started
+    groups = step.groups = parameter_groups(model)
+    step.gradient_checkpointing = prepare_training(model, ctx.settings.grpo.gradient_checkpointing)
+    watched = [groups.head, *groups.layer]
+    before = [p.detach().clone() for p in watched]
+    logp = train(ctx, step, rollout, advantages, reference)
+    other_sizes = {}
+    for size in step.micro_batch_sizes[1:]:
+        try:
+            with warnings.catch_warnings():  # checkpointed layers under no_grad: nothing to recompute, as meant
+                warnings.filterwarnings("ignore", message="None of the inputs have requires_grad")
+                other_sizes[size] = logprobs_by_micro_batch(model, rollout, size)
+        except Exception as exc:
+            raise StepBroke("microbatch_match", f"a train-mode forward on micro-batches of {size} raised {_raised(exc)}") from exc
+    step.microbatch_diff = {size: float((other - logp)[mask].abs().max()) for size, other in other_sizes.items()}
+    step.logprob_diff = float((logp - rollout.sampled_logp)[mask].abs().max())
+    step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
+    step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)
+    step.norms = {"head": grad_norm([groups.head]), "last_layer": grad_norm(groups.layer),
+                  "vision": grad_norm(groups.vision), "total": grad_norm(groups.trainable)}
+    if groups.trainable:
+        torch.optim.AdamW(groups.trainable, lr=ctx.settings.grpo.learning_rate, weight_decay=0.0).step()
+    step.changed = max_change(before, watched)
+    model.zero_grad(set_to_none=True)
+    step.times["step_s"] = time.perf_counter() - started
+    if ctx.entry.modality == "image-text":
+        text_only_micro_batch(ctx)
+
+
+def check_step(ctx: ProbeContext, step: Step) -> ProbeOutcome:
+    """Every check of the module docstring on what `take_step` measured, as one outcome."""
+    checks = Checks()
+    if step.broke is not None:
+        checks.expect(step.broke.check, False, step.broke.message)
+    groups = step.groups
+    if groups is not None and not math.isnan(step.logprob_diff):
+        _check_training(ctx, step, groups, checks)
+    return checks.outcome(_details(ctx, step))
+
+
+def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, checks: Checks) -> None:
+    vision_trainable = any(p.requires_grad for p in groups.vision)
+    checks.expect("finite_loss", math.isfinite(step.loss), f"loss is {step.loss}")
+    checks.expect("finite_grads", step.grads_finite, "a gradient holds nan or inf")
+    checks.expect("grad_head", step.norms["head"] > 0, "no gradient reached the LM head")
+    checks.expect("grad_last_layer", step.norms["last_layer"] > 0, f"no gradient reached the last decoder layer {groups.last_layer}")
+    if ctx.entry.modality == "image-text":
+        checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
+        checks.expect("grad_vision", not vision_trainable or step.norms["vision"] > 0,
+                      "no gradient reached the vision side: the forward did not use the image")
+    checks.expect("params_changed", step.changed > 0,
+                  f"LM head and {groups.last_layer} unchanged after the optimizer step ({len(groups.trainable)} parameters require grad)")
+    allowed, dtype = step.logprob_tolerance, ctx.dtype
+    checks.expect("logprob_match", step.logprob_diff <= allowed,
+                  f"training log-probs of the sampled tokens differ from the generation logits by {step.logprob_diff:.3g} "
+                  f"(tolerance {allowed:.3g} for {dtype}): positions, rope or the KV cache disagree")
+    trained_at = step.micro_batch_sizes[0]
+    for size, diff in step.microbatch_diff.items():
+        checks.expect("microbatch_match", diff <= allowed,
+                      f"log-probs on micro-batches of {size} differ from those on micro-batches of {trained_at} by {diff:.3g} "
+                      f"(tolerance {allowed:.3g} for {dtype}): the forward depends on the batch it is in")
+
+
+def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
+    groups = step.groups
+    vision_trainable = groups is not None and any(p.requires_grad for p in groups.vision)
+    norms = step.norms
+    return {
+        "loss": plain(step.loss),
+        "kl": plain(step.kl),
+        "clip_fraction": plain(step.clip_fraction),
+        "max_logprob_diff": plain(step.logprob_diff),
+        "max_microbatch_diff": {str(size): plain(diff) for size, diff in step.microbatch_diff.items()},
+        "logprob_tolerance": step.logprob_tolerance,
+        "micro_batch_sizes": list(step.micro_batch_sizes),
+        "gradient_checkpointing": step.gradient_checkpointing,
+        "group_rewards": step.rewards,
+        "completion_tokens": step.completion_tokens,
+        "grad_norm_head": plain(norms["head"]) if norms else None,
+        "grad_norm_last_layer": plain(norms["last_layer"]) if norms else None,
+        "grad_norm_vision": plain(norms["vision"]) if norms and vision_trainable else None,
+        "grad_norm_total": plain(norms["total"]) if norms else None,
+        "last_layer": groups.last_layer if groups else None,
+        "max_param_change": plain(step.changed),
+        "reward": ctx.settings.grpo.reward,
+        **step.times,
+    }
 
 
 class GrpoStepProbe:
@@ -197,110 +372,14 @@ class GrpoStepProbe:
     mutates_model = True
 
     def run(self, ctx: ProbeContext) -> ProbeOutcome:
-        settings = ctx.settings.grpo
-        model = ctx.model
-        was_training = model.training
-        reward = get_reward(settings.reward)
-        start = time.perf_counter()
-
-        rollouts, rewards = sample_groups(ctx, reward)
-        advantages = group_advantages(torch.tensor(rewards)).flatten().to(ctx.device)
-        if not bool(advantages.any()):
-            return ProbeOutcome(
-                status="error",
-                error_type="NoLearningSignal",
-                message=f"reward {settings.reward!r} was equal inside every group {rewards}: zero advantages, no gradient to check",
-                details={"group_rewards": rewards},
-            )
-        sampled_at = time.perf_counter()
-        reference_logp = reference_logprobs(ctx, rollouts)
-        reference_at = time.perf_counter()
-
-        head, last_layer, layer_parameters, vision = parameter_groups(model)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        watched = [head, *layer_parameters]
-        before = [p.detach().clone() for p in watched]
-        model.train()
-        width = max(rollout.completion.shape[1] for rollout in rollouts)
-        logp = pad_columns([completion_logprobs(model, rollout) for rollout in rollouts], width)
-        mask = pad_columns([rollout.mask for rollout in rollouts], width)
-        result = grpo_loss(
-            logp,
-            logp.detach(),
-            pad_columns(reference_logp, width),
-            advantages,
-            mask,
-            beta=settings.beta,
-            epsilon_low=settings.epsilon_low,
-            epsilon_high=settings.epsilon_high,
-        )
-        sampled_logp = pad_columns([rollout.sampled_logp for rollout in rollouts], width)
-        logprob_diff = float((logp.detach() - sampled_logp)[mask].abs().max())
-        allowed = tolerance(ctx.dtype, max(rollout.logit_scale for rollout in rollouts))
-
-        loss = float(result.loss.detach())
-        if result.loss.requires_grad:
-            result.loss.backward()
-        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in trainable if p.grad is not None)
-        norms = {
-            "head": grad_norm([head]),
-            "last_layer": grad_norm(layer_parameters),
-            "vision": grad_norm(vision),
-            "total": grad_norm(trainable),
-        }
-        if trainable:
-            torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0).step()
-        changed = max_change(before, watched)
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        step_at = time.perf_counter()
-
-        vision_trainable = any(p.requires_grad for p in vision)
-        checks = Checks()
-        checks.expect("finite_loss", math.isfinite(loss), f"loss is {loss}")
-        checks.expect("finite_grads", grads_finite, "a gradient holds nan or inf")
-        checks.expect("grad_head", norms["head"] > 0, "no gradient reached the LM head")
-        checks.expect("grad_last_layer", norms["last_layer"] > 0, f"no gradient reached the last decoder layer {last_layer}")
-        if ctx.entry.modality == "image-text":
-            checks.expect("grad_vision", bool(vision), "no vision parameters found (by name) in an image-text model")
-            checks.expect(
-                "grad_vision",
-                not vision_trainable or norms["vision"] > 0,
-                "no gradient reached the vision side: the forward did not use the image",
-            )
-        checks.expect(
-            "params_changed",
-            changed > 0,
-            f"LM head and {last_layer} unchanged after the optimizer step ({len(trainable)} parameters require grad)",
-        )
-        checks.expect(
-            "logprob_match",
-            logprob_diff <= allowed,
-            f"full-forward log-probs of the sampled tokens differ from the generation logits by {logprob_diff:.3g} "
-            f"(tolerance {allowed:.3g} for {ctx.dtype}): positions, rope or the KV cache disagree",
-        )
-        return checks.outcome(
-            {
-                "loss": plain(loss),
-                "kl": plain(float(result.kl)),
-                "clip_fraction": float(result.clip_fraction),
-                "max_logprob_diff": plain(logprob_diff),
-                "logprob_tolerance": allowed,
-                "group_rewards": rewards,
-                "completion_tokens": int(mask.sum()),
-                "grad_norm_head": plain(norms["head"]),
-                "grad_norm_last_layer": plain(norms["last_layer"]),
-                "grad_norm_vision": plain(norms["vision"]) if vision_trainable else None,
-                "grad_norm_total": plain(norms["total"]),
-                "last_layer": last_layer,
-                "max_param_change": plain(changed),
-                "reward": settings.reward,
-                "time_s": step_at - start,
-                "sample_s": sampled_at - start,
-                "reference_s": reference_at - sampled_at,
-                "step_s": step_at - reference_at,
-            }
-        )
+        was_training = ctx.model.training
+        try:
+            step = take_step(ctx)
+        except NoLearningSignal as exc:
+            return ProbeOutcome(status="error", error_type="NoLearningSignal", message=str(exc), details={"group_rewards": exc.rewards})
+        finally:
+            ctx.model.train(was_training)
+        return check_step(ctx, step)
 
 
 PROBE = GrpoStepProbe()

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.compare import DRIFT, differences, mismatch, within_tolerance
-from loader.inspection import VISION_MARKERS, shortfall
+from compat_tests.probes.compare import DRIFT, mismatch
+from compat_tests.probes.tolerance import differences, within_reference_tolerance
+from loader.inspection import is_vision_name, shortfall
 
 SHOWN_KEYS = 20
 """Key lists in results are cut to this many names (the count is kept)."""
 
 
-PARTS = (("LM head", ("lm_head",)), ("vision tower", VISION_MARKERS), ("embeddings", ("embed_tokens", "wte")))
-"""Names people use for the parts of a model, by parameter-name fragment; the rest is 'other'."""
+PARTS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("LM head", lambda key: "lm_head" in key),
+    ("vision tower", is_vision_name),
+    ("embeddings", lambda key: "embed_tokens" in key or "wte" in key),
+)
+"""Names people use for the parts of a model, by parameter name; the rest is 'other'."""
 
 
 def _some(keys: list[str]) -> str:
     """`12 tensors of the vision tower (visual.blocks.0..., ...)`: which parts, how many, examples."""
     groups: dict[str, list[str]] = {}
     for key in keys:
-        part = next((name for name, fragments in PARTS if any(f in key for f in fragments)), "other weights")
+        part = next((name for name, belongs in PARTS if belongs(key)), "other weights")
         groups.setdefault(part, []).append(key)
     described = []
     for part, members in groups.items():
@@ -89,7 +94,7 @@ class LoadProbe:
             raise ForwardRaised from exc
         absolute, relative = differences(logits, ctx.checkpoint.reference_logits("text"))
         details["max_abs_diff"], details["rel_diff"] = absolute, relative
-        if not within_tolerance(relative, ctx.dtype):
+        if not within_reference_tolerance(relative, ctx.dtype):
             message, error_type = mismatch("text-only logits", ctx.checkpoint, absolute, relative)
             if error_type == DRIFT:
                 raise Drifted(message)
