@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from packaging.version import Version
+
 from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
 from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_specifier, is_version, print_resolved,
@@ -258,6 +260,71 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv, read_expectations)
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """First release where each selected cell takes B's outcome (see compat_matrix/bisect_search.py)."""
+    from compat_matrix.bisect_run import bisect_cells, format_text, grouped, to_json
+    from compat_matrix.env_cache import EnvCacheError
+    from compat_matrix.record_boundary import propose, record, snippet
+    from compat_matrix.release_sets import between
+
+    matrix = _matrix(args)
+    cells = _cells(matrix, args)
+    if args.profiles:
+        known = sorted({c.profile for c in cells})
+        unknown = sorted(set(args.profiles) - set(known))
+        if unknown:
+            raise UsageProblem(f"unknown load_kwargs profile(s) {unknown}; the selected models have: {', '.join(known)}")
+        cells = [c for c in cells if c.profile in args.profiles]
+    for name, value in (("--good", args.good), ("--bad", args.bad)):
+        if not is_version(value):
+            raise UsageProblem(f"{name} {value!r}: give an exact release such as 4.57.6 (bisect walks the index between two)")
+    _releases(matrix, [args.good, args.bad])
+    try:
+        span = between(args.good, args.bad, ReleaseIndex(), pre=args.pre)
+        run_ = bisect_cells(matrix, Path(args.matrix).resolve(), cells,
+                            span if Version(args.good) < Version(args.bad) else span[::-1], args.workers,
+                            exhaustive=args.exhaustive, reuse=args.reuse)
+    except (ReleaseSetError, EnvCacheError) as exc:
+        raise UsageProblem(str(exc)) from None
+    except KeyboardInterrupt:
+        print("bisect interrupted: results so far are stored and reused next time", file=sys.stderr)
+        return 130
+    by_id = {c.id: c for c in cells}
+    proposals = [p for g in grouped(run_.boundaries)
+                 if (p := propose(matrix, g, by_id, len(g[0].tested))) is not None]
+    if args.json:
+        print(json.dumps(to_json(run_) | {"expectations": [snippet(p) for p in proposals]}, indent=1))
+    else:
+        print(format_text(run_))
+    if args.record and proposals:
+        original = Path(args.matrix).read_text(encoding="utf-8")
+        changes = record(Path(args.matrix), proposals)
+        try:
+            load_matrix(args.matrix)
+        except MatrixError as exc:
+            Path(args.matrix).write_text(original, encoding="utf-8")
+            raise UsageProblem(f"recording would make {args.matrix} invalid, left unchanged:\n{exc}") from None
+        print("\n".join(f"recorded in {args.matrix}: {c}" for c in changes), file=sys.stderr)
+    elif proposals and not args.json:
+        print("Expectations to paste into matrix.yaml (or run with --record):\n")
+        print("\n".join(snippet(p) for p in proposals))
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from compat_matrix.env_cache import EnvCacheError, cap_bytes, describe, list_envs, prune
+
+    try:
+        cap = cap_bytes(args.max_gb)
+    except EnvCacheError as exc:
+        raise UsageProblem(str(exc)) from None
+    if args.action == "prune":
+        removed = prune(0 if args.all else cap)
+        print("\n".join(f"removed {e.name} ({e.size / 1024**3:.2f} GB)" for e in removed) or "nothing to remove")
+    print(describe(list_envs()) + f" (cap {cap / 1024**3:.1f} GB)")
+    return 0
+
+
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from compat_matrix.prefetch import prefetch
 
@@ -335,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--fail-on-drift", action="store_true", help="exit 1 when two adjacent releases drift")
     drift.set_defaults(func=cmd_drift)
 
+    bisect = sub.add_parser("bisect", help="the first release where each selected cell changes, between two releases")
+    bisect.add_argument("--good", required=True, help="release A (its outcome is the 'good' one; may be the newer)")
+    bisect.add_argument("--bad", required=True, help="release B: find the first release that does what B does")
+    selection(bisect)
+    bisect.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: all)")
+    bisect.add_argument("--exhaustive", action="store_true", help="test every release in the range, list every change")
+    bisect.add_argument("--pre", action="store_true", help="pre-releases between A and B too")
+    bisect.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    bisect.add_argument("--record", action="store_true",
+                        help="write the exact ranges into matrix.yaml (comments and layout kept); else print the YAML")
+    bisect.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-run releases with stored results")
+    bisect.set_defaults(func=cmd_bisect)
+
+    envs = sub.add_parser("envs", help="bisect's cached release environments: list, or prune to the size cap")
+    envs.add_argument("action", nargs="?", choices=("list", "prune"), default="list")
+    envs.add_argument("--max-gb", help="size cap in GB (default: COMPAT_MATRIX_ENV_CACHE_GB, else 5)")
+    envs.add_argument("--all", action="store_true", help="with prune: remove every cached environment")
+    envs.set_defaults(func=cmd_envs)
+
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
     prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")
     prefetch.set_defaults(func=cmd_prefetch)
@@ -350,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["report"]:  # the report takes results files, not the matrix: its own parser
         return cmd_report(argv[1:])
     args = parser.parse_args(argv)
-    for name in ("models", "strategies", "probes", "transformers"):
+    for name in ("models", "strategies", "probes", "transformers", "profiles"):
         if hasattr(args, name):
             setattr(args, name, _split(getattr(args, name)))
     try:

@@ -41,13 +41,14 @@ class ReleaseRun:
     lines: list[dict] = field(default_factory=list)
 
 
-def tox_command(release: str, listed_envs: set[str]) -> tuple[list[str], dict[str, str]]:
-    """The tox call for a release: its own env when tox.ini lists it, else `tfany` in its own dir."""
+def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The tox call for a release: its own env when tox.ini lists it, else `tfany` in its own dir
+    (`env_dir`, e.g. bisect's environment cache, else `.tox/<env>`)."""
     env = env_name(release)
     extra_env = {"COMPAT_MATRIX_REQUESTED": release, "COMPAT_MATRIX_ENV_NAME": env}
-    if env in listed_envs:
+    if env in listed_envs and env_dir is None:
         return ["-e", env], extra_env
-    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={{work_dir}}/{env}"], extra_env
+    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir or '{work_dir}/' + env}"], extra_env
 
 
 def listed_envs() -> set[str]:
@@ -100,11 +101,12 @@ class Progress:
 
 
 def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
-                stream: TextIO = sys.stderr, saved_by: list[str] | None = None) -> ReleaseRun:
+                stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None) -> ReleaseRun:
     """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
 
     With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
-    release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`.
+    release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`. With
+    `env_dir`, the release's environment lives there (bisect's throwaway ones).
     """
     env = env_name(release)
     cross = bool(saved_by)
@@ -112,7 +114,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     run.results.parent.mkdir(parents=True, exist_ok=True)
     run.log.parent.mkdir(parents=True, exist_ok=True)
     run.results.unlink(missing_ok=True)
-    tox_args, extra_env = tox_command(release, listed_envs())
+    tox_args, extra_env = tox_command(release, listed_envs(), env_dir)
     pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent)]
     for option, values in (("--cm-models", {c.model for c in cells}), ("--cm-strategies", {c.strategy for c in cells}),
                            ("--cm-probes", {c.probe for c in cells})):

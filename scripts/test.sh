@@ -13,7 +13,16 @@ echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 # shellcheck disable=SC2086
 .venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression
 echo "== report holds every cell"
-.venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES" --cross-release
+.venv/bin/python -m pytest tests/e2e/test_report_complete.py -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES" --cross-release
+echo "== bisect end to end: since when does qwen3_vl load (explicit_class), between 4.52.4 and 4.57.6; --record"
+BISECT_OUT="$E2E_OUT/bisect"
+mkdir -p "$BISECT_OUT"
+cp matrix.yaml "$BISECT_OUT/matrix.yaml"
+SECONDS=0
+.venv/bin/compat-matrix --matrix "$BISECT_OUT/matrix.yaml" bisect --good 4.52.4 --bad 4.57.6 --models qwen3_vl \
+    --strategies explicit_class --probes load --profiles default --record --json > "$BISECT_OUT/bisect.json"
+echo "bisect: ${SECONDS} s"
+.venv/bin/python -m pytest tests/e2e/test_bisect_recorded.py -q -p no:cacheprovider --bisect-dir "$BISECT_OUT"
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"
 .venv/bin/tox exec -qq -e unit -- python -m mypy
 echo "== unit tests"

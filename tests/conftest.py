@@ -10,3 +10,5 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default=None, help="output folder of a `compat-matrix run` to check (tests/e2e)")
     group.addoption("--releases", default=None, help="space-separated releases that run covered (tests/e2e)")
     group.addoption("--cross-release", action="store_true", help="that run had --cross-release (tests/e2e)")
+    group.addoption("--bisect-dir", default=None,
+                    help="folder of scripts/test.sh's bisect run: bisect.json and the matrix --record wrote (tests/e2e)")

@@ -1,0 +1,220 @@
+"""`compat-matrix bisect`: real releases as the oracle of `bisect_search`, outcomes compared as the
+upgrade view compares them, results kept per release for later invocations, output for people and machines.
+
+An outcome is a cell's result line; two are the same when the status is the same and, for passing
+cells, the upgrade view (`reports.diff`) sees no silent change in either direction (loaded class,
+dtype, parameter count, missing keys, logit drift, API surface).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from compat_matrix.bisect_search import Bisect, Boundary
+from compat_matrix.cells import Cell
+from compat_matrix.env_cache import cap_bytes, env_root, mark_used, prune
+from compat_matrix.layout import results_file, results_folder
+from compat_matrix.release_sets import cache_root
+from compat_matrix.releases import env_name
+from compat_matrix.spec import Matrix
+from reports.diff import describe_silent, silent_changes, surface_losses
+from reports.load import load_results
+from reports.report import Cell as Result
+
+SERIAL_UP_TO = 4
+"""Cells a release runs without xdist workers."""
+
+NOT_AN_OUTCOME_ERRORS = ("InstallError", "HarnessError")
+"""The release could not be installed, or its run stopped before the cell: says nothing about it."""
+
+
+def same_outcome(a: Result, b: Result) -> bool:
+    """Same status and, where both pass, no silent change the upgrade view would report either way."""
+    if a.status != b.status:
+        return False
+    if a.status != "pass":
+        return True
+    return not (silent_changes(a, b) or silent_changes(b, a) or surface_losses(a, b) or surface_losses(b, a))
+
+
+def says_something(result: Result | None) -> bool:
+    """False for a missing line, a `skipped` cell (a package this machine lacks) or an install failure."""
+    return result is not None and result.status != "skipped" and result.error_type not in NOT_AN_OUTCOME_ERRORS
+
+
+def matrix_fingerprint(matrix: Matrix) -> str:
+    """What decides a cell's outcome besides the release: the matrix without its expectations.
+
+    `--record` edits only expectations, so results stay reusable after recording a boundary."""
+    data = matrix.model_dump(mode="json")
+    data.pop("expectations", None)
+    for model in data["models"]:
+        model.pop("expectations", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ReleaseOracle:
+    """Runs the cells a release has no stored result for (through tox, in a cached environment)."""
+
+    def __init__(self, matrix: Matrix, matrix_file: Path, cells: dict[str, Cell], store: Path, workers: int,
+                 reuse: bool = True, stream: TextIO = sys.stderr):
+        self.matrix, self.matrix_file, self.cells, self.store = matrix, matrix_file, cells, store
+        self.workers, self.reuse, self.stream = workers, reuse, stream
+        self.cap = cap_bytes()
+        self.unusable: dict[tuple[str, str], Result] = {}
+        """Install failures of this invocation: kept out of the store so a later run tries again."""
+        self.ran: list[str] = []
+        self.reused: list[str] = []
+
+    def stored(self, release: str) -> dict[str, Result]:
+        path = results_file(self.store, env_name(release))
+        if not path.is_file():
+            return {}
+        return {c.cell_id: c for c in load_results([path]).cells if c.saved_by is None or c.saved_by == c.transformers}
+
+    def __call__(self, release: str, cell_ids: list[str]) -> dict[str, Result | None]:
+        known = self.stored(release) if self.reuse else {}
+        missing = [c for c in cell_ids if c not in known and (release, c) not in self.unusable]
+        if missing:
+            self._run(release, missing)
+            known = self.stored(release)
+        else:
+            self.reused.append(release)
+        answers: dict[str, Result | None] = {}
+        for cell_id in cell_ids:
+            result = known.get(cell_id) or self.unusable.get((release, cell_id))
+            answers[cell_id] = result if says_something(result) else None
+        return answers
+
+    def _run(self, release: str, cell_ids: list[str]) -> None:
+        from compat_matrix.runner import run_release
+
+        env = env_name(release)
+        env_dir = env_root() / env
+        mark_used(env_dir)
+        prune(self.cap, keep=(env,))
+        scratch = self.store.parent / "runs" / env
+        # xdist's start-up costs more than it saves for a handful of cells
+        workers = 1 if len(cell_ids) <= SERIAL_UP_TO else self.workers
+        run = run_release(self.matrix, self.matrix_file, release, [self.cells[c] for c in cell_ids], scratch,
+                          workers, stream=self.stream, env_dir=env_dir)
+        if run.interrupted:
+            raise KeyboardInterrupt
+        self.ran.append(release)
+        for result in load_results([results_file(results_folder(scratch), env)]).cells:
+            if result.error_type in NOT_AN_OUTCOME_ERRORS:
+                self.unusable[(release, result.cell_id)] = result
+        keep = [line for line in run.lines if line.get("error_type") not in NOT_AN_OUTCOME_ERRORS]
+        stored = results_file(self.store, env)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        old = [line for line in _lines(stored) if line.get("cell_id") not in {k["cell_id"] for k in keep}]
+        stored.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in old + keep), encoding="utf-8")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    from compat_matrix.runner import read_lines
+
+    return read_lines(path)
+
+
+def store_folder(matrix: Matrix) -> Path:
+    """Results kept across invocations, one file per release, for this matrix (expectations aside)."""
+    return cache_root() / "bisect" / matrix_fingerprint(matrix) / "results"
+
+
+@dataclass
+class BisectRun:
+    releases: list[str]
+    boundaries: list[Boundary]
+    seconds: float
+    ran: list[str]
+    reused: list[str]
+
+
+def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], workers: int,
+                 exhaustive: bool = False, reuse: bool = True, stream: TextIO = sys.stderr) -> BisectRun:
+    """Search every cell between releases[0] (A) and releases[-1] (B)."""
+    started = time.monotonic()
+    by_id = {c.id: c for c in cells}
+    oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), workers, reuse, stream)
+    search: Bisect[str, Result] = Bisect(releases, oracle, same_outcome, exhaustive)
+    boundaries = search.run(list(by_id))
+    return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused)
+
+
+def describe_change(boundary: Boundary) -> str:
+    """`pass -> fail (ValueError: ...)`, or the silent changes of a cell that passes on both sides."""
+    before, after = boundary.before, boundary.after
+    if before is None or after is None:
+        return ""
+    if before.status == after.status == "pass":
+        changes = silent_changes(before, after) or silent_changes(after, before)
+        return "; ".join(describe_silent(c) for c in changes) or "API surface changed"
+    failing = after if after.status != "pass" else before
+    message = " ".join((failing.message or "").split())[:300]
+    error = f"{failing.error_type}: {message}" if failing.error_type else message
+    return f"{before.status} -> {after.status}" + (f" ({'was ' if failing is before else ''}{error})" if error else "")
+
+
+def group_key(boundary: Boundary) -> tuple[Any, ...]:
+    return (boundary.verdict, boundary.last_good, boundary.first_bad, describe_change(boundary),
+            tuple(boundary.changes) if boundary.verdict == "changes more than once" else ())
+
+
+def grouped(boundaries: Iterable[Boundary]) -> list[list[Boundary]]:
+    groups: dict[tuple[Any, ...], list[Boundary]] = {}
+    for boundary in boundaries:
+        groups.setdefault(group_key(boundary), []).append(boundary)
+    return list(groups.values())
+
+
+def format_text(run: BisectRun) -> str:
+    a, b = run.releases[0], run.releases[-1]
+    lines = [f"bisect {a} -> {b}: {len(run.releases)} releases in range, {len(run.ran)} run, {len(run.reused)} "
+             f"answered from stored results, {run.seconds:.0f} s"]
+    order = {"boundary": 0, "changes more than once": 1, "undecided": 2, "no change": 3}
+    for group in sorted(grouped(run.boundaries), key=lambda g: order[g[0].verdict]):
+        first = group[0]
+        cells = ", ".join(str(b.cell) for b in group)
+        if first.verdict == "no change":
+            lines += ["", f"No change between {a} and {b} ({len(group)} cells)"]
+            continue
+        if first.verdict == "undecided":
+            lines += ["", f"Undecided ({len(group)} cells): {a} or {b} says nothing (skipped or not installable)",
+                      f"  cells: {cells}"]
+            continue
+        if first.verdict == "changes more than once":
+            spans = ", ".join(f"{x} -> {y}" for x, y in first.changes)
+            lines += ["", f"Changes more than once ({len(group)} cells): {spans}; run with --exhaustive for every change"]
+        else:
+            lines += ["", f"Last good {first.last_good}, first bad {first.first_bad} ({len(group)} cells)"]
+        lines += [f"  what changed: {describe_change(first)}", f"  cells: {cells}",
+                  f"  releases tested: {len(first.tested)} ({', '.join(first.tested)})"]
+        if first.stepped_over:
+            lines.append(f"  stepped over (skipped or not installable): {', '.join(first.stepped_over)}")
+    return "\n".join(lines) + "\n"
+
+
+def _outcome_json(result: Result | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"status": result.status, "error_type": result.error_type, "message": result.message,
+            "loaded_class": result.loaded_class, "dtype": result.dtype}
+
+
+def to_json(run: BisectRun) -> dict[str, Any]:
+    return {
+        "good": run.releases[0], "bad": run.releases[-1], "releases": run.releases, "seconds": round(run.seconds, 1),
+        "releases_run": run.ran, "releases_reused": run.reused,
+        "cells": [{"cell_id": b.cell, "verdict": b.verdict, "last_good": b.last_good, "first_bad": b.first_bad,
+                   "what_changed": describe_change(b), "before": _outcome_json(b.before), "after": _outcome_json(b.after),
+                   "tested": b.tested, "stepped_over": b.stepped_over, "changes": [list(c) for c in b.changes]}
+                  for b in run.boundaries],
+    }

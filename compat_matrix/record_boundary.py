@@ -1,0 +1,166 @@
+"""A bisected boundary as a matrix.yaml expectation: narrow the one that covers the failing side, or
+add one. ruamel.yaml's round trip locates the lines; only those lines change, so comments, anchors
+and hand-wrapped layout stay as they were.
+
+The failing side of a boundary is the one whose status is `fail`, `error` or `unsupported`; its
+range ends at the boundary (`>=first_bad` when the newer releases fail, `<first_good` when the
+older ones do), and a comment on the `transformers:` line says what it rests on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import Specifier, SpecifierSet
+from packaging.version import Version
+from ruamel.yaml import YAML
+
+from compat_matrix.bisect_search import Boundary
+from compat_matrix.cells import Cell
+from compat_matrix.spec import Expectation, Matrix
+
+FAILING = ("fail", "error", "unsupported")
+
+
+@dataclass
+class Proposal:
+    """One expectation to write: a new one for `model`, or `replaces` an existing one (narrowed)."""
+
+    model: str
+    status: str
+    transformers: str
+    comment: str
+    reason: str
+    strategies: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
+    load_kwargs: list[str] = field(default_factory=list)
+    replaces: Expectation | None = None
+
+
+def _bound(failing_newer: bool, first_new: str) -> Specifier:
+    return Specifier(f">={first_new}" if failing_newer else f"<{first_new}")
+
+
+def narrowed(existing: str, failing_newer: bool, first_new: str) -> str | None:
+    """`existing` with its bound on the boundary's side replaced; None when it has no plain bounds there."""
+    specs = list(SpecifierSet(existing)) if existing else []
+    if any(s.operator in ("==", "~=", "===") for s in specs):
+        return None
+    side = (">", ">=") if failing_newer else ("<", "<=")
+    kept = [s for s in specs if s.operator not in side]
+    return ",".join(sorted([str(s) for s in kept] + [str(_bound(failing_newer, first_new))], key=lambda s: s[0] != ">"))
+
+
+def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int) -> Proposal | None:
+    """The expectation for a group of cells sharing one boundary; None when no status expresses it
+    (both sides pass with a silent change, or both fail)."""
+    first = group[0]
+    if first.verdict != "boundary" or first.before is None or first.after is None or not first.last_good or not first.first_bad:
+        return None
+    before, after = first.before, first.after
+    if (before.status in FAILING) == (after.status in FAILING):
+        return None
+    b_newer = Version(after.transformers) > Version(before.transformers)
+    first_new = first.first_bad if b_newer else first.last_good
+    failing = after if after.status in FAILING else before
+    failing_newer = (failing is after) == b_newer
+    models = {cells[b.cell].model for b in group}
+    if len(models) != 1:
+        return None
+    model = models.pop()
+    entry = matrix.model(model)
+    today = dt.date.today().isoformat()
+    comment = f"bisect {today}: last good {first.last_good}, first bad {first.first_bad} ({tested} releases tested)"
+    found = {matrix.expectation_for(entry, failing.transformers, cells[b.cell].strategy, cells[b.cell].probe,
+                                    cells[b.cell].profile) for b in group}
+    if len(found) == 1 and (current := found.pop()) is not None and current.status == failing.status:
+        spec = narrowed(current.transformers, failing_newer, first_new)
+        if spec is not None:
+            return Proposal(model, current.status, spec, comment, current.reason, replaces=current)
+    message = " ".join((failing.message or "").split())
+    reason = f"{failing.error_type}: {message}" if failing.error_type else message or f"{failing.status} (bisected)"
+    chosen = [cells[b.cell] for b in group]
+    return Proposal(
+        model, failing.status, str(_bound(failing_newer, first_new)), comment, reason[:300],
+        strategies=sorted({c.strategy for c in chosen}, key=list(matrix.strategies).index),
+        probes=sorted({c.probe for c in chosen}, key=list(matrix.probes).index),
+        load_kwargs=sorted({c.profile for c in chosen}) if len({c.profile for c in chosen}) < len(entry.load_kwargs) else [],
+    )
+
+
+def _item_lines(proposal: Proposal, indent: str) -> list[str]:
+    """A new expectation as list-item lines; strings JSON-quoted (valid YAML, nothing to escape by hand)."""
+    lines = [f"{indent}- status: {proposal.status}"]
+    for key in ("strategies", "probes", "load_kwargs"):
+        values = getattr(proposal, key)
+        if values:
+            lines.append(f"{indent}  {key}: [{', '.join(values)}]")
+    lines.append(f"{indent}  transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}")
+    lines.append(f"{indent}  reason: {json.dumps(proposal.reason)}")
+    return lines
+
+
+def snippet(proposal: Proposal) -> str:
+    """The YAML to paste under the model's `expectations:` (or what replaces the existing one's range)."""
+    if proposal.replaces:
+        return (f"# models: {proposal.model}: in the expectation '{proposal.replaces.reason[:60]}...', set\n"
+                f"transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}\n")
+    return f"# models: {proposal.model}: add first under its expectations:\n" + "\n".join(_item_lines(proposal, "")) + "\n"
+
+
+def _same(item: Any, expectation: Expectation) -> bool:
+    try:
+        return Expectation.model_validate(_plain(item)) == expectation
+    except ValueError:
+        return False
+
+
+def _plain(item: Any) -> Any:
+    if isinstance(item, dict):
+        return {k: _plain(v) for k, v in item.items()}
+    if isinstance(item, list):
+        return tuple(_plain(v) for v in item)
+    return item
+
+
+def _edit(lines: list[str], data: Any, proposal: Proposal) -> tuple[int, list[str], int, str]:
+    """(first line, replacement lines, how many lines they replace, what was done) for one proposal.
+
+    ruamel.yaml's round trip gives every key's line and column; the edit itself touches only those
+    lines, so flow mappings wrapped by hand, anchors and comments elsewhere stay byte for byte."""
+    model = next(m for m in data["models"] if m["key"] == proposal.model)
+    if proposal.replaces is not None:
+        for seq in (model.get("expectations"), data.get("expectations")):
+            hit = next((item for item in (seq or []) if _same(item, proposal.replaces)), None)
+            if hit is None:
+                continue
+            what = f"{proposal.model}: narrowed '{proposal.replaces.transformers}' -> '{proposal.transformers}'"
+            if "transformers" in hit:
+                row, col = hit.lc.value("transformers")
+                old_comment = lines[row].split("#", 1)[1].strip() if "#" in lines[row][col:] else ""
+                value = f"{json.dumps(proposal.transformers)}  # {proposal.comment}" + (f"; {old_comment}" if old_comment else "")
+                return row, [lines[row][:col] + value], 1, what
+            row, col = hit.lc.key("status")
+            return row + 1, [f"{' ' * col}transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}"], 0, what
+    what = f"{proposal.model}: added {proposal.status} for transformers '{proposal.transformers}'"
+    if model.get("expectations"):
+        row, col = model["expectations"].lc.item(0)
+        return row, _item_lines(proposal, " " * (col - 2)), 0, what
+    row, col = model.lc.key("key")
+    return row + 1, [f"{' ' * col}expectations:", *_item_lines(proposal, " " * (col + 2))], 0, what
+
+
+def record(matrix_file: Path, proposals: list[Proposal]) -> list[str]:
+    """Write `proposals` into the file in place, bottom up so earlier line numbers stay right."""
+    text = matrix_file.read_text(encoding="utf-8")
+    data = YAML().load(text)
+    lines = text.splitlines()
+    edits = sorted((_edit(lines, data, p) for p in proposals), key=lambda e: -e[0])
+    for row, new, replaced, _ in edits:
+        lines[row:row + replaced] = new
+    matrix_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [what for *_, what in reversed(edits)]

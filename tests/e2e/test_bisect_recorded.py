@@ -1,0 +1,51 @@
+"""After scripts/test.sh's bisect of qwen3_vl (explicit_class, load) from 4.52.4 to 4.57.6 with --record.
+
+Skipped (with the reason) when no bisect run is named (--bisect-dir).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+
+
+@pytest.fixture(scope="module")
+def bisect_dir(pytestconfig: pytest.Config) -> Path:
+    folder = pytestconfig.getoption("--bisect-dir")
+    if not folder:
+        pytest.skip("no --bisect-dir given: scripts/test.sh passes the folder of the bisect it ran")
+    return Path(folder)
+
+
+@pytest.fixture(scope="module")
+def found(bisect_dir: Path) -> dict[str, Any]:
+    return json.loads((bisect_dir / "bisect.json").read_text(encoding="utf-8"))
+
+
+def test_qwen3_vl_loads_from_the_first_release_that_has_it(found: dict[str, Any]) -> None:
+    [cell] = found["cells"]
+    assert cell["cell_id"] == "qwen3_vl-explicit_class-default-load"
+    assert cell["verdict"] == "boundary"
+    assert (cell["before"]["status"], cell["after"]["status"]) == ("unsupported", "pass")
+    # the releases on either side of the boundary are neighbours on the index: nothing untested between
+    span = found["releases"]
+    assert span.index(cell["first_bad"]) == span.index(cell["last_good"]) + 1
+    assert Version(cell["first_bad"]) == Version("4.57.0"), "Qwen3-VL is new in transformers 4.57.0"
+    assert len(cell["tested"]) < len(span) / 2, "a binary search, not every release"
+
+
+def test_record_narrowed_the_expectation_and_kept_the_file_as_it_was(bisect_dir: Path) -> None:
+    recorded = (bisect_dir / "matrix.yaml").read_text(encoding="utf-8")
+    original = DEFAULT_MATRIX.read_text(encoding="utf-8")
+    entry = load_matrix(bisect_dir / "matrix.yaml").model("qwen3_vl")
+    assert entry.expectations[0].status == "unsupported" and entry.expectations[0].transformers == "<4.57.0"
+    changed = [(a, b) for a, b in zip(original.splitlines(), recorded.splitlines()) if a != b]
+    assert len(recorded.splitlines()) == len(original.splitlines()), "only a line changed, no reformatting"
+    assert len(changed) == 1 and 'transformers: "<4.57.0"' in changed[0][1]
+    assert "# bisect " in changed[0][1] and "last good 4.56.2, first bad 4.57.0" in changed[0][1]
