@@ -311,6 +311,45 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pins(args: argparse.Namespace) -> int:
+    """The releases where every selected cell passes, as a specifier, from a report or results."""
+    from compat_matrix.pins import pin
+    from reports.build import build_report
+    from reports.report import Report
+
+    source: Path = args.source
+    if not source.exists():
+        raise UsageProblem(f"{source}: no such report.json or results folder; run `compat-matrix run` first")
+    try:
+        report = Report.read(source) if source.suffix == ".json" else build_report([source])
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    wanted = {"model": args.models, "strategy": args.strategies, "probe": args.probes, "load_kwargs": args.profiles}
+    chosen = [c for c in report.cells if not c.cross_release
+              and all(not values or getattr(c, key) in values for key, values in wanted.items())]
+    if not chosen:
+        raise UsageProblem(f"{source}: no cell matches the selection")
+    outcomes: dict[str, bool] = {}
+    for cell in chosen:
+        if cell.status != "skipped":
+            outcomes[cell.transformers] = outcomes.get(cell.transformers, True) and cell.status == "pass"
+    try:
+        index = list(ReleaseIndex().answer("the untested releases between tested ones").versions)
+    except ReleaseSetError:
+        index = None
+    found = pin({r: ok for r, ok in outcomes.items() if is_version(r)}, index)
+    if found is None:
+        print(f"no tested release passes every selected cell ({len(chosen)} cells; tested: {', '.join(sorted(outcomes))})")
+        return 1
+    print(f"transformers{found.specifier}")
+    print(f"  passes in: {', '.join(found.passing)}")
+    if found.failing:
+        print(f"  fails in:  {', '.join(found.failing)}")
+    for gap in found.gaps:
+        print(f"  {gap}")
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     from compat_matrix.env_cache import EnvCacheError, cap_bytes, describe, list_envs, prune
 
@@ -414,6 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the exact ranges into matrix.yaml (comments and layout kept); else print the YAML")
     bisect.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-run releases with stored results")
     bisect.set_defaults(func=cmd_bisect)
+
+    pins = sub.add_parser("pins", help="the transformers specifier where every selected cell passes, from a report")
+    pins.add_argument("source", nargs="?", type=Path, default=DEFAULT_OUT / "report.json",
+                      help="report.json or a results folder (default: compat-report/report.json)")
+    pins.add_argument("--models", nargs="+", help="model keys (default: all)")
+    pins.add_argument("--strategies", nargs="+", help="strategies (default: all)")
+    pins.add_argument("--probes", nargs="+", help="probes (default: all)")
+    pins.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: all)")
+    pins.set_defaults(func=cmd_pins)
 
     envs = sub.add_parser("envs", help="bisect's cached release environments: list, or prune to the size cap")
     envs.add_argument("action", nargs="?", choices=("list", "prune"), default="list")
