@@ -142,6 +142,7 @@ def _edit(lines: list[str], data: Any, proposal: Proposal) -> tuple[int, list[st
             if "transformers" in hit:
                 row, col = hit.lc.value("transformers")
                 old_comment = lines[row].split("#", 1)[1].strip() if "#" in lines[row][col:] else ""
+                old_comment = "" if old_comment.startswith("bisect ") else old_comment  # an earlier bisect's: replaced
                 value = f"{json.dumps(proposal.transformers)}  # {proposal.comment}" + (f"; {old_comment}" if old_comment else "")
                 return row, [lines[row][:col] + value], 1, what
             row, col = hit.lc.key("status")

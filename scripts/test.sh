@@ -20,7 +20,9 @@ mkdir -p "$BISECT_OUT"
 cp matrix.yaml "$BISECT_OUT/matrix.yaml"
 SECONDS=0
 .venv/bin/compat-matrix --matrix "$BISECT_OUT/matrix.yaml" bisect --good 4.52.4 --bad 4.57.6 --models qwen3_vl \
-    --strategies explicit_class --probes load --profiles default --no-reuse --record --json > "$BISECT_OUT/bisect.json"
+    --strategies explicit_class --probes load --profiles default --no-reuse --record --json > "$BISECT_OUT/bisect.json" 2> "$BISECT_OUT/bisect.err" \
+    || { cat "$BISECT_OUT/bisect.err" >&2; exit 1; }
+cat "$BISECT_OUT/bisect.err" >&2
 echo "bisect: ${SECONDS} s"
 .venv/bin/python -m pytest tests/e2e/test_bisect_recorded.py -q -p no:cacheprovider --bisect-dir "$BISECT_OUT"
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"
