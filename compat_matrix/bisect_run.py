@@ -164,6 +164,9 @@ def describe_change(boundary: Boundary) -> str:
 
 
 def group_key(boundary: Boundary) -> tuple[Any, ...]:
+    """Cells with one boundary and one change read as one group; all unchanged or undecided cells as one."""
+    if boundary.verdict in ("no change", "undecided"):
+        return (boundary.verdict,)
     return (boundary.verdict, boundary.last_good, boundary.first_bad, describe_change(boundary),
             tuple(boundary.changes) if boundary.verdict == "changes more than once" else ())
 

@@ -82,3 +82,12 @@ def test_outcomes_differ_by_status_or_by_a_silent_change_the_upgrade_view_report
     assert not same_outcome(base, result(cell, "5.1.0", "pass", loaded_class="LlamaModel"))
     assert not same_outcome(base, result(cell, "5.1.0", "fail"))
     assert same_outcome(result(cell, "5.0.0", "fail", message="a"), result(cell, "5.1.0", "fail", message="b"))
+
+
+def test_unchanged_cells_are_one_group_and_a_shared_boundary_one_group() -> None:
+    cells = [Cell("llama", s, "default", "load") for s in ("smart", "explicit_class", "auto_model")]
+    same = [Boundary(c.id, "no change", before=result(c, "5.0.0", status, message=status),
+                     after=result(c, "5.1.0", status, message=status)) for c, status in zip(cells, ("pass", "fail", "error"))]
+    shared = [boundary(c, result(c, "5.0.0", "pass"), result(c, "5.4.0", "fail", error_type="E", message="m"),
+                       "5.2.0", "5.3.0") for c in cells[:2]]
+    assert [len(g) for g in grouped(same + shared)] == [3, 2]
