@@ -41,10 +41,32 @@ def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
         raise UsageProblem(str(exc)) from None
 
 
+def _require_tox() -> None:
+    """Release environments are tox environments: without tox no cell could run, so say so before any."""
+    from compat_matrix.runner import tox_available
+
+    if not tox_available():
+        raise UsageProblem(f"tox is not installed in the Python that runs compat-matrix ({sys.executable}), and every "
+                           f"release runs in a tox environment: install it with `{sys.executable} -m pip install "
+                           "'tox>=4.20'` (installing compat-matrix with pip brings it)")
+
+
+def find_matrix(cwd: Path) -> Path:
+    """`matrix.yaml` in `cwd` or the nearest folder above it; in a source checkout, its own."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / "matrix.yaml").is_file():
+            return folder / "matrix.yaml"
+    if DEFAULT_MATRIX.is_file():
+        return DEFAULT_MATRIX
+    raise UsageProblem(f"no matrix.yaml in {cwd} or any folder above it: pass --matrix FILE, or write one here "
+                       "with `compat-matrix init`")
+
+
 def _ready_to_run(out: Path) -> None:
-    """Refuse a run that could not keep its results: bad environment variables, an unwritable --out."""
+    """Refuse a run that could not keep its results: no tox, bad environment variables, an unwritable --out."""
     from compat_matrix.env_vars import environment_problems
 
+    _require_tox()
     problems = environment_problems()
     if problems:
         raise UsageProblem("\n".join(problems))
@@ -244,6 +266,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if len(releases) < 2:
         raise UsageProblem("drift compares releases: name at least two (--transformers A B ...)")
     out: Path = args.out.resolve()
+    _require_tox()
     records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
     comparisons = adjacent(records, models)
     table = drift_table(comparisons)
@@ -251,6 +274,38 @@ def cmd_drift(args: argparse.Namespace) -> int:
     print("\n".join(c.describe() for c in comparisons))
     print(f"\ntable: {out / 'drift' / 'drift.md'}", file=sys.stderr)
     return 1 if args.fail_on_drift and any(c.status == "drift" for c in comparisons) else 0
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    """`name=package.module:function` arguments as {name: callable}."""
+    pairs = {}
+    for value in values or ():
+        name, sep, target = value.partition("=")
+        if not sep or not name or not target:
+            raise UsageProblem(f"--{what} {value!r}: write NAME=package.module:function, e.g. my_loader=mypkg.models:load")
+        pairs[name] = target
+    return pairs
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from compat_matrix import scaffold
+
+    folder = Path(args.dir)
+    matrix_text = scaffold.render_matrix(args.models or [], args.install or [], _pairs(args.strategy, "strategy"),
+                                         _pairs(args.probe, "probe"))
+    files = {Path("matrix.yaml"): matrix_text, scaffold.WORKFLOW_PATH: scaffold.render_workflow(args.package or scaffold.installed_from())}
+    try:
+        written = scaffold.write_files(folder, files, args.force)
+    except FileExistsError as exc:
+        raise UsageProblem(f"{exc} already exist(s); pass --force to overwrite") from None
+    for path in written:
+        print(f"wrote {path}")
+    try:
+        load_matrix(folder / "matrix.yaml", check_model_types=False)
+    except MatrixError as exc:  # a hub entry the hub could not pin: the user fills in the commit
+        print(f"before the first run, fill in:\n{exc}", file=sys.stderr)
+    print("next: compat-matrix validate && compat-matrix run --transformers 4.57.6 latest", file=sys.stderr)
+    return 0
 
 
 def cmd_report(argv: list[str]) -> int:
@@ -384,7 +439,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compat-matrix", description=__doc__.splitlines()[0])
-    parser.add_argument("--matrix", default=str(DEFAULT_MATRIX), help="matrix file (default: the repo's matrix.yaml)")
+    parser.add_argument("--matrix", help="matrix file (default: matrix.yaml in the current folder or the nearest above)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="check matrix.yaml; exit 0, or 2 with every problem")
@@ -469,6 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
     envs.add_argument("--all", action="store_true", help="with prune: remove every cached environment")
     envs.set_defaults(func=cmd_envs)
 
+    init = sub.add_parser("init", help="write a commented matrix.yaml and .github/workflows/compat-matrix.yml here (or in DIR)")
+    init.add_argument("dir", nargs="?", default=".", help="the repository to set up (default: the current folder)")
+    init.add_argument("--models", nargs="+", help="hub ids to test (default: every model type the tool has a tiny recipe for)")
+    init.add_argument("--install", nargs="+", help="requirements every release environment installs, e.g. '-e .' trl")
+    init.add_argument("--strategy", action="append", help="a loader of your own: NAME=package.module:function (repeatable)")
+    init.add_argument("--probe", action="append", help="a probe of your own: NAME=package.module:function (repeatable)")
+    init.add_argument("--package", help="what the workflow pip-installs compat-matrix from (default: where this one came from)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(func=cmd_init)
+
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
     prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")
     prefetch.set_defaults(func=cmd_prefetch)
@@ -488,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, name):
             setattr(args, name, _split(getattr(args, name)))
     try:
+        if args.matrix is None and args.func is not cmd_init:
+            args.matrix = str(find_matrix(Path.cwd()))
         return args.func(args)
     except MatrixError as exc:
         print(f"invalid matrix:\n{exc}", file=sys.stderr)

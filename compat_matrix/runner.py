@@ -22,9 +22,9 @@ from compat_matrix.layout import log_file, results_file, results_folder
 from compat_matrix.records import cell_record
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
+from compat_matrix.tox_setup import tox_setup
 
 REPO = Path(__file__).resolve().parent.parent
-LISTED_ENVS_FILE = REPO / "tox.ini"
 PROGRESS_EVERY_S = 5.0
 
 
@@ -49,15 +49,6 @@ def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None
     if env in listed_envs and env_dir is None:
         return ["-e", env], extra_env
     return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir or '{work_dir}/' + env}"], extra_env
-
-
-def listed_envs() -> set[str]:
-    """Env names in tox.ini's env_list."""
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(LISTED_ENVS_FILE)
-    return {e.strip() for e in parser.get("tox", "env_list", fallback="").replace("\n", ",").split(",") if e.strip()}
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -114,20 +105,21 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     run.results.parent.mkdir(parents=True, exist_ok=True)
     run.log.parent.mkdir(parents=True, exist_ok=True)
     run.results.unlink(missing_ok=True)
-    tox_args, extra_env = tox_command(release, listed_envs(), env_dir)
+    setup = tox_setup(matrix_file, out, matrix.install)
+    tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
     pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent)]
     for option, values in (("--cm-models", {c.model for c in cells}), ("--cm-strategies", {c.strategy for c in cells}),
                            ("--cm-probes", {c.probe for c in cells})):
         pytest_args += [option, ",".join(sorted(values))]
     if saved_by:
         pytest_args += ["--cm-saved-by", ",".join(saved_by)]
-    command = [sys.executable, "-m", "tox", "--root", str(REPO), *tox_args, "--", *pytest_args]
-    environ = {**os.environ, **extra_env, "COMPAT_MATRIX_WORKERS": str(workers)}
+    command = setup.tox(*tox_args, "--", *pytest_args)
+    environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers)}
     what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
     print(f"[{run.results.stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
     progress = Progress(run, len(cells), stream)
     with run.log.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environ,
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=setup.root, env=environ,
                                    start_new_session=True)
         try:
             while process.poll() is None:

@@ -137,6 +137,8 @@ def _allowed(info: ValidationInfo, builtin: tuple[str, ...], key: str) -> tuple[
 
 MOVING_REVISIONS = frozenset({"main", "master", "HEAD"})
 """Hub revisions that are branches, not pins."""
+REVISION_PLACEHOLDER = "PIN-A-COMMIT-SHA"
+"""What `compat-matrix init` writes where it could not ask the hub for the commit."""
 
 
 def _in_range(version: str, specifier: str) -> bool:
@@ -321,6 +323,9 @@ class ModelEntry(_Frozen):
             raise ValueError("source 'local' needs a 'path' to a checkpoint folder")
         if self.source == "hub" and not self.revision:
             raise ValueError("source 'hub' needs a pinned 'revision' (a commit sha or tag) so runs are reproducible")
+        if self.source == "hub" and self.revision == REVISION_PLACEHOLDER:
+            raise ValueError(f"revision is still {REVISION_PLACEHOLDER!r}, the placeholder `compat-matrix init` wrote: replace "
+                             "it with the commit sha of the checkpoint to test (the hub page's 'Files and versions' history)")
         if self.source == "hub" and self.revision in MOVING_REVISIONS:
             raise ValueError(f"revision {self.revision!r} is a branch: it moves, so two nightlies may test different "
                              "weights; pin the commit sha (the hub page's 'Files and versions' history lists it)")
@@ -436,6 +441,9 @@ class Matrix(_Frozen):
     """Strategies to run: known names, and `{name, callable}` entries for the user's own loaders."""
     probes: tuple[NameOrCallable, ...] = PROBE_ORDER
     """Probes to run: known names, and `{name, callable}` entries for the user's own checks."""
+    install: tuple[str, ...] = ()
+    """What every release environment installs besides torch and transformers: pip requirements
+    (`trl`, `peft==0.17.1`), `-e .` or a folder (relative to this file's folder), a git URL."""
     settings: Settings = Settings()
     """Run-wide knobs."""
     models: tuple[ModelEntry, ...] = Field(min_length=1)
@@ -482,6 +490,14 @@ class Matrix(_Frozen):
     @classmethod
     def _probes(cls, value: tuple[str | UserCallable, ...]) -> tuple[str | UserCallable, ...]:
         return _entries(value, PROBE_ORDER, "probe")
+
+    @field_validator("install")
+    @classmethod
+    def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not v.strip() or "\n" in v]
+        if bad:
+            raise ValueError(f"each install entry is one pip requirement line; got {bad}")
+        return value
 
     @property
     def strategy_names(self) -> tuple[str, ...]:

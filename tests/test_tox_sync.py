@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.releases import env_name
-from compat_matrix.runner import listed_envs, tox_available
+from compat_matrix.runner import tox_available
+from compat_matrix.tox_setup import listed_envs
 from compat_matrix.spec import REWARD_NAMES, STRATEGY_NAMES
 from reports.status import PROBE_ORDER
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
@@ -27,7 +28,7 @@ def _tox() -> configparser.ConfigParser:
 
 def test_tox_envs_match_the_matrix_releases() -> None:
     wanted = {env_name(r) for r in load_matrix(DEFAULT_MATRIX).transformers}
-    listed = listed_envs()
+    listed = listed_envs(TOX_INI)
     missing, extra = sorted(wanted - listed), sorted(listed - wanted)
     assert not missing, f"tox.ini env_list lacks {missing}: add them to env_list and give each a " \
                         f"'<env>: COMPAT_MATRIX_REQUESTED = <release>' line in [testenv] set_env"
