@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's tests, from a fresh clone: the matrix end to end for one 4.x and one 5.x release on
 # the tiny models, each also loading the other's checkpoints (report checked for every cell), then
-# the unit tests (tox -e unit).
+# compat-matrix as an installed tool on examples/grpo_trainer from outside the repository (built
+# wheel, init, two releases, report checked), then the unit tests (tox -e unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -25,6 +26,8 @@ SECONDS=0
 cat "$BISECT_OUT/bisect.err" >&2
 echo "bisect: ${SECONDS} s"
 .venv/bin/python -m pytest tests/e2e/test_bisect_recorded.py -q -p no:cacheprovider --bisect-dir "$BISECT_OUT"
+echo "== the installed tool from outside the repository: examples/grpo_trainer"
+PYTHON=.venv/bin/python bash scripts/example_e2e.sh
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"
 .venv/bin/tox exec -qq -e unit -- python -m mypy
 echo "== unit tests"
