@@ -121,10 +121,7 @@ class ModelSlot:
         """Load with the strategy and the profile's keyword arguments, as a trainer would."""
         own = self.user_strategies.get(strategy)
         if own is not None:
-            import transformers
-
-            named = named_path(Path(path), entry, transformers.__version__)
-            return CallableStrategy(own).load(str(named), **load_kwargs_of(entry, profile))
+            return CallableStrategy(own).load(str(named_path(Path(path), entry)), **load_kwargs_of(entry, profile))
         return STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
 
     def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:

@@ -58,12 +58,13 @@ def callables_of(matrix: Matrix, cell: Cell) -> dict[str, dict[str, str | None]]
     return {role: provenance(ref.callable) for role, ref in found.items() if ref is not None}
 
 
-def named_path(checkpoint: Path, entry: ModelEntry, version: str) -> Path:
+def named_path(checkpoint: Path, entry: ModelEntry) -> Path:
     """A link to a tiny checkpoint whose path ends in the hub id (`.../Qwen/Qwen2.5-VL-3B-Instruct`),
-    as a local copy of the hub repository would be: trainers pick a class from that id."""
+    as a local copy of the hub repository would be: trainers pick a class from that id. One link per
+    checkpoint folder (`tiny/<release that built it>/<key-hash>`), so cross-release cells never share one."""
     if entry.source != "tiny":
         return checkpoint  # hub snapshots already sit under models--<org>--<name>; local paths are the user's
-    link = checkpoint.parent.parent.parent / "named" / version / entry.key / entry.hub_id
+    link = checkpoint.parent.parent.parent / "named" / checkpoint.parent.name / checkpoint.name / entry.hub_id
     if link.is_symlink() and link.resolve() == checkpoint.resolve():
         return link
     link.parent.mkdir(parents=True, exist_ok=True)

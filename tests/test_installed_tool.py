@@ -3,6 +3,7 @@ finds matrix.yaml, what it says without tox, and what `init` writes."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -16,15 +17,19 @@ from compat_matrix.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_s
 from compat_matrix.validate import MatrixError, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGED = {"tox.ini": "tox.ini", "requirements/harness.txt": "requirements/harness.txt",
-            "requirements/none.txt": "requirements/none.txt", "scripts/pip_install.py": "scripts/pip_install.py"}
-"""Packaged file (under compat_matrix/envs) -> the repository file it is."""
+TOX_TEXT = (REPO / "tox.ini").read_text(encoding="utf-8")
+PACKAGED = {"tox.ini", "requirements/none.txt",
+            *re.findall(r"\{env:COMPAT_MATRIX_HARNESS:\{toxinidir\}\}/([\w./-]+)", TOX_TEXT)} - {"compat_tests"}
+"""What a release environment reads besides the harness packages: tox.ini, the files it names under
+COMPAT_MATRIX_HARNESS, and the empty `install:` default; each is packaged under compat_matrix/envs."""
 
 
 def test_the_packaged_tox_files_are_the_repositorys_own() -> None:
-    for packaged, own in PACKAGED.items():
-        assert (ENVS / packaged).resolve() == (REPO / own).resolve(), f"compat_matrix/envs/{packaged} must link to {own}"
-    assert {str(p.relative_to(ENVS)) for p in ENVS.rglob("*") if p.is_file()} == set(PACKAGED)
+    assert {"tox.ini", "requirements/harness.txt"} <= PACKAGED
+    for name in PACKAGED:
+        assert (ENVS / name).resolve() == (REPO / name).resolve(), f"compat_matrix/envs/{name} must be a link to ../../{name}"
+    assert {str(p.relative_to(ENVS)) for p in ENVS.rglob("*") if p.is_file()} == PACKAGED, \
+        "compat_matrix/envs/ holds exactly what tox.ini names (add or remove the link)"
 
 
 @pytest.mark.slow
@@ -33,8 +38,8 @@ def test_the_wheel_carries_what_release_environments_need(tmp_path: Path) -> Non
                    check=True, capture_output=True, timeout=600)
     wheel = zipfile.ZipFile(next(tmp_path.glob("compat_matrix-*.whl")))
     names = set(wheel.namelist())
-    for packaged, own in PACKAGED.items():
-        assert wheel.read(f"compat_matrix/envs/{packaged}") == (REPO / own).read_bytes(), packaged
+    for name in PACKAGED:
+        assert wheel.read(f"compat_matrix/envs/{name}") == (REPO / name).read_bytes(), name
     needed = {"compat_tests/plugin.py", "compat_tests/conftest.py", "compat_tests/test_matrix.py",
               "compat_tests/tiny/checkpoint.py", "compat_tests/remote_code/tiny_decoder/modeling_tiny_decoder.py",
               "compat_tests/probes/grpo.py", "reports/index_template.html", "loader/kwargs.py",
