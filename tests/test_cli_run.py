@@ -79,6 +79,7 @@ def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.C
     cells = cli("check", "--from", "4.57.6", "--to", "latest", *SLICE, "--out", str(out), "--cells")
     breaks = cells.stdout.split("Breaks when upgrading", 1)[1].split("\n\n", 1)[0]
     assert "qwen2_vl-explicit_class-default-forward  pass -> fail" in breaks and cells.returncode == 1
+    assert "qwen2_vl-explicit_class-trainer-load  pass -> fail" in breaks and "use_cache" in breaks
 
 
 def test_check_reports_no_drift_where_the_numbers_are_the_same(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:
