@@ -10,7 +10,7 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parent.parent
 PINNED_BY_TOX = {"torch", "transformers"}
 """tox.ini installs these per release environment; requirements/harness.txt leaves them out."""
-CLI_ONLY = {"tox"}
+CLI_ONLY = {"tox", "tox-uv"}
 """The CLI runs tox; the release environments it makes do not need it."""
 
 
