@@ -3,6 +3,7 @@ report, cross-release cells, and what `check` prints when upgrading."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.C
     done, out = checked
     text = done.stdout
     assert text.startswith("transformers 4.57.6 -> 5."), text[:300]  # `latest`, resolved
-    breaks = text.split("Breaks when upgrading", 1)[1].split("\n\n", 1)[0]
+    section = text.split("Breaks when upgrading", 1)[1].splitlines()
+    breaks = "\n".join([section[0], *itertools.takewhile(lambda line: line.startswith("  "), section[1:])])
     assert "2 causes, 3 cells" in breaks  # one line per cause
     assert "qwen2_vl x explicit_class x forward · forward: ValueError" in breaks and "TypeError" in breaks
     assert "auto_causal_lm" not in breaks
