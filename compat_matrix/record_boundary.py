@@ -160,7 +160,9 @@ def record(matrix_file: Path, proposals: list[Proposal]) -> list[str]:
     text = matrix_file.read_text(encoding="utf-8")
     data = YAML().load(text)
     lines = text.splitlines()
-    edits = sorted((_edit(lines, data, p) for p in proposals), key=lambda e: -e[0])
+    # cells of several models can share one top-level expectation: the same edit once
+    unique = {(row, tuple(new), replaced): what for row, new, replaced, what in (_edit(lines, data, p) for p in proposals)}
+    edits = sorted(((row, list(new), replaced, what) for (row, new, replaced), what in unique.items()), key=lambda e: -e[0])
     for row, new, replaced, _ in edits:
         lines[row:row + replaced] = new
     matrix_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
