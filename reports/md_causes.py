@@ -43,7 +43,7 @@ def cause_sections(report: Report) -> list[str]:
         if not causes:
             continue
         cells = sum(len(c.cells) for c in causes)
-        title = f"{heading}: {len(causes)} causes, {cells} cells"
+        title = f"{heading}: {len(causes)} {'cause' if len(causes) == 1 else 'causes'}, {cells} cells"
         table = _table(causes)
         if unfolded:
             lines += [f"## {title}", "", *table, "", *_yaml(causes)]
