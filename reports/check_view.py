@@ -21,7 +21,7 @@ from reports.status import SYMBOL, probe_rank, rank
 CAUSES_SHOWN = 6
 """Causes listed per direction other than the breaks (all of which are listed); the rest are counted."""
 
-LINE_CHARS = 260
+LINE_CHARS = 300
 """A cause's line is cut to this many characters (an error's first line may name the argument
 that matters late in the sentence)."""
 
