@@ -63,9 +63,9 @@ def matrix_fingerprint(matrix: Matrix) -> str:
 class ReleaseOracle:
     """Runs the cells a release has no stored result for (through tox, in a cached environment)."""
 
-    def __init__(self, matrix: Matrix, matrix_file: Path, cells: dict[str, Cell], store: Path, workers: int,
+    def __init__(self, matrix: Matrix, matrix_file: Path, cells: dict[str, Cell], store: Path, runs: Path, workers: int,
                  reuse: bool = True, stream: TextIO = sys.stderr):
-        self.matrix, self.matrix_file, self.cells, self.store = matrix, matrix_file, cells, store
+        self.matrix, self.matrix_file, self.cells, self.store, self.runs = matrix, matrix_file, cells, store, runs
         self.workers, self.reuse, self.stream = workers, reuse, stream
         self.cap = cap_bytes()
         self.unusable: dict[tuple[str, str], Result] = {}
@@ -100,7 +100,7 @@ class ReleaseOracle:
         env_dir = env_root() / env
         mark_used(env_dir)
         prune(self.cap, keep=(env,))
-        scratch = self.store.parent / "runs" / env
+        scratch = self.runs / env
         # xdist's start-up costs more than it saves for a handful of cells
         workers = 1 if len(cell_ids) <= SERIAL_UP_TO else self.workers
         run = run_release(self.matrix, self.matrix_file, release, [self.cells[c] for c in cell_ids], scratch,
@@ -138,12 +138,13 @@ class BisectRun:
     reused: list[str]
 
 
-def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], workers: int,
+def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], runs: Path, workers: int,
                  exhaustive: bool = False, reuse: bool = True, stream: TextIO = sys.stderr) -> BisectRun:
-    """Search every cell between releases[0] (A) and releases[-1] (B)."""
+    """Search every cell between releases[0] (A) and releases[-1] (B); each release's run (results, tox
+    log) goes under `runs/<env>`."""
     started = time.monotonic()
     by_id = {c.id: c for c in cells}
-    oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), workers, reuse, stream)
+    oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), runs, workers, reuse, stream)
     search: Bisect[str, Result] = Bisect(releases, oracle, same_outcome, exhaustive)
     boundaries = search.run(list(by_id))
     return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused)

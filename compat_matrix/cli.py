@@ -337,7 +337,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     try:
         span = between(args.good, args.bad, ReleaseIndex(), pre=args.pre)
         run_ = bisect_cells(matrix, Path(args.matrix).resolve(), cells,
-                            span if Version(args.good) < Version(args.bad) else span[::-1], args.workers,
+                            span if Version(args.good) < Version(args.bad) else span[::-1], args.out.resolve() / "bisect",
+                            args.workers,
                             exhaustive=args.exhaustive, reuse=args.reuse)
     except (ReleaseSetError, EnvCacheError) as exc:
         raise UsageProblem(str(exc)) from None
