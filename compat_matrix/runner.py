@@ -114,7 +114,8 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     if saved_by:
         pytest_args += ["--cm-saved-by", ",".join(saved_by)]
     command = setup.tox(*tox_args, "--", *pytest_args)
-    environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers)}
+    environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
+               "COMPAT_MATRIX_FILE": str(matrix_file)}  # for compat_matrix.install_training (trl/peft pins)
     what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
     print(f"[{run.results.stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
     progress = Progress(run, len(cells), stream)

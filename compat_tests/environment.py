@@ -65,7 +65,23 @@ def fingerprint(device: str) -> dict[str, Any]:
         "device": device,
         "gpu_name": gpu_name,
         "git_commit": git_commit(),
+        "libraries": library_versions(),
     }
+
+
+TRAINING_LIBRARIES = ("trl", "peft", "accelerate", "tokenizers")
+"""Packages besides torch and transformers that decide whether training works; recorded on every line."""
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each of TRAINING_LIBRARIES (None when absent), read without importing them."""
+    versions: dict[str, str | None] = {}
+    for name in TRAINING_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def env_name() -> str:

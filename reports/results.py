@@ -47,6 +47,8 @@ class CellResult(BaseModel):
     device: str
     gpu_name: str | None = None
     git_commit: str | None = None
+    libraries: dict[str, str | None] = Field(default_factory=dict)
+    """Versions of trl, peft, accelerate, tokenizers in the cell's environment (None: not installed)."""
     model: str
     hub_id: str
     modality: str

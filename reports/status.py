@@ -18,7 +18,7 @@ STATUS_ORDER: tuple[Status, ...] = ("pass", "skipped", "unsupported", "fail", "e
 FAILING: frozenset[str] = frozenset({"fail", "error"})
 """Statuses that are a problem when no expectation says otherwise."""
 
-PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step")
+PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step", "trl_grpo")
 """Every probe, in the order they run on one loaded model (`compat_tests.probes.PROBES` lists the
 same); later probes reuse the loaded model, so `surface` runs before `generate` and `grpo_step`
 and sees the model as loaded."""

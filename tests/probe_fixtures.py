@@ -252,3 +252,8 @@ def break_checkpointed_backward(model: Any) -> None:
         original(gradient_checkpointing_kwargs={"use_reentrant": False, "context_fn": recompute_context})
 
     model.gradient_checkpointing_enable = enable
+
+
+def nan_gradients(model: Any) -> None:
+    """Planted: the backward produces nan in the LM head's gradient; forward and sampling are fine."""
+    model.get_output_embeddings().weight.register_hook(lambda grad: grad * float("nan"))
