@@ -275,7 +275,7 @@ def take_step(ctx: ProbeContext) -> Step:
 def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor) -> None:
     model, mask = ctx.model, rollout.mask
     started = time.perf_counter()
-    reference = reference_logprobs(ctx, rollout, step.micro_batch_sizes[0])
+    reference = reference_logprobs(ctx, rollout, max(step.micro_batch_sizes))  # no gradient: the fewest forwards
     step.times["reference_s"] = time.perf_counter() - started
     groups = step.groups = parameter_groups(model)
     step.gradient_checkpointing = prepare_training(model, ctx.settings.grpo.gradient_checkpointing)
