@@ -61,10 +61,10 @@ def main() -> None:
     }
     numbers["ratio_grpo_step_cell_to_trl_step"] = round(numbers["grpo_step_cell_s"] / numbers["trl_grpo_step_s"], 3)
     numbers["ratio_grpo_step_cell_to_trl_cell"] = round(numbers["grpo_step_cell_s"] / numbers["trl_grpo_cell_s"], 3)
-    for key, value in numbers.items():
-        print(f"{key:36} {value}")
+    text = json.dumps(numbers, indent=2)
+    print(text)
     if args.json:
-        args.json.write_text(json.dumps(numbers, indent=2))
+        args.json.write_text(text)
 
 
 if __name__ == "__main__":
