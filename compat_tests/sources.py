@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compat_matrix.layout import hub_note
 from compat_matrix.spec import ModelEntry
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
 
@@ -109,6 +110,10 @@ def _hub_snapshot(entry: ModelEntry) -> Path:
     try:
         return Path(snapshot_download(entry.hub_id, revision=entry.revision, local_files_only=True))
     except Exception as exc:
+        note = _note(hub_note(entry.key))
+        if note:
+            raise CellSkipped(f"not in the local Hugging Face cache: `compat-matrix prefetch` could not download "
+                              f"{note['reason']}") from None
         raise CellSkipped(
             f"needs the network: {entry.hub_id}@{entry.revision} is not in the local Hugging Face cache "
             f"({type(exc).__name__}); run `compat-matrix prefetch --models {entry.key}` where the hub is reachable"
