@@ -1,7 +1,8 @@
 """`compat-matrix`: validate, list, plan, run, check, drift, report, prefetch.
 
 Exit codes: 0 ok; 1 regressions or breaking changes found (where asked for); 2 bad input;
-130 interrupted (what finished is kept and reported).
+3 results could not be written (disk full: the lines written before stay valid, `run --resume`
+continues from them); 130 interrupted (what finished is kept and reported).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
 from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_specifier, is_version, print_resolved,
                                         resolve)
+from compat_matrix.results_io import ResultsNotWritten, holding
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
@@ -155,18 +157,25 @@ def _report(results: Path, out: Path, extra: list[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from compat_matrix.runner import run_release
-
     matrix = _matrix(args)
     cells = _cells(matrix, args)
     release_set = _release_set(matrix, args.transformers, args.pre)
     releases = list(release_set.releases)
     out: Path = args.out
     _ready_to_run(out)
-    (out / "release-set.json").write_text(json.dumps(release_set.to_json(), indent=1) + "\n", encoding="utf-8")
+    with holding(results_folder(out.resolve())):  # another run on this folder finishes first (report included)
+        (out / "release-set.json").write_text(json.dumps(release_set.to_json(), indent=1) + "\n", encoding="utf-8")
+        return _run(matrix, cells, releases, args)
+
+
+def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.Namespace) -> int:
+    from compat_matrix.runner import run_release
+
+    out: Path = args.out
     interrupted = False
     for release in releases:
-        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers)
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers,
+                          resumed=args.resume)
         if run.interrupted:
             print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
             interrupted = True
@@ -193,14 +202,15 @@ def _cross_release(matrix: Matrix, args: argparse.Namespace, releases: list[str]
         if not others:
             continue
         cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=others)
-        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=others)
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=others,
+                          resumed=getattr(args, "resume", False))
         if run.interrupted:
             return True
     return False
 
 
 def _complete(path: Path, cells: list[Cell]) -> bool:
-    from compat_matrix.runner import read_lines
+    from compat_matrix.results_io import read_lines
 
     return {c.id for c in cells} <= {line.get("cell_id") for line in read_lines(path)}
 
@@ -213,6 +223,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                            "not specifiers; `compat-matrix bisect` searches a range")
     releases = _releases(matrix, [args.from_release, args.to_release])
     _ready_to_run(args.out)
+    with holding(results_folder(args.out.resolve())):  # another run on this folder finishes first
+        return _check(matrix, cells, releases, args)
+
+
+def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.Namespace) -> int:
     from compat_matrix.expectations import read_expectations
     from compat_matrix.runner import run_release
     from reports.build import build_report
@@ -421,14 +436,15 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from compat_matrix.prefetch import prefetch
+    from compat_matrix.prefetch import Patience, prefetch
 
     matrix = _matrix(args)
     keys = set(args.models or [m.key for m in matrix.models])
     unknown = keys - {m.key for m in matrix.models}
     if unknown:
         raise UsageProblem(f"unknown model(s) {sorted(unknown)}; known: {', '.join(m.key for m in matrix.models)}")
-    return prefetch([m for m in matrix.models if m.key in keys])
+    patience = Patience(timeout_s=args.timeout, tries=args.tries, wait_s=args.retry_wait)
+    return prefetch([m for m in matrix.models if m.key in keys], patience)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -473,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="then load every release's tiny checkpoints in every other release (load and forward)")
     run.add_argument("--baseline", type=Path, help="previous report.json to find regressions against")
     run.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the report has regressions")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a run that was killed: keep the lines in --out and run only the cells without one")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="what changes when upgrading transformers from one release to another")
@@ -537,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
     prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")
+    prefetch.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one hub answer (default: 10)")
+    prefetch.add_argument("--tries", type=_positive, default=3, help="tries when the hub is busy (429, 5xx) or slow (default: 3)")
+    prefetch.add_argument("--retry-wait", type=float, default=2.0,
+                          help="seconds before the second try, doubling after (default: 2)")
     prefetch.set_defaults(func=cmd_prefetch)
 
     sub.add_parser("report", help="merge results and render report.json/.md/index.html/JUnit (see `report -h`)",
@@ -563,6 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageProblem as exc:
         print(f"compat-matrix: {exc}", file=sys.stderr)
         return 2
+    except ResultsNotWritten as exc:
+        print(f"compat-matrix: error: {exc.strerror}; free space, then `compat-matrix run --resume` continues",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

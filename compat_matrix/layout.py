@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CROSS_SUFFIX = "-cross"
 """Results of cross-release cells (a release loading checkpoints other releases saved)."""
+
+
+def cache_root() -> Path:
+    """Where tiny checkpoints and prefetch notes live: env COMPAT_MATRIX_CACHE, default ~/.cache/compat-matrix."""
+    return Path(os.environ.get("COMPAT_MATRIX_CACHE") or Path.home() / ".cache" / "compat-matrix")
+
+
+def hub_note(key: str) -> Path:
+    """Why `compat-matrix prefetch` could not download a hub entry (read by its skipped cells)."""
+    return cache_root() / "hub" / f"{key}.json"
 
 
 def results_stem(env: str, cross: bool = False) -> str:

@@ -7,7 +7,6 @@ every selected cell (`error`, with the reason), so the report never silently los
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from typing import TextIO
 from compat_matrix.cells import Cell
 from compat_matrix.layout import log_file, results_file, results_folder
 from compat_matrix.records import cell_record
+from compat_matrix.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.tox_setup import tox_setup
@@ -51,19 +51,6 @@ def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None
     return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir or '{work_dir}/' + env}"], extra_env
 
 
-def read_lines(path: Path) -> list[dict]:
-    """Complete JSON lines of a results file (a line being written is left for the next read)."""
-    if not path.is_file():
-        return []
-    lines = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return lines
-
-
 def installed_release(results: Path) -> str | None:
     """The transformers version a release's run actually installed (`latest` resolved), from its lines."""
     return next((line["transformers"] for line in read_lines(results) if line.get("device") != "unknown"), None)
@@ -92,36 +79,62 @@ class Progress:
 
 
 def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
-                stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None) -> ReleaseRun:
+                stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None,
+                resumed: bool = False) -> ReleaseRun:
     """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
 
     With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
     release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`. With
     `env_dir`, the release's environment lives there (bisect's throwaway ones).
+    With `resumed`, cells that already have a line keep it and are not run again. Whoever writes
+    the results file holds its lock (pytest's controller, then this function for the missing
+    cells' lines): a second run sharing the folder waits, saying what for.
     """
     env = env_name(release)
     cross = bool(saved_by)
     run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
-    run.results.parent.mkdir(parents=True, exist_ok=True)
     run.log.parent.mkdir(parents=True, exist_ok=True)
-    run.results.unlink(missing_ok=True)
+    with holding(run.results, stream) as lock:  # another run writing this file (or its orphaned tox) finishes first
+        done = finished(run.results) if resumed else set()
+        if not resumed:
+            run.results.unlink(missing_ok=True)
+        left = [c for c in cells if c.id not in done]
+        if resumed:
+            print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
+                  file=stream, flush=True)
+        if left:
+            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed, lock, env_dir)
+        if not run.interrupted:
+            _fill_missing(run, matrix, cells)
+    run.lines = read_lines(run.results)
+    return run
+
+
+def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left: list[Cell], workers: int,
+             stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None) -> None:
+    """pytest in the release's tox env, for the cells `left`; tox inherits the results lock, so a
+    tox orphaned by a killed controller keeps it until its pytest has finished writing."""
+    release = run.release
     setup = tox_setup(matrix_file, out, matrix.install)
     tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
     pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent)]
-    for option, values in (("--cm-models", {c.model for c in cells}), ("--cm-strategies", {c.strategy for c in cells}),
-                           ("--cm-probes", {c.probe for c in cells})):
+    for option, values in (("--cm-models", {c.model for c in left}), ("--cm-strategies", {c.strategy for c in left}),
+                           ("--cm-probes", {c.probe for c in left})):
         pytest_args += [option, ",".join(sorted(values))]
     if saved_by:
         pytest_args += ["--cm-saved-by", ",".join(saved_by)]
+    if resumed:
+        pytest_args.append("--cm-resume")
     command = setup.tox(*tox_args, "--", *pytest_args)
     environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
-               "COMPAT_MATRIX_FILE": str(matrix_file)}  # for compat_matrix.install_training (trl/peft pins)
+               "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.install_training (trl/peft pins)
+               LOCK_HELD_ENV: str(run.results.resolve())}
     what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
-    print(f"[{run.results.stem}] {what}: {len(cells)} cells (log: {run.log})", file=stream, flush=True)
-    progress = Progress(run, len(cells), stream)
-    with run.log.open("w", encoding="utf-8") as log:
+    print(f"[{run.results.stem}] {what}: {len(left)} cells (log: {run.log})", file=stream, flush=True)
+    progress = Progress(run, len(left) + len(read_lines(run.results)), stream)
+    with run.log.open("a" if resumed else "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=setup.root, env=environ,
-                                   start_new_session=True)
+                                   start_new_session=True, pass_fds=(lock,))
         try:
             while process.poll() is None:
                 progress.update()
@@ -135,11 +148,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     run.exit_code = process.returncode
-    if not run.interrupted:
-        _fill_missing(run, matrix, cells)
     progress.update(force=True)
-    run.lines = read_lines(run.results)
-    return run
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
@@ -159,11 +168,15 @@ def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
               if setup_failed else f"the run stopped before this cell (tox exit {run.exit_code}):\n") + _log_tail(run.log)
     fingerprint = {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
                    "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None}
-    with run.results.open("a", encoding="utf-8") as handle:
+    writer = ResultsWriter(run.results, fresh=False)
+    try:
         for cell in missing:
             record = cell_record(matrix, cell, run.env, fingerprint)
-            record.update(error_type="InstallError" if setup_failed else "HarnessError", message=reason[-4000:])
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            record.update(error_type="InstallError" if setup_failed else "HarnessError", message=reason[-4000:],
+                          details={PLACEHOLDER: True})
+            writer.write(record)
+    finally:
+        writer.close()
 
 
 def tox_available() -> bool:

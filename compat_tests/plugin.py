@@ -2,11 +2,15 @@
 
 Only the controller writes `results/<env>.jsonl` (one line per cell, flushed as it finishes), so it
 is safe under pytest-xdist; a cell whose worker crashed or timed out still gets an `error` line.
+The controller holds the file's lock for the whole run (another run sharing the file waits, saying
+so) unless `compat-matrix run` holds it for us; `--cm-resume` keeps the finished cells' lines and
+runs the rest.
 """
 
 from __future__ import annotations
 
-import json
+import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,11 @@ from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import results_file
 from compat_matrix.records import FINGERPRINT_KEYS, cell_record
+from compat_matrix.results_io import LOCK_HELD_ENV, ResultsNotWritten, ResultsWriter, holding, resume
 
 RESULT_PROPERTY = "compat_cell"
+DISK_EXIT = 3
+"""pytest's exit code when a results line could not be written."""
 BACKSTOP_S = 60
 """Seconds past settings.cell_timeout_s after which pytest-timeout kills a worker stuck in C code."""
 
@@ -38,14 +45,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cm-results", default="results", help="folder for <env>.jsonl (default: results)")
     group.addoption("--cm-saved-by", action="append",
                     help="cross-release cells instead: load the tiny checkpoints these releases saved (results: <env>-cross.jsonl)")
+    group.addoption("--cm-resume", action="store_true",
+                    help="keep the lines of cells that finished in the results file and run only the others")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat_cell: one cell of the compatibility matrix")
     if not hasattr(config, "workerinput"):
         cross = bool(config.getoption("--cm-saved-by"))
-        recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), cross)
+        recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), cross,
+                                   bool(config.getoption("--cm-resume")))
         config.pluginmanager.register(recorder, "compat-results")
+
+
+def _done(config: pytest.Config) -> set[str]:
+    """Cells a resumed run already has lines for (the controller's count, handed to xdist workers)."""
+    if hasattr(config, "workerinput"):
+        return set(config.workerinput.get("cm_done", ()))
+    recorder = config.pluginmanager.get_plugin("compat-results")
+    return recorder.done if recorder is not None else set()
 
 
 _MATRIX = pytest.StashKey[Any]()
@@ -76,6 +94,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    done = _done(config)
+    if done:
+        finished = [i for i in items if isinstance(c := getattr(getattr(i, "callspec", None), "params", {}).get("cell"), Cell)
+                    and c.id in done]
+        if finished:
+            config.hook.pytest_deselected(items=finished)
+            items[:] = [i for i in items if i not in finished]
     for item in items:
         callspec = getattr(item, "callspec", None)
         cell = callspec.params.get("cell") if callspec else None
@@ -102,20 +127,29 @@ def _cell_from_nodeid(nodeid: str) -> Cell | None:
 class ResultsRecorder:
     """Controller-side plugin: one flushed JSON line per cell, so a killed run keeps what finished."""
 
-    def __init__(self, config: pytest.Config, folder: Path, cross: bool = False):
+    def __init__(self, config: pytest.Config, folder: Path, cross: bool = False, resumed: bool = False):
+        from compat_tests.environment import env_name
+
         self.config = config
-        self.folder = folder
-        self.cross = cross
-        self.handle: Any = None
+        self.path = results_file(folder, env_name(), cross)
+        self.locks = ExitStack()
+        if os.environ.get(LOCK_HELD_ENV) != str(self.path.resolve()):
+            self.locks.enter_context(holding(self.path))
+        self.done = resume(self.path) if resumed else set()
+        self.writer = ResultsWriter(self.path, fresh=not resumed)
         self.written: set[str] = set()
         self.last_fingerprint: dict[str, Any] | None = None
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: each worker deselects the cells a resumed run already has."""
+        node.workerinput["cm_done"] = sorted(self.done)
+
     def write(self, record: dict[str, Any]) -> None:
-        if self.handle is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = results_file(self.folder, record["env"], self.cross).open("w", encoding="utf-8")
-        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
-        self.handle.flush()
+        try:
+            self.writer.write(record)
+        except ResultsNotWritten as exc:
+            pytest.exit(str(exc), returncode=DISK_EXIT)
 
     def crash_record(self, report: pytest.TestReport, cell: Cell) -> dict[str, Any]:
         """An `error` line for a cell that timed out, crashed its worker or broke the harness.
@@ -150,5 +184,5 @@ class ResultsRecorder:
                 self.write(self.crash_record(report, cell))
 
     def pytest_unconfigure(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
+        self.writer.close()
+        self.locks.close()

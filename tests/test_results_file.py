@@ -83,12 +83,13 @@ probes.PROBES["generate"] = KillAll()
 def test_the_controller_writes_a_crash_line_without_importing_torch(tmp_path: Path) -> None:
     code = f'''
 import gc, json, sys
+from pathlib import Path
 from types import SimpleNamespace
 from compat_matrix.cells import Cell
 from compat_tests.plugin import ResultsRecorder, _MATRIX
 from compat_matrix.validate import load_matrix
 config = SimpleNamespace(stash={{_MATRIX: load_matrix({str(REPO / "matrix.yaml")!r}, check_model_types=False)}})
-recorder = ResultsRecorder(config, None)
+recorder = ResultsRecorder(config, Path({str(tmp_path)!r}))
 report = SimpleNamespace(longrepr="worker 'gw0' crashed while running", when="call")
 record = recorder.crash_record(report, Cell("llama", "smart", "default", "forward"))
 assert not {{"torch", "transformers"}} & set(sys.modules), sorted({{"torch", "transformers"}} & set(sys.modules))

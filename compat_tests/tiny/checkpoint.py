@@ -12,11 +12,14 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compat_matrix.layout import cache_root
 from compat_tests.tiny import remote_code
 from compat_tests.tiny.families import FAMILIES, Family
 from compat_tests.tiny.inputs import InputBuilder
@@ -63,6 +66,10 @@ def with_init_std(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CONTENT_HASHES = "content.sha256.json"
+"""sha256 of every file of a built folder, written last: a truncated or edited file is found on
+the next open and the folder rebuilt (a folder from before this file gets it on first open)."""
+
 REFERENCE_JSON = "reference.json"
 REFERENCE_LOGITS = "reference_logits.safetensors"
 
@@ -106,11 +113,6 @@ class TinyCheckpoint:
         return logits[kind]
 
 
-def cache_root() -> Path:
-    """Env COMPAT_MATRIX_CACHE, default ~/.cache/compat-matrix."""
-    return Path(os.environ.get("COMPAT_MATRIX_CACHE") or Path.home() / ".cache" / "compat-matrix")
-
-
 _default_root = cache_root
 """`build_checkpoint`'s `cache_root` argument hides the function of that name."""
 
@@ -134,6 +136,53 @@ _BUILT: dict[Path, TinyCheckpoint] = {}
 """Checkpoints this process has built or opened, by folder."""
 
 
+class CheckpointRebuilt(UserWarning):
+    """A cached tiny checkpoint no longer matched its content hashes and was built again."""
+
+
+def content_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` but the hash file itself, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CONTENT_HASHES}
+
+
+def changed_files(folder: Path) -> list[str]:
+    """Files that differ from the hashes recorded at build (added, missing or edited); records
+    the hashes first where none were recorded."""
+    recorded_file = folder / CONTENT_HASHES
+    now = content_hashes(folder)
+    if not recorded_file.is_file():
+        recorded_file.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+        return []
+    try:
+        recorded = json.loads(recorded_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return [CONTENT_HASHES]
+    return sorted(name for name in recorded.keys() | now.keys() if recorded.get(name) != now.get(name))
+
+
+def _discard(folder: Path) -> None:
+    """Move a bad folder out of the way in one step, then delete it."""
+    doomed = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.bad"
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _building(folder: Path) -> Any:
+    """The folder's build lock; a process that finds it held says what it waits for."""
+    from filelock import FileLock, Timeout
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{folder.parent / ('.' + folder.name)}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for tiny checkpoint {folder}: another process is building or checking it",
+              file=sys.__stderr__, flush=True)
+        lock.acquire()
+    return lock
+
+
 def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path | None = None) -> TinyCheckpoint:
     """The checkpoint for this recipe in the installed release: from memory, from disk, or built now."""
     import transformers
@@ -143,18 +192,36 @@ def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path |
     root = Path(cache_root) if cache_root is not None else _default_root()
     folder = tiny_folder(root, version, key, digest)
     if folder not in _BUILT:
-        if not (folder / REFERENCE_JSON).is_file():
-            try:
-                _build_atomically(folder, recipe, modality, _family(recipe, version))
-            except (UnknownModelType, ImportError) as exc:
-                status = "unsupported" if isinstance(exc, UnknownModelType) else "skipped"
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                not_built_note(folder).write_text(json.dumps({"status": status, "reason": str(exc)}))
-                raise
-            not_built_note(folder).unlink(missing_ok=True)
+        lock = _building(folder)
+        try:
+            _check_or_build(folder, recipe, modality, version)
+        finally:
+            lock.release()
         reference = json.loads((folder / REFERENCE_JSON).read_text())
         _BUILT[folder] = TinyCheckpoint(key, folder, digest, version, reference)
     return _BUILT[folder]
+
+
+def _check_or_build(folder: Path, recipe: Recipe, modality: str, version: str) -> None:
+    """A cached folder whose files changed since the build is discarded, saying so; then build if absent."""
+    if (folder / REFERENCE_JSON).is_file():
+        changed = changed_files(folder)
+        if changed:
+            message = (f"tiny checkpoint {folder}: {', '.join(changed)} changed since it was built (content hash "
+                       f"in {CONTENT_HASHES}); rebuilding it")
+            print(message, file=sys.__stderr__, flush=True)
+            warnings.warn(message, CheckpointRebuilt, stacklevel=3)
+            _discard(folder)
+    if (folder / REFERENCE_JSON).is_file():
+        return
+    try:
+        _build_atomically(folder, recipe, modality, _family(recipe, version))
+    except (UnknownModelType, ImportError) as exc:
+        status = "unsupported" if isinstance(exc, UnknownModelType) else "skipped"
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        not_built_note(folder).write_text(json.dumps({"status": status, "reason": str(exc)}))
+        raise
+    not_built_note(folder).unlink(missing_ok=True)
 
 
 def _family(recipe: Recipe, version: str) -> Family:
@@ -236,6 +303,7 @@ def _write(folder: Path, recipe: Recipe, modality: str, family: Family) -> None:
         remote_code.ship(folder, recipe, kwargs)
     (processor or tokenizer).save_pretrained(folder)
     _record_reference(folder, recipe, modality, side, model_class, config if recipe.remote_code else None)
+    (folder / CONTENT_HASHES).write_text(json.dumps(content_hashes(folder), indent=1, sort_keys=True) + "\n")
 
 
 def _record_reference(folder: Path, recipe: Recipe, modality: str, side: int | None, model_class: Any,
