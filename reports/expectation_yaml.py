@@ -75,7 +75,7 @@ def expectation_entries(
         for saved_spec in saved_specs + ([""] if "" in writer_set and writer_set - {""} else []):
             groups[(status, spec, saved_spec)].add(unit)
     entries: list[dict[str, object]] = []
-    for (status, spec, saved), units in sorted(groups.items()):
+    for (status, spec, saved_range), units in sorted(groups.items()):
         for sets in factor(units):
             entry: dict[str, object] = {"status": status}
             for name, values in zip(DIMENSIONS, sets):
@@ -84,8 +84,8 @@ def expectation_entries(
                     entry[name] = sorted(values)
             if spec:
                 entry["transformers"] = spec
-            if saved:
-                entry["saved_by"] = saved
+            if saved_range:
+                entry["saved_by"] = saved_range
             entry["reason"] = reason
             entries.append(entry)
     return entries
