@@ -56,7 +56,7 @@ class Hub(BaseHTTPRequestHandler):
         if repo == "tiny-org/busy":
             return self._refuse(429)
         if repo == "tiny-org/slow":
-            time.sleep(3)
+            time.sleep(8)  # past --timeout 5
             return self._refuse(503)
         if SHA not in path:
             return self._refuse(404, "RevisionNotFound")
@@ -124,7 +124,7 @@ print(json.dumps({key: run_cell(state, Cell(key, "explicit_class", "default", "l
 def test_prefetch_and_hub_cells_against_a_local_hub(hub: tuple[str, Counter[str]], tmp_path: Path) -> None:
     endpoint, requests = hub
     matrix = matrix_file(tmp_path)
-    done = run(["-m", "compat_matrix.cli", "--matrix", str(matrix), "prefetch", "--timeout", "1", "--tries", "2",
+    done = run(["-m", "compat_matrix.cli", "--matrix", str(matrix), "prefetch", "--timeout", "5", "--tries", "2",
                 "--retry-wait", "0.1"], endpoint, tmp_path, offline=False)
     assert done.returncode == 1, done.stderr[-3000:]
     assert "ok: tiny-org/tiny-llama@" in done.stdout
