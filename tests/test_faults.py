@@ -27,6 +27,7 @@ import pytest
 from filelock import FileLock
 
 from compat_matrix import results_io
+from compat_matrix.cells import select_cells
 from compat_matrix.results_io import ResultsNotWritten, ResultsWriter, read_lines
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 from tests.test_results_file import REPO, run_matrix
@@ -155,9 +156,11 @@ def test_resume_keeps_whole_lines_and_drops_placeholders_and_torn_ones(tmp_path:
     assert read_lines(path) == [ran] and path.read_text().endswith("\n")
 
 
-SLICE = ["--transformers", "4.57.6", "--models", "llama", "qwen2_vl", "--strategies", "explicit_class", "smart",
-         "-n", "1"]
-"""20 cells (2 models x 2 strategies x 5 probes) in one release, one worker: slow enough to kill mid-release."""
+MODELS, STRATEGIES = ["llama", "qwen2_vl"], ["explicit_class", "smart"]
+SLICE = ["--transformers", "4.57.6", "--models", *MODELS, "--strategies", *STRATEGIES, "-n", "1"]
+"""Two models x two strategies x every probe and load profile in one release, one worker: slow
+enough to kill mid-release."""
+CELLS = len(select_cells(MATRIX, MODELS, STRATEGIES, None))
 
 VOLATILE = {"timestamp", "duration_s", "peak_memory_mb", "details", "message", "git_commit", "origin"}
 """Fields that differ between two runs of the same cell (times, measured memory, warnings' wording,
@@ -208,12 +211,12 @@ def test_resume_after_sigkill_runs_only_the_missing_cells_and_reports_the_same(t
             os.kill(pid, signal.SIGKILL)
     killed.wait()
     kept = read_lines(results)
-    assert 3 <= len(kept) < 20, f"{len(kept)} lines at the kill: the release was not cut mid-way"
+    assert 3 <= len(kept) < CELLS, f"{len(kept)} lines at the kill: the release was not cut mid-way"
 
     resumed = cli_process(killed_out, "--resume", cache=cache)
     _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err[-3000:]
-    assert f"resuming: {len(kept)} of 20 cells already have a line" in err
+    assert f"resuming: {len(kept)} of {CELLS} cells already have a line" in err
     after = read_lines(results)
     assert after[: len(kept)] == kept  # finished cells were not run again (same lines, same timestamps)
     assert sorted(line["cell_id"] for line in after) == sorted(cells_of(tmp_path / "whole"))
@@ -235,4 +238,4 @@ def test_two_runs_sharing_cache_and_results_wait_for_each_other(tmp_path: Path) 
     raw = (out / "results" / "tf4_57_6.jsonl").read_text().splitlines()
     lines = [json.loads(line) for line in raw]  # every line whole
     assert sorted(line["cell_id"] for line in lines) == sorted(set(line["cell_id"] for line in lines))
-    assert len(lines) == 20 and all(line["status"] != "error" for line in lines)
+    assert len(lines) == CELLS and all(line["status"] != "error" for line in lines)
