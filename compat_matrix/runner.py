@@ -106,6 +106,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
             _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed, lock, env_dir)
         if not run.interrupted:
             _fill_missing(run, matrix, cells)
+    Progress(run, len(cells), stream).update(force=True)
     run.lines = read_lines(run.results)
     return run
 
@@ -148,7 +149,6 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     run.exit_code = process.returncode
-    progress.update(force=True)
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
