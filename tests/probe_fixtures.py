@@ -257,3 +257,14 @@ def break_checkpointed_backward(model: Any) -> None:
 def nan_gradients(model: Any) -> None:
     """Planted: the backward produces nan in the LM head's gradient; forward and sampling are fine."""
     model.get_output_embeddings().weight.register_hook(lambda grad: grad * float("nan"))
+
+
+def prefer_image_token(model: Any) -> None:
+    """Planted: every forward makes the image placeholder likely (+7 on its logit), as a random tiny
+    model now and then does a little: a completion holding one breaks the next forward with images."""
+    token = model.config.image_token_id
+
+    def bias(kwargs: dict[str, Any], output: Any) -> None:
+        output.logits[..., token] += 7.0
+
+    _wrap_forward(model, after=bias)

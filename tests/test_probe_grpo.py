@@ -20,6 +20,7 @@ from tests.probe_fixtures import (  # noqa: F401
     make_context,
     need_labels_in_training,
     one_thread,
+    prefer_image_token,
     shift_decode_positions,
 )
 
@@ -172,3 +173,22 @@ def test_checkpointing_off_in_settings_trains_without_it():
     outcome = PROBE.run(make_context("llama", break_checkpointed_backward, settings=settings))
     assert outcome.status == "pass", outcome.message
     assert outcome.details["gradient_checkpointing"] is False
+
+
+def test_sampling_never_emits_an_image_placeholder():
+    """Without suppression the completions hold image tokens and the training forward raises
+    ("Image features and image tokens do not match"), as SmolVLM's tiny model did in 5.24."""
+    outcome = PROBE.run(make_context("qwen2_vl", prefer_image_token))
+    assert outcome.status == "pass", outcome.message
+
+
+def test_placeholder_token_ids_reads_every_family_spelling():
+    from transformers import AutoConfig
+
+    from compat_tests.probes.generate import placeholder_token_ids
+
+    qwen = AutoConfig.for_model("qwen2_vl", image_token_id=991, video_token_id=992, vision_start_token_id=993)
+    assert {991, 992, 993} <= set(placeholder_token_ids(qwen))
+    llava = AutoConfig.for_model("llava", image_token_index=990)
+    assert 990 in placeholder_token_ids(llava)
+    assert placeholder_token_ids(AutoConfig.for_model("llama", pad_token_id=0, bos_token_id=1, eos_token_id=2)) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -66,17 +67,44 @@ class Generation:
         return self.sequences[:, self.prompt_length :]
 
 
-def generate(model: Any, inputs: Inputs, *, max_new_tokens: int, sample: bool, pad_token_id: int | None) -> Generation:
+_PLACEHOLDER = re.compile(r"^(?:image|video|vision|audio|boi|eoi|boa|eoa)(?:_\w*)?_token_(?:id|index)$")
+"""Config attributes naming the tokens a processor puts where an image (video, audio) goes:
+`image_token_id`, LLaVA's `image_token_index`, Qwen-VL's `vision_start_token_id`, Gemma3's
+`boi_token_index`."""
+
+
+def placeholder_token_ids(config: Any) -> list[int]:
+    """Ids of the multimodal placeholder tokens of `config` and its sub-configs (text_config...)."""
+    found: set[int] = set()
+    configs, seen = [config], set()
+    while configs:
+        current = configs.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for name, value in vars(current).items():
+            if isinstance(value, int) and not isinstance(value, bool) and _PLACEHOLDER.match(name):
+                found.add(value)
+            elif hasattr(value, "to_dict") and hasattr(value, "model_type"):
+                configs.append(value)
+    return sorted(found)
+
+
+def generate(model: Any, inputs: Inputs, *, max_new_tokens: int, sample: bool, pad_token_id: int | None,
+             suppress: list[int] | None = None) -> Generation:
     """One `model.generate`, greedy or sampled from the unmodified distribution (T=1, no top-k/p).
 
     Raw logits (`output_logits`, 4.38+) rather than scores: processors may legitimately put -inf
     in scores, and sampling probabilities are the softmax of the raw logits only when T=1.
+    `suppress`: token ids never to emit (only the scores change; the raw logits stay as they are).
     """
     options: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "return_dict_in_generate": True,
         "output_logits": True,
     }
+    if suppress:
+        options["suppress_tokens"] = suppress
     if sample:
         options.update(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
     else:

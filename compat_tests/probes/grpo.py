@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.generate import Checks, fresh_model, generate, pad_token_id, plain, prompt_inputs, release_memory
+from compat_tests.probes.generate import (Checks, fresh_model, generate, pad_token_id, placeholder_token_ids, plain,
+                                          prompt_inputs, release_memory)
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_logprobs, completion_mask
 from compat_tests.probes.grpo_loss import group_advantages, grpo_loss
 from compat_tests.probes.rewards import get_reward
@@ -154,7 +155,11 @@ def sample(ctx: ProbeContext) -> tuple[Rollout, list[list[float]]]:
     width = max(row["input_ids"].shape[1] for row in rows)
     ctx.model.eval()
     torch.manual_seed(settings.seed)
-    sampled = generate(ctx.model, collate(rows, pad or 0, width), max_new_tokens=settings.max_new_tokens, sample=True, pad_token_id=pad)
+    # a random tiny model samples its own image placeholder now and then (vocab 1000, placeholders at
+    # 990+): the training forward then finds more image tokens than images and raises; a trained
+    # model never emits one, so sampling leaves them out (the raw logits compared are unchanged)
+    sampled = generate(ctx.model, collate(rows, pad or 0, width), max_new_tokens=settings.max_new_tokens, sample=True,
+                       pad_token_id=pad, suppress=placeholder_token_ids(ctx.model.config))
     mask = completion_mask(sampled.completion, eos_ids(ctx))
     logp = sampled.logits.log_softmax(dim=-1).gather(-1, sampled.completion[..., None]).squeeze(-1)
     rollout = Rollout(rows, pad or 0, width, sampled.completion, mask, logp, logit_scale(sampled.logits))
