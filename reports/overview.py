@@ -59,14 +59,14 @@ def model_sentences(report: Report) -> list[tuple[str, str]]:
 
 
 def passing_routes(cells: list[Cell]) -> list[str]:
-    """Strategies whose every probe passes, in every profile (else named with the profiles that do)."""
-    routes: dict[str, dict[str, bool]] = defaultdict(dict)
+    """Strategies whose every probe that ran passes, in every profile (else named with the profiles
+    that do); a probe `skipped` here (a package this machine lacks) neither passes nor fails a route."""
+    statuses: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for cell in cells:
-        ok = routes[cell.strategy].get(cell.load_kwargs, True)
-        routes[cell.strategy][cell.load_kwargs] = ok and cell.status == "pass"
+        statuses[cell.strategy][cell.load_kwargs].add(cell.status)
     named = []
-    for strategy, profiles in sorted(routes.items()):
-        passing = sorted(p for p, ok in profiles.items() if ok)
+    for strategy, profiles in sorted(statuses.items()):
+        passing = sorted(p for p, seen in profiles.items() if "pass" in seen and seen <= {"pass", "skipped"})
         if passing:
             named.append(strategy if len(passing) == len(profiles) else f"{strategy} ({', '.join(passing)})")
     return named
@@ -75,7 +75,10 @@ def passing_routes(cells: list[Cell]) -> list[str]:
 def _verdict(cells: list[Cell]) -> str:
     routes = passing_routes(cells)
     if routes:
-        return ", ".join(routes) + (" passes" if len(routes) == 1 else " pass") + " every probe"
+        chosen = {route.split(" ")[0] for route in routes}
+        skipped = sorted({c.probe for c in cells if c.strategy in chosen and c.status == "skipped"})
+        return (", ".join(routes) + (" passes" if len(routes) == 1 else " pass") + " every probe"
+                + (f" that ran ({', '.join(skipped)} not run here)" if skipped else ""))
     if all(c.status in ("skipped", "unsupported") for c in cells):
         return "not run here (" + ("skipped" if any(c.status == "skipped" for c in cells) else "unsupported") + ")"
     return "no route passes every probe"
