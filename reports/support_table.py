@@ -41,13 +41,19 @@ def support_table(report: Report, strategy: str | None = None, profile: str = "d
         for release in releases:
             probes = _best(routes.get((model, release), {}))
             mark, causes = _mark(probes, cause_of)
+            keys = []
             for cause in causes:
                 notes.setdefault(cause.id, len(notes) + 1)
                 texts[cause.id] = _footnote(cause)
-            row.append(mark + "".join(f"[^{notes[c.id]}]" for c in causes))
+                keys.append(cause.id)
+            if mark == "✅" and (skipped := _not_run(probes)):
+                notes.setdefault(skipped, len(notes) + 1)
+                texts[skipped] = md_inline(skipped, FOOTNOTE_CHARS)
+                keys.append(skipped)
+            row.append(mark + "".join(f"[^{notes[k]}]" for k in keys))
         lines.append(f"| {md_inline(model, 80)} | " + " | ".join(row) + " |")
     route = f"strategy `{strategy}`" if strategy else "the best strategy (any that passes every probe)"
-    lines += ["", f"✅ every probe passes · ❌ fails · ➖ not supported · ⏭️ not run here · `·` not tested; "
+    lines += ["", f"✅ every probe that ran passes (a footnote names any not run here) · ❌ fails · ➖ not supported · ⏭️ not run here · `·` not tested; "
                   f"{route}, load profile `{profile}`."]
     if notes:
         lines.append("")
@@ -71,8 +77,8 @@ def _best(routes: dict[str, list[Cell]]) -> list[Cell]:
         return []
 
     def rank(probes: list[Cell]) -> tuple[int, int]:
-        if all(p.status == "pass" for p in probes):
-            return (0, 0)
+        if all(p.status in ("pass", "skipped") for p in probes) and any(p.status == "pass" for p in probes):
+            return (0, sum(p.status == "skipped" for p in probes))
         if all(p.status in ("unsupported", "skipped") for p in probes):
             return (2, 0)
         return (1, sum(p.status in ("fail", "error") for p in probes))
@@ -84,7 +90,8 @@ def _mark(probes: list[Cell], cause_of: dict[tuple[str, str], Cause]) -> tuple[s
     statuses = {p.status for p in probes}
     if not probes:
         return "·", []
-    if statuses == {"pass"}:
+    if "pass" in statuses and statuses <= {"pass", "skipped"}:
+        # A probe this machine cannot run (trl_grpo without torchvision) neither passes nor fails.
         return "✅", []
     if statuses & {"fail", "error"}:
         causes = {cause.id: cause for p in probes if (cause := cause_of.get(p.key)) and p.status in ("fail", "error")}
@@ -92,6 +99,12 @@ def _mark(probes: list[Cell], cause_of: dict[tuple[str, str], Cause]) -> tuple[s
     if "unsupported" in statuses:
         return "➖", []
     return "⏭️", []
+
+
+def _not_run(probes: list[Cell]) -> str:
+    """The footnote of a passing route with skipped probes: which did not run here, and why."""
+    skipped = sorted({(p.probe, p.message) for p in probes if p.status == "skipped"})
+    return "; ".join(f"{probe} not run here: {message}" for probe, message in skipped)
 
 
 def _footnote(cause: Cause) -> str:

@@ -69,3 +69,17 @@ def test_the_command_writes_support_md_and_refuses_unknown_selections(tmp_path, 
     assert "--profile 'trainer': no cell of it in this report; it has default" in capsys.readouterr().err
     assert main([str(results), "--out", str(out), "--strategy", "smart"]) == 2
     assert "--strategy and --profile go with --support-table" in capsys.readouterr().err
+
+
+def test_a_route_that_passes_every_probe_that_ran_is_a_pass_with_a_note(tmp_path):
+    """trl_grpo is skipped on image-text models here (no torchvision): the model still passes what
+    ran, and the footnote says what did not run and why, instead of a bare "not run here"."""
+    path = cells(tmp_path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    skipped = [{**line, "probe": "trl_grpo", "cell_id": line["cell_id"].replace("-load", "-trl_grpo"),
+                "status": "skipped", "message": "needs torchvision"}
+               for line in lines if line["model"] == "qwen2_5_vl" and line["probe"] == "load"]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines + skipped))
+    table = support_table(build_report([path]))
+    assert "| qwen2\\_5\\_vl | ✅[^1] | ✅[^1] | ❌[^2] |" in table
+    assert "[^1]: trl\\_grpo not run here: needs torchvision" in table
