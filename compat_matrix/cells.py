@@ -64,13 +64,17 @@ def select_cells(
     strategies: Iterable[str] | None = None,
     probes: Iterable[str] | None = None,
     saved_by: Iterable[str] | None = None,
+    profiles: Iterable[str] | None = None,
 ) -> list[Cell]:
     """Every selected cell; probes of one loaded model stay adjacent and in probe order.
 
     With `saved_by`, the cross-release cells instead: tiny models only, `load` and `forward` only,
-    one set per release that wrote the checkpoints.
+    one set per release that wrote the checkpoints. `profiles` are load_kwargs profile names: a model
+    without one of them simply has no cell for it, but a name no selected model has is an error.
     """
     keys = _pick(models, tuple(m.key for m in matrix.models), "model")
+    known_profiles = tuple(dict.fromkeys(p for m in matrix.models if m.key in keys for p in m.load_kwargs))
+    chosen_profiles = _pick(profiles, known_profiles, "load_kwargs profile")
     chosen_strategies = _pick(strategies, matrix.strategy_names, "strategy")
     chosen_probes = _pick(probes, matrix.probe_names, "probe")
     writers: tuple[str | None, ...] = (None,)
@@ -83,6 +87,7 @@ def select_cells(
         if entry.key in keys and (saved_by is None or entry.source == "tiny")
         for writer in writers
         for profile in entry.load_kwargs
+        if profile in chosen_profiles
         for strategy in chosen_strategies
         for probe in chosen_probes
     ]

@@ -38,7 +38,7 @@ def _matrix(args: argparse.Namespace, check_model_types: bool = False) -> Matrix
 
 def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
     try:
-        return select_cells(matrix, args.models, args.strategies, args.probes)
+        return select_cells(matrix, args.models, args.strategies, args.probes, profiles=args.profiles)
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
 
@@ -201,7 +201,7 @@ def _cross_release(matrix: Matrix, args: argparse.Namespace, releases: list[str]
         others = sorted({v for r, v in installed.items() if v and r != release and v != installed[release]})
         if not others:
             continue
-        cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=others)
+        cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=others, profiles=args.profiles)
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=others,
                           resumed=getattr(args, "resume", False))
         if run.interrupted:
@@ -339,12 +339,6 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
     matrix = _matrix(args)
     cells = _cells(matrix, args)
-    if args.profiles:
-        known = sorted({c.profile for c in cells})
-        unknown = sorted(set(args.profiles) - set(known))
-        if unknown:
-            raise UsageProblem(f"unknown load_kwargs profile(s) {unknown}; the selected models have: {', '.join(known)}")
-        cells = [c for c in cells if c.profile in args.profiles]
     for name, value in (("--good", args.good), ("--bad", args.bad)):
         if not is_version(value):
             raise UsageProblem(f"{name} {value!r}: give an exact release such as 4.57.6 (bisect walks the index between two)")
@@ -476,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--models", nargs="+", help="model keys (default: all)")
         p.add_argument("--strategies", nargs="+", help="strategies (default: matrix.yaml's)")
         p.add_argument("--probes", nargs="+", help="probes (default: matrix.yaml's)")
+        p.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: every profile of each model)")
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: compat-report)")
         p.add_argument("-n", "--workers", type=_positive, default=2, help="pytest-xdist workers per release (default: 2)")
 
@@ -519,7 +514,6 @@ def build_parser() -> argparse.ArgumentParser:
     bisect.add_argument("--good", required=True, help="release A (its outcome is the 'good' one; may be the newer)")
     bisect.add_argument("--bad", required=True, help="release B: find the first release that does what B does")
     selection(bisect)
-    bisect.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: all)")
     bisect.add_argument("--exhaustive", action="store_true", help="test every release in the range, list every change")
     bisect.add_argument("--pre", action="store_true", help="pre-releases between A and B too")
     bisect.add_argument("--json", action="store_true", help="the result as JSON on stdout")

@@ -39,6 +39,12 @@ def log_file(out: Path, env: str, cross: bool = False) -> Path:
     return out / "logs" / f"{results_stem(env, cross)}.log"
 
 
+def cells_file(out: Path, env: str, cross: bool = False) -> Path:
+    """The exact cell ids one release's run is limited to, when the model/strategy/profile/probe
+    filters alone would select more (bisect's undecided cells)."""
+    return out / "cells" / f"{results_stem(env, cross)}.txt"
+
+
 def drift_file(out: Path, env: str) -> Path:
     """One release's drift records (`compat_tests.drift_record`) under a run's output folder."""
     return out / "drift" / f"{env}.json"

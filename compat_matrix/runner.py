@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from compat_matrix.cells import Cell
-from compat_matrix.layout import log_file, results_file, results_folder
+from compat_matrix.cells import Cell, select_cells
+from compat_matrix.layout import cells_file, log_file, results_file, results_folder
 from compat_matrix.records import cell_record
 from compat_matrix.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.releases import env_name
@@ -111,6 +111,24 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     return run
 
 
+def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None, listing: Path) -> list[str]:
+    """pytest options selecting exactly `cells`: the model/strategy/profile/probe filters, plus a file
+    of cell ids (written to `listing`) when those filters alone would select more, as bisect's
+    undecided cells often would (cells of other profiles or probes, run for nothing)."""
+    chosen = {"--cm-models": {c.model for c in cells}, "--cm-strategies": {c.strategy for c in cells},
+              "--cm-profiles": {c.profile for c in cells}, "--cm-probes": {c.probe for c in cells}}
+    args = [part for option, values in chosen.items() for part in (option, ",".join(sorted(values)))]
+    if saved_by:
+        args += ["--cm-saved-by", ",".join(saved_by)]
+    broad = select_cells(matrix, chosen["--cm-models"], chosen["--cm-strategies"], chosen["--cm-probes"], saved_by,
+                         chosen["--cm-profiles"])
+    if {c.id for c in broad} != {c.id for c in cells}:
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{c.id}\n" for c in cells), encoding="utf-8")
+        args += ["--cm-cells", str(listing)]
+    return args
+
+
 def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left: list[Cell], workers: int,
              stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None) -> None:
     """pytest in the release's tox env, for the cells `left`; tox inherits the results lock, so a
@@ -118,12 +136,8 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
     release = run.release
     setup = tox_setup(matrix_file, out, matrix.install)
     tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
-    pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent)]
-    for option, values in (("--cm-models", {c.model for c in left}), ("--cm-strategies", {c.strategy for c in left}),
-                           ("--cm-probes", {c.probe for c in left})):
-        pytest_args += [option, ",".join(sorted(values))]
-    if saved_by:
-        pytest_args += ["--cm-saved-by", ",".join(saved_by)]
+    pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent),
+                   *selection_args(matrix, left, saved_by, cells_file(out, run.env, bool(saved_by)))]
     if resumed:
         pytest_args.append("--cm-resume")
     command = setup.tox(*tox_args, "--", *pytest_args)

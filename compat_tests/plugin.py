@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cm-models", action="append", help="only these model keys (comma-separated, repeatable)")
     group.addoption("--cm-strategies", action="append", help="only these strategies")
     group.addoption("--cm-probes", action="append", help="only these probes")
+    group.addoption("--cm-profiles", action="append", help="only these load_kwargs profiles")
+    group.addoption("--cm-cells", help="only the cell ids listed in this file, one a line (within the other filters)")
     group.addoption("--cm-results", default="results", help="folder for <env>.jsonl (default: results)")
     group.addoption("--cm-saved-by", action="append",
                     help="cross-release cells instead: load the tiny checkpoints these releases saved (results: <env>-cross.jsonl)")
@@ -87,10 +89,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         cells = select_cells(matrix_of(config), _names(config.getoption("--cm-models")),
                              _names(config.getoption("--cm-strategies")), _names(config.getoption("--cm-probes")),
-                             _names(config.getoption("--cm-saved-by")))
+                             _names(config.getoption("--cm-saved-by")), _names(config.getoption("--cm-profiles")))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    listed = config.getoption("--cm-cells")
+    if listed:
+        cells = _only_listed(cells, Path(listed))
     metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
+
+
+def _only_listed(cells: list[Cell], listing: Path) -> list[Cell]:
+    """The cells whose ids `listing` names; an id the other filters do not select is a usage error."""
+    try:
+        wanted = {line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()}
+    except OSError as exc:
+        raise pytest.UsageError(f"--cm-cells {listing}: {exc.strerror}") from None
+    unknown = sorted(wanted - {c.id for c in cells})
+    if unknown:
+        raise pytest.UsageError(f"--cm-cells {listing}: {len(unknown)} id(s) not in this matrix's selection, "
+                                f"e.g. {unknown[0]!r}")
+    return [c for c in cells if c.id in wanted]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

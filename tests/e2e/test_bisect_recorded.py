@@ -6,6 +6,7 @@ Skipped (with the reason) when no bisect run is named (--bisect-dir).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,10 @@ def test_record_narrowed_the_expectation_and_kept_the_file_as_it_was(bisect_dir:
     assert f"last good {cell['last_good']}, first bad {cell['first_bad']}" in recorded.splitlines()[row]
     others = [text for i, text in enumerate(recorded.splitlines()) if i != row]
     assert others == [text for i, text in enumerate(original.splitlines()) if i != row], "nothing else changed"
+
+
+def test_each_release_ran_exactly_the_cells_asked_for(bisect_dir: Path) -> None:
+    """Only the selected profile's cell runs: progress says 1/1 for every release, never 2/1."""
+    said = (bisect_dir / "bisect.err").read_text(encoding="utf-8")
+    counts = re.findall(r"^\[tf\S+\] (\d+)/(\d+) cells done", said, flags=re.M)
+    assert counts and all(done == total == "1" for done, total in counts), said[-2000:]
