@@ -29,7 +29,8 @@ from reports.load import load_results
 from reports.report import Cell as Result
 
 SERIAL_UP_TO = 4
-"""Cells a release runs without xdist workers."""
+"""Cells a release runs in pytest's own process (`-n 0`): a worker process would import torch and
+transformers a second time, which costs more than it saves for a handful of cells."""
 
 NOT_AN_OUTCOME_ERRORS = ("InstallError", "HarnessError")
 """The release could not be installed, or its run stopped before the cell: says nothing about it."""
@@ -73,18 +74,26 @@ class ReleaseOracle:
         self.ran: list[str] = []
         self.reused: list[str] = []
 
-    def stored(self, release: str) -> dict[str, Result]:
-        path = results_file(self.store, env_name(release))
+    def stored(self, release: str, cross: bool = False) -> dict[str, Result]:
+        """Kept results of `release`: its own checkpoints' cells, or (cross) those reading other releases'."""
+        path = results_file(self.store, env_name(release), cross)
         if not path.is_file():
             return {}
-        return {c.cell_id: c for c in load_results([path]).cells if c.saved_by is None or c.saved_by == c.transformers}
+        return {c.cell_id: c for c in load_results([path]).cells
+                if (c.saved_by not in (None, c.transformers)) == cross}
 
     def __call__(self, release: str, cell_ids: list[str]) -> dict[str, Result | None]:
-        known = self.stored(release) if self.reuse else {}
+        return self.answer(release, cell_ids)
+
+    def answer(self, release: str, cell_ids: list[str], saved_by: str | None = None) -> dict[str, Result | None]:
+        """Results of `cell_ids` in `release` (stored, else run now); with `saved_by`, the ids are
+        cross-release cells reading the checkpoints that release saved."""
+        cross = saved_by is not None
+        known = self.stored(release, cross) if self.reuse else {}
         missing = [c for c in cell_ids if c not in known and (release, c) not in self.unusable]
         if missing:
-            self._run(release, missing)
-            known = self.stored(release)
+            self._run(release, missing, saved_by)
+            known = self.stored(release, cross)
         else:
             self.reused.append(release)
         answers: dict[str, Result | None] = {}
@@ -93,29 +102,81 @@ class ReleaseOracle:
             answers[cell_id] = result if says_something(result) else None
         return answers
 
-    def _run(self, release: str, cell_ids: list[str]) -> None:
+    def _run(self, release: str, cell_ids: list[str], saved_by: str | None) -> None:
         from compat_matrix.runner import run_release
 
         env = env_name(release)
+        cross = saved_by is not None
         env_dir = env_root() / env
         mark_used(env_dir)
         prune(self.cap, keep=(env,))
         scratch = self.runs / env
-        # xdist's start-up costs more than it saves for a handful of cells
-        workers = 1 if len(cell_ids) <= SERIAL_UP_TO else self.workers
-        run = run_release(self.matrix, self.matrix_file, release, [self.cells[c] for c in cell_ids], scratch,
-                          workers, stream=self.stream, env_dir=env_dir)
+        workers = 0 if len(cell_ids) <= SERIAL_UP_TO else self.workers
+        cells = [self.cells.get(c) or Cell.from_id(c) for c in cell_ids]
+        run = run_release(self.matrix, self.matrix_file, release, [c for c in cells if c is not None], scratch,
+                          workers, stream=self.stream, saved_by=[saved_by] if saved_by else None, env_dir=env_dir)
         if run.interrupted:
             raise KeyboardInterrupt
         self.ran.append(release)
-        for result in load_results([results_file(results_folder(scratch), env)]).cells:
+        for result in load_results([results_file(results_folder(scratch), env, cross)]).cells:
             if result.error_type in NOT_AN_OUTCOME_ERRORS:
                 self.unusable[(release, result.cell_id)] = result
         keep = [line for line in run.lines if line.get("error_type") not in NOT_AN_OUTCOME_ERRORS]
-        stored = results_file(self.store, env)
+        stored = results_file(self.store, env, cross)
         stored.parent.mkdir(parents=True, exist_ok=True)
         old = [line for line in _lines(stored) if line.get("cell_id") not in {k["cell_id"] for k in keep}]
         stored.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in old + keep), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class CrossAxis:
+    """Which side of a cross-release cell bisect walks: the reading release (`saved_by` fixed: which
+    release first fails to read S's checkpoint?) or the writing one (`loaded_by` fixed: from which
+    release on does L fail to read the checkpoint?). Exactly one of the two is set."""
+
+    saved_by: str | None = None
+    loaded_by: str | None = None
+
+    @property
+    def walks(self) -> str:
+        """The expectation key the walked releases go into: `transformers` (reader) or `saved_by` (writer)."""
+        return "transformers" if self.saved_by else "saved_by"
+
+    def pair(self, release: str) -> tuple[str, str]:
+        """(writer, reader) when the walked axis is at `release`."""
+        return (self.saved_by, release) if self.saved_by else (release, self.loaded_by or "")
+
+    def describe(self) -> str:
+        return (f"the release reading checkpoints transformers {self.saved_by} saved" if self.saved_by
+                else f"the release that saved the checkpoints transformers {self.loaded_by} reads")
+
+
+class CrossReleaseOracle:
+    """Cross-release cells as bisect's oracle, keyed by the cell without its `@writer`.
+
+    The writer first builds its tiny checkpoints (the same-release `load` cell of each group, a result
+    kept like any other); the reader then loads them. Where writer and reader are one release, the
+    answer is that release's own cell (a checkpoint read by the release that saved it)."""
+
+    def __init__(self, releases: ReleaseOracle, axis: CrossAxis):
+        self.releases, self.axis = releases, axis
+
+    def __call__(self, release: str, cell_ids: list[str]) -> dict[str, Result | None]:
+        writer, reader = self.axis.pair(release)
+        if writer == reader:
+            return self.releases.answer(release, cell_ids)
+        built = self.releases.answer(writer, sorted({_builder(c) for c in cell_ids}))
+        # a writer that could not be installed, or skipped the build, says nothing about any reader
+        readable = [c for c in cell_ids if built[_builder(c)] is not None]
+        got = self.releases.answer(reader, [f"{c}@{writer}" for c in readable], saved_by=writer) if readable else {}
+        return {c: got.get(f"{c}@{writer}") for c in cell_ids}
+
+
+def _builder(cell_id: str) -> str:
+    """The same-release cell that builds the checkpoint a cross cell reads: its group's `load`."""
+    cell = Cell.from_id(cell_id)
+    assert cell is not None, cell_id
+    return Cell(cell.model, cell.strategy, cell.profile, "load").id
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -136,18 +197,23 @@ class BisectRun:
     seconds: float
     ran: list[str]
     reused: list[str]
+    axis: CrossAxis | None = None
+    """Set for cross-release cells: which side was walked, which was fixed."""
 
 
 def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], runs: Path, workers: int,
-                 exhaustive: bool = False, reuse: bool = True, stream: TextIO = sys.stderr) -> BisectRun:
+                 exhaustive: bool = False, reuse: bool = True, stream: TextIO = sys.stderr,
+                 axis: CrossAxis | None = None) -> BisectRun:
     """Search every cell between releases[0] (A) and releases[-1] (B); each release's run (results, tox
-    log) goes under `runs/<env>`."""
+    log) goes under `runs/<env>`. With `axis`, `cells` are read from checkpoints another release
+    saved, and the releases walked are the readers or the writers (`CrossAxis`)."""
     started = time.monotonic()
     by_id = {c.id: c for c in cells}
     oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), runs, workers, reuse, stream)
-    search: Bisect[str, Result] = Bisect(releases, oracle, same_outcome, exhaustive)
+    search: Bisect[str, Result] = Bisect(releases, CrossReleaseOracle(oracle, axis) if axis else oracle,
+                                         same_outcome, exhaustive)
     boundaries = search.run(list(by_id))
-    return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused)
+    return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused, axis)
 
 
 def describe_change(boundary: Boundary) -> str:
@@ -181,8 +247,9 @@ def grouped(boundaries: Iterable[Boundary]) -> list[list[Boundary]]:
 
 def format_text(run: BisectRun) -> str:
     a, b = run.releases[0], run.releases[-1]
-    lines = [f"bisect {a} -> {b}: {len(run.releases)} releases in range, {len(run.ran)} run, {len(run.reused)} "
-             f"answered from stored results, {run.seconds:.0f} s"]
+    walked = f", walking {run.axis.describe()}" if run.axis else ""
+    lines = [f"bisect {a} -> {b}{walked}: {len(run.releases)} releases in range, {len(run.ran)} run, "
+             f"{len(run.reused)} answered from stored results, {run.seconds:.0f} s"]
     order = {"boundary": 0, "changes more than once": 1, "undecided": 2, "no change": 3}
     for group in sorted(grouped(run.boundaries), key=lambda g: order[g[0].verdict]):
         first = group[0]
@@ -217,6 +284,8 @@ def to_json(run: BisectRun) -> dict[str, Any]:
     return {
         "good": run.releases[0], "bad": run.releases[-1], "releases": run.releases, "seconds": round(run.seconds, 1),
         "releases_run": run.ran, "releases_reused": run.reused,
+        "cross_release": {"walks": run.axis.walks, "saved_by": run.axis.saved_by, "loaded_by": run.axis.loaded_by}
+        if run.axis else None,
         "cells": [{"cell_id": b.cell, "verdict": b.verdict, "last_good": b.last_good, "first_bad": b.first_bad,
                    "what_changed": describe_change(b), "before": _outcome_json(b.before), "after": _outcome_json(b.after),
                    "tested": b.tested, "stepped_over": b.stepped_over, "changes": [list(c) for c in b.changes]}

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from packaging.version import Version
 
@@ -23,6 +24,9 @@ from compat_matrix.results_io import ResultsNotWritten, holding
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+
+if TYPE_CHECKING:
+    from compat_matrix.bisect_run import CrossAxis
 
 DEFAULT_OUT = Path("compat-report")
 
@@ -330,6 +334,27 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv, read_expectations)
 
 
+def _cross_axis(args: argparse.Namespace, matrix: Matrix) -> CrossAxis | None:
+    """`--cross-release` with exactly one of `--saved-by` (walk the readers) or `--loaded-by` (walk the writers)."""
+    from compat_matrix.bisect_run import CrossAxis
+
+    fixed = {"--saved-by": args.saved_by, "--loaded-by": args.loaded_by}
+    given = {name: value for name, value in fixed.items() if value}
+    if not args.cross_release:
+        if given:
+            raise UsageProblem(f"{', '.join(given)} is for cross-release cells: add --cross-release")
+        return None
+    if len(given) != 1:
+        raise UsageProblem("--cross-release walks one side of a checkpoint: give --saved-by S (which reading release "
+                           "first differs on S's checkpoints) or --loaded-by L (from which writing release L differs), "
+                           "not both, not neither")
+    [(name, value)] = given.items()
+    if not is_version(value):
+        raise UsageProblem(f"{name} {value!r}: give an exact release such as 5.0.0")
+    _releases(matrix, [value])
+    return CrossAxis(saved_by=args.saved_by, loaded_by=args.loaded_by)
+
+
 def cmd_bisect(args: argparse.Namespace) -> int:
     """First release where each selected cell takes B's outcome (see compat_matrix/bisect_search.py)."""
     from compat_matrix.bisect_run import bisect_cells, format_text, grouped, to_json
@@ -338,7 +363,16 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from compat_matrix.release_sets import between
 
     matrix = _matrix(args)
+    axis = _cross_axis(args, matrix)
     cells = _cells(matrix, args)
+    if axis:
+        # cross-release cells (tiny models; load and forward), keyed without the writer, which bisect may walk
+        fixed = axis.saved_by or axis.loaded_by or ""
+        cells = [replace(c, saved_by=None) for c in select_cells(matrix, args.models, args.strategies, args.probes,
+                                                                    saved_by=[fixed], profiles=args.profiles)]
+        if not cells:
+            raise UsageProblem("no cross-release cells in this selection: they exist for tiny models and the "
+                               "load and forward probes only")
     for name, value in (("--good", args.good), ("--bad", args.bad)):
         if not is_version(value):
             raise UsageProblem(f"{name} {value!r}: give an exact release such as 4.57.6 (bisect walks the index between two)")
@@ -347,8 +381,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         span = between(args.good, args.bad, ReleaseIndex(), pre=args.pre)
         run_ = bisect_cells(matrix, Path(args.matrix).resolve(), cells,
                             span if Version(args.good) < Version(args.bad) else span[::-1], args.out.resolve() / "bisect",
-                            args.workers,
-                            exhaustive=args.exhaustive, reuse=args.reuse)
+                            args.workers, exhaustive=args.exhaustive, reuse=args.reuse, axis=axis)
     except (ReleaseSetError, EnvCacheError) as exc:
         raise UsageProblem(str(exc)) from None
     except KeyboardInterrupt:
@@ -356,7 +389,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         return 130
     by_id = {c.id: c for c in cells}
     proposals = [p for g in grouped(run_.boundaries)
-                 if (p := propose(matrix, g, by_id, len(g[0].tested))) is not None]
+                 if (p := propose(matrix, g, by_id, len(g[0].tested), axis)) is not None]
     if args.json:
         print(json.dumps(to_json(run_) | {"expectations": [snippet(p) for p in proposals]}, indent=1))
     else:
@@ -514,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     bisect.add_argument("--good", required=True, help="release A (its outcome is the 'good' one; may be the newer)")
     bisect.add_argument("--bad", required=True, help="release B: find the first release that does what B does")
     selection(bisect)
+    bisect.add_argument("--cross-release", action="store_true",
+                        help="cross-release cells (a checkpoint one release saved, another loads): with --saved-by or "
+                             "--loaded-by, --good/--bad span the other side")
+    bisect.add_argument("--saved-by", metavar="S",
+                        help="with --cross-release: the checkpoints S saved; find the first reading release that differs")
+    bisect.add_argument("--loaded-by", metavar="L",
+                        help="with --cross-release: L reads; find the first writing release whose checkpoint L reads differently")
     bisect.add_argument("--exhaustive", action="store_true", help="test every release in the range, list every change")
     bisect.add_argument("--pre", action="store_true", help="pre-releases between A and B too")
     bisect.add_argument("--json", action="store_true", help="the result as JSON on stdout")

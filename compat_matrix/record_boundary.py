@@ -4,7 +4,10 @@ and hand-wrapped layout stay as they were.
 
 The failing side of a boundary is the one whose status is `fail`, `error` or `unsupported`; its
 range ends at the boundary (`>=first_bad` when the newer releases fail, `<first_good` when the
-older ones do), and a comment on the `transformers:` line says what it rests on.
+older ones do), and a comment on the `transformers:` line says what it rests on. A cross-release
+bisect puts the range on the side it walked: `transformers:` (the readers, with `saved_by` the one
+writer) or `saved_by:` (the writers, with `transformers` the one reader); only an expectation that
+names `saved_by` is narrowed then, since one without it covers same-release cells too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from packaging.specifiers import Specifier, SpecifierSet
 from packaging.version import Version
 from ruamel.yaml import YAML
 
+from compat_matrix.bisect_run import CrossAxis
 from compat_matrix.bisect_search import Boundary
 from compat_matrix.cells import Cell
 from compat_matrix.spec import Expectation, Matrix
@@ -39,6 +43,10 @@ class Proposal:
     probes: list[str] = field(default_factory=list)
     load_kwargs: list[str] = field(default_factory=list)
     replaces: Expectation | None = None
+    saved_by: str = ""
+    """The writers' range, for cross-release cells."""
+    walks: str = "transformers"
+    """The key holding the bisected range (the one a narrowing edits): `transformers` or `saved_by`."""
 
 
 def _bound(failing_newer: bool, first_new: str) -> Specifier:
@@ -55,16 +63,18 @@ def narrowed(existing: str, failing_newer: bool, first_new: str) -> str | None:
     return ",".join(sorted([str(s) for s in kept] + [str(_bound(failing_newer, first_new))], key=lambda s: s[0] != ">"))
 
 
-def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int) -> Proposal | None:
+def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
+            axis: CrossAxis | None = None) -> Proposal | None:
     """The expectation for a group of cells sharing one boundary; None when no status expresses it
-    (both sides pass with a silent change, or both fail)."""
+    (both sides pass with a silent change, or both fail). With `axis`, the cells are cross-release ones."""
     first = group[0]
     if first.verdict != "boundary" or first.before is None or first.after is None or not first.last_good or not first.first_bad:
         return None
     before, after = first.before, first.after
     if (before.status in FAILING) == (after.status in FAILING):
         return None
-    b_newer = Version(after.transformers) > Version(before.transformers)
+    walks = axis.walks if axis else "transformers"
+    b_newer = Version(first.first_bad) > Version(first.last_good)
     first_new = first.first_bad if b_newer else first.last_good
     failing = after if after.status in FAILING else before
     failing_newer = (failing is after) == b_newer
@@ -75,20 +85,28 @@ def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], teste
     entry = matrix.model(model)
     today = dt.date.today().isoformat()
     comment = f"bisect {today}: last good {first.last_good}, first bad {first.first_bad} ({tested} releases tested)"
-    found = {matrix.expectation_for(entry, failing.transformers, cells[b.cell].strategy, cells[b.cell].probe,
-                                    cells[b.cell].profile) for b in group}
-    if len(found) == 1 and (current := found.pop()) is not None and current.status == failing.status:
-        spec = narrowed(current.transformers, failing_newer, first_new)
+    failing_side = first.first_bad if failing is after else first.last_good
+    reader, writer = (failing_side, axis.saved_by) if axis and axis.saved_by else (
+        (axis.loaded_by, failing_side) if axis else (failing.transformers, None))
+    found = {matrix.expectation_for(entry, reader or "", cells[b.cell].strategy, cells[b.cell].probe,
+                                    cells[b.cell].profile, writer) for b in group}
+    if (len(found) == 1 and (current := found.pop()) is not None and current.status == failing.status
+            and (axis is None or current.saved_by)):
+        spec = narrowed(getattr(current, walks), failing_newer, first_new)
         if spec is not None:
-            return Proposal(model, current.status, spec, comment, current.reason, replaces=current)
+            return Proposal(model, current.status, spec if walks == "transformers" else current.transformers, comment,
+                            current.reason, replaces=current,
+                            saved_by=spec if walks == "saved_by" else current.saved_by, walks=walks)
     message = " ".join((failing.message or "").split())
     reason = f"{failing.error_type}: {message}" if failing.error_type else message or f"{failing.status} (bisected)"
     chosen = [cells[b.cell] for b in group]
+    bound = str(_bound(failing_newer, first_new))
     return Proposal(
-        model, failing.status, str(_bound(failing_newer, first_new)), comment, reason[:300],
+        model, failing.status, f"=={axis.loaded_by}" if axis and axis.loaded_by else bound, comment, reason[:300],
         strategies=sorted({c.strategy for c in chosen}, key=list(matrix.strategies).index),
         probes=sorted({c.probe for c in chosen}, key=list(matrix.probes).index),
         load_kwargs=sorted({c.profile for c in chosen}) if len({c.profile for c in chosen}) < len(entry.load_kwargs) else [],
+        saved_by=(f"=={axis.saved_by}" if axis.saved_by else bound) if axis else "", walks=walks,
     )
 
 
@@ -99,7 +117,11 @@ def _item_lines(proposal: Proposal, indent: str) -> list[str]:
         values = getattr(proposal, key)
         if values:
             lines.append(f"{indent}  {key}: [{', '.join(values)}]")
-    lines.append(f"{indent}  transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}")
+    for key in ("transformers", "saved_by"):
+        value = getattr(proposal, key)
+        if value:
+            comment = f"  # {proposal.comment}" if key == proposal.walks else ""
+            lines.append(f"{indent}  {key}: {json.dumps(value)}{comment}")
     lines.append(f"{indent}  reason: {json.dumps(proposal.reason)}")
     return lines
 
@@ -107,8 +129,9 @@ def _item_lines(proposal: Proposal, indent: str) -> list[str]:
 def snippet(proposal: Proposal) -> str:
     """The YAML to paste under the model's `expectations:` (or what replaces the existing one's range)."""
     if proposal.replaces:
+        key = proposal.walks
         return (f"# models: {proposal.model}: in the expectation '{proposal.replaces.reason[:60]}...', set\n"
-                f"transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}\n")
+                f"{key}: {json.dumps(getattr(proposal, key))}  # {proposal.comment}\n")
     return f"# models: {proposal.model}: add first under its expectations:\n" + "\n".join(_item_lines(proposal, "")) + "\n"
 
 
@@ -138,15 +161,18 @@ def _edit(lines: list[str], data: Any, proposal: Proposal) -> tuple[int, list[st
             hit = next((item for item in (seq or []) if _same(item, proposal.replaces)), None)
             if hit is None:
                 continue
-            what = f"{proposal.model}: narrowed '{proposal.replaces.transformers}' -> '{proposal.transformers}'"
-            if "transformers" in hit:
-                row, col = hit.lc.value("transformers")
+            key = proposal.walks
+            value = getattr(proposal, key)
+            named = "" if key == "transformers" else f"{key} "
+            what = f"{proposal.model}: narrowed {named}'{getattr(proposal.replaces, key)}' -> '{value}'"
+            if key in hit:
+                row, col = hit.lc.value(key)
                 old_comment = lines[row].split("#", 1)[1].strip() if "#" in lines[row][col:] else ""
                 old_comment = "" if old_comment.startswith("bisect ") else old_comment  # an earlier bisect's: replaced
-                value = f"{json.dumps(proposal.transformers)}  # {proposal.comment}" + (f"; {old_comment}" if old_comment else "")
-                return row, [lines[row][:col] + value], 1, what
+                text = f"{json.dumps(value)}  # {proposal.comment}" + (f"; {old_comment}" if old_comment else "")
+                return row, [lines[row][:col] + text], 1, what
             row, col = hit.lc.key("status")
-            return row + 1, [f"{' ' * col}transformers: {json.dumps(proposal.transformers)}  # {proposal.comment}"], 0, what
+            return row + 1, [f"{' ' * col}{key}: {json.dumps(value)}  # {proposal.comment}"], 0, what
     what = f"{proposal.model}: added {proposal.status} for transformers '{proposal.transformers}'"
     if model.get("expectations"):
         row, col = model["expectations"].lc.item(0)

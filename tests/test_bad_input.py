@@ -91,6 +91,13 @@ BAD_INPUTS: dict[str, Bad] = {
     "cli-workers-not-a-number": Bad(run_with(GOOD_MATRIX, "-n", "two"), ("not a whole number",)),
     "cli-release-not-a-version": Bad(lambda tmp: ["--matrix", matrix(tmp, GOOD_MATRIX), "run", "--transformers",
                                                   "4.57.x", "--out", str(tmp / "out")], ("'4.57.x' is not a release",)),
+    "bisect-saved-by-without-cross-release": Bad(
+        lambda tmp: ["--matrix", matrix(tmp, GOOD_MATRIX), "bisect", "--good", "5.0.0", "--bad", "5.1.0", "--saved-by",
+                     "5.0.0", "--out", str(tmp / "out")], ("--saved-by is for cross-release cells: add --cross-release",)),
+    "bisect-cross-release-both-sides": Bad(
+        lambda tmp: ["--matrix", matrix(tmp, GOOD_MATRIX), "bisect", "--good", "5.0.0", "--bad", "5.1.0",
+                     "--cross-release", "--saved-by", "5.0.0", "--loaded-by", "5.1.0", "--out", str(tmp / "out")],
+        ("--saved-by S", "--loaded-by L", "not both, not neither")),
     "cli-unknown-command": Bad(lambda tmp: ["runn"], ("invalid choice",)),
     "cli-out-is-not-writable": Bad(out_is_a_file, ("cannot write results there",)),
     "env-device-bad": Bad(run_with(GOOD_MATRIX), ("COMPAT_MATRIX_DEVICE='gpu'", "auto, cpu, cuda"),

@@ -1,0 +1,163 @@
+"""`bisect --cross-release`: the search walks the reading or the writing release of a checkpoint,
+against a fake world of releases (who wrote, who read, what happened); results reused across
+invocations from the store; `--record` puts the range on the walked side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from compat_matrix.bisect_run import CrossAxis, CrossReleaseOracle, ReleaseOracle, grouped
+from compat_matrix.bisect_search import Bisect, Boundary
+from compat_matrix.cells import Cell
+from compat_matrix.layout import results_file
+from compat_matrix.record_boundary import propose, record
+from compat_matrix.releases import env_name
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from tests.test_record_boundary import result
+from reports.report import Cell as Result
+
+RELEASES = ["5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.5.0", "5.6.0"]
+CELL = Cell("qwen2_5_vl", "smart", "default", "forward")
+
+
+class FakeReleases:
+    """What `ReleaseOracle.answer` gives, from `status(writer, reader)`; None: says nothing there."""
+
+    def __init__(self, status: Callable[[str, str], str | None], uninstallable: tuple[str, ...] = ()):
+        self.status, self.uninstallable = status, uninstallable
+        self.runs: list[tuple[str, str | None, tuple[str, ...]]] = []
+
+    def answer(self, release: str, cell_ids: list[str], saved_by: str | None = None) -> dict[str, Result | None]:
+        self.runs.append((release, saved_by, tuple(cell_ids)))
+        if release in self.uninstallable:
+            return dict.fromkeys(cell_ids)
+        answers: dict[str, Result | None] = {}
+        for cell_id in cell_ids:
+            cell = Cell.from_id(cell_id)
+            assert cell is not None
+            if saved_by is None and cell.probe == "load":
+                answers[cell_id] = result(cell, release, "pass")  # the writer's own build
+                continue
+            status = self.status(saved_by or release, release)
+            answers[cell_id] = None if status is None else result(cell, release, status, saved_by=saved_by)
+        return answers
+
+
+def search(world: FakeReleases, axis: CrossAxis, releases: list[str] = RELEASES) -> Any:
+    oracle = CrossReleaseOracle(world, axis)  # type: ignore[arg-type]
+    [found] = Bisect(releases, oracle, lambda a, b: a.status == b.status).run([CELL.id])
+    return found
+
+
+def test_the_reader_is_walked_with_the_writer_fixed() -> None:
+    # every release from 5.3.0 on fails to read what 5.0.0 saved
+    world = FakeReleases(lambda writer, reader: "fail" if reader >= "5.3.0" and writer != reader else "pass")
+    found = search(world, CrossAxis(saved_by="5.0.0"))
+    assert (found.verdict, found.last_good, found.first_bad) == ("boundary", "5.2.0", "5.3.0")
+    assert {saved_by for _, saved_by, _ in world.runs} <= {None, "5.0.0"}, "only 5.0.0's checkpoints are read"
+    builds = [(release, ids) for release, saved_by, ids in world.runs if saved_by is None and release != "5.0.0"]
+    assert builds == [], "no other release builds anything"
+    assert len(found.tested) < len(RELEASES)
+
+
+def test_the_writer_is_walked_with_the_reader_fixed_and_each_writer_builds_first() -> None:
+    # 5.6.0 cannot read checkpoints written before 5.4.0
+    world = FakeReleases(lambda writer, reader: "fail" if writer < "5.4.0" else "pass")
+    found = search(world, CrossAxis(loaded_by="5.6.0"))
+    assert (found.verdict, found.last_good, found.first_bad) == ("boundary", "5.3.0", "5.4.0")
+    assert (found.before.status, found.after.status) == ("fail", "pass")
+    for writer in found.tested:
+        if writer == "5.6.0":
+            continue
+        build = world.runs.index((writer, None, ("qwen2_5_vl-smart-default-load",)))
+        read = world.runs.index(("5.6.0", writer, (f"{CELL.id}@{writer}",)))
+        assert build < read, f"{writer} builds its checkpoint before 5.6.0 reads it"
+
+
+def test_a_writer_that_cannot_be_installed_is_stepped_over_and_its_checkpoint_never_read() -> None:
+    world = FakeReleases(lambda writer, reader: "fail" if writer < "5.4.0" else "pass", uninstallable=("5.3.0",))
+    found = search(world, CrossAxis(loaded_by="5.6.0"))
+    assert found.verdict == "boundary" and (found.last_good, found.first_bad) == ("5.2.0", "5.4.0")
+    assert found.stepped_over == ["5.3.0"]
+    assert not [run for run in world.runs if run[1] == "5.3.0"], "nothing read from a writer that never built"
+
+
+def test_where_writer_and_reader_are_one_release_its_own_cell_answers() -> None:
+    world = FakeReleases(lambda writer, reader: "pass" if writer == reader else "fail")
+    found = search(world, CrossAxis(saved_by="5.3.0"), ["5.3.0", "5.4.0"])
+    assert (found.before.status, found.after.status) == ("pass", "fail")
+    assert ("5.3.0", None, (CELL.id,)) in world.runs
+
+
+def line(cell: Cell, reader: str, writer: str, status: str) -> dict[str, Any]:
+    return result(cell, reader, status, saved_by=writer, env=env_name(reader)).model_dump(mode="json", exclude={"origin"})
+
+
+def test_stored_cross_results_answer_a_later_invocation_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    store = tmp_path / "store"
+    build = Cell(CELL.model, CELL.strategy, CELL.profile, "load")
+    for release in ("5.0.0", "5.6.0"):
+        lines = [line(build, release, release, "pass") | {"saved_by": None}]
+        results_file(store, env_name(release)).parent.mkdir(parents=True, exist_ok=True)
+        results_file(store, env_name(release)).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cross = [line(Cell(CELL.model, CELL.strategy, CELL.profile, CELL.probe, "5.0.0"), "5.6.0", "5.0.0", "fail")]
+    results_file(store, env_name("5.6.0"), cross=True).write_text("".join(json.dumps(x) + "\n" for x in cross))
+    oracle = ReleaseOracle(matrix, DEFAULT_MATRIX, {CELL.id: CELL}, store, tmp_path / "runs", 1)
+    monkeypatch.setattr(oracle, "_run", lambda *args: pytest.fail(f"ran {args} instead of reusing"))
+    got = CrossReleaseOracle(oracle, CrossAxis(saved_by="5.0.0"))("5.6.0", [CELL.id])
+    assert got[CELL.id] is not None and got[CELL.id].status == "fail" and got[CELL.id].saved_by == "5.0.0"
+    assert oracle.stored("5.6.0") and all(r.saved_by is None for r in oracle.stored("5.6.0").values())
+
+
+def boundary_of(cell: Cell, before: Result, after: Result, last_good: str, first_bad: str) -> Boundary:
+    return Boundary(cell.id, "boundary", last_good, first_bad, before, after, tested=["a", "b", "c"])
+
+
+def test_record_a_writer_boundary_as_a_saved_by_range_for_the_one_reader(tmp_path: Path) -> None:
+    matrix_file = tmp_path / "matrix.yaml"
+    shutil.copy(DEFAULT_MATRIX, matrix_file)
+    matrix = load_matrix(matrix_file)
+    cell = Cell("llama", "smart", "default", "forward")
+    axis = CrossAxis(loaded_by="5.6.0")
+    found = boundary_of(cell, result(cell, "5.6.0", "pass", saved_by="5.0.0"),
+                        result(cell, "5.6.0", "fail", saved_by="5.4.0", error_type="OSError", message="no file"),
+                        "5.3.0", "5.4.0")
+    [group] = grouped([found])
+    proposal = propose(matrix, group, {cell.id: cell}, 3, axis)
+    assert proposal is not None and proposal.replaces is None
+    assert (proposal.transformers, proposal.saved_by, proposal.walks) == ("==5.6.0", ">=5.4.0", "saved_by")
+    record(matrix_file, [proposal])
+    entry = load_matrix(matrix_file).model("llama")
+    assert (entry.expectations[0].transformers, entry.expectations[0].saved_by) == ("==5.6.0", ">=5.4.0")
+    [row] = [t for t in matrix_file.read_text().splitlines() if 'saved_by: ">=5.4.0"' in t]
+    assert "# bisect " in row and "last good 5.3.0, first bad 5.4.0" in row
+    recorded = load_matrix(matrix_file)
+    assert recorded.expectation_for(entry, "5.6.0", "smart", "forward", "default", "5.5.0") == entry.expectations[0]
+    assert recorded.expectation_for(entry, "5.6.0", "smart", "forward", "default", None) != entry.expectations[0], \
+        "same-release cells are not covered"
+
+
+def test_record_narrows_a_cross_expectation_on_the_reader_side(tmp_path: Path) -> None:
+    # the top-level expectation: llama saved by >=5 fails in readers "<5"; walking the readers of 5.0.0's
+    # checkpoint puts the exact bound on its transformers range, its saved_by range untouched
+    matrix_file = tmp_path / "matrix.yaml"
+    shutil.copy(DEFAULT_MATRIX, matrix_file)
+    matrix = load_matrix(matrix_file)
+    cell = Cell("llama", "smart", "default", "load")
+    axis = CrossAxis(saved_by="5.0.0")
+    found = boundary_of(cell, result(cell, "4.57.6", "fail", saved_by="5.0.0", error_type="ValueError"),
+                        result(cell, "5.0.0", "pass"), "4.57.6", "5.0.0")
+    proposal = propose(matrix, [found], {cell.id: cell}, 3, axis)
+    assert proposal is not None and proposal.replaces is not None and proposal.replaces.saved_by == ">=5"
+    assert (proposal.walks, proposal.transformers) == ("transformers", "<5.0.0")
+    before = matrix_file.read_text().splitlines()
+    record(matrix_file, [proposal])
+    after = matrix_file.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(changed) == 1 and changed[0][1].strip().startswith('transformers: "<5.0.0"  # bisect '), changed
