@@ -6,7 +6,9 @@ file (so no other torch, and never a CUDA build, is pulled in), unless `training
 fixes a version for this release. A package that cannot be installed does not stop the environment:
 the reason goes to `<env>/compat-matrix-training.json`, and the probes needing it say `unsupported`
 with that reason. Run by tox (`commands_pre`); `COMPAT_MATRIX_FILE` (set by `compat-matrix run`)
-names the matrix file.
+names the matrix file. When `COMPAT_MATRIX_PROBES` (set by `compat-matrix run` and bisect) names no probe
+that trains, nothing is installed: resolving trl and peft costs more than the whole run of a few
+load/forward cells, which is what each release of a bisect runs.
 
     python -m compat_matrix.install_training
 """
@@ -21,11 +23,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compat_matrix.spec import TRAINING_PACKAGES
+from compat_matrix.spec import PROBE_ORDER, TRAINING_PACKAGES
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 
 REPORT = Path(sys.prefix) / "compat-matrix-training.json"
 """What was asked for and what went wrong, per package; read by `compat_tests.training`."""
+
+TRAINING_PROBES = ("trl_grpo",)
+"""Built-in probes that import trl or peft."""
 
 OUTPUT_TAIL = 1500
 """Characters of pip's output kept as the reason of a failed install."""
@@ -45,7 +50,16 @@ def install(requirements: list[str], constraints: Path) -> tuple[bool, str]:
     return done.returncode == 0, (done.stdout + done.stderr)[-OUTPUT_TAIL:]
 
 
+def needs_training(probes: list[str]) -> bool:
+    """True when a probe trains through trl/peft; a probe of the user's own (not built in) may, so it counts."""
+    return any(p in TRAINING_PROBES or p not in PROBE_ORDER for p in probes)
+
+
 def main() -> int:
+    selected = os.environ.get("COMPAT_MATRIX_PROBES")
+    if selected and not needs_training(selected.split(",")):
+        print(f"trl, peft: not installed (no selected probe trains: {selected})")
+        return 0
     matrix = load_matrix(os.environ.get("COMPAT_MATRIX_FILE") or DEFAULT_MATRIX, check_model_types=False)
     release = importlib.metadata.version("transformers")
     wanted = {package: requirement(package, matrix.training_pin(package, release)) for package in TRAINING_PACKAGES}
