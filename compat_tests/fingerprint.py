@@ -105,47 +105,59 @@ def _batched_stats(flats: list[Any]) -> list[list[float]]:
     return out
 
 
+def _traced(module: Any) -> bool:
+    """False for a leaf module of torch itself (Linear, Conv, Embedding, LayerNorm, Dropout,
+    activations): torch is the same in every environment, so with the same weights and inputs it
+    computes the same; a difference in what it is given shows in its parent's output, which is
+    traced. Leaving these out (well over half the calls of a decoder) keeps them on torch's hook-free
+    fast path."""
+    return not type(module).__module__.startswith("torch.") or next(module.children(), None) is not None
+
+
 @dataclass
 class ModuleTrace:
     """Fingerprints of the output of every call of `model`'s submodules (and of the model itself,
-    path ""), in the order the calls finish (a parent after its children).
+    path ""), in the order the calls finish (a parent after its children); torch's own leaf modules
+    are left out (`_traced`).
 
-    Use as a context manager around the forward passes to trace. One global forward hook serves
-    every module (registering one per module cost more than the fingerprints); it only copies the
-    outputs (a model may change a returned tensor in place later), and their statistics are
-    computed in one batch (`_batched_stats`)."""
+    Use as a context manager around the forward passes to trace. One forward hook per traced
+    module (the others keep torch's fast path); it only copies the outputs (a model may change a
+    returned tensor in place later), and their statistics are computed in one batch
+    (`_batched_stats`)."""
 
     model: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
-    _paths: dict[int, tuple[str, str]] = field(default_factory=dict)
     _pending: list[tuple[str, str, list[list[int]], list[str], list[Any]]] = field(default_factory=list)
     _kept: int = 0
-    _handle: Any = None
+    _handles: list[Any] = field(default_factory=list)
 
     def __enter__(self) -> ModuleTrace:
-        from torch.nn.modules.module import register_module_forward_hook
-
-        self._paths = {id(module): (path, type(module).__name__) for path, module in self.model.named_modules()}
-        self._handle = register_module_forward_hook(self._hook)
+        for path, module in self.model.named_modules():
+            if _traced(module):
+                self._handles.append(module.register_forward_hook(self._hook_for(path, type(module).__name__)))
         return self
 
-    def _hook(self, module: Any, args: Any, output: Any) -> None:
+    def _hook_for(self, path: str, class_name: str) -> Any:
         import torch
 
-        found = self._paths.get(id(module))
-        if found is None:  # a module of another model running meanwhile
-            return
-        tensors = [t for _, t in zip(range(TENSORS_PER_OUTPUT), _tensors(output)) if t.numel()]
-        if tensors:
-            self._pending.append((*found, [list(t.shape) for t in tensors],
-                                  [str(t.dtype).removeprefix("torch.") for t in tensors],
-                                  [t.detach().reshape(-1).to(torch.float32, copy=True) for t in tensors]))
-            self._kept += sum(t.numel() for t in tensors)
-            if self._kept > PENDING_ELEMENTS:
-                self.flush()
+        pending, float32 = self._pending, torch.float32
+
+        def hook(module: Any, args: Any, output: Any) -> None:
+            tensors = [t for _, t in zip(range(TENSORS_PER_OUTPUT), _tensors(output)) if t.numel()]
+            if tensors:
+                pending.append((path, class_name, [list(t.shape) for t in tensors],
+                                [str(t.dtype).removeprefix("torch.") for t in tensors],
+                                [t.detach().reshape(-1).to(float32, copy=True) for t in tensors]))
+                self._kept += sum(t.numel() for t in tensors)
+                if self._kept > PENDING_ELEMENTS:
+                    self.flush()
+
+        return hook
 
     def __exit__(self, *exc: object) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
         self.flush()
 
     def flush(self) -> list[dict[str, Any]]:

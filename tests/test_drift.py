@@ -147,13 +147,20 @@ def test_unreadable_checkpoint_is_not_drift(qwen2_vl: tuple[Any, Any], baseline:
     assert "cannot read the checkpoint (not drift)" in comparison.describe()
 
 
-def test_tracing_leaves_no_hooks() -> None:
+class Doubled(torch.nn.Module):
+    """A module of a model's own code (not torch's): traced."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+def test_tracing_skips_torchs_own_leaves_and_leaves_no_hooks() -> None:
     from compat_tests.fingerprint import ModuleTrace
 
-    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), Doubled(), torch.nn.ReLU())
     with ModuleTrace(model) as trace:
         model(torch.ones(1, 2))
-    assert [c["path"] for c in trace.calls] == ["0", "1", ""]
+    assert [c["path"] for c in trace.calls] == ["1", ""]  # Linear and ReLU compute alike wherever torch is the same
     assert not any(m._forward_hooks for m in model.modules())
 
 
