@@ -12,7 +12,9 @@ import math
 import sys
 from array import array
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterator
+from weakref import WeakKeyDictionary
 
 SAMPLES = 16
 """Values kept at evenly spaced positions of the flattened tensor."""
@@ -95,7 +97,7 @@ def _batched_stats(flats: list[Any]) -> list[list[float]]:
     offsets = [0]
     for length in lengths[:-1]:
         offsets.append(offsets[-1] + length)
-    positions = [[start + i for i in range(0, length, max(1, length // SAMPLES))][:SAMPLES]
+    positions = [range(start, start + length, max(1, length // SAMPLES))[:SAMPLES]
                  for start, length in zip(offsets, lengths)]
     samples = values[torch.tensor([p for group in positions for p in group], dtype=torch.long)].tolist()
     out, taken = [], 0
@@ -114,6 +116,17 @@ def _traced(module: Any) -> bool:
     return not type(module).__module__.startswith("torch.") or next(module.children(), None) is not None
 
 
+_SELECTED: WeakKeyDictionary[Any, list[tuple[Any, str, str]]] = WeakKeyDictionary()
+"""Per model, the (module, path, class name) of the modules traced: found once, not on every trace."""
+
+
+def _selected(model: Any) -> list[tuple[Any, str, str]]:
+    if model not in _SELECTED:
+        _SELECTED[model] = [(module, path, type(module).__name__) for path, module in model.named_modules()
+                            if _traced(module)]
+    return _SELECTED[model]
+
+
 @dataclass
 class ModuleTrace:
     """Fingerprints of the output of every call of `model`'s submodules (and of the model itself,
@@ -122,33 +135,37 @@ class ModuleTrace:
 
     Use as a context manager around the forward passes to trace. One forward hook per traced
     module (the others keep torch's fast path); it only copies the outputs (a model may change a
-    returned tensor in place later), and their statistics are computed in one batch
-    (`_batched_stats`)."""
+    returned tensor in place later); shapes, dtypes and statistics are worked out after the pass, in
+    one batch (`flush`, `_batched_stats`)."""
 
     model: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
-    _pending: list[tuple[str, str, list[list[int]], list[str], list[Any]]] = field(default_factory=list)
+    _pending: list[tuple[str, str, list[Any], list[Any], list[Any]]] = field(default_factory=list)
     _kept: int = 0
     _handles: list[Any] = field(default_factory=list)
 
     def __enter__(self) -> ModuleTrace:
-        for path, module in self.model.named_modules():
-            if _traced(module):
-                self._handles.append(module.register_forward_hook(self._hook_for(path, type(module).__name__)))
+        self._handles = [module.register_forward_hook(self._hook_for(path, name))
+                         for module, path, name in _selected(self.model)]
         return self
 
     def _hook_for(self, path: str, class_name: str) -> Any:
         import torch
 
-        pending, float32 = self._pending, torch.float32
+        pending, float32, tensor_type = self._pending, torch.float32, torch.Tensor
 
         def hook(module: Any, args: Any, output: Any) -> None:
-            tensors = [t for _, t in zip(range(TENSORS_PER_OUTPUT), _tensors(output)) if t.numel()]
-            if tensors:
-                pending.append((path, class_name, [list(t.shape) for t in tensors],
-                                [str(t.dtype).removeprefix("torch.") for t in tensors],
-                                [t.detach().reshape(-1).to(float32, copy=True) for t in tensors]))
-                self._kept += sum(t.numel() for t in tensors)
+            tensors = (output,) if isinstance(output, tensor_type) else islice(_tensors(output), TENSORS_PER_OUTPUT)
+            shapes, dtypes, copies = [], [], []
+            for tensor in tensors:
+                count = tensor.numel()
+                if count:
+                    shapes.append(tensor.shape)
+                    dtypes.append(tensor.dtype)
+                    copies.append(tensor.reshape(-1).to(float32, copy=True))
+                    self._kept += count
+            if copies:
+                pending.append((path, class_name, shapes, dtypes, copies))
                 if self._kept > PENDING_ELEMENTS:
                     self.flush()
 
@@ -166,7 +183,8 @@ class ModuleTrace:
             return self.calls
         stats = iter(_batched_stats([flat for *_, flats in self._pending for flat in flats]))
         for path, class_name, shapes, dtypes, flats in self._pending:
-            self.calls.append({"path": path, "class": class_name, "shape": shapes, "dtype": dtypes,
+            self.calls.append({"path": path, "class": class_name, "shape": [list(shape) for shape in shapes],
+                               "dtype": [str(dtype).removeprefix("torch.") for dtype in dtypes],
                                "stats": [next(stats) for _ in flats]})
         self._pending.clear()
         self._kept = 0
