@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -27,6 +28,9 @@ from compat_matrix.spec import Matrix
 from reports.diff import describe_silent, silent_changes, surface_losses
 from reports.load import load_results
 from reports.report import Cell as Result
+
+PREPARE_AHEAD = 2
+"""Environments made in the background at once, while a release is tested (2 cores: more only competes)."""
 
 SERIAL_UP_TO = 4
 """Cells a release runs in pytest's own process (`-n 0`): a worker process would import torch and
@@ -73,6 +77,8 @@ class ReleaseOracle:
         """Install failures of this invocation: kept out of the store so a later run tries again."""
         self.ran: list[str] = []
         self.reused: list[str] = []
+        self.preparing: dict[str, subprocess.Popen] = {}
+        """Environments being made in the background, by release (`prepare`)."""
 
     def stored(self, release: str, cross: bool = False) -> dict[str, Result]:
         """Kept results of `release`: its own checkpoints' cells, or (cross) those reading other releases'."""
@@ -102,14 +108,47 @@ class ReleaseOracle:
             answers[cell_id] = result if says_something(result) else None
         return answers
 
+    def prepare(self, releases: list[str]) -> None:
+        """Start making the environments of releases that may be tested next (up to PREPARE_AHEAD at once)."""
+        from compat_matrix.runner import prepare_env
+
+        for release in releases:
+            running = [r for r, process in self.preparing.items() if process.poll() is None]
+            if len(running) >= PREPARE_AHEAD:
+                return
+            env = env_name(release)
+            if release in self.preparing or _env_made(env_root() / env) or (self.reuse and self._answered(release)):
+                continue
+            mark_used(env_root() / env)
+            prune(self.cap, keep=(env, *map(env_name, self.preparing)))
+            self.preparing[release] = prepare_env(self.matrix, self.matrix_file, release, self.runs / env,
+                                                  env_root() / env, self.runs / env / "logs" / "prepare.log")
+
+    def _answered(self, release: str) -> bool:
+        """Whether stored results already answer every cell here (no environment needed)."""
+        known = self.stored(release)
+        return bool(known) and all(c in known for c in self.cells)
+
+    def _ready(self, release: str) -> None:
+        """Wait for a background preparation of this release's environment, if one is under way."""
+        process = self.preparing.pop(release, None)
+        if process is not None:
+            process.wait()
+
+    def close(self) -> None:
+        """Let environments still being made finish (a killed one would leave a half-made env to reuse)."""
+        for release in list(self.preparing):
+            self._ready(release)
+
     def _run(self, release: str, cell_ids: list[str], saved_by: str | None) -> None:
         from compat_matrix.runner import run_release
 
         env = env_name(release)
         cross = saved_by is not None
         env_dir = env_root() / env
+        self._ready(release)
         mark_used(env_dir)
-        prune(self.cap, keep=(env,))
+        prune(self.cap, keep=(env, *map(env_name, self.preparing)))
         scratch = self.runs / env
         workers = 0 if len(cell_ids) <= SERIAL_UP_TO else self.workers
         cells = [self.cells.get(c) or Cell.from_id(c) for c in cell_ids]
@@ -179,6 +218,11 @@ def _builder(cell_id: str) -> str:
     return Cell(cell.model, cell.strategy, cell.profile, "load").id
 
 
+def _env_made(env_dir: Path) -> bool:
+    """tox records an environment's setup (`.tox-info.json`) once it is made."""
+    return (env_dir / ".tox-info.json").is_file()
+
+
 def _lines(path: Path) -> list[dict[str, Any]]:
     from compat_matrix.runner import read_lines
 
@@ -211,8 +255,11 @@ def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases:
     by_id = {c.id: c for c in cells}
     oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), runs, workers, reuse, stream)
     search: Bisect[str, Result] = Bisect(releases, CrossReleaseOracle(oracle, axis) if axis else oracle,
-                                         same_outcome, exhaustive)
-    boundaries = search.run(list(by_id))
+                                         same_outcome, exhaustive, prepare=oracle.prepare)
+    try:
+        boundaries = search.run(list(by_id))
+    finally:
+        oracle.close()
     return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused, axis)
 
 

@@ -10,12 +10,16 @@ A binary search assumes one change in the range. To catch a cell that changes mo
 the releases next to each boundary are tested too, and every tested release must agree with the
 boundary (A's outcome before it, B's from it on); otherwise the cell "changes more than once".
 `exhaustive` tests every release instead and lists every change.
+
+While a release is tested, `prepare` (when given) is told which releases may come next: those asked
+later in the same round, and for every search the middle of each half it may continue in. Making
+their environments meanwhile takes environment creation off the critical path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Hashable, Literal, TypeVar
+from typing import Callable, Generic, Hashable, Literal, Sequence, TypeVar
 
 Outcome = TypeVar("Outcome")
 CellKey = TypeVar("CellKey", bound=Hashable)
@@ -26,6 +30,7 @@ releases disagree with a single boundary (`changes` lists what was seen). `no ch
 agree. `undecided`: A or B itself says nothing (skipped, not installable)."""
 
 Oracle = Callable[[str, list[CellKey]], dict[CellKey, "Outcome | None"]]
+Prepare = Callable[[list[str]], None]
 Same = Callable[[Outcome, Outcome], bool]
 
 
@@ -60,11 +65,13 @@ class _Search(Generic[CellKey]):
 class Bisect(Generic[CellKey, Outcome]):
     """Searches `releases` (A first, B last; any direction in version) for every cell of `cells`."""
 
-    def __init__(self, releases: list[str], oracle: Oracle, same: Same | None = None, exhaustive: bool = False):
+    def __init__(self, releases: list[str], oracle: Oracle, same: Same | None = None, exhaustive: bool = False,
+                 prepare: Prepare | None = None):
         if len(releases) < 2:
             raise ValueError("bisect needs two releases at least (A and B)")
         self.releases = releases
         self.oracle = oracle
+        self.prepare = prepare
         self.same: Same = same or (lambda a, b: a == b)
         self.exhaustive = exhaustive
         self.answers: dict[tuple[int, CellKey], Outcome | None] = {}
@@ -74,12 +81,17 @@ class Bisect(Generic[CellKey, Outcome]):
     def known(self, index: int, cell: CellKey) -> bool:
         return (index, cell) in self.answers
 
-    def ask(self, wanted: dict[int, list[CellKey]]) -> None:
-        """One oracle call per release, only for cells without an answer there yet."""
-        for index in sorted(wanted):
-            cells = [c for c in dict.fromkeys(wanted[index]) if not self.known(index, c)]
-            if not cells:
-                continue
+    def ask(self, wanted: dict[int, list[CellKey]], ahead: Sequence[int] = ()) -> None:
+        """One oracle call per release, only for cells without an answer there yet; `ahead`: releases
+        that may be asked next round (told to `prepare` with the rest of this round)."""
+        todo = {i: cells for i in sorted(wanted)
+                if (cells := [c for c in dict.fromkeys(wanted[i]) if not self.known(i, c)])}
+        order = list(todo)
+        for n, index in enumerate(order):
+            if self.prepare is not None:
+                coming = [i for i in dict.fromkeys([*order[n + 1:], *ahead]) if i != index]
+                self.prepare([self.releases[i] for i in coming])
+            cells = todo[index]
             self.asked.append(self.releases[index])
             got = self.oracle(self.releases[index], cells)
             for cell in cells:
@@ -87,7 +99,7 @@ class Bisect(Generic[CellKey, Outcome]):
 
     def run(self, cells: list[CellKey]) -> list[Boundary]:
         last = len(self.releases) - 1
-        self.ask({0: list(cells), last: list(cells)})
+        self.ask({0: list(cells), last: list(cells)}, ahead=[last // 2] if last > 1 else [])
         if self.exhaustive:
             self.ask({i: list(cells) for i in range(1, last)})
             return [self._judge(cell, None) for cell in cells]
@@ -103,6 +115,7 @@ class Bisect(Generic[CellKey, Outcome]):
                 searches[cell] = _Search(cell, 0, last)
         while searches:
             wanted: dict[int, list[CellKey]] = {}
+            ahead: list[int] = []
             for search in list(searches.values()):
                 probe = self._next_probe(search)
                 if probe is None:
@@ -110,10 +123,17 @@ class Bisect(Generic[CellKey, Outcome]):
                     del searches[search.cell]
                 else:
                     wanted.setdefault(probe, []).append(search.cell)
-            self.ask(wanted)
+                    ahead += self._ahead(search, probe)
+            self.ask(wanted, ahead)
             for search in searches.values():
                 self._learn(search)
         return [results[cell] for cell in cells]
+
+    def _ahead(self, search: _Search, probe: int) -> list[int]:
+        """The release this search asks after `probe`, whichever way `probe` answers."""
+        guesses = (_Search(search.cell, probe, search.hi, set(search.silent)),
+                   _Search(search.cell, search.lo, probe, set(search.silent)))
+        return [n for guess in guesses if (n := self._next_probe(guess)) is not None and n != probe]
 
     def _candidates(self, search: _Search) -> list[int]:
         return [i for i in range(search.lo + 1, search.hi) if i not in search.silent]

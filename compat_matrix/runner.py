@@ -48,7 +48,23 @@ def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None
     extra_env = {"COMPAT_MATRIX_REQUESTED": release, "COMPAT_MATRIX_ENV_NAME": env}
     if env in listed_envs and env_dir is None:
         return ["-e", env], extra_env
-    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir or '{work_dir}/' + env}"], extra_env
+    if env_dir is None:
+        return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={{work_dir}}/{env}"], extra_env
+    # tox's own temp and log folders go with the env too: several `tfany` envs may be made at once (bisect)
+    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir}", "-x", f"testenv:tfany.env_tmp_dir={env_dir}/.tox-tmp",
+            "-x", f"testenv:tfany.env_log_dir={env_dir}/.tox-log"], extra_env
+
+
+def prepare_env(matrix: Matrix, matrix_file: Path, release: str, out: Path, env_dir: Path, log: Path) -> subprocess.Popen:
+    """Start making a release's environment in `env_dir` (tox --notest) without waiting: bisect makes the
+    next candidates' environments while it tests the current release. A run in the same env_dir must
+    wait for this process first."""
+    setup = tox_setup(matrix_file, out, matrix.install)
+    tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as stream:
+        return subprocess.Popen(setup.tox(*tox_args, "--notest"), stdout=stream, stderr=subprocess.STDOUT, cwd=setup.root,
+                                env={**os.environ, **extra_env, **setup.environ()}, start_new_session=True)
 
 
 def installed_release(results: Path) -> str | None:

@@ -134,3 +134,23 @@ def test_a_custom_sameness_counts_silent_changes() -> None:
     table = {r: ("pass", "A" if i < 3 else "B") for i, r in enumerate(RELEASES)}
     [found] = Bisect(RELEASES, lambda release, cells: {c: table[release] for c in cells}).run(["c"])
     assert (found.last_good, found.first_bad) == ("5.2.0", "5.3.0")
+
+
+def test_every_release_asked_after_the_first_was_announced_beforehand_for_its_environment() -> None:
+    """While one release is tested, the next one (whichever way the answer goes) is being made ready."""
+    oracle = FakeOracle({"a": steps(7), "c": steps(19)})
+    announced: list[list[str]] = []
+    asked_before: list[int] = []
+
+    def prepare(releases: list[str]) -> None:
+        announced.append(releases)
+        asked_before.append(len(oracle.calls))
+
+    Bisect(RELEASES, oracle, prepare=prepare).run(["a", "c"])
+    asked = [release for release, _ in oracle.calls]
+    for n, release in enumerate(asked[1:], start=1):
+        earlier = [r for told, when in zip(announced, asked_before) if when < n for r in told]
+        assert release in earlier, f"{release} (asked {n + 1}.) was never announced before it was asked"
+    assert all(len(told) <= 1 + 2 * 2 for told in announced), "the rest of the round, and both halves of each search"
+    wasted = {r for told in announced for r in told} - set(asked)
+    assert len(wasted) <= len(asked), "no more environments made for nothing than releases tested"
