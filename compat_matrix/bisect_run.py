@@ -150,9 +150,11 @@ class ReleaseOracle:
         mark_used(env_dir)
         prune(self.cap, keep=(env, *map(env_name, self.preparing)))
         scratch = self.runs / env
-        workers = 0 if len(cell_ids) <= SERIAL_UP_TO else self.workers
-        cells = [self.cells.get(c) or Cell.from_id(c) for c in cell_ids]
-        run = run_release(self.matrix, self.matrix_file, release, [c for c in cells if c is not None], scratch,
+        cells = [c for c in (self.cells.get(c) or Cell.from_id(c) for c in cell_ids) if c is not None]
+        # xdist keeps a model's cells on one worker: one model gains nothing from a second
+        one_model = len({(c.model, c.saved_by) for c in cells}) == 1
+        workers = 0 if len(cells) <= SERIAL_UP_TO or one_model else self.workers
+        run = run_release(self.matrix, self.matrix_file, release, cells, scratch,
                           workers, stream=self.stream, saved_by=[saved_by] if saved_by else None, env_dir=env_dir)
         if run.interrupted:
             raise KeyboardInterrupt
