@@ -49,14 +49,15 @@ def bench_envs(release: str) -> dict[str, list[float]]:
     return times
 
 
-TOX_TIMING = re.compile(r"OK \((?P<total>[\d.]+)=setup\[(?P<setup>[\d.]+)\]")
+TOX_TIMING = re.compile(r"OK \((?P<total>[\d.]+)(?:=setup\[(?P<setup>[\d.]+)\])?")
 
 
 def tox_timings(log: Path) -> list[tuple[float, float]]:
-    """(total, setup) seconds of each tox call the log holds."""
+    """(total, setup) seconds of each tox call the log holds (`--notest`: all of it is setup)."""
     if not log.is_file():
         return []
-    return [(float(m["total"]), float(m["setup"])) for m in TOX_TIMING.finditer(log.read_text(errors="replace"))]
+    return [(float(m["total"]), float(m["setup"] or m["total"]))
+            for m in TOX_TIMING.finditer(log.read_text(errors="replace"))]
 
 
 def per_release(runs: Path) -> dict[str, dict[str, float]]:
