@@ -81,13 +81,16 @@ def select_cells(
     if saved_by is not None:
         writers = tuple(saved_by)
         chosen_probes = tuple(p for p in chosen_probes if p in CROSS_RELEASE_PROBES)
-    return [
-        Cell(entry.key, strategy, profile, probe, writer)
-        for entry in matrix.models
-        if entry.key in keys and (saved_by is None or entry.source == "tiny")
-        for writer in writers
-        for profile in entry.load_kwargs
-        if profile in chosen_profiles
-        for strategy in chosen_strategies
-        for probe in chosen_probes
-    ]
+    cells = []
+    for entry in matrix.models:
+        if entry.key not in keys or (saved_by is not None and entry.source != "tiny"):
+            continue
+        for writer in writers:
+            for profile in entry.load_kwargs:
+                if profile not in chosen_profiles:
+                    continue
+                own_strategies, own_probes = matrix.profile_dimensions(entry, profile)
+                cells += [Cell(entry.key, strategy, profile, probe, writer)
+                          for strategy in chosen_strategies if strategy in own_strategies
+                          for probe in chosen_probes if probe in own_probes]
+    return cells

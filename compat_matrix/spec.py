@@ -282,6 +282,80 @@ class Recipe(_Frozen):
         return self
 
 
+class LoraSpec(_Frozen):
+    """A LoRA adapter as peft's `LoraConfig` takes it (r, lora_alpha, target_modules)."""
+
+    r: int = Field(8, ge=1)
+    """Rank of the update matrices."""
+    alpha: int = Field(16, ge=1)
+    """`lora_alpha`: the update is scaled by alpha / r."""
+    target_modules: Union[str, tuple[str, ...]]
+    """Module names (a module matches when its path ends with one, at a dot) or one regular expression
+    that must match a module's whole path (`re.fullmatch`), exactly as peft takes them; `all-linear`
+    is peft's every-linear-layer-but-the-output one."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("an empty regular expression matches no module; write names, e.g. [q_proj, v_proj], "
+                                 r"or a regex such as '.*\.layers\.\d+\.self_attn\.(q|v)_proj'")
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression ({exc}); peft matches a string against each "
+                                 "module's whole path, a list by name") from None
+            return value
+        if not value:
+            raise ValueError("an empty list matches no module; name them, e.g. [q_proj, k_proj, v_proj, o_proj]")
+        bad = [v for v in value if not re.fullmatch(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*", v)]
+        if bad:
+            raise ValueError(f"{bad}: list entries are module names or dotted name tails (q_proj, self_attn.q_proj); "
+                             "for a pattern give target_modules one regex string instead of a list")
+        return value
+
+
+class AdapterSpec(_Frozen):
+    """An adapter applied with peft after the strategy's load; the cell then trains only the adapter."""
+
+    lora: LoraSpec
+    """The only adapter type so far."""
+
+
+PROFILE_KEYS = ("adapter", "probes", "strategies")
+"""Keys of a load profile that are not `from_pretrained` keyword arguments."""
+
+
+class LoadProfile(BaseModel):
+    """One named load profile: `from_pretrained` keyword arguments (any key), plus an optional adapter
+    and the probes / strategies its cells run (default: the matrix's)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    adapter: AdapterSpec | None = None
+    """Apply this adapter with peft after loading (e.g. `{lora: {r: 8, alpha: 16, target_modules: [q_proj]}}`)."""
+    probes: tuple[str, ...] = ()
+    """Probes this profile's cells run (empty: every probe of the matrix); keeps extra profiles cheap."""
+    strategies: tuple[str, ...] = ()
+    """Strategies this profile's cells run (empty: every strategy of the matrix)."""
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _known(value, _allowed(info, PROBE_ORDER, "probes"), "probe")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _known(value, _allowed(info, STRATEGY_NAMES, "strategies"), "strategy")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The `from_pretrained` keyword arguments (every key but PROFILE_KEYS)."""
+        return dict(self.model_extra or {})
+
+
 class ModelEntry(_Frozen):
     """One row of `models:`: a model id and how to get a checkpoint for it here."""
 
@@ -306,8 +380,9 @@ class ModelEntry(_Frozen):
     `from_pretrained(hub_id)` does (the "as published" checkpoint; drift is measured on it)."""
     trust_remote_code: bool = False
     """Pass `trust_remote_code=True`; needed for checkpoints with `auto_map`."""
-    load_kwargs: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
-    """Named `from_pretrained` keyword profiles; each profile is one more column of cells."""
+    load_kwargs: dict[str, LoadProfile] = Field(default_factory=lambda: {"default": LoadProfile()})
+    """Named load profiles (`from_pretrained` keyword arguments, optionally an adapter); each profile
+    is one more column of cells."""
     expectations: tuple[Expectation, ...] = ()
     """Known outcomes; the first matching expectation of a cell wins."""
 
@@ -611,9 +686,16 @@ class Matrix(_Frozen):
                 return entry
         raise KeyError(f"no model {key!r} in the matrix; known: {', '.join(m.key for m in self.models)}")
 
+    def profile_dimensions(self, entry: ModelEntry, profile: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The strategies and probes a profile's cells run: the matrix's, narrowed by the profile's own lists."""
+        chosen = entry.load_kwargs[profile]
+        strategies = tuple(s for s in self.strategy_names if not chosen.strategies or s in chosen.strategies)
+        probes = tuple(p for p in self.probe_names if not chosen.probes or p in chosen.probes)
+        return strategies, probes
+
     def count_cells(self) -> int:
-        """Cells per release: models x their profiles x strategies x probes."""
-        return sum(len(m.load_kwargs) for m in self.models) * len(self.strategies) * len(self.probes)
+        """Cells per release: for each model and profile, its strategies x its probes."""
+        return sum(len(s) * len(p) for m in self.models for s, p in (self.profile_dimensions(m, k) for k in m.load_kwargs))
 
 
 def _entries(value: tuple[str | UserCallable, ...], builtin: tuple[str, ...], what: str) -> tuple[str | UserCallable, ...]:

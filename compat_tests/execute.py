@@ -19,6 +19,7 @@ from compat_matrix.cells import Cell
 from compat_matrix.records import cell_record, now
 from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
+from compat_tests.lora import AdaptedLoad, apply_adapter
 from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
 from compat_tests.probes import PROBES
 from compat_tests.probes.base import Probe, ProbeContext, ProbeOutcome
@@ -99,7 +100,7 @@ class CheckpointCache:
 
 def load_kwargs_of(entry: ModelEntry, profile: str) -> dict[str, Any]:
     """The profile's `from_pretrained` keyword arguments, with the entry's `trust_remote_code`."""
-    kwargs = dict(entry.load_kwargs[profile])
+    kwargs = entry.load_kwargs[profile].kwargs
     if entry.trust_remote_code:
         kwargs.setdefault("trust_remote_code", True)
     return kwargs
@@ -118,11 +119,14 @@ class ModelSlot:
     """The matrix's strategies of the user's own code, by name."""
 
     def load(self, entry: ModelEntry, strategy: str, profile: str, path: str) -> LoadResult:
-        """Load with the strategy and the profile's keyword arguments, as a trainer would."""
+        """Load with the strategy and the profile's keyword arguments, then the profile's adapter, as a trainer would."""
         own = self.user_strategies.get(strategy)
         if own is not None:
-            return CallableStrategy(own).load(str(named_path(Path(path), entry)), **load_kwargs_of(entry, profile))
-        return STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
+            loaded = CallableStrategy(own).load(str(named_path(Path(path), entry)), **load_kwargs_of(entry, profile))
+        else:
+            loaded = STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
+        adapter = entry.load_kwargs[profile].adapter
+        return apply_adapter(loaded, adapter) if adapter is not None else loaded
 
     def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:
         """Move to the device; cast to the compute dtype unless the profile fixed a dtype."""
@@ -145,7 +149,7 @@ class ModelSlot:
             check_size(prepared.parameters_from_config, reference.get("param_count"), fingerprint(self.device)["transformers"])
             group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path))
             group.loaded_dtype = _param_dtype(group.result.model)
-            self.place(group.result.model, entry.load_kwargs[cell.profile])
+            self.place(group.result.model, entry.load_kwargs[cell.profile].kwargs)
         except Exception as exc:
             group.error = exc
         group.load_s = time.perf_counter() - start
@@ -245,7 +249,7 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         device=state.device,
         dtype=next(group.result.model.parameters()).dtype,
         reload=lambda: slot.place(slot.load(entry, cell.strategy, cell.profile, str(checkpoint.path)).model,
-                                  entry.load_kwargs[cell.profile]),
+                                  entry.load_kwargs[cell.profile].kwargs),
         checkpoint_config=prepared.config,
         load_kwargs=load_kwargs_of(entry, cell.profile),
     )
@@ -257,6 +261,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
             slot.release(collect=False)
     if cell.probe == "load":
         outcome.details["load_s"] = group.load_s
+    if isinstance(group.result, AdaptedLoad):
+        outcome.details["adapter"] = group.result.adapter
     return outcome
 
 

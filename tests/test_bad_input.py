@@ -25,6 +25,15 @@ GOOD_MATRIX = yaml.safe_dump({
                                       "num_hidden_layers": 2}}}],
 }, sort_keys=False)
 
+
+
+def with_profile(profile: dict[str, object]) -> str:
+    """GOOD_MATRIX whose model has a second load profile, `lora`."""
+    data = yaml.safe_load(GOOD_MATRIX)
+    data["models"][0]["load_kwargs"] = {"default": {}, "lora": profile}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{x}: &{x} [{', '.join([f'*{p}'] * 9)}]\n" for p, x in zip("abcdefgh", "bcdefghi"))
 """A "billion laughs" document: 9 levels of 9 aliases, 9^9 values from under 1 KB."""
@@ -84,6 +93,16 @@ BAD_INPUTS: dict[str, Bad] = {
     "matrix-tiny-recipe-not-tiny": Bad(validate(GOOD_MATRIX.replace("vocab_size: 1000\n", "vocab_size: 1000000000\n")),
                                        ("128,000,", "TINY_PARAMETER_CAP", "50,000,000")),
     "matrix-unknown-probe": Bad(validate(GOOD_MATRIX + "probes: [load, 'os.system']\n"), ("unknown probe", "allowed")),
+    "matrix-lora-targets-empty": Bad(validate(with_profile({"adapter": {"lora": {"r": 8, "target_modules": []}}})),
+                                     ("load_kwargs.lora.adapter.lora.target_modules", "an empty list matches no module")),
+    "matrix-lora-regex-invalid": Bad(validate(with_profile({"adapter": {"lora": {"target_modules": "(q|k_proj"}}})),
+                                     ("load_kwargs.lora.adapter.lora.target_modules", "is not a regular expression")),
+    "matrix-lora-rank-zero": Bad(validate(with_profile({"adapter": {"lora": {"r": 0, "target_modules": ["q_proj"]}}})),
+                                 ("load_kwargs.lora.adapter.lora.r", "greater than or equal to 1")),
+    "matrix-adapter-unknown-type": Bad(validate(with_profile({"adapter": {"dora": {"r": 8}}})),
+                                       ("load_kwargs.lora.adapter.dora", "unknown key")),
+    "matrix-profile-unknown-probe": Bad(validate(with_profile({"probes": ["grpo"]})),
+                                        ("load_kwargs.lora.probes", "unknown probe ['grpo']", "grpo_step")),
     "matrix-missing": Bad(lambda tmp: ["validate", str(tmp / "nope.yaml")], ("file not found",)),
     "matrix-is-a-folder": Bad(lambda tmp: ["validate", str(tmp)], ("file not found",)),
     "cli-unknown-model": Bad(run_with(GOOD_MATRIX, "--models", "lama"), ("unknown model", "llama")),

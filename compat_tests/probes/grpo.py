@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from compat_tests.probes import lora_step
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import (Checks, fresh_model, generate, pad_token_id, placeholder_token_ids, plain,
                                           prompt_inputs, release_memory)
@@ -90,6 +91,8 @@ class Step:
     changed: float = 0.0
     broke: StepBroke | None = None
     times: dict[str, float] = field(default_factory=dict)
+    adapter: lora_step.AdapterStep | None = None
+    """For a LoRA-adapted model: what the step did to the adapter and the base (then those are checked)."""
 
 
 def eos_ids(ctx: ProbeContext) -> list[int]:
@@ -248,7 +251,8 @@ def text_only_micro_batch(ctx: ProbeContext) -> None:
     try:
         logits = ctx.model(**inputs, use_cache=False).logits
         loss = logits.float().logsumexp(dim=-1).mean()
-        loss.backward()
+        if loss.requires_grad:  # an adapter only on the vision side has nothing to train on text
+            loss.backward()
     except Exception as exc:
         raise StepBroke("text_only_microbatch", f"a text-only micro-batch in train mode raised {_raised(exc)}") from exc
     finite = math.isfinite(float(loss.detach())) and all(bool(torch.isfinite(p.grad).all()) for p in ctx.model.parameters() if p.grad is not None)
@@ -284,6 +288,7 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
     step.times["reference_s"] = time.perf_counter() - started
     groups = step.groups = parameter_groups(model)
     step.gradient_checkpointing = prepare_training(model, ctx.settings.grpo.gradient_checkpointing)
+    adapter = lora_step.watch(model, step.gradient_checkpointing)
     watched = [groups.head, *groups.layer]
     before = [p.detach().clone() for p in watched]
     logp = train(ctx, step, rollout, advantages, reference)
@@ -304,6 +309,9 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
     if groups.trainable:
         torch.optim.AdamW(groups.trainable, lr=ctx.settings.grpo.learning_rate, weight_decay=0.0).step()
     step.changed = max_change(before, watched)
+    if adapter is not None:
+        first = rollout.micro_batches(step.micro_batch_sizes[0])[0]
+        step.adapter = adapter.finish(model, lambda: completion_logprobs(model, rollout, first))
     model.zero_grad(set_to_none=True)
     step.times["step_s"] = time.perf_counter() - started
     if ctx.entry.modality == "image-text":
@@ -325,14 +333,17 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
     vision_trainable = any(p.requires_grad for p in groups.vision)
     checks.expect("finite_loss", math.isfinite(step.loss), f"loss is {step.loss}")
     checks.expect("finite_grads", step.grads_finite, "a gradient holds nan or inf")
-    checks.expect("grad_head", step.norms["head"] > 0, "no gradient reached the LM head")
-    checks.expect("grad_last_layer", step.norms["last_layer"] > 0, f"no gradient reached the last decoder layer {groups.last_layer}")
+    if step.adapter is None:
+        checks.expect("grad_head", step.norms["head"] > 0, "no gradient reached the LM head")
+        checks.expect("grad_last_layer", step.norms["last_layer"] > 0, f"no gradient reached the last decoder layer {groups.last_layer}")
+        checks.expect("params_changed", step.changed > 0, f"LM head and {groups.last_layer} unchanged after the optimizer step "
+                                                          f"({len(groups.trainable)} parameters require grad)")
+    else:
+        lora_step.check_adapter(step.adapter, checks.expect)
     if ctx.entry.modality == "image-text":
         checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
         checks.expect("grad_vision", not vision_trainable or step.norms["vision"] > 0,
                       "no gradient reached the vision side: the forward did not use the image")
-    checks.expect("params_changed", step.changed > 0,
-                  f"LM head and {groups.last_layer} unchanged after the optimizer step ({len(groups.trainable)} parameters require grad)")
     allowed, dtype = step.logprob_tolerance, ctx.dtype
     checks.expect("logprob_match", step.logprob_diff <= allowed,
                   f"training log-probs of the sampled tokens differ from the generation logits by {step.logprob_diff:.3g} "
@@ -367,6 +378,7 @@ def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
         "max_param_change": plain(step.changed),
         "reward": ctx.settings.grpo.reward,
         **step.times,
+        **(lora_step.adapter_details(step.adapter) if step.adapter else {}),
     }
 
 
