@@ -30,9 +30,11 @@ MAX_ABS_DIFF_SLACK = 1e-6
 MESSAGE_CHARS = 200
 """Error messages are cut to this many characters in the terminal view."""
 
-SILENT_FIELDS = ("loaded_class", "missing_keys", "unexpected_keys", "param_count", "dtype", "max_abs_diff", "surface")
+SILENT_FIELDS = ("loaded_class", "adapter_modules", "missing_keys", "unexpected_keys", "param_count", "dtype",
+                 "max_abs_diff", "surface")
 """Silent-change fields, most telling first (the order `check` prints them in); `surface` is one
-API path whose value changed (`SilentChange.path`)."""
+API path whose value changed (`SilentChange.path`); `adapter_modules`: what a LoRA target list
+matched (`details.adapter`, compat_tests/lora.py) moved, e.g. module paths renamed under a regex."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,12 @@ class UpgradeView:
     not_comparable: tuple[StatusChange, ...] = ()
     """Cells whose status differs but one side has no verdict (`skipped`: it did not run there), or
     that failed and whose strategy no longer exists (`unsupported`): neither a break nor a fix."""
+
+    @property
+    def adapter_losses(self) -> tuple[SilentChange, ...]:
+        """LoRA target lists that match fewer modules in `to_release`: the adapter trains less after the
+        upgrade without an error, so it counts as breaking."""
+        return tuple(s for s in self.silent if fewer_adapter_modules(s))
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
@@ -187,12 +195,38 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
     old_diff, new_diff = _number(before.details.get("max_abs_diff")), _number(after.details.get("max_abs_diff"))
     if old_diff is not None and new_diff is not None and new_diff > old_diff + MAX_ABS_DIFF_SLACK:
         changes.append(SilentChange(after, "max_abs_diff", old_diff, new_diff))
+    old_adapter, new_adapter = _adapter(before), _adapter(after)
+    if old_adapter and new_adapter and old_adapter.get("modules") != new_adapter.get("modules"):
+        changes.append(SilentChange(after, "adapter_modules", old_adapter, new_adapter))
     old_surface, new_surface = _surface(before), _surface(after)
     for path, entry in old_surface.items():
         other = new_surface.get(path)
         if other is not None and _usable(entry) and _usable(other) and entry.get("value") != other.get("value"):
             changes.append(SilentChange(after, "surface", entry.get("value"), other.get("value"), path))
     return changes
+
+
+def _adapter(cell: Cell) -> dict[str, Any] | None:
+    """What the cell's LoRA target list matched (`details.adapter`), or None without an adapter."""
+    found = cell.details.get("adapter")
+    return found if isinstance(found, dict) and isinstance(found.get("matched"), int) else None
+
+
+def fewer_adapter_modules(change: SilentChange) -> bool:
+    """An `adapter_modules` change where the newer release's target list matches fewer modules."""
+    return change.field == "adapter_modules" and change.after["matched"] < change.before["matched"]
+
+
+def describe_adapter(change: SilentChange) -> str:
+    """`LoRA target_modules [...] match fewer modules: 14 -> 0 (lost layers.*.self_attn.q_proj x2, ...)`."""
+    before, after = change.before, change.after
+    old, new = before.get("modules") or {}, after.get("modules") or {}
+    lost = [f"{k} x{old[k] - new.get(k, 0)}" for k in sorted(old) if old[k] > new.get(k, 0)]
+    gained = [f"{k} x{new[k] - old.get(k, 0)}" for k in sorted(new) if new[k] > old.get(k, 0)]
+    how = "fewer" if after["matched"] < before["matched"] else "other" if after["matched"] == before["matched"] else "more"
+    parts = ([f"lost {', '.join(lost)}"] if lost else []) + ([f"gained {', '.join(gained)}"] if gained else [])
+    return (f"adapter_modules: LoRA target_modules {short_value(after.get('target_modules'))} match {how} modules: "
+            f"{before['matched']} -> {after['matched']}" + (f" ({'; '.join(parts)})" if parts else ""))
 
 
 def unusable_checkpoints(failing: tuple[Cell, ...]) -> list[Cell]:
@@ -208,7 +242,8 @@ def drifted_checkpoints(failing: tuple[Cell, ...]) -> list[Cell]:
 def upgrade_exit_code(view: UpgradeView) -> int:
     """1 when something breaks when upgrading (checkpoints saved by the old release and API paths
     that are gone too), else 0."""
-    return 1 if view.breaks or view.old_checkpoint_failures or view.new_checkpoint_failures or view.surface_losses else 0
+    return 1 if (view.breaks or view.old_checkpoint_failures or view.new_checkpoint_failures or view.surface_losses
+                 or view.adapter_losses) else 0
 
 
 def format_upgrade(view: UpgradeView) -> str:
@@ -224,6 +259,9 @@ def format_upgrade(view: UpgradeView) -> str:
     if losses:
         lines += ["", f"API paths gone when upgrading ({len(losses)}):"]
         lines += [_loss_lines(loss, view.from_release, view.to_release) for loss in losses]
+    if view.adapter_losses:
+        lines += ["", f"LoRA target lists matching fewer modules when upgrading ({len(view.adapter_losses)}):"]
+        lines += [f"  {SYMBOL['fail']} {s.cell.cell_id}\n      {describe_adapter(s)}" for s in view.adapter_losses]
     for writer, reader, cells, failing in (
         (view.from_release, view.to_release, view.old_checkpoints, view.old_checkpoint_failures),
         (view.to_release, view.from_release, view.new_checkpoints, view.new_checkpoint_failures),
@@ -278,6 +316,8 @@ def describe_silent(change: SilentChange) -> str:
     """One line: the field and how it moved (added/removed keys for key sets)."""
     if change.field == "surface":
         return f"surface {change.path}: {short_value(change.before)} -> {short_value(change.after)}"
+    if change.field == "adapter_modules":
+        return describe_adapter(change)
     if change.field in ("missing_keys", "unexpected_keys"):
         added = sorted(set(change.after) - set(change.before))
         removed = sorted(set(change.before) - set(change.after))
