@@ -107,6 +107,8 @@ def by_cause(view: UpgradeView) -> list[Section]:
         Section("breaks", f"Breaks when upgrading {old} -> {new}", changes(view.breaks, lambda c: c.after)),
         Section("API paths gone", f"API paths gone in {new}",
                 group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
+        Section("LoRA targets lost", f"LoRA target lists matching fewer modules in {new}",
+                group(view.adapter_losses, silent_key, lambda s: s.cell, _text, lambda s: "fail")),
         Section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
                 checkpoints(unusable_checkpoints(view.old_checkpoint_failures))),
         Section(f"{new} checkpoints", f"Checkpoints saved by {new} that {old} fails to use",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.build import build_report
+from reports.check_view import format_by_cause
 from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -53,6 +54,7 @@ def test_fewer_matched_modules_than_in_the_older_release_is_a_silent_cause_and_a
     assert [s.cell.cell_id for s in view.adapter_losses] == ["qwen2_5_vl-smart-lora-load", "qwen2_5_vl-smart-lora-grpo_step"]
     assert upgrade_exit_code(view) == 1
     assert "LoRA target lists matching fewer modules when upgrading (2)" in format_upgrade(view)
+    assert "something breaks; LoRA targets lost: 1 causes (2 cells)" in format_by_cause(view)
 
 
 def test_more_matched_modules_is_listed_but_breaks_nothing(tmp_path):
