@@ -229,7 +229,7 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     slot = state.slot
     group = slot.loaded(cell, entry, prepared)
     if group.error is not None:
-        if isinstance(group.error, HarnessError):  # e.g. the user's loader does not import here
+        if isinstance(group.error, (HarnessError, CellUnsupported)):  # the user's loader does not import here; no peft here
             raise group.error
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
         if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:

@@ -138,3 +138,17 @@ def test_a_profile_runs_only_its_own_probes_and_strategies():
     assert {c.strategy for c in cells if c.profile == "default"} == set(matrix.strategy_names)
     assert matrix.count_cells() == len(cells) == 6 * 6 + 4
     assert matrix.model("llama").load_kwargs["lora"].kwargs == {"attn_implementation": "sdpa"}
+
+
+def test_without_peft_an_adapter_cell_is_unsupported_with_the_installer_reason(monkeypatch):
+    import importlib.metadata
+
+    from compat_tests import training
+    from compat_tests.outcomes import CellUnsupported
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: real(name) if name != "peft" else
+                        (_ for _ in ()).throw(importlib.metadata.PackageNotFoundError(name)))
+    monkeypatch.setattr(training, "install_error", lambda package: "planted: no peft release accepts this transformers")
+    with pytest.raises(CellUnsupported, match="peft is not available beside this transformers release: planted"):
+        apply_adapter(make_context("llama").loaded, adapter(LANGUAGE))
