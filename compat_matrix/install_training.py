@@ -8,7 +8,8 @@ the reason goes to `<env>/compat-matrix-training.json`, and the probes needing i
 with that reason. Run by tox (`commands_pre`); `COMPAT_MATRIX_FILE` (set by `compat-matrix run`)
 names the matrix file. When `COMPAT_MATRIX_PROBES` (set by `compat-matrix run` and bisect) names no probe
 that trains, nothing is installed: resolving trl and peft costs more than the whole run of a few
-load/forward cells, which is what each release of a bisect runs.
+load/forward cells, which is what each release of a bisect runs; only peft when a selected cell's
+load profile carries an adapter (`COMPAT_MATRIX_ADAPTERS=1`).
 
     python -m compat_matrix.install_training
 """
@@ -55,14 +56,25 @@ def needs_training(probes: list[str]) -> bool:
     return any(p in TRAINING_PROBES or p not in PROBE_ORDER for p in probes)
 
 
+def packages_needed(probes: list[str], adapters: bool) -> tuple[str, ...]:
+    """trl and peft for a probe that trains; only peft when the only need is a load profile's adapter
+    (`COMPAT_MATRIX_ADAPTERS`): peft alone resolves in seconds, trl's resolution takes most of a minute."""
+    if needs_training(probes):
+        return TRAINING_PACKAGES
+    return ("peft",) if adapters else ()
+
+
 def main() -> int:
     selected = os.environ.get("COMPAT_MATRIX_PROBES")
-    if selected and not needs_training(selected.split(",")):
-        print(f"trl, peft: not installed (no selected probe trains: {selected})")
-        return 0
+    packages: tuple[str, ...] = TRAINING_PACKAGES
+    if selected:
+        packages = packages_needed(selected.split(","), os.environ.get("COMPAT_MATRIX_ADAPTERS") == "1")
+        if not packages:
+            print(f"trl, peft: not installed (no selected probe trains, no selected profile has an adapter: {selected})")
+            return 0
     matrix = load_matrix(os.environ.get("COMPAT_MATRIX_FILE") or DEFAULT_MATRIX, check_model_types=False)
     release = importlib.metadata.version("transformers")
-    wanted = {package: requirement(package, matrix.training_pin(package, release)) for package in TRAINING_PACKAGES}
+    wanted = {package: requirement(package, matrix.training_pin(package, release)) for package in packages}
     if _done_before(release, wanted):
         return 0
     report: dict[str, dict[str, str | None]] = {"transformers": {"requested": release, "error": None}}

@@ -159,6 +159,7 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
     command = setup.tox(*tox_args, "--", *pytest_args)
     environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
                "COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in left})),  # trl/peft only where a probe trains
+               "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter for c in left) else "",
                "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.install_training (trl/peft pins)
                LOCK_HELD_ENV: str(run.results.resolve())}
     what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"

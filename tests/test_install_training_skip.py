@@ -22,7 +22,7 @@ def test_nothing_is_installed_when_no_selected_probe_trains(monkeypatch: pytest.
     monkeypatch.setattr(install_training, "REPORT", install_training.REPORT.with_name("never-written.json"))
     monkeypatch.setenv("COMPAT_MATRIX_PROBES", "forward,load")
     assert install_training.main() == 0 and calls == []
-    assert "not installed (no selected probe trains: forward,load)" in capsys.readouterr().out
+    assert "not installed (no selected probe trains, no selected profile has an adapter: forward,load)" in capsys.readouterr().out
 
 
 def test_a_selection_with_a_training_probe_installs_both(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -33,3 +33,14 @@ def test_a_selection_with_a_training_probe_installs_both(monkeypatch: pytest.Mon
     monkeypatch.setenv("COMPAT_MATRIX_PROBES", "load,trl_grpo")
     assert install_training.main() == 0
     assert [r[0].split("==")[0] for r in calls] == ["trl", "peft"]
+
+
+def test_a_selection_whose_profile_has_an_adapter_installs_peft_only(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(install_training, "install", lambda requirements, constraints: calls.append(requirements) or (True, ""))
+    monkeypatch.setattr(install_training, "_done_before", lambda release, wanted: False)
+    monkeypatch.setattr(install_training, "REPORT", tmp_path / "training.json")
+    monkeypatch.setenv("COMPAT_MATRIX_PROBES", "grpo_step,load")
+    monkeypatch.setenv("COMPAT_MATRIX_ADAPTERS", "1")
+    assert install_training.main() == 0
+    assert [r[0].split("==")[0] for r in calls] == ["peft"]
