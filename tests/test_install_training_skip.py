@@ -25,22 +25,22 @@ def test_nothing_is_installed_when_no_selected_probe_trains(monkeypatch: pytest.
     assert "not installed (no selected probe trains, no selected profile has an adapter: forward,load)" in capsys.readouterr().out
 
 
-def test_a_selection_with_a_training_probe_installs_both(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def installed_by_main(monkeypatch: pytest.MonkeyPatch, tmp_path, **env: str) -> list[str]:
+    """The packages `main` asks pip for under these environment variables (pip itself not run)."""
     calls: list[list[str]] = []
     monkeypatch.setattr(install_training, "install", lambda requirements, constraints: calls.append(requirements) or (True, ""))
     monkeypatch.setattr(install_training, "_done_before", lambda release, wanted: False)
     monkeypatch.setattr(install_training, "REPORT", tmp_path / "training.json")
-    monkeypatch.setenv("COMPAT_MATRIX_PROBES", "load,trl_grpo")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     assert install_training.main() == 0
-    assert [r[0].split("==")[0] for r in calls] == ["trl", "peft"]
+    return [r[0].split("==")[0] for r in calls]
+
+
+def test_a_selection_with_a_training_probe_installs_both(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    assert installed_by_main(monkeypatch, tmp_path, COMPAT_MATRIX_PROBES="load,trl_grpo") == ["trl", "peft"]
+
 
 
 def test_a_selection_whose_profile_has_an_adapter_installs_peft_only(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    calls: list[list[str]] = []
-    monkeypatch.setattr(install_training, "install", lambda requirements, constraints: calls.append(requirements) or (True, ""))
-    monkeypatch.setattr(install_training, "_done_before", lambda release, wanted: False)
-    monkeypatch.setattr(install_training, "REPORT", tmp_path / "training.json")
-    monkeypatch.setenv("COMPAT_MATRIX_PROBES", "grpo_step,load")
-    monkeypatch.setenv("COMPAT_MATRIX_ADAPTERS", "1")
-    assert install_training.main() == 0
-    assert [r[0].split("==")[0] for r in calls] == ["peft"]
+    assert installed_by_main(monkeypatch, tmp_path, COMPAT_MATRIX_PROBES="grpo_step,load", COMPAT_MATRIX_ADAPTERS="1") == ["peft"]
