@@ -100,16 +100,15 @@ class Bisect(Generic[CellKey, Outcome]):
     def run(self, cells: list[CellKey]) -> list[Boundary]:
         last = len(self.releases) - 1
         self.ask({0: list(cells), last: list(cells)}, ahead=[last // 2] if last > 1 else [])
+        ends_silent = [c for c in cells if self.answers[(0, c)] is None or self.answers[(last, c)] is None]
+        results: dict[CellKey, Boundary] = {cell: self._boundary(cell, "undecided") for cell in ends_silent}
         if self.exhaustive:
-            self.ask({i: list(cells) for i in range(1, last)})
-            return [self._judge(cell, None) for cell in cells]
+            self.ask({i: [c for c in cells if c not in results] for i in range(1, last)})
+            return [results.get(cell) or self._judge(cell, None) for cell in cells]
         searches: dict[CellKey, _Search] = {}
-        results: dict[CellKey, Boundary] = {}
-        for cell in cells:
+        for cell in (c for c in cells if c not in results):
             a, b = self.answers[(0, cell)], self.answers[(last, cell)]
-            if a is None or b is None:
-                results[cell] = self._boundary(cell, "undecided")
-            elif self.same(a, b):
+            if self.same(a, b):
                 results[cell] = self._boundary(cell, "no change", before=a, after=b)
             else:
                 searches[cell] = _Search(cell, 0, last)

@@ -86,6 +86,15 @@ def test_an_end_that_says_nothing_leaves_the_cell_undecided() -> None:
     assert found.verdict == "undecided" and found.first_bad is None
 
 
+def test_exhaustive_leaves_a_cell_undecided_when_an_end_says_nothing() -> None:
+    """A cell skipped in every release (a hub model offline) must not stop the other cells' answers."""
+    oracle = FakeOracle({"c": steps(7), "skipped": dict.fromkeys(RELEASES)})
+    found = {b.cell: b for b in Bisect(RELEASES, oracle, exhaustive=True).run(["skipped", "c"])}
+    assert found["skipped"].verdict == "undecided" and found["skipped"].first_bad is None
+    assert (found["c"].last_good, found["c"].first_bad) == ("5.6.0", "5.7.0")
+    assert oracle.tested("skipped") == [RELEASES[0], RELEASES[-1]]
+
+
 def test_broken_then_fixed_then_broken_gets_a_real_change_point_or_the_warning() -> None:
     """pass until 5.9, fail 5.10-5.11, pass 5.12-5.19, fail from 5.20. A binary search sees only what it
     tests: whatever it answers must be a real change with the neighbours on both sides agreeing (the
