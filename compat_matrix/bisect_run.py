@@ -147,8 +147,9 @@ class ReleaseOracle:
         cross = saved_by is not None
         env_dir = env_root() / env
         self._ready(release)
+        if not _env_made(env_dir):  # a new environment: make room (sizing every cached env takes seconds)
+            prune(self.cap, keep=(env, *map(env_name, self.preparing)))
         mark_used(env_dir)
-        prune(self.cap, keep=(env, *map(env_name, self.preparing)))
         scratch = self.runs / env
         cells = [c for c in (self.cells.get(c) or Cell.from_id(c) for c in cell_ids) if c is not None]
         # xdist keeps a model's cells on one worker: one model gains nothing from a second
