@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,6 +77,8 @@ class ReleaseOracle:
         """Install failures of this invocation: kept out of the store so a later run tries again."""
         self.ran: list[str] = []
         self.reused: list[str] = []
+        self.silent: dict[str, str] = {}
+        """Why a release said nothing about a cell (its first such cell's status and message), by release."""
         self.preparing: dict[str, subprocess.Popen] = {}
         """Environments being made in the background, by release (`prepare`)."""
 
@@ -106,6 +108,8 @@ class ReleaseOracle:
         for cell_id in cell_ids:
             result = known.get(cell_id) or self.unusable.get((release, cell_id))
             answers[cell_id] = result if says_something(result) else None
+            if result is not None and answers[cell_id] is None:
+                self.silent.setdefault(release, _why_silent(result))
         return answers
 
     def prepare(self, releases: list[str]) -> None:
@@ -221,6 +225,13 @@ def _builder(cell_id: str) -> str:
     return Cell(cell.model, cell.strategy, cell.profile, "load").id
 
 
+def _why_silent(result: Result) -> str:
+    """`skipped: needs a package ...` or `not installable: ...`, one line."""
+    what = "not installable" if result.error_type == "InstallError" else result.status
+    first = next((line.strip() for line in (result.message or "").splitlines() if line.strip()), "")
+    return f"{what}: {first[:160]}" if first else what
+
+
 def _env_made(env_dir: Path) -> bool:
     """tox records an environment's setup (`.tox-info.json`) once it is made."""
     return (env_dir / ".tox-info.json").is_file()
@@ -246,6 +257,8 @@ class BisectRun:
     reused: list[str]
     axis: CrossAxis | None = None
     """Set for cross-release cells: which side was walked, which was fixed."""
+    silent: dict[str, str] = field(default_factory=dict)
+    """Why each release that said nothing about some cell said nothing."""
 
 
 def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], runs: Path, workers: int,
@@ -263,7 +276,7 @@ def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases:
         boundaries = search.run(list(by_id))
     finally:
         oracle.close()
-    return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused, axis)
+    return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused, axis, oracle.silent)
 
 
 def describe_change(boundary: Boundary) -> str:
@@ -308,8 +321,9 @@ def format_text(run: BisectRun) -> str:
             lines += ["", f"No change between {a} and {b} ({len(group)} cells)"]
             continue
         if first.verdict == "undecided":
-            lines += ["", f"Undecided ({len(group)} cells): {a} or {b} says nothing (skipped or not installable)",
-                      f"  cells: {cells}"]
+            silent = [r for r in (a, b) if any(r in u.stepped_over for u in group)]
+            lines += ["", f"Undecided ({len(group)} cells): {' and '.join(silent) or f'{a} or {b}'} says nothing",
+                      *[f"  {r}: {run.silent.get(r, 'skipped or not installable')}" for r in silent], f"  cells: {cells}"]
             continue
         if first.verdict == "changes more than once":
             spans = ", ".join(f"{x} -> {y}" for x, y in first.changes)
@@ -319,7 +333,8 @@ def format_text(run: BisectRun) -> str:
         lines += [f"  what changed: {describe_change(first)}", f"  cells: {cells}",
                   f"  releases tested: {len(first.tested)} ({', '.join(first.tested)})"]
         if first.stepped_over:
-            lines.append(f"  stepped over (skipped or not installable): {', '.join(first.stepped_over)}")
+            lines.append("  stepped over (skipped or not installable): " + ", ".join(
+                f"{r} ({run.silent[r]})" if r in run.silent else r for r in first.stepped_over))
     return "\n".join(lines) + "\n"
 
 
@@ -333,7 +348,7 @@ def _outcome_json(result: Result | None) -> dict[str, Any] | None:
 def to_json(run: BisectRun) -> dict[str, Any]:
     return {
         "good": run.releases[0], "bad": run.releases[-1], "releases": run.releases, "seconds": round(run.seconds, 1),
-        "releases_run": run.ran, "releases_reused": run.reused,
+        "releases_run": run.ran, "releases_reused": run.reused, "silent": run.silent,
         "cross_release": {"walks": run.axis.walks, "saved_by": run.axis.saved_by, "loaded_by": run.axis.loaded_by}
         if run.axis else None,
         "cells": [{"cell_id": b.cell, "verdict": b.verdict, "last_good": b.last_good, "first_bad": b.first_bad,

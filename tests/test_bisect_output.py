@@ -103,7 +103,8 @@ def test_stepped_over_grouped_and_changes_more_than_once(tmp_path: Path, planted
     [every] = exhaustive.boundaries
     assert every.changes[-1] == ("5.4.0", "5.5.0") and every.stepped_over == [SKIPPING, UNINSTALLABLE]
     assert every.tested == [r for r in RELEASES if r not in (UNINSTALLABLE, SKIPPING)]
-    assert "stepped over (skipped or not installable): 5.6.0, 5.7.0" in format_text(exhaustive)
+    assert ("stepped over (skipped or not installable): 5.6.0 (skipped: needs torchvision), "
+            "5.7.0 (not installable: no wheel for this Python)") in format_text(exhaustive)
     assert all(set(c) >= {"last_good", "first_bad", "what_changed", "tested", "stepped_over", "changes"} for c in out["cells"])
 
 
@@ -126,3 +127,12 @@ def test_an_install_failure_is_not_stored_and_the_next_invocation_tries_again(tm
     assert set(planted.ran) <= {UNINSTALLABLE}, f"only the uninstallable release runs again, not {planted.ran}"
     assert [b.verdict for b in again.boundaries] == ["boundary", "boundary", "changes more than once"]
     assert UNINSTALLABLE in first
+
+
+def test_an_end_that_says_nothing_leaves_the_cells_undecided_and_says_why(tmp_path: Path, planted: PlantedRuns) -> None:
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    run = bisect_cells(matrix, DEFAULT_MATRIX, SHARED, RELEASES[:7], tmp_path / "runs", 2, stream=io.StringIO())
+    assert [b.verdict for b in run.boundaries] == ["undecided", "undecided"]
+    text = format_text(run)
+    assert "Undecided (2 cells): 5.6.0 says nothing\n  5.6.0: skipped: needs torchvision" in text, text
+    assert planted.ran == ["5.0.0", "5.6.0"], "nothing between is run for an undecided cell"
