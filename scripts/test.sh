@@ -26,6 +26,17 @@ SECONDS=0
 cat "$BISECT_OUT/bisect.err" >&2
 echo "bisect: ${SECONDS} s"
 .venv/bin/python -m pytest tests/e2e/test_bisect_recorded.py -q -p no:cacheprovider --bisect-dir "$BISECT_OUT"
+echo "== cross-release bisect end to end: which writer's llama checkpoint 4.57.6 first fails to read (4.57.6 .. 5.1.0); --record"
+CROSS_OUT="$E2E_OUT/bisect-cross"
+mkdir -p "$CROSS_OUT"
+cp matrix.yaml "$CROSS_OUT/matrix.yaml"
+SECONDS=0
+.venv/bin/compat-matrix --matrix "$CROSS_OUT/matrix.yaml" bisect --cross-release --loaded-by 4.57.6 --good 4.57.6 --bad 5.1.0 \
+    --models llama --strategies smart --probes load --profiles default --no-reuse --record --json --out "$CROSS_OUT" \
+    > "$CROSS_OUT/bisect.json" 2> "$CROSS_OUT/bisect.err" || { cat "$CROSS_OUT/bisect.err" >&2; exit 1; }
+cat "$CROSS_OUT/bisect.err" >&2
+echo "cross-release bisect: ${SECONDS} s"
+.venv/bin/python -m pytest tests/e2e/test_bisect_cross_recorded.py -q -p no:cacheprovider --cross-bisect-dir "$CROSS_OUT"
 echo "== the installed tool from outside the repository: examples/grpo_trainer"
 PYTHON=.venv/bin/python bash scripts/example_e2e.sh
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"

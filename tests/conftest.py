@@ -12,3 +12,5 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cross-release", action="store_true", help="that run had --cross-release (tests/e2e)")
     group.addoption("--bisect-dir", default=None,
                     help="folder of scripts/test.sh's bisect run: bisect.json and the matrix --record wrote (tests/e2e)")
+    group.addoption("--cross-bisect-dir", default=None,
+                    help="folder of scripts/test.sh's cross-release bisect: bisect.json and the matrix --record wrote (tests/e2e)")
