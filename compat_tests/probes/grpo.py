@@ -1,11 +1,12 @@
 """`grpo_step` probe: one small GRPO step, batched and set up the way TRL / VLM-R1 trainers take it.
 
 Taking the step (`take_step`): sample G completions for each of P prompts in one left-padded
-generation batch, in eval mode; compute the reference's log-probs (a fresh model from `ctx.reload()`)
-in micro-batches; switch the policy to train mode with gradient checkpointing where the model
-supports it (and `config.use_cache` off, as trainers set it); train: the `grpo_loss` of each
-micro-batch of the first configured size, back-propagated with gradient accumulation; recompute the
-log-probs at every other configured micro-batch size (before any weight moves); take one AdamW step
+generation batch, in eval mode; switch the policy to train mode with gradient checkpointing where
+the model supports it (and `config.use_cache` off, as trainers set it); compute the log-probs at
+every configured micro-batch size but the first, without gradients: before any weight moves the
+policy is the reference, so the largest size's pass gives the reference's log-probs (no second copy
+of the model); train: the `grpo_loss` of each micro-batch of the first configured size,
+back-propagated with gradient accumulation; take one AdamW step
 (an SGD step of lr x a tiny model's gradient is below bf16's resolution and would look like frozen
 weights). Image-text models then run a text-only micro-batch in train mode, as trainers mix them.
 
@@ -23,15 +24,15 @@ import math
 import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from compat_tests.probes import lora_step
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.generate import (Checks, fresh_model, generate, pad_token_id, placeholder_token_ids, plain,
-                                          prompt_inputs, release_memory)
+from compat_tests.probes.generate import Checks, generate, pad_token_id, placeholder_token_ids, plain, prompt_inputs
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_logprobs, completion_mask
 from compat_tests.probes.grpo_loss import group_advantages, grpo_loss
 from compat_tests.probes.rewards import get_reward
@@ -177,15 +178,6 @@ def logprobs_by_micro_batch(model: Any, rollout: Rollout, size: int) -> torch.Te
         return torch.cat([completion_logprobs(model, rollout, rows) for rows in rollout.micro_batches(size)])
 
 
-def reference_logprobs(ctx: ProbeContext, rollout: Rollout, size: int) -> torch.Tensor:
-    """Completion log-probs under a frozen reference copy, dropped again before the policy's turn."""
-    reference = fresh_model(ctx).requires_grad_(False)
-    logprobs = logprobs_by_micro_batch(reference, rollout, size)
-    del reference
-    release_memory(ctx.device)
-    return logprobs
-
-
 def prepare_training(model: Any, enable_checkpointing: bool) -> bool:
     """Train mode, and gradient checkpointing where the model supports it, with `config.use_cache`
     off as trainers set it (a KV cache is useless and incompatible with recomputation); True when on."""
@@ -206,6 +198,29 @@ def _backward_without_checkpointing(model: Any, rollout: Rollout, rows: list[int
     completion_logprobs(model, rollout, rows).sum().backward()
 
 
+def training_forward(model: Any, rollout: Rollout, rows: list[int]) -> torch.Tensor:
+    """[len(rows), T] log-probs from one train-mode forward of these rows; StepBroke `train_forward` when it raises."""
+    try:
+        return completion_logprobs(model, rollout, rows)
+    except Exception as exc:
+        raise StepBroke("train_forward", f"a train-mode forward on a micro-batch of {len(rows)} raised {_raised(exc)} "
+                                         "(the same rows ran in eval mode while sampling)") from exc
+
+
+def no_grad_logprobs(model: Any, rollout: Rollout, size: int, trained_at: int) -> torch.Tensor:
+    """[N, T] train-mode log-probs without gradients on micro-batches of `size`, before any weight moves.
+    When they raise, `train_forward` fails if a micro-batch of the training size raises too (the model
+    cannot train at all), else `microbatch_match` (only this size breaks)."""
+    try:
+        with warnings.catch_warnings():  # checkpointed layers under no_grad: nothing to recompute, as meant
+            warnings.filterwarnings("ignore", message="None of the inputs have requires_grad")
+            return logprobs_by_micro_batch(model, rollout, size)
+    except Exception as exc:
+        training_forward(model, rollout, rollout.micro_batches(trained_at)[0])
+        check = "train_forward" if size == trained_at else "microbatch_match"
+        raise StepBroke(check, f"a train-mode forward on micro-batches of {size} raised {_raised(exc)}") from exc
+
+
 def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """The GRPO loss per micro-batch of the first size, back-propagated with gradient accumulation
     (each micro-batch weighted by its share of completion tokens, so the sum is the full batch's loss);
@@ -215,11 +230,7 @@ def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Ten
     total_tokens = max(int(rollout.mask.sum()), 1)
     logps, loss, kl, clipped = [], 0.0, 0.0, 0.0
     for rows in rollout.micro_batches(size):
-        try:
-            logp = completion_logprobs(ctx.model, rollout, rows)
-        except Exception as exc:
-            raise StepBroke("train_forward", f"a train-mode forward on a micro-batch of {len(rows)} raised {_raised(exc)} "
-                                             "(the same micro-batch ran in eval mode for the reference)") from exc
+        logp = training_forward(ctx.model, rollout, rows)
         result = grpo_loss(logp, logp.detach(), reference[rows], advantages[rows], rollout.mask[rows], beta=settings.beta,
                            epsilon_low=settings.epsilon_low, epsilon_high=settings.epsilon_high)
         share = int(rollout.mask[rows].sum()) / total_tokens
@@ -281,41 +292,47 @@ def take_step(ctx: ProbeContext) -> Step:
     return step
 
 
+@contextmanager
+def phase(step: Step, name: str) -> Iterator[None]:
+    """Seconds spent in `name`, into `step.times` (the bench's per-phase breakdown)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        step.times[f"{name}_s"] = time.perf_counter() - start
+
+
 def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor) -> None:
-    model, mask = ctx.model, rollout.mask
-    started = time.perf_counter()
-    reference = reference_logprobs(ctx, rollout, max(step.micro_batch_sizes))  # no gradient: the fewest forwards
-    step.times["reference_s"] = time.perf_counter() - started
+    model, mask, sizes = ctx.model, rollout.mask, step.micro_batch_sizes
     groups = step.groups = parameter_groups(model)
     step.gradient_checkpointing = prepare_training(model, ctx.settings.grpo.gradient_checkpointing)
     adapter = lora_step.watch(model, step.gradient_checkpointing)
+    with phase(step, "reference"):
+        other_sizes = {size: no_grad_logprobs(model, rollout, size, sizes[0]) for size in sizes[1:]}
+        # before the update the policy is the reference: a pass already made gives its log-probs,
+        # and no second copy of the model is loaded (TRL's reference is its own copy, with the same weights)
+        reference = other_sizes[max(other_sizes)] if other_sizes else no_grad_logprobs(model, rollout, sizes[0], sizes[0])
     watched = [groups.head, *groups.layer]
     before = [p.detach().clone() for p in watched]
-    logp = train(ctx, step, rollout, advantages, reference)
-    other_sizes = {}
-    for size in step.micro_batch_sizes[1:]:
-        try:
-            with warnings.catch_warnings():  # checkpointed layers under no_grad: nothing to recompute, as meant
-                warnings.filterwarnings("ignore", message="None of the inputs have requires_grad")
-                other_sizes[size] = logprobs_by_micro_batch(model, rollout, size)
-        except Exception as exc:
-            raise StepBroke("microbatch_match", f"a train-mode forward on micro-batches of {size} raised {_raised(exc)}") from exc
-    step.microbatch_diff = {size: float((other - logp)[mask].abs().max()) for size, other in other_sizes.items()}
-    step.logprob_diff = float((logp - rollout.sampled_logp)[mask].abs().max())
-    step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
-    step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)
-    step.norms = {"head": grad_norm([groups.head]), "last_layer": grad_norm(groups.layer),
-                  "vision": grad_norm(groups.vision), "total": grad_norm(groups.trainable)}
-    if groups.trainable:
-        torch.optim.AdamW(groups.trainable, lr=ctx.settings.grpo.learning_rate, weight_decay=0.0).step()
-    step.changed = max_change(before, watched)
-    if adapter is not None:
-        first = rollout.micro_batches(step.micro_batch_sizes[0])[0]
-        step.adapter = adapter.finish(model, lambda: completion_logprobs(model, rollout, first))
-    model.zero_grad(set_to_none=True)
-    step.times["step_s"] = time.perf_counter() - started
+    with phase(step, "train"):
+        logp = train(ctx, step, rollout, advantages, reference)
+    with phase(step, "update"):
+        step.microbatch_diff = {size: float((other - logp)[mask].abs().max()) for size, other in other_sizes.items()}
+        step.logprob_diff = float((logp - rollout.sampled_logp)[mask].abs().max())
+        step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
+        step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)
+        step.norms = {"head": grad_norm([groups.head]), "last_layer": grad_norm(groups.layer),
+                      "vision": grad_norm(groups.vision), "total": grad_norm(groups.trainable)}
+        if groups.trainable:
+            torch.optim.AdamW(groups.trainable, lr=ctx.settings.grpo.learning_rate, weight_decay=0.0).step()
+        step.changed = max_change(before, watched)
+        if adapter is not None:
+            first = rollout.micro_batches(sizes[0])[0]
+            step.adapter = adapter.finish(model, lambda: completion_logprobs(model, rollout, first))
+        model.zero_grad(set_to_none=True)
     if ctx.entry.modality == "image-text":
-        text_only_micro_batch(ctx)
+        with phase(step, "text_only"):
+            text_only_micro_batch(ctx)
 
 
 def check_step(ctx: ProbeContext, step: Step) -> ProbeOutcome:
