@@ -234,6 +234,16 @@ def need_labels_in_training(model: Any) -> None:
     _wrap_forward(model, before=require)
 
 
+def break_batched_training(model: Any) -> None:
+    """Planted: a train-mode forward of more than one row raises; one row at a time trains."""
+
+    def check(kwargs: dict[str, Any]) -> None:
+        if model.training and kwargs["input_ids"].shape[0] > 1:
+            raise RuntimeError("planted: more than one row in a training forward")
+
+    _wrap_forward(model, before=check)
+
+
 def break_checkpointed_backward(model: Any) -> None:
     """Planted: gradient checkpointing whose recomputation in the backward raises; training without it works."""
     original = model.gradient_checkpointing_enable

@@ -13,6 +13,7 @@ from compat_tests.probes.grpo import PROBE
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_mask
 from compat_tests.probes.rewards import REWARDS, get_reward, token_diversity
 from tests.probe_fixtures import (  # noqa: F401
+    break_batched_training,
     break_checkpointed_backward,
     freeze,
     ignore_pixel_values,
@@ -158,6 +159,14 @@ def test_input_required_only_in_train_mode_fails_train_forward():
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["train_forward"]
     assert "train-mode forward on a micro-batch of 1 raised ValueError: labels are required when training" in outcome.message
+
+
+def test_a_forward_that_breaks_only_on_larger_micro_batches_fails_microbatch_match():
+    """The other size's pass runs before training: its raise is told apart from one that stops all training."""
+    outcome = PROBE.run(make_context("llama", break_batched_training))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["microbatch_match"]
+    assert "micro-batches of 2 raised RuntimeError: planted: more than one row" in outcome.message
 
 
 @pytest.mark.parametrize("key", ["llama", "qwen2_vl"])
