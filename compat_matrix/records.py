@@ -14,7 +14,12 @@ from compat_matrix.spec import Matrix
 
 SCHEMA_VERSION = 1
 
-FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python", "device", "gpu_name", "git_commit")
+TRAINING_LIBRARIES = ("trl", "peft", "accelerate", "tokenizers")
+"""Packages besides torch and transformers that decide whether training works; every line records
+their versions (`libraries`)."""
+
+FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python", "device", "gpu_name", "git_commit",
+                    "libraries")
 """The machine facts every line carries (`compat_tests.environment.fingerprint`)."""
 
 

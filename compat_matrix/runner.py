@@ -14,11 +14,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import cells_file, log_file, results_file, results_folder
-from compat_matrix.records import cell_record
+from compat_matrix.records import FINGERPRINT_KEYS, TRAINING_LIBRARIES, cell_record
 from compat_matrix.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
@@ -198,8 +198,7 @@ def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
     setup_failed = not done and "commands[0]>" not in log_text
     reason = (f"the environment for transformers {run.release} could not be set up (tox exit {run.exit_code}):\n"
               if setup_failed else f"the run stopped before this cell (tox exit {run.exit_code}):\n") + _log_tail(run.log)
-    fingerprint = {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
-                   "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None}
+    fingerprint = _fingerprint_of(run, matrix)
     writer = ResultsWriter(run.results, fresh=False)
     try:
         for cell in missing:
@@ -209,6 +208,18 @@ def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
             writer.write(record)
     finally:
         writer.close()
+
+
+def _fingerprint_of(run: ReleaseRun, matrix: Matrix) -> dict[str, Any]:
+    """The facts of a line for a cell that did not run: those of the release's cells that did (same
+    environment: its installed transformers and libraries), on device `unknown`; when none ran, what
+    the run asked for, and the libraries as null (the environment never ran a cell)."""
+    ran = next((line for line in read_lines(run.results) if line.get("device") != "unknown"), None)
+    if ran is not None:
+        return {**{key: ran.get(key) for key in FINGERPRINT_KEYS}, "device": "unknown", "gpu_name": None}
+    return {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
+            "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None,
+            "libraries": dict.fromkeys(TRAINING_LIBRARIES)}
 
 
 def tox_available() -> bool:

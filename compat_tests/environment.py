@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from compat_matrix.records import TRAINING_LIBRARIES
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -67,10 +69,6 @@ def fingerprint(device: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "libraries": library_versions(),
     }
-
-
-TRAINING_LIBRARIES = ("trl", "peft", "accelerate", "tokenizers")
-"""Packages besides torch and transformers that decide whether training works; recorded on every line."""
 
 
 def library_versions() -> dict[str, str | None]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from compat_matrix.records import TRAINING_LIBRARIES
+
 REPO = Path(__file__).resolve().parent.parent
 
 PLANTS = '''
@@ -55,6 +57,8 @@ def test_crash_and_hang_become_error_lines_and_the_other_cells_still_run(tmp_pat
     assert sorted(results) == sorted(f"llama-explicit_class-default-{p}" for p in ("load", "forward", "generate", "grpo_step")), done.stdout[-3000:]
     crashed = results["llama-explicit_class-default-forward"]
     assert crashed["status"] == "error" and "crashed" in crashed["message"], crashed["message"]
+    assert crashed["libraries"] == results["llama-explicit_class-default-load"]["libraries"]
+    assert sorted(crashed["libraries"]) == sorted(TRAINING_LIBRARIES)
     hung = results["llama-explicit_class-default-generate"]
     assert hung["status"] == "error" and "timed out after 15 s" in hung["message"], hung["message"]
     assert hung["error_type"] == "CellTimeout" and hung["loaded_class"] == "LlamaForCausalLM"
