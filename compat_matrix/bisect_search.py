@@ -99,7 +99,7 @@ class Bisect(Generic[CellKey, Outcome]):
 
     def run(self, cells: list[CellKey]) -> list[Boundary]:
         last = len(self.releases) - 1
-        self.ask({0: list(cells), last: list(cells)}, ahead=[last // 2] if last > 1 else [])
+        self.ask({0: list(cells), last: list(cells)}, ahead=[1 + (last - 1) // 2] if last > 1 else [])  # the first middle
         ends_silent = [c for c in cells if self.answers[(0, c)] is None or self.answers[(last, c)] is None]
         results: dict[CellKey, Boundary] = {cell: self._boundary(cell, "undecided") for cell in ends_silent}
         if self.exhaustive:
