@@ -50,7 +50,8 @@ class FakeReleases:
 
 def search(world: FakeReleases, axis: CrossAxis, releases: list[str] = RELEASES) -> Any:
     oracle = CrossReleaseOracle(world, axis)  # type: ignore[arg-type]
-    [found] = Bisect(releases, oracle, lambda a, b: a.status == b.status).run([CELL.id])
+    search: Bisect[str, Result] = Bisect(releases, oracle, lambda a, b: a.status == b.status)
+    [found] = search.run([CELL.id])
     return found
 
 
@@ -110,26 +111,29 @@ def test_stored_cross_results_answer_a_later_invocation_without_running(tmp_path
     results_file(store, env_name("5.6.0"), cross=True).write_text("".join(json.dumps(x) + "\n" for x in cross))
     oracle = ReleaseOracle(matrix, DEFAULT_MATRIX, {CELL.id: CELL}, store, tmp_path / "runs", 1)
     monkeypatch.setattr(oracle, "_run", lambda *args: pytest.fail(f"ran {args} instead of reusing"))
-    got = CrossReleaseOracle(oracle, CrossAxis(saved_by="5.0.0"))("5.6.0", [CELL.id])
-    assert got[CELL.id] is not None and got[CELL.id].status == "fail" and got[CELL.id].saved_by == "5.0.0"
+    got = CrossReleaseOracle(oracle, CrossAxis(saved_by="5.0.0"))("5.6.0", [CELL.id])[CELL.id]
+    assert got is not None and got.status == "fail" and got.saved_by == "5.0.0"
     assert oracle.stored("5.6.0") and all(r.saved_by is None for r in oracle.stored("5.6.0").values())
+
+
+@pytest.fixture
+def matrix_file(tmp_path: Path) -> Path:
+    """A copy of the default matrix for --record to edit."""
+    shutil.copy(DEFAULT_MATRIX, tmp_path / "matrix.yaml")
+    return tmp_path / "matrix.yaml"
 
 
 def boundary_of(cell: Cell, before: Result, after: Result, last_good: str, first_bad: str) -> Boundary:
     return Boundary(cell.id, "boundary", last_good, first_bad, before, after, tested=["a", "b", "c"])
 
 
-def test_record_a_writer_boundary_as_a_saved_by_range_for_the_one_reader(tmp_path: Path) -> None:
-    matrix_file = tmp_path / "matrix.yaml"
-    shutil.copy(DEFAULT_MATRIX, matrix_file)
-    matrix = load_matrix(matrix_file)
+def test_record_a_writer_boundary_as_a_saved_by_range_for_the_one_reader(matrix_file: Path) -> None:
     cell = Cell("llama", "smart", "default", "forward")
-    axis = CrossAxis(loaded_by="5.6.0")
     found = boundary_of(cell, result(cell, "5.6.0", "pass", saved_by="5.0.0"),
                         result(cell, "5.6.0", "fail", saved_by="5.4.0", error_type="OSError", message="no file"),
                         "5.3.0", "5.4.0")
     [group] = grouped([found])
-    proposal = propose(matrix, group, {cell.id: cell}, 3, axis)
+    proposal = propose(load_matrix(matrix_file), group, {cell.id: cell}, 3, CrossAxis(loaded_by="5.6.0"))
     assert proposal is not None and proposal.replaces is None
     assert (proposal.transformers, proposal.saved_by, proposal.walks) == ("==5.6.0", ">=5.4.0", "saved_by")
     record(matrix_file, [proposal])
@@ -143,17 +147,13 @@ def test_record_a_writer_boundary_as_a_saved_by_range_for_the_one_reader(tmp_pat
         "same-release cells are not covered"
 
 
-def test_record_narrows_a_cross_expectation_on_the_reader_side(tmp_path: Path) -> None:
+def test_record_narrows_a_cross_expectation_on_the_reader_side(matrix_file: Path) -> None:
     # the top-level expectation: llama saved by >=5 fails in readers "<5"; walking the readers of 5.0.0's
     # checkpoint puts the exact bound on its transformers range, its saved_by range untouched
-    matrix_file = tmp_path / "matrix.yaml"
-    shutil.copy(DEFAULT_MATRIX, matrix_file)
-    matrix = load_matrix(matrix_file)
     cell = Cell("llama", "smart", "default", "load")
-    axis = CrossAxis(saved_by="5.0.0")
     found = boundary_of(cell, result(cell, "4.57.6", "fail", saved_by="5.0.0", error_type="ValueError"),
                         result(cell, "5.0.0", "pass"), "4.57.6", "5.0.0")
-    proposal = propose(matrix, [found], {cell.id: cell}, 3, axis)
+    proposal = propose(load_matrix(matrix_file), [found], {cell.id: cell}, 3, CrossAxis(saved_by="5.0.0"))
     assert proposal is not None and proposal.replaces is not None and proposal.replaces.saved_by == ">=5"
     assert (proposal.walks, proposal.transformers) == ("transformers", "<5.0.0")
     before = matrix_file.read_text().splitlines()
