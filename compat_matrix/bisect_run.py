@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class ReleaseOracle:
         """Why a release said nothing about a cell (its first such cell's status and message), by release."""
         self.preparing: dict[str, subprocess.Popen] = {}
         """Environments being made in the background, by release (`prepare`)."""
+        self.pruning: threading.Thread | None = None
 
     def stored(self, release: str, cross: bool = False) -> dict[str, Result]:
         """Kept results of `release`: its own checkpoints' cells, or (cross) those reading other releases'."""
@@ -124,9 +126,18 @@ class ReleaseOracle:
             if release in self.preparing or _env_made(env_root() / env) or (self.reuse and self._answered(release)):
                 continue
             mark_used(env_root() / env)
-            prune(self.cap, keep=(env, *map(env_name, self.preparing)))
+            self._prune(keep=(env, *map(env_name, self.preparing)))
             self.preparing[release] = prepare_env(self.matrix, self.matrix_file, release, self.runs / env,
                                                   env_root() / env, self.runs / env / "logs" / "prepare.log")
+
+    def _prune(self, keep: tuple[str, ...]) -> None:
+        """Make room for a new environment in a background thread: sizing every cached environment, and
+        removing one, take seconds each on a busy disk, which the release's test need not wait for.
+        The environments in `keep` and those used most recently (the ones bisect is about to use) stay."""
+        if self.pruning is not None and self.pruning.is_alive():
+            return
+        self.pruning = threading.Thread(target=prune, args=(self.cap, keep), daemon=True)
+        self.pruning.start()
 
     def _answered(self, release: str) -> bool:
         """Whether stored results already answer every cell here (no environment needed)."""
@@ -143,6 +154,8 @@ class ReleaseOracle:
         """Let environments still being made finish (a killed one would leave a half-made env to reuse)."""
         for release in list(self.preparing):
             self._ready(release)
+        if self.pruning is not None:
+            self.pruning.join()
 
     def _run(self, release: str, cell_ids: list[str], saved_by: str | None) -> None:
         from compat_matrix.runner import run_release
@@ -151,8 +164,8 @@ class ReleaseOracle:
         cross = saved_by is not None
         env_dir = env_root() / env
         self._ready(release)
-        if not _env_made(env_dir):  # a new environment: make room (sizing every cached env takes seconds)
-            prune(self.cap, keep=(env, *map(env_name, self.preparing)))
+        if not _env_made(env_dir):
+            self._prune(keep=(env, *map(env_name, self.preparing)))
         mark_used(env_dir)
         scratch = self.runs / env
         cells = [c for c in (self.cells.get(c) or Cell.from_id(c) for c in cell_ids) if c is not None]

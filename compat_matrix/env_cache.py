@@ -1,8 +1,10 @@
 """Throwaway release environments (bisect's), kept in a least-recently-used cache with a size cap.
 
-Bisecting 30 releases makes 30 environments of ~1 GB each; they live under `<cache>/envs/<env>`
-and, after each new one, the least recently used are removed until the folder fits the cap
-(COMPAT_MATRIX_ENV_CACHE_GB, default 5). uv rebuilds a removed one in seconds from its package cache.
+Bisecting 30 releases makes 30 environments; they live under `<cache>/envs/<env>` and, after each
+new one, the least recently used are removed until the folder fits the cap (COMPAT_MATRIX_ENV_CACHE_GB,
+default 5). uv links most of an environment's files from its package cache, so an environment
+counts only what it alone holds (tens of MB; a copy-mode install, e.g. a cache on another disk,
+counts in full). uv rebuilds a removed one in seconds from its package cache.
 """
 
 from __future__ import annotations
@@ -45,18 +47,24 @@ class CachedEnv:
     name: str
     path: Path
     size: int
-    """Bytes on disk (files hard-linked from uv's cache counted once per environment: an upper bound)."""
+    """Bytes its removal frees: files hard-linked from uv's package cache (torch, transformers: most of
+    an environment) stay on disk in that cache whatever happens, so they do not count."""
     last_used: float
 
 
 def folder_size(path: Path) -> int:
+    """Bytes of the files only this folder holds (one link). Counting every link made each uv
+    environment ~1 GB instead of the few MB it really occupies, so the cap removed environments
+    that freed nothing, and removing one takes ~10 s on a busy disk."""
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
             try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                stat = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
+            if stat.st_nlink == 1:
+                total += stat.st_blocks * 512
     return total
 
 

@@ -44,3 +44,13 @@ def test_envs_command_lists_and_prunes(tmp_path: Path, monkeypatch: pytest.Monke
     assert main(["envs", "prune", "--all"]) == 0
     assert "removed tf5_1_0" in capsys.readouterr().out and not list_envs(tmp_path / "envs")
     assert main(["envs", "--max-gb", "-1"]) == 2
+
+
+def test_files_linked_from_a_package_cache_do_not_count_against_the_cap(tmp_path: Path) -> None:
+    """uv hard-links torch and transformers from its cache: removing the env frees none of that."""
+    make_env(tmp_path, "tf5_0_0", 64 * 1024, time.time())
+    shared = tmp_path / "uv-cache-file"
+    shared.write_bytes(os.urandom(1024 * 1024))
+    os.link(shared, tmp_path / "tf5_0_0" / "libtorch.so")
+    [env] = list_envs(tmp_path)
+    assert 64 * 1024 <= env.size < 1024 * 1024
