@@ -83,6 +83,10 @@ class ReleaseOracle:
         self.preparing: dict[str, subprocess.Popen] = {}
         """Environments being made in the background, by release (`prepare`)."""
         self.pruning: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.file_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self.fresh: set[tuple[str, str]] = set()
+        """(release, cell id) run by this invocation."""
 
     def stored(self, release: str, cross: bool = False) -> dict[str, Result]:
         """Kept results of `release`: its own checkpoints' cells, or (cross) those reading other releases'."""
@@ -97,13 +101,22 @@ class ReleaseOracle:
 
     def answer(self, release: str, cell_ids: list[str], saved_by: str | None = None) -> dict[str, Result | None]:
         """Results of `cell_ids` in `release` (stored, else run now); with `saved_by`, the ids are
-        cross-release cells reading the checkpoints that release saved."""
+        cross-release cells reading the checkpoints that release saved. Safe from several threads: one
+        release's results file (and run folder) is worked on by one at a time, the next reusing its lines."""
+        with self.lock:
+            lock = self.file_locks.setdefault((release, saved_by is not None), threading.Lock())
+        with lock:
+            return self._answer(release, cell_ids, saved_by)
+
+    def _answer(self, release: str, cell_ids: list[str], saved_by: str | None) -> dict[str, Result | None]:
         cross = saved_by is not None
-        known = self.stored(release, cross) if self.reuse else {}
+        # without reuse, only what this invocation ran counts (another thread may have run it already)
+        known = {c: r for c, r in self.stored(release, cross).items() if self.reuse or (release, c) in self.fresh}
         missing = [c for c in cell_ids if c not in known and (release, c) not in self.unusable]
         if missing:
             self._run(release, missing, saved_by)
             known = self.stored(release, cross)
+            self.fresh.update((release, c) for c in missing)
         else:
             self.reused.append(release)
         answers: dict[str, Result | None] = {}
@@ -276,15 +289,16 @@ class BisectRun:
 
 def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases: list[str], runs: Path, workers: int,
                  exhaustive: bool = False, reuse: bool = True, stream: TextIO = sys.stderr,
-                 axis: CrossAxis | None = None) -> BisectRun:
+                 axis: CrossAxis | None = None, jobs: int = 1) -> BisectRun:
     """Search every cell between releases[0] (A) and releases[-1] (B); each release's run (results, tox
     log) goes under `runs/<env>`. With `axis`, `cells` are read from checkpoints another release
-    saved, and the releases walked are the readers or the writers (`CrossAxis`)."""
+    saved, and the releases walked are the readers or the writers (`CrossAxis`). `jobs` releases are
+    tested at once (`Bisect`'s `parallel`)."""
     started = time.monotonic()
     by_id = {c.id: c for c in cells}
     oracle = ReleaseOracle(matrix, matrix_file, by_id, store_folder(matrix), runs, workers, reuse, stream)
     search: Bisect[str, Result] = Bisect(releases, CrossReleaseOracle(oracle, axis) if axis else oracle,
-                                         same_outcome, exhaustive, prepare=oracle.prepare)
+                                         same_outcome, exhaustive, prepare=oracle.prepare, parallel=jobs)
     try:
         boundaries = search.run(list(by_id))
     finally:

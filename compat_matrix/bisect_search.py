@@ -12,12 +12,18 @@ boundary (A's outcome before it, B's from it on); otherwise the cell "changes mo
 `exhaustive` tests every release instead and lists every change.
 
 While a release is tested, `prepare` (when given) is told which releases may come next: those asked
-later in the same round, and for every search the middle of each half it may continue in. Making
+later in the same round, and for every search the middle of each part it may continue in. Making
 their environments meanwhile takes environment creation off the critical path.
+
+With `parallel` > 1, up to that many releases are tested at once (the oracle must allow it): a search
+then splits its span in three with two probes per round instead of two with one, and asks both
+neighbours of a boundary in one round. More releases are tested in all (about 1.3 times), in fewer
+rounds (about 0.6 times), which is faster wherever two releases' runs fit on the machine at once.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Hashable, Literal, Sequence, TypeVar
 
@@ -66,9 +72,10 @@ class Bisect(Generic[CellKey, Outcome]):
     """Searches `releases` (A first, B last; any direction in version) for every cell of `cells`."""
 
     def __init__(self, releases: list[str], oracle: Oracle, same: Same | None = None, exhaustive: bool = False,
-                 prepare: Prepare | None = None):
+                 prepare: Prepare | None = None, parallel: int = 1):
         if len(releases) < 2:
             raise ValueError("bisect needs two releases at least (A and B)")
+        self.parallel = max(1, parallel)
         self.releases = releases
         self.oracle = oracle
         self.prepare = prepare
@@ -82,24 +89,30 @@ class Bisect(Generic[CellKey, Outcome]):
         return (index, cell) in self.answers
 
     def ask(self, wanted: dict[int, list[CellKey]], ahead: Sequence[int] = ()) -> None:
-        """One oracle call per release, only for cells without an answer there yet; `ahead`: releases
-        that may be asked next round (told to `prepare` with the rest of this round)."""
+        """One oracle call per release, only for cells without an answer there yet, `parallel` at once;
+        `ahead`: releases that may be asked next round (told to `prepare` with the rest of this round)."""
         todo = {i: cells for i in sorted(wanted)
                 if (cells := [c for c in dict.fromkeys(wanted[i]) if not self.known(i, c)])}
         order = list(todo)
-        for n, index in enumerate(order):
+        for start in range(0, len(order), self.parallel):
+            chunk = order[start:start + self.parallel]
             if self.prepare is not None:
-                coming = [i for i in dict.fromkeys([*order[n + 1:], *ahead]) if i != index]
+                coming = [i for i in dict.fromkeys([*order[start + len(chunk):], *ahead]) if i not in chunk]
                 self.prepare([self.releases[i] for i in coming])
-            cells = todo[index]
-            self.asked.append(self.releases[index])
-            got = self.oracle(self.releases[index], cells)
-            for cell in cells:
-                self.answers[(index, cell)] = got.get(cell)
+            self.asked += [self.releases[i] for i in chunk]
+            if len(chunk) == 1:
+                answers = [self.oracle(self.releases[chunk[0]], todo[chunk[0]])]
+            else:
+                with ThreadPoolExecutor(len(chunk)) as pool:
+                    answers = list(pool.map(lambda i: self.oracle(self.releases[i], todo[i]), chunk))
+            for index, got in zip(chunk, answers):
+                for cell in todo[index]:
+                    self.answers[(index, cell)] = got.get(cell)
 
     def run(self, cells: list[CellKey]) -> list[Boundary]:
         last = len(self.releases) - 1
-        self.ask({0: list(cells), last: list(cells)}, ahead=[1 + (last - 1) // 2] if last > 1 else [])  # the first middle
+        first = _Search(cells[0], 0, last) if cells else None
+        self.ask({0: list(cells), last: list(cells)}, ahead=self._next_probes(first) if first and last > 1 else [])
         ends_silent = [c for c in cells if self.answers[(0, c)] is None or self.answers[(last, c)] is None]
         results: dict[CellKey, Boundary] = {cell: self._boundary(cell, "undecided") for cell in ends_silent}
         if self.exhaustive:
@@ -116,38 +129,39 @@ class Bisect(Generic[CellKey, Outcome]):
             wanted: dict[int, list[CellKey]] = {}
             ahead: list[int] = []
             for search in list(searches.values()):
-                probe = self._next_probe(search)
-                if probe is None:
+                probes = self._next_probes(search)
+                if not probes:
                     results[search.cell] = self._judge(search.cell, search)
                     del searches[search.cell]
-                else:
+                for probe in probes:
                     wanted.setdefault(probe, []).append(search.cell)
-                    ahead += self._ahead(search, probe)
+                ahead += self._ahead(search, probes)
             self.ask(wanted, ahead)
             for search in searches.values():
                 self._learn(search)
         return [results[cell] for cell in cells]
 
-    def _ahead(self, search: _Search, probe: int) -> list[int]:
-        """The release this search asks after `probe`, whichever way `probe` answers."""
-        guesses = (_Search(search.cell, probe, search.hi, set(search.silent)),
-                   _Search(search.cell, search.lo, probe, set(search.silent)))
-        return [n for guess in guesses if (n := self._next_probe(guess)) is not None and n != probe]
+    def _ahead(self, search: _Search, probes: list[int]) -> list[int]:
+        """The releases this search asks after `probes`, whichever way they answer."""
+        points = [search.lo, *probes, search.hi]
+        guesses = [_Search(search.cell, lo, hi, set(search.silent)) for lo, hi in zip(points, points[1:])]
+        return [n for guess in guesses for n in self._next_probes(guess) if n not in probes]
 
     def _candidates(self, search: _Search) -> list[int]:
         return [i for i in range(search.lo + 1, search.hi) if i not in search.silent]
 
-    def _next_probe(self, search: _Search) -> int | None:
-        """The middle untried release between lo and hi; once none is left, the nearest release on
-        each side of the boundary (stepping over silent ones); None when all that is known."""
+    def _next_probes(self, search: _Search) -> list[int]:
+        """The middle untried release between lo and hi (with `parallel`, the two that split it in
+        three); once none is left, the nearest release on each side of the boundary (stepping over
+        silent ones; both at once with `parallel`); nothing when all that is known."""
         candidates = self._candidates(search)
         if candidates:
-            return candidates[len(candidates) // 2]
-        for edge, step in ((search.lo, -1), (search.hi, +1)):
-            beyond = self._neighbour(search, edge, step)
-            if beyond is not None and not self.known(beyond, search.cell):
-                return beyond
-        return None
+            if self.parallel > 1 and len(candidates) >= 3:
+                return [candidates[len(candidates) // 3], candidates[2 * len(candidates) // 3]]
+            return [candidates[len(candidates) // 2]]
+        beyond = [b for edge, step in ((search.lo, -1), (search.hi, +1))
+                  if (b := self._neighbour(search, edge, step)) is not None and not self.known(b, search.cell)]
+        return beyond if self.parallel > 1 else beyond[:1]
 
     def _neighbour(self, search: _Search, index: int, step: int) -> int | None:
         """The nearest release beyond `index` (away from the boundary) that has not been silent."""

@@ -381,7 +381,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         span = between(args.good, args.bad, ReleaseIndex(), pre=args.pre)
         run_ = bisect_cells(matrix, Path(args.matrix).resolve(), cells,
                             span if Version(args.good) < Version(args.bad) else span[::-1], args.out.resolve() / "bisect",
-                            args.workers, exhaustive=args.exhaustive, reuse=args.reuse, axis=axis)
+                            args.workers, exhaustive=args.exhaustive, reuse=args.reuse, axis=axis, jobs=args.jobs)
     except (ReleaseSetError, EnvCacheError) as exc:
         raise UsageProblem(str(exc)) from None
     except KeyboardInterrupt:
@@ -554,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --cross-release: the checkpoints S saved; find the first reading release that differs")
     bisect.add_argument("--loaded-by", metavar="L",
                         help="with --cross-release: L reads; find the first writing release whose checkpoint L reads differently")
+    bisect.add_argument("-j", "--jobs", type=_positive, default=2,
+                        help="releases tested at once (default 2: a step is mostly one process importing torch; "
+                             "two use two cores); 1 tests one after another")
     bisect.add_argument("--exhaustive", action="store_true", help="test every release in the range, list every change")
     bisect.add_argument("--pre", action="store_true", help="pre-releases between A and B too")
     bisect.add_argument("--json", action="store_true", help="the result as JSON on stdout")

@@ -37,11 +37,13 @@ class PlantedRuns:
 
     def __init__(self) -> None:
         self.ran: list[str] = []
+        self.cells_ran: list[tuple[str, str]] = []
         self.prepared: list[str] = []
 
     def run_release(self, matrix: Any, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
                     stream: Any = None, saved_by: list[str] | None = None, env_dir: Path | None = None) -> runner.ReleaseRun:
         self.ran.append(release)
+        self.cells_ran += [(release, c.id) for c in cells]
         lines = []
         for cell in cells:
             if release == UNINSTALLABLE:
@@ -136,3 +138,13 @@ def test_an_end_that_says_nothing_leaves_the_cells_undecided_and_says_why(tmp_pa
     text = format_text(run)
     assert "Undecided (2 cells): 5.6.0 says nothing\n  5.6.0: skipped: needs torchvision" in text, text
     assert planted.ran == ["5.0.0", "5.6.0"], "nothing between is run for an undecided cell"
+
+
+def test_two_releases_at_once_give_the_same_answers_and_run_no_cell_twice(tmp_path: Path, planted: PlantedRuns) -> None:
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    run = bisect_cells(matrix, DEFAULT_MATRIX, [*SHARED, TWICE], RELEASES, tmp_path / "runs", 2, reuse=False,
+                       stream=io.StringIO(), jobs=2)
+    found = {b.cell: b for b in run.boundaries}
+    assert [(found[c.id].last_good, found[c.id].first_bad) for c in SHARED] == [("5.4.0", "5.5.0")] * 2
+    assert found[TWICE.id].verdict == "changes more than once"
+    assert len(planted.cells_ran) == len(set(planted.cells_ran)), f"a cell ran twice in a release: {planted.cells_ran}"

@@ -166,3 +166,42 @@ def test_every_release_asked_after_the_first_was_announced_beforehand_for_its_en
     assert all(len(told) <= 1 + 2 * 2 for told in announced), "the rest of the round, and both halves of each search"
     wasted = {r for told in announced for r in told} - set(asked)
     assert len(wasted) <= len(asked), "no more environments made for nothing than releases tested"
+
+
+@pytest.mark.parametrize("first_bad", range(1, 25))
+def test_two_at_once_finds_every_boundary_the_one_at_a_time_search_finds(first_bad: int) -> None:
+    for releases in (RELEASES, list(reversed(RELEASES))):
+        table = {"c": {r: ("pass" if RELEASES.index(r) < first_bad else "fail") for r in RELEASES}}
+        one = Bisect(releases, FakeOracle(table)).run(["c"])[0]
+        two = Bisect(releases, FakeOracle(table), parallel=2).run(["c"])[0]
+        assert (two.verdict, two.last_good, two.first_bad) == (one.verdict, one.last_good, one.first_bad)
+
+
+def test_two_at_once_needs_fewer_rounds_and_catches_a_second_change_next_to_the_boundary() -> None:
+    rounds = {}
+    for parallel in (1, 2):
+        oracle = FakeOracle({"c": steps(7)})
+        told: list[list[str]] = []
+        Bisect(RELEASES, oracle, prepare=told.append, parallel=parallel).run(["c"])
+        rounds[parallel] = len(told)  # prepare is told once per round of releases tested together
+    assert rounds[2] < rounds[1], rounds
+    table = steps(7)
+    table["5.5.0"] = "fail"  # broken, fixed in 5.6.0, broken again from 5.7.0
+    [found] = Bisect(RELEASES, FakeOracle({"c": table}), parallel=2).run(["c"])
+    assert found.verdict == "changes more than once"
+
+
+def test_the_releases_of_a_round_are_tested_at_the_same_time() -> None:
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # A and B: the first round holds both ends
+    calls: list[str] = []
+
+    def oracle(release: str, cells: list[str]) -> dict[str, str | None]:
+        if release in (RELEASES[0], RELEASES[-1]):
+            both.wait()  # raises BrokenBarrierError when the other end is not being tested meanwhile
+        calls.append(release)
+        return {c: steps(7)[release] for c in cells}
+
+    [found] = Bisect(RELEASES, oracle, parallel=2).run(["c"])
+    assert (found.last_good, found.first_bad) == ("5.6.0", "5.7.0")
