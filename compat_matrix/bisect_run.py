@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from compat_matrix import runner
 from compat_matrix.bisect_search import Bisect, Boundary
 from compat_matrix.cells import Cell
 from compat_matrix.env_cache import cap_bytes, env_root, mark_used, prune
@@ -129,8 +130,6 @@ class ReleaseOracle:
 
     def prepare(self, releases: list[str]) -> None:
         """Start making the environments of releases that may be tested next (up to PREPARE_AHEAD at once)."""
-        from compat_matrix.runner import prepare_env
-
         for release in releases:
             running = [r for r, process in self.preparing.items() if process.poll() is None]
             if len(running) >= PREPARE_AHEAD:
@@ -140,7 +139,7 @@ class ReleaseOracle:
                 continue
             mark_used(env_root() / env)
             self._prune(keep=(env, *map(env_name, self.preparing)))
-            self.preparing[release] = prepare_env(self.matrix, self.matrix_file, release, self.runs / env,
+            self.preparing[release] = runner.prepare_env(self.matrix, self.matrix_file, release, self.runs / env,
                                                   env_root() / env, self.runs / env / "logs" / "prepare.log")
 
     def _prune(self, keep: tuple[str, ...]) -> None:
@@ -171,8 +170,6 @@ class ReleaseOracle:
             self.pruning.join()
 
     def _run(self, release: str, cell_ids: list[str], saved_by: str | None) -> None:
-        from compat_matrix.runner import run_release
-
         env = env_name(release)
         cross = saved_by is not None
         env_dir = env_root() / env
@@ -185,7 +182,7 @@ class ReleaseOracle:
         # xdist keeps a model's cells on one worker: one model gains nothing from a second
         one_model = len({(c.model, c.saved_by) for c in cells}) == 1
         workers = 0 if len(cells) <= SERIAL_UP_TO or one_model else self.workers
-        run = run_release(self.matrix, self.matrix_file, release, cells, scratch,
+        run = runner.run_release(self.matrix, self.matrix_file, release, cells, scratch,
                           workers, stream=self.stream, saved_by=[saved_by] if saved_by else None, env_dir=env_dir)
         if run.interrupted:
             raise KeyboardInterrupt
@@ -196,7 +193,7 @@ class ReleaseOracle:
         keep = [line for line in run.lines if line.get("error_type") not in NOT_AN_OUTCOME_ERRORS]
         stored = results_file(self.store, env, cross)
         stored.parent.mkdir(parents=True, exist_ok=True)
-        old = [line for line in _lines(stored) if line.get("cell_id") not in {k["cell_id"] for k in keep}]
+        old = [line for line in runner.read_lines(stored) if line.get("cell_id") not in {k["cell_id"] for k in keep}]
         stored.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in old + keep), encoding="utf-8")
 
 
@@ -263,10 +260,6 @@ def _env_made(env_dir: Path) -> bool:
     return (env_dir / ".tox-info.json").is_file()
 
 
-def _lines(path: Path) -> list[dict[str, Any]]:
-    from compat_matrix.runner import read_lines
-
-    return read_lines(path)
 
 
 def store_folder(matrix: Matrix) -> Path:
@@ -301,6 +294,9 @@ def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases:
                                          same_outcome, exhaustive, prepare=oracle.prepare, parallel=jobs)
     try:
         boundaries = search.run(list(by_id))
+    except KeyboardInterrupt:
+        runner.STOP.set()  # the release runs of other threads stop too (Ctrl-C reaches the main thread only)
+        raise
     finally:
         oracle.close()
     return BisectRun(releases, boundaries, time.monotonic() - started, oracle.ran, oracle.reused, axis, oracle.silent)

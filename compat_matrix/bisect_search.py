@@ -103,8 +103,11 @@ class Bisect(Generic[CellKey, Outcome]):
             if len(chunk) == 1:
                 answers = [self.oracle(self.releases[chunk[0]], todo[chunk[0]])]
             else:
-                with ThreadPoolExecutor(len(chunk)) as pool:
+                pool = ThreadPoolExecutor(len(chunk))
+                try:
                     answers = list(pool.map(lambda i: self.oracle(self.releases[i], todo[i]), chunk))
+                finally:  # on Ctrl-C, return at once: the caller stops the other threads' runs
+                    pool.shutdown(wait=False)
             for index, got in zip(chunk, answers):
                 for cell in todo[index]:
                     self.answers[(index, cell)] = got.get(cell)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from compat_matrix.spec import Matrix
 from compat_matrix.tox_setup import tox_setup
 
 REPO = Path(__file__).resolve().parent.parent
+STOP = threading.Event()
+"""Set: every release run in progress stops as on Ctrl-C. Only the main thread receives Ctrl-C; bisect
+runs releases in threads and sets this for them."""
 PROGRESS_EVERY_S = 5.0
 
 
@@ -170,6 +174,8 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
                                    start_new_session=True, pass_fds=(lock,))
         try:
             while process.poll() is None:
+                if STOP.is_set():
+                    raise KeyboardInterrupt
                 progress.update()
                 time.sleep(0.5)
         except KeyboardInterrupt:

@@ -205,3 +205,20 @@ def test_the_releases_of_a_round_are_tested_at_the_same_time() -> None:
 
     [found] = Bisect(RELEASES, oracle, parallel=2).run(["c"])
     assert (found.last_good, found.first_bad) == ("5.6.0", "5.7.0")
+
+
+def test_ctrl_c_in_one_release_returns_without_waiting_for_the_other() -> None:
+    import threading
+
+    other_done = threading.Event()
+
+    def oracle(release: str, cells: list[str]) -> dict[str, str | None]:
+        if release == RELEASES[0]:
+            raise KeyboardInterrupt
+        other_done.wait(10)  # the other end: still running when the interrupt comes back
+        return dict.fromkeys(cells, "pass")
+
+    with pytest.raises(KeyboardInterrupt):
+        Bisect(RELEASES, oracle, parallel=2).run(["c"])
+    assert not other_done.is_set(), "returned while the other release was still under test"
+    other_done.set()
