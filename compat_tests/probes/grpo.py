@@ -359,8 +359,8 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
         lora_step.check_adapter(step.adapter, checks.expect)
     if ctx.entry.modality == "image-text":
         checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
-        checks.expect("grad_vision", not vision_trainable or step.norms["vision"] > 0,
-                      "no gradient reached the vision side: the forward did not use the image")
+        checks.expect("grad_vision", not vision_trainable or step.adapter is not None or step.norms["vision"] > 0,
+                      "no gradient reached the vision side: the forward did not use the image")  # adapters: grad_adapter
     allowed, dtype = step.logprob_tolerance, ctx.dtype
     checks.expect("logprob_match", step.logprob_diff <= allowed,
                   f"training log-probs of the sampled tokens differ from the generation logits by {step.logprob_diff:.3g} "
