@@ -152,3 +152,20 @@ def test_without_peft_an_adapter_cell_is_unsupported_with_the_installer_reason(m
     monkeypatch.setattr(training, "install_error", lambda package: "planted: no peft release accepts this transformers")
     with pytest.raises(CellUnsupported, match="peft is not available beside this transformers release: planted"):
         apply_adapter(make_context("llama").loaded, adapter(LANGUAGE))
+
+
+def compute_and_discard(model: Any) -> None:
+    """Planted: a linear layer that runs in every forward but whose output nothing uses (as LLaVA's last
+    vision layer under vision_feature_layer -2, or SigLIP's pooling head in Gemma3)."""
+    model.model.spare_proj = torch.nn.Linear(64, 64)
+
+    def run_and_drop(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], _output: Any) -> None:
+        model.model.spare_proj(args[0] if args else kwargs["hidden_states"])
+
+    model.model.layers[0].register_forward_hook(run_and_drop, with_kwargs=True)
+
+
+def test_an_adapter_on_a_module_the_loss_does_not_use_is_listed_not_failed():
+    outcome = PROBE.run(lora_context("llama", ("q_proj", "spare_proj"), plant=compute_and_discard))
+    assert outcome.status == "pass", outcome.message
+    assert outcome.details["adapter_unused"] == ["model.spare_proj"] and outcome.details["adapter_no_gradient"] == []

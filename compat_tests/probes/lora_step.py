@@ -4,9 +4,11 @@ Checks (each a `fail` named after it): `grad_adapter`, every adapter module whos
 uses receives a gradient (lora_B's is non-zero; lora_A's is zero on a first step by design, B starting
 at zero, but must exist); `adapter_changed`, the optimizer step moved the adapter; `base_frozen`, every
 other weight requires no gradient and is bitwise unchanged. A module without a gradient is told apart
-from one the forward does not use (e.g. LLaVA's last vision layer under `vision_feature_layer: -2`) by
-shifting its output: if the log-probs move, the gradient was cut on the way (a detach, a no_grad, a
-checkpointed block without input gradients) and `grad_adapter` fails; if not, it is listed as unused.
+from one the forward does not use (e.g. LLaVA's last vision layer under `vision_feature_layer: -2`,
+SigLIP's pooling head in Gemma3 and PaliGemma) by adding noise to its output: if the log-probs move,
+the gradient was cut on the way (a detach, a no_grad, a checkpointed block without input gradients)
+and `grad_adapter` fails; if not, it is listed as unused. Noise, not a constant: a constant shift
+vanishes in the next LayerNorm and in the softmax over keys, passing a used module off as unused.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import torch
 
 from compat_tests.lora import PEFT_PREFIX
 
-SHIFT = 1.0
-"""Added to a module's output to see whether the loss uses it (tiny models' activations are O(1))."""
+NOISE_SEED = 0
+"""Seed of the standard-normal noise added to a module's output to see whether the loss uses it
+(tiny models' activations are O(1))."""
 
 SHOWN = 6
 """Module paths named in a failure message (the count is always given)."""
@@ -90,8 +93,8 @@ def _reached(params: list[torch.nn.Parameter]) -> bool:
 
 
 def _used(model: Any, modules: list[str], forward: Forward) -> set[str]:
-    """The modules among `modules` whose output changes the log-probs when shifted (one at a time
-    once a shift of all of them together showed that some do)."""
+    """The modules among `modules` whose output changes the log-probs under noise (one at a time
+    once noise on all of them together showed that some do)."""
     with torch.no_grad():
         plain = forward()
         if _same(model, modules, forward, plain):
@@ -100,15 +103,19 @@ def _used(model: Any, modules: list[str], forward: Forward) -> set[str]:
 
 
 def _same(model: Any, modules: list[str], forward: Forward, plain: torch.Tensor) -> bool:
-    with _shifted(model, modules):
+    with _noisy(model, modules):
         return bool(torch.equal(forward(), plain))
 
 
+def _add_noise(_module: Any, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
+    noise = torch.randn(out.shape, generator=torch.Generator().manual_seed(NOISE_SEED))
+    return out + noise.to(device=out.device, dtype=out.dtype)
+
+
 @contextmanager
-def _shifted(model: Any, modules: list[str]) -> Iterator[None]:
+def _noisy(model: Any, modules: list[str]) -> Iterator[None]:
     wanted = {PEFT_PREFIX + m for m in modules}
-    handles = [module.register_forward_hook(lambda _m, _i, out: out + SHIFT)
-               for name, module in model.named_modules() if name in wanted]
+    handles = [module.register_forward_hook(_add_noise) for name, module in model.named_modules() if name in wanted]
     try:
         yield
     finally:
