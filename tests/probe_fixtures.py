@@ -234,6 +234,21 @@ def need_labels_in_training(model: Any) -> None:
     _wrap_forward(model, before=require)
 
 
+def keep_logits_one_early(model: Any) -> None:
+    """Planted: a training forward (no cache) given `logits_to_keep` keeps the positions one before the
+    ones asked for, an off-by-one a model's slicing can have; full logits are right."""
+    kept: list[int] = []
+
+    def widen(kwargs: dict[str, Any]) -> None:
+        kept[:] = [kwargs.pop("logits_to_keep")] if kwargs.get("use_cache") is False and kwargs.get("logits_to_keep") else []
+
+    def shift(kwargs: dict[str, Any], output: Any) -> None:
+        if kept:
+            output.logits = output.logits[:, -kept[0] - 1 : -1]
+
+    _wrap_forward(model, before=widen, after=shift)
+
+
 def break_batched_training(model: Any) -> None:
     """Planted: a train-mode forward of more than one row raises; one row at a time trains."""
 

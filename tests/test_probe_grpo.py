@@ -17,6 +17,7 @@ from tests.probe_fixtures import (  # noqa: F401
     break_checkpointed_backward,
     freeze,
     ignore_pixel_values,
+    keep_logits_one_early,
     keep_generate_state,
     make_context,
     need_labels_in_training,
@@ -159,6 +160,13 @@ def test_input_required_only_in_train_mode_fails_train_forward():
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["train_forward"]
     assert "train-mode forward on a micro-batch of 1 raised ValueError: labels are required when training" in outcome.message
+
+
+def test_training_forward_passes_logits_to_keep_as_trl_does():
+    """TRL asks only for the logits that predict the completion; a model that keeps the wrong ones trains on them."""
+    outcome = PROBE.run(make_context("llama", keep_logits_one_early))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["logprob_match"]
 
 
 def test_a_forward_that_breaks_only_on_larger_micro_batches_fails_microbatch_match():

@@ -9,6 +9,7 @@ dim 0, so Qwen-VL's flat `pixel_values` hold exactly the patches of the rows in 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +103,20 @@ class Rollout:
         return inputs
 
 
+def takes_logits_to_keep(model: Any) -> bool:
+    """Whether the forward (the base model's, under a peft wrapper) takes `logits_to_keep`, as TRL checks
+    before passing it."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def completion_logprobs(model: Any, rollout: Rollout, indices: list[int]) -> torch.Tensor:
-    """[len(indices), T] log-probs of these rows' completion tokens from one training-style forward."""
-    logits = model(**rollout.training_inputs(indices, model.config.model_type), use_cache=False).logits
-    step_logits = logits[:, rollout.width - 1 : -1].float()
+    """[len(indices), T] log-probs of these rows' completion tokens from one training-style forward.
+
+    As TRL's forward: `logits_to_keep` = T + 1 where the model takes it, so the LM head runs only on
+    the positions that predict the completion (a model that keeps the wrong ones fails logprob_match)."""
+    length = rollout.completion.shape[1]
+    keep = {"logits_to_keep": length + 1} if takes_logits_to_keep(model) else {}
+    logits = model(**rollout.training_inputs(indices, model.config.model_type), use_cache=False, **keep).logits
+    step_logits = logits[:, -(length + 1) : -1].float()
     return step_logits.log_softmax(dim=-1).gather(-1, rollout.completion[indices][..., None]).squeeze(-1)
