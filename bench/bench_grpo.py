@@ -76,7 +76,12 @@ def run(model: str, repeats: int, threads: int) -> dict[str, list[dict[str, Any]
     """`repeats` rounds of: our cell, TRL's cell, TRL's cell at our micro-batch (after one untimed round).
     Each record gets `cpu_s`: CPU seconds of our whole cell, of TRL's `trainer.train()`."""
     import torch
-    import trl
+
+    try:
+        import trl
+    except ImportError as exc:
+        raise SystemExit(f"bench_grpo compares with TRL, which this environment lacks ({exc}); "
+                         "tox's release environments get it from compat_matrix/install_training.py") from None
 
     from compat_matrix.cells import Cell
     from compat_matrix.validate import load_matrix
