@@ -1,15 +1,18 @@
 """Cells: (model, strategy, load profile, probe[, saved_by]) for the installed release, in run order.
 
 A cross-release cell loads the checkpoint another release (`saved_by`) wrote; only the `load` and
-`forward` probes run there, against the reference that release recorded.
+`forward` probes run there, against the reference that release recorded. An as-published cell
+loads the checkpoint the model's `written_by` release wrote, what `from_pretrained(<hub id>)` gives
+users: every probe runs there (in the `written_by` release itself, the same-release cells are the
+as-published ones).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
-from compat_matrix.spec import Matrix
+from compat_matrix.spec import Matrix, ModelEntry
 
 
 @dataclass(frozen=True)
@@ -65,32 +68,66 @@ def select_cells(
     probes: Iterable[str] | None = None,
     saved_by: Iterable[str] | None = None,
     profiles: Iterable[str] | None = None,
+    published_in: str | None = None,
 ) -> list[Cell]:
     """Every selected cell; probes of one loaded model stay adjacent and in probe order.
 
-    With `saved_by`, the cross-release cells instead: tiny models only, `load` and `forward` only,
-    one set per release that wrote the checkpoints. `profiles` are load_kwargs profile names: a model
-    without one of them simply has no cell for it, but a name no selected model has is an error.
+    With `saved_by` or `published_in`, the cells on checkpoints other releases wrote instead (tiny
+    models only): with `published_in` (the installed release), the as-published cells of every
+    model whose `written_by` is another release, all probes; with `saved_by`, the cross-release
+    cells, `load` and `forward` only, one set per writer (a writer that is the model's `written_by`
+    is left to the as-published cells when those are selected too). `profiles` are load_kwargs
+    profile names: a model without one of them simply has no cell for it, but a name no selected
+    model has is an error.
     """
     keys = _pick(models, tuple(m.key for m in matrix.models), "model")
     known_profiles = tuple(dict.fromkeys(p for m in matrix.models if m.key in keys for p in m.load_kwargs))
     chosen_profiles = _pick(profiles, known_profiles, "load_kwargs profile")
     chosen_strategies = _pick(strategies, matrix.strategy_names, "strategy")
     chosen_probes = _pick(probes, matrix.probe_names, "probe")
-    writers: tuple[str | None, ...] = (None,)
-    if saved_by is not None:
-        writers = tuple(saved_by)
-        chosen_probes = tuple(p for p in chosen_probes if p in CROSS_RELEASE_PROBES)
+    if saved_by is None and published_in is None:
+        return _cells(matrix, keys, chosen_profiles, chosen_strategies, lambda entry: [(None, chosen_probes)])
+    cross_probes = tuple(p for p in chosen_probes if p in CROSS_RELEASE_PROBES)
+
+    def writers(entry: ModelEntry) -> list[tuple[str | None, tuple[str, ...]]]:
+        if entry.source != "tiny":
+            return []
+        published = entry.written_by if published_in is not None and entry.written_by not in (None, published_in) else None
+        chosen: list[tuple[str | None, tuple[str, ...]]] = [(published, chosen_probes)] if published else []
+        return chosen + [(w, cross_probes) for w in saved_by or ()
+                         if not (published_in is not None and w == entry.written_by)]
+
+    return _cells(matrix, keys, chosen_profiles, chosen_strategies, writers)
+
+
+def _cells(matrix: Matrix, keys: tuple[str, ...], profiles: tuple[str, ...], strategies: tuple[str, ...],
+           writers: Callable[[ModelEntry], list[tuple[str | None, tuple[str, ...]]]]) -> list[Cell]:
     cells = []
     for entry in matrix.models:
-        if entry.key not in keys or (saved_by is not None and entry.source != "tiny"):
+        if entry.key not in keys:
             continue
-        for writer in writers:
+        for writer, writer_probes in writers(entry):
             for profile in entry.load_kwargs:
-                if profile not in chosen_profiles:
+                if profile not in profiles:
                     continue
                 own_strategies, own_probes = matrix.profile_dimensions(entry, profile)
                 cells += [Cell(entry.key, strategy, profile, probe, writer)
-                          for strategy in chosen_strategies if strategy in own_strategies
-                          for probe in chosen_probes if probe in own_probes]
+                          for strategy in strategies if strategy in own_strategies
+                          for probe in writer_probes if probe in own_probes]
     return cells
+
+
+AS_PUBLISHED, ROUND_TRIP, CROSS_RELEASE = "as_published", "round_trip", "cross_release"
+"""What checkpoint a cell loads (a result line's `checkpoint`): the one users get from the hub (a
+hub or local entry; a tiny one as its `written_by` release wrote it), a fine-tune saved and
+reloaded by the same release, or a fine-tune another release saved."""
+
+
+def checkpoint_kind(entry: ModelEntry, saved_by: str | None, version: str) -> str:
+    """The kind of checkpoint a cell of `entry` loads in release `version` (a tiny entry without
+    `written_by` has no other release's checkpoint to stand for the hub's: its own build does)."""
+    if saved_by is not None:
+        return AS_PUBLISHED if saved_by == entry.written_by else CROSS_RELEASE
+    if entry.source == "tiny" and entry.written_by not in (None, version):
+        return ROUND_TRIP
+    return AS_PUBLISHED

@@ -184,8 +184,8 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
             print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
             interrupted = True
             break
-    if args.cross_release and not interrupted:
-        interrupted = _cross_release(matrix, args, releases, out.resolve())
+    if not interrupted:
+        interrupted = _other_checkpoints(matrix, args, releases, out.resolve())
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
     extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
     extra += ["--fail-on-regression"] if args.fail_on_regression else []
@@ -196,18 +196,25 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
     return 130 if interrupted else code
 
 
-def _cross_release(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path) -> bool:
-    """Each release loads the tiny checkpoints every other release saved; True when interrupted."""
+def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path) -> bool:
+    """Each release loads the as-published checkpoints (its models' `written_by` release wrote them,
+    built first where the run does not test that release) and, with `--cross-release`, the tiny
+    checkpoints every other release saved; True when interrupted."""
+    from compat_matrix.published import build_writers, writers_to_build
     from compat_matrix.runner import installed_release, run_release
 
     installed = {r: installed_release(results_file(results_folder(out), env_name(r))) for r in releases}
+    build_writers(Path(args.matrix).resolve(), writers_to_build(matrix, args.models, {v for v in installed.values() if v}),
+                  out)
     for release in releases:
         others = sorted({v for r, v in installed.items() if v and r != release and v != installed[release]})
-        if not others:
+        cross = others if args.cross_release and others else None
+        cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=cross, profiles=args.profiles,
+                             published_in=installed[release] or release)
+        if not cells:
             continue
-        cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=others, profiles=args.profiles)
-        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=others,
-                          resumed=getattr(args, "resume", False))
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=cross,
+                          resumed=getattr(args, "resume", False), published_in=installed[release] or release)
         if run.interrupted:
             return True
     return False
@@ -247,7 +254,7 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers)
         if run.interrupted:
             return 130
-    if args.cross_release and _cross_release(matrix, args, releases, out):
+    if _other_checkpoints(matrix, args, releases, out):
         return 130
     files = [results_file(results_folder(out), env_name(r), cross) for r in releases for cross in (False, True)]
     report = build_report([p for p in files if p.is_file()],
@@ -423,7 +430,7 @@ def cmd_pins(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
     wanted = {"model": args.models, "strategy": args.strategies, "probe": args.probes, "load_kwargs": args.profiles}
-    chosen = [c for c in report.cells if not c.cross_release
+    chosen = [c for c in report.cells if c.as_published
               and all(not values or getattr(c, key) in values for key, values in wanted.items())]
     if not chosen:
         raise UsageProblem(f"{source}: no cell matches the selection")

@@ -8,17 +8,13 @@ here, in plain Python (`reports.drift`).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from compat_matrix.layout import drift_file, drift_log
+from compat_matrix.release_exec import exec_in_release, log_tail
 from compat_matrix.releases import env_name
-from compat_matrix.runner import tox_command
-from compat_matrix.tox_setup import tox_setup
-from compat_matrix.validate import load_matrix
 from compat_matrix.spec import Matrix
 from reports.drift import DriftComparison, compare_records
 
@@ -38,20 +34,12 @@ def record_release(matrix_file: Path, release: str, models: list[str], out: Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     log = drift_log(out, env_name(release))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    setup = tox_setup(matrix_file, out, load_matrix(matrix_file, check_model_types=False).install)
-    tox_args, extra_env = tox_command(release, setup.listed_envs())
-    command = [*setup.tox("exec", *tox_args), "--", "python", "-m",
-               "compat_tests.drift_record", "--matrix", str(matrix_file), "--models", ",".join(models),
-               "--out", str(path)]
     print(f"[{env_name(release)}-drift] recording {', '.join(models)} (log: {log})", file=stream, flush=True)
-    with log.open("w", encoding="utf-8") as handle:
-        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=setup.root,
-                               env={**os.environ, **extra_env, **setup.environ()})
+    code = exec_in_release(matrix_file, release, out, ["compat_tests.drift_record", "--matrix", str(matrix_file),
+                                                       "--models", ",".join(models), "--out", str(path)], log)
     if not path.is_file():
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-10:])
         records = {key: {"model": key, "transformers": release, "status": "error",
-                         "reason": f"the drift recording in {env_name(release)} wrote nothing (exit {code}): {tail}"}
+                         "reason": f"the drift recording in {env_name(release)} wrote nothing (exit {code}): {log_tail(log)}"}
                    for key in models}
         path.write_text(json.dumps(records, sort_keys=True) + "\n", encoding="utf-8")
     return path

@@ -50,6 +50,11 @@ def drift_file(out: Path, env: str) -> Path:
     return out / "drift" / f"{env}.json"
 
 
+def build_log(out: Path, env: str) -> Path:
+    """The log of one release building the as-published checkpoints it wrote (`written_by`)."""
+    return out / "logs" / f"{env}-build.log"
+
+
 def drift_log(out: Path, env: str) -> Path:
     """The log of one release's drift recording."""
     return out / "logs" / f"{env}-drift.log"

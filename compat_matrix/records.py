@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from compat_matrix.cells import Cell
+from compat_matrix.cells import Cell, checkpoint_kind
 from compat_matrix.spec import Matrix
 
 SCHEMA_VERSION = 1
@@ -52,6 +52,7 @@ def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any
         "modality": entry.modality,
         "source": entry.source,
         "saved_by": cell.saved_by,
+        "checkpoint": checkpoint_kind(entry, cell.saved_by, fingerprint["transformers"]),
         "strategy": cell.strategy,
         "load_kwargs": cell.profile,
         "probe": cell.probe,

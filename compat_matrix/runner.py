@@ -100,18 +100,20 @@ class Progress:
 
 def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
                 stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None,
-                resumed: bool = False) -> ReleaseRun:
+                resumed: bool = False, published_in: str | None = None) -> ReleaseRun:
     """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
 
     With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
-    release loads the checkpoints those releases saved; lines go to `<env>-cross.jsonl`. With
+    release loads the checkpoints those releases saved; with `published_in` (the version the release
+    installed), the as-published cells (`select_cells(..., published_in=...)`) too; lines go to
+    `<env>-cross.jsonl`. With
     `env_dir`, the release's environment lives there (bisect's throwaway ones).
     With `resumed`, cells that already have a line keep it and are not run again. Whoever writes
     the results file holds its lock (pytest's controller, then this function for the missing
     cells' lines): a second run sharing the folder waits, saying what for.
     """
     env = env_name(release)
-    cross = bool(saved_by)
+    cross = bool(saved_by) or bool(published_in)
     run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
     run.log.parent.mkdir(parents=True, exist_ok=True)
     with holding(run.results, stream) as lock:  # another run writing this file (or its orphaned tox) finishes first
@@ -123,7 +125,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
             print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
                   file=stream, flush=True)
         if left:
-            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed, lock, env_dir)
+            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed, lock, env_dir, published_in)
         if not run.interrupted:
             _fill_missing(run, matrix, cells)
     Progress(run, len(cells), stream).update(force=True)
@@ -131,17 +133,21 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     return run
 
 
-def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None, listing: Path) -> list[str]:
-    """pytest options selecting exactly `cells`: the model/strategy/profile/probe filters, plus a file
-    of cell ids (written to `listing`) when those filters alone would select more, as bisect's
-    undecided cells often would (cells of other profiles or probes, run for nothing)."""
+def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None, listing: Path,
+                   published_in: str | None = None) -> list[str]:
+    """pytest options selecting exactly `cells`: the model/strategy/profile/probe filters (and the
+    as-published cells of the release `published_in`), plus a file of cell ids (written to
+    `listing`) when those filters alone would select more, as bisect's undecided cells often would
+    (cells of other profiles or probes, run for nothing)."""
     chosen = {"--cm-models": {c.model for c in cells}, "--cm-strategies": {c.strategy for c in cells},
               "--cm-profiles": {c.profile for c in cells}, "--cm-probes": {c.probe for c in cells}}
     args = [part for option, values in chosen.items() for part in (option, ",".join(sorted(values)))]
     if saved_by:
         args += ["--cm-saved-by", ",".join(saved_by)]
+    if published_in:
+        args.append("--cm-published")
     broad = select_cells(matrix, chosen["--cm-models"], chosen["--cm-strategies"], chosen["--cm-probes"], saved_by,
-                         chosen["--cm-profiles"])
+                         chosen["--cm-profiles"], published_in)
     if {c.id for c in broad} != {c.id for c in cells}:
         listing.parent.mkdir(parents=True, exist_ok=True)
         listing.write_text("".join(f"{c.id}\n" for c in cells), encoding="utf-8")
@@ -150,14 +156,16 @@ def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None
 
 
 def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left: list[Cell], workers: int,
-             stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None) -> None:
+             stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None,
+             published_in: str | None = None) -> None:
     """pytest in the release's tox env, for the cells `left`; tox inherits the results lock, so a
     tox orphaned by a killed controller keeps it until its pytest has finished writing."""
     release = run.release
     setup = tox_setup(matrix_file, out, matrix.install)
     tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
     pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent),
-                   *selection_args(matrix, left, saved_by, cells_file(out, run.env, bool(saved_by)))]
+                   *selection_args(matrix, left, saved_by, cells_file(out, run.env, bool(saved_by) or bool(published_in)),
+                                   published_in)]
     if resumed:
         pytest_args.append("--cm-resume")
     command = setup.tox(*tox_args, "--", *pytest_args)
@@ -166,7 +174,9 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
                "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter for c in left) else "",
                "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.install_training (trl/peft pins)
                LOCK_HELD_ENV: str(run.results.resolve())}
-    what = f"checkpoints saved by {', '.join(saved_by)}" if saved_by else f"transformers {release}"
+    what = " and ".join(filter(None, ["as-published checkpoints" if published_in else "",
+                                      f"checkpoints saved by {', '.join(saved_by)}" if saved_by else ""]))
+    what = what or f"transformers {release}"
     print(f"[{run.results.stem}] {what}: {len(left)} cells (log: {run.log})", file=stream, flush=True)
     progress = Progress(run, len(left) + len(read_lines(run.results)), stream)
     with run.log.open("a" if resumed else "w", encoding="utf-8") as log:

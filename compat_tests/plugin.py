@@ -47,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cm-results", default="results", help="folder for <env>.jsonl (default: results)")
     group.addoption("--cm-saved-by", action="append",
                     help="cross-release cells instead: load the tiny checkpoints these releases saved (results: <env>-cross.jsonl)")
+    group.addoption("--cm-published", action="store_true",
+                    help="as-published cells instead (with --cm-saved-by, beside the cross-release ones): every probe on "
+                         "the checkpoint each model's written_by release saved (results: <env>-cross.jsonl)")
     group.addoption("--cm-resume", action="store_true",
                     help="keep the lines of cells that finished in the results file and run only the others")
 
@@ -54,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat_cell: one cell of the compatibility matrix")
     if not hasattr(config, "workerinput"):
-        cross = bool(config.getoption("--cm-saved-by"))
+        cross = bool(config.getoption("--cm-saved-by")) or bool(config.getoption("--cm-published"))
         recorder = ResultsRecorder(config, Path(config.getoption("--cm-results")), cross,
                                    bool(config.getoption("--cm-resume")))
         config.pluginmanager.register(recorder, "compat-results")
@@ -66,6 +69,14 @@ def _done(config: pytest.Config) -> set[str]:
         return set(config.workerinput.get("cm_done", ()))
     recorder = config.pluginmanager.get_plugin("compat-results")
     return recorder.done if recorder is not None else set()
+
+
+def _published_in(config: pytest.Config) -> str | None:
+    """The installed release, when as-published cells are asked for (read without importing it:
+    the controller never imports torch)."""
+    from importlib.metadata import version
+
+    return version("transformers") if config.getoption("--cm-published") else None
 
 
 _MATRIX = pytest.StashKey[Any]()
@@ -89,7 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         cells = select_cells(matrix_of(config), _names(config.getoption("--cm-models")),
                              _names(config.getoption("--cm-strategies")), _names(config.getoption("--cm-probes")),
-                             _names(config.getoption("--cm-saved-by")), _names(config.getoption("--cm-profiles")))
+                             _names(config.getoption("--cm-saved-by")), _names(config.getoption("--cm-profiles")),
+                             _published_in(config))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     listed = config.getoption("--cm-cells")

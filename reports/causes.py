@@ -71,8 +71,11 @@ def find_causes(
 
 
 def cell_signature(cell: Cell, model_names: Iterable[str]) -> Signature:
-    """The signature of a failing cell (the load's, for a probe the failed load kept from running)."""
-    return signature(cell.probe, cell.error_type, cell.message, cell.cross_release, model_names, cell.status)
+    """The signature of a failing cell (the load's, for a probe the failed load kept from running);
+    an as-published cell is the main grid's whoever wrote its checkpoint, so it shares its stage
+    (and its cause) with the same failure in the `written_by` release itself."""
+    return signature(cell.probe, cell.error_type, cell.message, cell.cross_release and not cell.as_published,
+                     model_names, cell.status)
 
 
 def _failing(cell: Cell, regression: bool, names: set[str]) -> _Member | None:
@@ -87,8 +90,8 @@ def _silent(cells: Sequence[Cell], releases: Sequence[str], names: set[str]) -> 
     """Changes in cells that pass in two consecutive tested releases (loaded class, dtype, keys...)."""
     passing: dict[str, dict[str, Cell]] = defaultdict(dict)
     for cell in cells:
-        if cell.status == "pass" and not cell.cross_release:
-            passing[cell.transformers][cell.cell_id] = cell
+        if cell.status == "pass" and cell.as_published:
+            passing[cell.transformers][cell.grid_id] = cell
     out: list[_Member] = []
     for older, newer in zip(releases, releases[1:]):
         for cell_id, after in passing[newer].items():

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reports.causes import cell_signature, scope, silent_signature
-from reports.diff import (SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface, drifted_checkpoints,
-                          unusable_checkpoints, upgrade_exit_code)
+from reports.diff import (DRIFT_ERROR, SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface,
+                          drifted_checkpoints, unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
 from reports.signature import Signature, mask
 from reports.status import SYMBOL, probe_rank, rank
@@ -103,8 +103,12 @@ def by_cause(view: UpgradeView) -> list[Section]:
         return f"{change.before.status} -> {change.after.status} ({side.transformers} {side.status}: {reason})"
 
     old, new = view.from_release, view.to_release
+    drifted = [c for c in view.breaks if c.after.error_type == DRIFT_ERROR]
     sections = [
-        Section("breaks", f"Breaks when upgrading {old} -> {new}", changes(view.breaks, lambda c: c.after)),
+        Section("breaks", f"Breaks when upgrading {old} -> {new}",
+                changes([c for c in view.breaks if c not in drifted], lambda c: c.after)),
+        Section("drift", f"Drift when upgrading {old} -> {new}: the as-published checkpoint loads cleanly, {new} "
+                "computes other numbers on it", changes(drifted, lambda c: c.after)),
         Section("API paths gone", f"API paths gone in {new}",
                 group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
         Section("LoRA targets lost", f"LoRA target lists matching fewer modules in {new}",

@@ -124,10 +124,11 @@ def resolve_release(report: Report, name: str) -> str:
 
 
 def compare_releases(report: Report, from_release: str, to_release: str) -> UpgradeView:
-    """Compare every same-release cell of `from_release` with the same cell id in `to_release`."""
+    """Compare every as-published cell of `from_release` with the same cell in `to_release` (both
+    load the checkpoint the model's `written_by` release wrote, as users do)."""
     old_version, new_version = resolve_release(report, from_release), resolve_release(report, to_release)
-    old = {c.cell_id: c for c in report.cells if c.transformers == old_version and not c.cross_release}
-    new = {c.cell_id: c for c in report.cells if c.transformers == new_version and not c.cross_release}
+    old = {c.grid_id: c for c in report.cells if c.transformers == old_version and c.as_published}
+    new = {c.grid_id: c for c in report.cells if c.transformers == new_version and c.as_published}
     shared = [cell_id for cell_id in old if cell_id in new]
     breaks, fixes, silent, losses, apart = [], [], [], [], []
     for cell_id in shared:
@@ -152,10 +153,12 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
         only_in_from=tuple(sorted(set(old) - set(new))),
         only_in_to=tuple(sorted(set(new) - set(old))),
         old_checkpoints=tuple(
-            c for c in report.cells if c.transformers == new_version and c.cross_release and c.saved_by == old_version
+            c for c in report.cells if c.transformers == new_version and c.cross_release and not c.as_published
+            and c.saved_by == old_version
         ),
         new_checkpoints=tuple(
-            c for c in report.cells if c.transformers == old_version and c.cross_release and c.saved_by == new_version
+            c for c in report.cells if c.transformers == old_version and c.cross_release and not c.as_published
+            and c.saved_by == new_version
         ),
         surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
         not_comparable=tuple(sorted(apart, key=lambda c: cell_sort_key(c.after))),

@@ -36,7 +36,9 @@ class Row:
 
 @dataclass(frozen=True)
 class CrossGrid:
-    """Cross-release cells of one model: rows are the release that saved, columns the one that loaded."""
+    """Fine-tuned checkpoints of one model: rows are the release that saved, columns the one that
+    loaded; the diagonal is the round trip (saved and reloaded by the same release), the rest are
+    cross-release cells."""
 
     saved_by: tuple[str, ...]
     loaded_by: tuple[str, ...]
@@ -51,7 +53,10 @@ class ModelGroup:
     hub_id: str
     modality: str
     rows: tuple[Row, ...]
+    """The main grid: the as-published checkpoint (a tiny model's as `written_by` wrote it)."""
     cross: CrossGrid | None
+    written_by: str | None = None
+    """The release that wrote the as-published checkpoint, where another release loaded it."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,8 @@ def _group(model: str, cells: list[Cell], flags: _Flags) -> ModelGroup:
     rows: dict[tuple[str, str], dict[str, list[Cell]]] = {}
     cross: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
-        if cell.cross_release:
-            cross.setdefault((cell.saved_by or "", cell.transformers), []).append(cell)
+        if not cell.as_published:
+            cross.setdefault((cell.checkpoint_from, cell.transformers), []).append(cell)
         else:
             rows.setdefault((cell.strategy, cell.load_kwargs), {}).setdefault(cell.transformers, []).append(cell)
     return ModelGroup(
@@ -127,6 +132,7 @@ def _group(model: str, cells: list[Cell], flags: _Flags) -> ModelGroup:
             )
             for (strategy, profile), per_release in sorted(rows.items())
         ),
+        written_by=next((c.saved_by for c in cells if c.as_published and c.saved_by), None),
         cross=(
             CrossGrid(
                 saved_by=tuple(sorted({saved for saved, _ in cross}, key=version_key)),

@@ -52,7 +52,7 @@ def model_sentences(report: Report) -> list[tuple[str, str]]:
     releases = [r.transformers for r in report.releases]
     by_model: dict[str, list[Cell]] = defaultdict(list)
     for cell in report.cells:
-        if not cell.cross_release:
+        if cell.as_published:
             by_model[cell.model].append(cell)
     view = compare_releases(report, releases[0], releases[-1]) if len(releases) > 1 else None
     return [(model, _sentence(model, by_model[model], releases, view)) for model in sorted(by_model)]

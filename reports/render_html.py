@@ -28,7 +28,7 @@ MAX_CELL_LINKS = 60
 def row_anchor(cell: Cell) -> str:
     """The page's stable link target for a cell's row: `model/strategy/profile`, or `model/cross`
     for a checkpoint another release saved. The same from one nightly to the next."""
-    if cell.cross_release:
+    if not cell.as_published:
         return f"{cell.model}/cross"
     return f"{cell.model}/{cell.strategy}/{cell.load_kwargs}"
 

@@ -26,6 +26,13 @@ LEGEND = (
 )
 
 
+AS_PUBLISHED_NOTE = (
+    "Every release loads the checkpoint users get from the hub: for a tiny model, the one its `written_by` "
+    "release wrote (\"as published by\" beside the model). Fine-tunes saved by the releases themselves are "
+    "in the section after this one."
+)
+
+
 def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
     """The whole Markdown document, at most `max_bytes` UTF-8 bytes."""
     grid = build_grid(report)
@@ -44,7 +51,9 @@ def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
             *_changes("Regressions", report.regressions),
             *_changes("Fixes", report.fixes),
             *_problems(report.problems),
-            "## Grid",
+            "## Grid: as published",
+            "",
+            AS_PUBLISHED_NOTE,
             "",
             LEGEND,
             "",
@@ -167,6 +176,8 @@ def _grid(grid: Grid, releases: tuple[Release, ...]) -> list[str]:
         for i, row in enumerate(group.rows):
             label = md_inline(row.strategy + ("" if row.load_kwargs == "default" else f" · {row.load_kwargs}"), 80)
             model = f"**{md_inline(group.model, 80)}**" if i == 0 else ""
+            if i == 0 and group.written_by:
+                model += f" (as published by {md_inline(group.written_by, 20)})"
             lines.append(f"| {model} | {label} | " + " | ".join(cell_text(row.cells.get(v)) for v in grid.releases) + " |")
     return lines + [""]
 
@@ -175,8 +186,10 @@ def _cross(grid: Grid) -> list[str]:
     groups = [g for g in grid.groups if g.cross]
     if not groups:
         return []
-    lines = ["## Cross-release cells (saved by ↓, loaded by →)", "",
-             "Each cell shows the loading route (strategy, profile) that did best, by its worst probe.", ""]
+    lines = ["## Fine-tunes: round trip and cross-release (saved by ↓, loaded by →)", "",
+             "A checkpoint saved by one release (a fine-tune) and loaded by another: on the diagonal, the round "
+             "trip (saved and reloaded by the same release); elsewhere, cross-release. Each cell shows the loading "
+             "route (strategy, profile) that did best, by its worst probe.", ""]
     for group in groups:
         cross = group.cross
         assert cross is not None

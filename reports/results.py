@@ -54,6 +54,10 @@ class CellResult(BaseModel):
     modality: str
     source: str
     saved_by: str | None = None
+    checkpoint: str | None = None
+    """`as_published` (what users load from the hub: the main grid), `round_trip` (a fine-tune
+    saved and reloaded by this release) or `cross_release` (another release saved it); lines
+    written before this field: a cell that is not cross-release is the main grid."""
     strategy: str
     load_kwargs: str
     probe: str
@@ -85,6 +89,22 @@ class CellResult(BaseModel):
     def cross_release(self) -> bool:
         """Saved by one release and loaded by another: these get their own grid per model."""
         return self.saved_by is not None and self.saved_by != self.transformers
+
+    @property
+    def as_published(self) -> bool:
+        """On the checkpoint users load from the hub: the report's main grid."""
+        return self.checkpoint == "as_published" if self.checkpoint else not self.cross_release
+
+    @property
+    def checkpoint_from(self) -> str:
+        """The release that wrote the checkpoint this cell loads."""
+        return self.saved_by or self.transformers
+
+    @property
+    def grid_id(self) -> str:
+        """The cell's id in the main grid: the same in every release, whichever release wrote the
+        as-published checkpoint (its own cells say `@<written_by>`, the writer's do not)."""
+        return self.cell_id.partition("@")[0] if self.checkpoint == "as_published" else self.cell_id
 
     @property
     def key(self) -> tuple[str, str]:

@@ -20,7 +20,7 @@ class UnknownSelection(ValueError):
 def support_table(report: Report, strategy: str | None = None, profile: str = "default") -> str:
     """Markdown: a row per model, a column per release. Without `strategy`, a model passes in a
     release when any strategy passes every probe there (the best route)."""
-    cells = [c for c in report.cells if not c.cross_release]
+    cells = [c for c in report.cells if c.as_published]
     _check(cells, strategy, profile)
     releases = [r.transformers for r in report.releases]
     cause_of: dict[tuple[str, str], Cause] = {}

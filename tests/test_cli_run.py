@@ -57,11 +57,19 @@ def test_latest_records_the_release_it_resolved_to(checked: tuple[subprocess.Com
 
 
 def test_both_directions_of_checkpoints_were_loaded(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """Besides each other's fine-tunes, both load the as-published checkpoints, which the models'
+    `written_by` release (4.49.0, not among the two) built first in its own environment."""
     _, out = checked
     old_in_new = lines(out / "results" / "tflatest-cross.jsonl")
     new_in_old = lines(out / "results" / "tf4_57_6-cross.jsonl")
-    assert {r["saved_by"] for r in old_in_new} == {"4.57.6"}
-    assert len(new_in_old) == CELLS and all(r["saved_by"].startswith("5.") for r in new_in_old)
+    for read in (old_in_new, new_in_old):
+        published = [r for r in read if r["checkpoint"] == "as_published"]
+        assert len(published) == CELLS and {r["saved_by"] for r in published} == {"4.49.0"}
+        assert all(r["checkpoint"] == "cross_release" for r in read if r not in published)
+    assert {r["saved_by"] for r in old_in_new} == {"4.57.6", "4.49.0"}
+    assert len(new_in_old) == 2 * CELLS and all(r["saved_by"].startswith("5.") for r in new_in_old
+                                                if r["checkpoint"] == "cross_release")
+    assert (out / "logs" / "tf4_49_0-build.log").is_file()
 
 
 def test_check_prints_the_status_changes_worst_first(checked: tuple[subprocess.CompletedProcess[str], Path]) -> None:

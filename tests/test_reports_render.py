@@ -73,7 +73,7 @@ def test_markdown_summary_grid_and_folded_details(everything):
     assert "| model | strategy | 4.49.0 | 4.52.4 | 4.57.6 | 5.0.0 (latest) |" in md
     assert "| **qwen2\\_5\\_vl** | auto\\_causal\\_lm | ✅ | · | ✅ | 🔺❌ |" in md
     assert "| **gemma3** | auto\\_model | ❌\\* | · | ❌\\* | 🔧✅ |" in md
-    assert "## Cross-release cells" in md
+    assert "## Fine-tunes: round trip and cross-release" in md
     assert md.count("<details>") == md.count("</details>") >= 2
     assert "invalid.jsonl:3" in md
 
