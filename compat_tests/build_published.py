@@ -13,8 +13,24 @@ import argparse
 import sys
 from typing import Sequence
 
+from compat_matrix.spec import ModelEntry
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
 from compat_tests.sources import resolve
+
+
+def _leave_note(entry: ModelEntry, reason: str) -> None:
+    """The builder's note for a build that broke, so the readers' cells say why (`skipped`: the
+    writer's failure, not theirs) instead of that the checkpoint was never built."""
+    import json
+
+    import transformers
+
+    from compat_tests.tiny.checkpoint import cache_root, not_built_note, recipe_hash, tiny_folder
+
+    assert entry.recipe is not None
+    folder = tiny_folder(cache_root(), transformers.__version__, entry.key, recipe_hash(entry.recipe, entry.modality))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    not_built_note(folder).write_text(json.dumps({"status": "skipped", "reason": reason}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{key}: not built ({type(exc).__name__}): {exc}", file=sys.stderr)
         except HarnessError as exc:
             failed += 1
+            _leave_note(matrix.model(key), str(exc))
             print(f"{key}: build failed: {exc}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from compat_matrix.cells import AS_PUBLISHED, CROSS_RELEASE, ROUND_TRIP, checkpoint_kind, select_cells
 from compat_matrix.published import writers_to_build
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
@@ -107,3 +109,21 @@ def test_check_says_drift_on_the_as_published_checkpoint_as_drift_not_as_a_break
     assert "Breaks when upgrading" not in text and "fails to use" not in text
     page = render_markdown(report)
     assert "## Grid: as published" in page and "**qwen2** (as published by 4.49.0)" in page
+
+
+def test_a_writer_whose_build_breaks_leaves_a_note_its_readers_skip_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    import compat_tests.build_published as build
+    from compat_tests.outcomes import CellSkipped, HarnessError
+    from compat_tests.sources import saved_checkpoint
+
+    def broken(entry: object) -> None:
+        raise HarnessError("building the tiny checkpoint failed: NameError: name 'init_empty_weights' is not defined")
+
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
+    monkeypatch.setattr(build, "resolve", broken)
+    assert build.main(["--matrix", str(DEFAULT_MATRIX), "--models", "qwen3"]) == 1
+    with pytest.raises(CellSkipped, match="init_empty_weights"):
+        saved_checkpoint(MATRIX.model("qwen3"), transformers.__version__)
