@@ -264,7 +264,7 @@ def format_upgrade(view: UpgradeView) -> str:
         lines += [_loss_lines(loss, view.from_release, view.to_release) for loss in losses]
     if view.adapter_losses:
         lines += ["", f"LoRA target lists matching fewer modules when upgrading ({len(view.adapter_losses)}):"]
-        lines += [f"  {SYMBOL['fail']} {s.cell.cell_id}\n      {describe_adapter(s)}" for s in view.adapter_losses]
+        lines += [f"  {SYMBOL['fail']} {s.cell.grid_id}\n      {describe_adapter(s)}" for s in view.adapter_losses]
     for writer, reader, cells, failing in (
         (view.from_release, view.to_release, view.old_checkpoints, view.old_checkpoint_failures),
         (view.to_release, view.from_release, view.new_checkpoints, view.new_checkpoint_failures),
@@ -281,7 +281,7 @@ def format_upgrade(view: UpgradeView) -> str:
         lines += ["", f"Fixed by upgrading ({len(view.fixes)}):"] + [_status_line(c) for c in view.fixes]
     if view.silent:
         lines += ["", f"Silent changes in cells that pass in both ({len(view.silent)}):"]
-        lines += [f"  {s.cell.cell_id}  {describe_silent(s)}" for s in view.silent]
+        lines += [f"  {s.cell.grid_id}  {describe_silent(s)}" for s in view.silent]
     if view.not_comparable:
         lines += ["", f"Not comparable, no verdict on one side ({len(view.not_comparable)}):"]
         lines += [_status_line(c) for c in view.not_comparable]
@@ -305,7 +305,7 @@ def describe_surface(entry: dict[str, Any]) -> str:
 
 def _loss_lines(loss: SurfaceLoss, from_release: str, to_release: str) -> str:
     width = max(len(from_release), len(to_release)) + 1
-    return (f"  {SYMBOL['fail']} {loss.cell.cell_id}  {loss.path}\n"
+    return (f"  {SYMBOL['fail']} {loss.cell.grid_id}  {loss.path}\n"
             f"      {(from_release + ':').ljust(width)} {describe_surface(loss.before)}\n"
             f"      {(to_release + ':').ljust(width)} {describe_surface(loss.after)}")
 
@@ -334,7 +334,7 @@ def _status_line(change: StatusChange) -> str:
     after = change.after
     broke = rank(after.status) > rank(change.before.status)
     failing = after if broke else change.before
-    line = f"  {SYMBOL[after.status]} {after.cell_id}  {change.before.status} -> {after.status}"
+    line = f"  {SYMBOL[after.status]} {after.grid_id}  {change.before.status} -> {after.status}"
     if failing.error_type or failing.message:
         line += f"\n      {'' if broke else 'was '}{_error(failing)}"
     return line

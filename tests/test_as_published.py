@@ -127,3 +127,12 @@ def test_a_writer_whose_build_breaks_leaves_a_note_its_readers_skip_with(
     assert build.main(["--matrix", str(DEFAULT_MATRIX), "--models", "qwen3"]) == 1
     with pytest.raises(CellSkipped, match="init_empty_weights"):
         saved_checkpoint(MATRIX.model("qwen3"), transformers.__version__)
+
+
+def test_check_cells_names_as_published_cells_by_their_grid_id(tmp_path: Path) -> None:
+    from reports.diff import format_upgrade
+
+    write(tmp_path, "tf4_49_0.jsonl", [line("4.49.0", "forward", "pass", None, AS_PUBLISHED)])
+    write(tmp_path, "tf5_0_0-cross.jsonl", [line("5.0.0", "forward", "fail", "4.49.0", AS_PUBLISHED, "broke")])
+    text = format_upgrade(compare_releases(build_report([tmp_path]), "4.49.0", "5.0.0"))
+    assert "qwen2-smart-default-forward  pass -> fail" in text
