@@ -107,13 +107,28 @@ def _batched_stats(flats: list[Any]) -> list[list[float]]:
     return out
 
 
-def _traced(module: Any) -> bool:
-    """False for a leaf module of torch itself (Linear, Conv, Embedding, LayerNorm, Dropout,
-    activations): torch is the same in every environment, so with the same weights and inputs it
-    computes the same; a difference in what it is given shows in its parent's output, which is
-    traced. Leaving these out (well over half the calls of a decoder) keeps them on torch's hook-free
-    fast path."""
+def _traced(module: Any, heads: tuple[Any, ...] = ()) -> bool:
+    """False for a leaf module of torch itself (Linear, Conv, LayerNorm, Dropout, activations):
+    torch is the same in every environment, so with the same weights and inputs it computes the
+    same; a difference in what it is given shows in its parent's output, which is traced. Leaving
+    these out (well over half the calls of a decoder) keeps them on torch's hook-free fast path.
+    Embeddings and the `heads` (the output embeddings) stay traced: a release that loads, ties or
+    re-initialises their weights differently diverges there first, and untraced the first
+    difference would be named at the next layer, which did nothing wrong."""
+    import torch
+
+    if any(module is head for head in heads) or isinstance(module, torch.nn.Embedding):
+        return True
     return not type(module).__module__.startswith("torch.") or next(module.children(), None) is not None
+
+
+def _heads(model: Any) -> tuple[Any, ...]:
+    """The output embeddings (lm_head), where the model says which module they are."""
+    try:
+        head = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return ()
+    return () if head is None else (head,)
 
 
 _SELECTED: WeakKeyDictionary[Any, list[tuple[Any, str, str]]] = WeakKeyDictionary()
@@ -122,8 +137,9 @@ _SELECTED: WeakKeyDictionary[Any, list[tuple[Any, str, str]]] = WeakKeyDictionar
 
 def _selected(model: Any) -> list[tuple[Any, str, str]]:
     if model not in _SELECTED:
+        heads = _heads(model)
         _SELECTED[model] = [(module, path, type(module).__name__) for path, module in model.named_modules()
-                            if _traced(module)]
+                            if _traced(module, heads)]
     return _SELECTED[model]
 
 
@@ -131,7 +147,7 @@ def _selected(model: Any) -> list[tuple[Any, str, str]]:
 class ModuleTrace:
     """Fingerprints of the output of every call of `model`'s submodules (and of the model itself,
     path ""), in the order the calls finish (a parent after its children); torch's own leaf modules
-    are left out (`_traced`).
+    other than embeddings and the output head are left out (`_traced`).
 
     Use as a context manager around the forward passes to trace. One forward hook per traced
     module (the others keep torch's fast path); it only copies the outputs (a model may change a

@@ -87,6 +87,27 @@ def test_planted_vision_change_names_the_vision_tower(
     assert "text-only logits identical" in comparison.describe()
 
 
+@pytest.mark.parametrize("module", ["embed_tokens", "lm_head"])
+def test_planted_weight_change_names_the_module_that_holds_it(
+        qwen2_vl: tuple[Any, Any], baseline: dict[str, Any], monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """A release that loads, ties or re-initialises the token embeddings or the head differently:
+    the first difference is that module, not the next layer that merely receives its output."""
+    load = loader.load_model
+
+    def nudged(*args: Any, **kwargs: Any) -> Any:
+        result = load(*args, **kwargs)
+        with torch.no_grad():
+            getter = "get_input_embeddings" if module == "embed_tokens" else "get_output_embeddings"
+            getattr(result.model, getter)().weight.mul_(1.5)
+        return result
+
+    monkeypatch.setattr(loader, "load_model", nudged)
+    comparison = compare_records(baseline, record_model(*qwen2_vl))
+    assert comparison.status == "drift", comparison.describe()
+    for where in comparison.divergences:
+        assert where.first is not None and where.first.endswith(module), where.describe()
+
+
 class PassThrough(torch.nn.Module):
     """A level a refactor adds around a layer (named `model`, as releases do)."""
 
@@ -118,7 +139,8 @@ def test_planted_noop_refactor_is_not_drift(
     assert comparison.status == "same", comparison.describe()
     where = locate("image", baseline["modules"]["image"], after["modules"]["image"], 1e-4)
     assert where.first is None and where.matched == len(baseline["modules"]["image"])
-    assert where.unmatched_after == ("lm_head",)  # the wrapper's own call: one extra, said, not guessed
+    # the head is traced (get_output_embeddings): the wrapper now stands where the Linear stood
+    assert where.unmatched_after == ()
 
 
 def test_paths_that_cannot_be_matched_are_said_so(baseline: dict[str, Any]) -> None:
@@ -157,10 +179,11 @@ class Doubled(torch.nn.Module):
 def test_tracing_skips_torchs_own_leaves_and_leaves_no_hooks() -> None:
     from compat_tests.fingerprint import ModuleTrace
 
-    model = torch.nn.Sequential(torch.nn.Linear(2, 3), Doubled(), torch.nn.ReLU())
+    model = torch.nn.Sequential(torch.nn.Embedding(4, 2), torch.nn.Linear(2, 3), Doubled(), torch.nn.ReLU())
     with ModuleTrace(model) as trace:
-        model(torch.ones(1, 2))
-    assert [c["path"] for c in trace.calls] == ["1", ""]  # Linear and ReLU compute alike wherever torch is the same
+        model(torch.ones(1, 2, dtype=torch.long))
+    # Linear and ReLU compute alike wherever torch is the same; an embedding's weights may not be
+    assert [c["path"] for c in trace.calls] == ["0", "2", ""]
     assert not any(m._forward_hooks for m in model.modules())
 
 
