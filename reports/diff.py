@@ -24,8 +24,11 @@ DRIFT_ERROR = "Drift"
 """error_type of a cross-release cell whose checkpoint loaded cleanly but computed other logits
 (`compat_tests.probes.compare.DRIFT`): listed apart from checkpoints a release cannot use."""
 
-MAX_ABS_DIFF_SLACK = 1e-6
-"""A logit difference counts as grown only beyond this much, so float noise is not a change."""
+ROUNDING = {"float64": 1e-9, "float32": 1e-5, "float16": 2**-10, "bfloat16": 2**-7}
+"""Growth of a logit difference, relative to the logits' scale, that is rounding and not a change:
+the compute dtype's rtol for one model computing the same numbers two ways
+(`compat_tests.probes.tolerance.SAME_MODEL`). An absolute 1e-6 called one float32 step on logits
+of 4 (1.2e-6) a silent change, and bisect then saw such a cell "change more than once"."""
 
 MESSAGE_CHARS = 200
 """Error messages are cut to this many characters in the terminal view."""
@@ -182,6 +185,15 @@ def surface_losses(before: Cell, after: Cell) -> list[SurfaceLoss]:
             for path in old if path in new and _usable(old[path]) and not _usable(new[path])]
 
 
+def _rounding(before: Cell, after: Cell) -> float:
+    """How much `max_abs_diff` may grow by rounding alone: the dtype's share of the logits' scale
+    (max_abs_diff / rel_diff, as the load probe records both; 1 when neither cell says)."""
+    scales = [abs_diff / rel for cell in (after, before)
+              if (abs_diff := _number(cell.details.get("max_abs_diff"))) is not None
+              and (rel := _number(cell.details.get("rel_diff"))) is not None and rel > 0]
+    return ROUNDING.get(after.dtype or "", ROUNDING["bfloat16"]) * (scales[0] if scales else 1.0)
+
+
 def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
     """What differs between two passing runs of one cell, in the fields that change behaviour."""
     changes = []
@@ -196,7 +208,7 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
         if old_keys != new_keys:
             changes.append(SilentChange(after, field, sorted(old_keys), sorted(new_keys)))
     old_diff, new_diff = _number(before.details.get("max_abs_diff")), _number(after.details.get("max_abs_diff"))
-    if old_diff is not None and new_diff is not None and new_diff > old_diff + MAX_ABS_DIFF_SLACK:
+    if old_diff is not None and new_diff is not None and new_diff > old_diff + _rounding(before, after):
         changes.append(SilentChange(after, "max_abs_diff", old_diff, new_diff))
     old_adapter, new_adapter = _adapter(before), _adapter(after)
     if old_adapter and new_adapter and old_adapter.get("modules") != new_adapter.get("modules"):

@@ -96,6 +96,8 @@ def _pair(tmp_path: Path, old: dict, new: dict):
         ({"details": {"param_count": 10}}, {"details": {"param_count": 12}}, "param_count"),
         ({"details": {"unexpected_keys": ["a"]}}, {"details": {"unexpected_keys": ["a", "b"]}}, "unexpected_keys"),
         ({"details": {"max_abs_diff": 1e-3}}, {"details": {"max_abs_diff": 2e-3}}, "max_abs_diff"),
+        ({"dtype": "bfloat16", "details": {"max_abs_diff": 0.01, "rel_diff": 0.0025}},
+         {"dtype": "bfloat16", "details": {"max_abs_diff": 0.2, "rel_diff": 0.05}}, "max_abs_diff"),
     ],
 )
 def test_silent_changes_in_cells_that_pass_in_both(tmp_path, old, new, field):
@@ -107,6 +109,10 @@ def test_silent_changes_in_cells_that_pass_in_both(tmp_path, old, new, field):
     ("old", "new"),
     [
         ({"details": {"max_abs_diff": 1e-3}}, {"details": {"max_abs_diff": 1e-3 + 1e-8}}),  # float noise
+        # one float32 step on logits of about 4 (seen between releases, bisect called it a change)
+        ({"details": {"max_abs_diff": 0.0, "rel_diff": 0.0}}, {"details": {"max_abs_diff": 1.19e-6, "rel_diff": 3e-7}}),
+        ({"dtype": "bfloat16", "details": {"max_abs_diff": 0.008, "rel_diff": 0.002}},
+         {"dtype": "bfloat16", "details": {"max_abs_diff": 0.012, "rel_diff": 0.003}}),  # bf16 rounding
         ({"details": {"max_abs_diff": 2e-3}}, {"details": {"max_abs_diff": 1e-3}}),  # shrank
         ({"details": {"missing_keys": ["b", "a"]}}, {"details": {"missing_keys": ["a", "b"]}}),  # same set
         ({"details": {"missing_keys": []}}, {"details": {}}),
