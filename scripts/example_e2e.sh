@@ -31,7 +31,11 @@ report = json.load(open("compat-report/report.json"))
 releases = [r["transformers"] for r in report["releases"]]
 cells = report["cells"]
 mine = [c for c in cells if c["strategy"] == "grpo_loader" or c["probe"] == "grpo_one_step"]
-assert len(releases) == 2 and len(cells) == 2 * 2 * 5 * 2, (releases, len(cells))  # 2 strategies x 2 probes x 5 profiles
+# a release's cells: 2 strategies x 2 probes x 5 (model, profile) pairs, plus smart's load in the 3
+# LoRA profiles init writes for Qwen2.5-VL; once on the as-published checkpoint, once round trip
+per_release = 2 * 2 * 5 + 3
+assert len(releases) == 2 and len(cells) == 2 * 2 * per_release, (releases, len(cells))
+assert {c["checkpoint"] for c in cells} == {"as_published", "round_trip"}, {c["checkpoint"] for c in cells}
 for c in mine:
     for role, name in (("strategy", "grpo_loader"), ("probe", "grpo_one_step")):
         if c[role] == name:
@@ -43,7 +47,7 @@ for c in cells:
     if c["strategy"] == "grpo_loader" and c["probe"] == "load" and c["status"] == "pass":
         assert c["load_path"] == "callable:grpo_example.models:load_policy"
         assert c["loaded_class"] == ("Qwen2_5_VLForConditionalGeneration" if c["model"] == "qwen2_5_vl" else "LlamaForCausalLM")
-    if c["strategy"] == "smart":
+    if c["strategy"] == "smart" and not c["expected"]:  # lora_paths is written to break (matrix.yaml says why)
         assert c["status"] == "pass", (c["transformers"], c["cell_id"], c["message"][:300])
 # The finding, kept honest: the trainer's plain call (use_cache=False) breaks the user's
 # loader on 5.x, where `smart` (asserted above) loads the same call.
