@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +39,17 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
+def _staged(path: Path) -> Path:
+    """A private name beside `path` to build it under before the atomic rename: one per process
+    and thread (bisect runs two releases at once from threads of one process; with the pid alone
+    one thread renamed the other's staged link away: FileNotFoundError)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+
+
 def _replace_link(link: Path, target: Path) -> None:
     if link.is_symlink() and link.resolve() == target:
         return
-    staged = link.with_name(f".{link.name}.{os.getpid()}")
+    staged = _staged(link)
     staged.unlink(missing_ok=True)
     staged.symlink_to(target, target_is_directory=True)
     os.replace(staged, link)
@@ -52,7 +60,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged = _staged(path)
     staged.write_text(text, encoding="utf-8")
     os.replace(staged, path)
 
