@@ -234,6 +234,17 @@ def need_labels_in_training(model: Any) -> None:
     _wrap_forward(model, before=require)
 
 
+def need_image_inputs_in_training(model: Any) -> None:
+    """Planted: an image-text model whose train-mode forward raises on a batch without an image,
+    as Gemma3 and PaliGemma in 5.0.0 do ("token_type_ids is required when training", trl#5032)."""
+
+    def require(kwargs: dict[str, Any]) -> None:
+        if model.training and kwargs.get("pixel_values") is None:
+            raise ValueError("planted: an image is required when training")
+
+    _wrap_forward(model, before=require)
+
+
 def keep_logits_one_early(model: Any) -> None:
     """Planted: a training forward (no cache) given `logits_to_keep` keeps the positions one before the
     ones asked for, an off-by-one a model's slicing can have; full logits are right."""

@@ -20,6 +20,7 @@ from tests.probe_fixtures import (  # noqa: F401
     keep_logits_one_early,
     keep_generate_state,
     make_context,
+    need_image_inputs_in_training,
     need_labels_in_training,
     one_thread,
     prefer_image_token,
@@ -160,6 +161,14 @@ def test_input_required_only_in_train_mode_fails_train_forward():
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["train_forward"]
     assert "train-mode forward on a micro-batch of 1 raised ValueError: labels are required when training" in outcome.message
+
+
+def test_text_only_batch_that_breaks_training_fails_text_only_microbatch():
+    """Trainers mix text-only rows into image-text runs; image+text training still works here."""
+    outcome = PROBE.run(make_context("qwen2_vl", need_image_inputs_in_training))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["text_only_microbatch"]
+    assert "a text-only micro-batch in train mode raised ValueError: planted: an image is required" in outcome.message
 
 
 def test_training_forward_passes_logits_to_keep_as_trl_does():
