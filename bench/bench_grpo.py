@@ -10,10 +10,10 @@ the model itself (`grpo_step` changed it), so its `step_s` (`trainer.train()`, w
 import, the load and the trainer's init) is the time compared. trl is imported before the timed
 repeats, as a run pays it once per worker.
 
-TRL runs twice per repeat: as the `trl_grpo` probe runs it (all G x P completions in one
-micro-batch), and at our step's training micro-batch (`micro_batch_sizes[0]` rows, gradient
-accumulation over the rest, generation once for all: the same forwards and backwards our step
-trains with). Prints medians and ratios of wall seconds, and of CPU seconds (`cpu_`: what a busy,
+TRL runs twice per repeat: as the `trl_grpo` probe runs it (our step's training micro-batch,
+`micro_batch_sizes[0]` rows, gradient accumulation over the rest, generation once for all, as the
+GRPO recipes train), and with all G x P completions in one micro-batch (the fewest forwards TRL
+can make, what the probe did before it trained as the recipes do). Prints medians and ratios of wall seconds, and of CPU seconds (`cpu_`: what a busy,
 shared machine inflates least: our whole cell, TRL's `trainer.train()`); nothing here asserts a time.
 
     .tox/tf4_57_6/bin/python bench/bench_grpo.py [--model llama] [--repeats 9] [--threads 1] [--json out.json]
@@ -38,24 +38,21 @@ sys.path.insert(0, str(REPO))
 
 
 @contextlib.contextmanager
-def trl_at_micro_batch(rows: int, steps: int) -> Iterator[None]:
-    """`trl_grpo` builds its GRPOConfig with `rows` per micro-batch and `steps` of gradient accumulation."""
+def trl_in_one_micro_batch() -> Iterator[None]:
+    """`trl_grpo` trains all P x G completions in one micro-batch (no gradient accumulation)."""
     from compat_tests.probes import trl_grpo
 
-    original = trl_grpo.grpo_config
+    original = trl_grpo.micro_batching
 
-    def grpo_config(ctx: Any, trl: Any, output_dir: str) -> tuple[Any, list[str]]:
-        class MicroBatched(trl.GRPOConfig):  # type: ignore[misc,name-defined]
-            def __init__(self, **kwargs: Any) -> None:
-                super().__init__(**{**kwargs, "per_device_train_batch_size": rows, "gradient_accumulation_steps": steps})
+    def one(ctx: Any, options: set[str]) -> Any:
+        total = ctx.settings.grpo.group_size * ctx.settings.grpo.prompts
+        return trl_grpo.MicroBatching(total, 1, "bench: one micro-batch")
 
-        return original(ctx, SimpleNamespace(GRPOConfig=MicroBatched), output_dir)
-
-    trl_grpo.grpo_config = grpo_config
+    trl_grpo.micro_batching = one
     try:
         yield
     finally:
-        trl_grpo.grpo_config = original
+        trl_grpo.micro_batching = original
 
 
 def cpu_timed_train(trl: Any, seconds: list[float]) -> None:
@@ -89,9 +86,6 @@ def run(model: str, repeats: int, threads: int) -> dict[str, list[dict[str, Any]
 
     state = MatrixState(load_matrix(check_model_types=False))
     torch.set_num_threads(threads)
-    grpo = state.matrix.settings.grpo
-    rows = grpo.micro_batch_sizes[0]
-    steps = -(-grpo.group_size * grpo.prompts // rows)
     trained: list[float] = []
     cpu_timed_train(trl, trained)
 
@@ -106,12 +100,12 @@ def run(model: str, repeats: int, threads: int) -> dict[str, list[dict[str, Any]
         cell("load")  # the group's model is loaded when grpo_step runs, as after generate in a matrix run
         return cell("grpo_step")
 
-    def trl_micro_batched() -> dict[str, Any]:
-        with trl_at_micro_batch(rows, steps):
+    def trl_one_micro_batch() -> dict[str, Any]:
+        with trl_in_one_micro_batch():
             return cell("trl_grpo")
 
     kinds: dict[str, Callable[[], dict[str, Any]]] = {"ours": ours, "trl": lambda: cell("trl_grpo"),
-                                                      "trl_micro_batched": trl_micro_batched}
+                                                      "trl_one_micro_batch": trl_one_micro_batch}
     for name, take in list(kinds.items()):  # builds or reads the checkpoint, warms trl up
         first = take()
         if first["status"] == "skipped" and name != "ours":  # an image-text model without torchvision
@@ -143,22 +137,24 @@ def numbers(model: str, repeats: int, records: dict[str, list[dict[str, Any]]]) 
         "grpo_step_phases_s": {key.removesuffix("_s"): median(ours, key) for key in phases},
         "cpu_grpo_step_cell_s": median(ours, "cpu_s"),
     }
-    trl, trl_mb = records.get("trl"), records.get("trl_micro_batched")
-    if not trl or not trl_mb:
+    trl, trl_one = records.get("trl"), records.get("trl_one_micro_batch")
+    if not trl or not trl_one:
         return found
     found.update({
         "trl": trl[0]["details"]["trl"],
+        "trl_micro_batch_rows": trl[0]["details"].get("micro_batch_rows"),
+        "trl_gradient_accumulation_steps": trl[0]["details"].get("gradient_accumulation_steps"),
         "trl_step_s": median(trl, "step_s"),
         "trl_init_s": median(trl, "init_s"),
         "trl_cell_s": median(trl, "duration_s"),
-        "trl_micro_batched_step_s": median(trl_mb, "step_s"),
+        "trl_one_micro_batch_step_s": median(trl_one, "step_s"),
         "cpu_trl_step_s": median(trl, "cpu_s"),
-        "cpu_trl_micro_batched_step_s": median(trl_mb, "cpu_s"),
+        "cpu_trl_one_micro_batch_step_s": median(trl_one, "cpu_s"),
     })
     for prefix in ("", "cpu_"):
         cell = found[f"{prefix}grpo_step_cell_s"]
         found[f"{prefix}ratio_to_trl_step"] = round(cell / found[f"{prefix}trl_step_s"], 3)
-        found[f"{prefix}ratio_to_trl_micro_batched_step"] = round(cell / found[f"{prefix}trl_micro_batched_step_s"], 3)
+        found[f"{prefix}ratio_to_trl_one_micro_batch_step"] = round(cell / found[f"{prefix}trl_one_micro_batch_step_s"], 3)
     return found
 
 

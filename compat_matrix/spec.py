@@ -449,7 +449,8 @@ class GrpoSettings(_Frozen):
     """Sampling seed."""
     micro_batch_sizes: tuple[int, ...] = Field((1, 2), min_length=1)
     """Rows per training forward, as a trainer's per-device batch: the step trains on micro-batches
-    of the first size with gradient accumulation; log-probs at every other size must agree with it."""
+    of the first size with gradient accumulation (so does `trl_grpo`, where its TRL release can);
+    log-probs at every other size must agree with it."""
     gradient_checkpointing: bool = True
     """Train with gradient checkpointing where the model supports it, as most GRPO recipes do."""
 

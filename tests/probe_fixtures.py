@@ -127,7 +127,7 @@ def make_context(
 
 
 def _wrap_forward(model: Any, before: Callable[[dict[str, Any]], None] = lambda kw: None, after: Callable[[dict[str, Any], Any], None] = lambda kw, out: None) -> None:
-    """Replace `model.forward` on this instance; `functools.wraps` keeps the signature `generate` inspects."""
+    """Replace `model.forward` (or a submodule's) on this instance; `functools.wraps` keeps the signature `generate` inspects."""
     original = model.forward
 
     @functools.wraps(original)
@@ -222,6 +222,26 @@ def keep_generate_state(model: Any) -> None:
             output.logits[..., 7] += kept[0][:rows, None].to(output.logits.dtype)
 
     _wrap_forward(model, before=remember, after=reuse)
+
+
+def keep_generation_batch(model: Any) -> None:
+    """Planted: the base model (where Qwen2-VL keeps its cached rope_deltas) keeps state sized to the
+    generation batch, and a forward without a cache reuses it: a training forward of another row count
+    than the generation batch raises; one of the same row count trains. On the base model, not the
+    head, since TRL 1.x's training forward calls the backbone directly (its fused LM head)."""
+    rows: list[int] = []
+
+    def check(kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids")
+        if ids is None:
+            return
+        if kwargs.get("cache", kwargs.get("past_key_values")) is not None:
+            if not _past_length(kwargs):
+                rows[:] = [ids.shape[0]]
+        elif rows and ids.shape[0] != rows[0]:
+            raise RuntimeError(f"planted: state for {rows[0]} rows kept from generate(), a forward of {ids.shape[0]}")
+
+    _wrap_forward(model.base_model, before=check)
 
 
 def need_labels_in_training(model: Any) -> None:

@@ -19,6 +19,7 @@ from tests.probe_fixtures import (  # noqa: F401
     ignore_pixel_values,
     keep_logits_one_early,
     keep_generate_state,
+    keep_generation_batch,
     make_context,
     need_image_inputs_in_training,
     need_labels_in_training,
@@ -154,6 +155,14 @@ def test_state_kept_from_generate_fails_microbatch_match():
     assert outcome.details["failed_checks"] == ["microbatch_match"]
     assert "micro-batches of 2 differ from those on micro-batches of 1" in outcome.message
     assert outcome.details["max_microbatch_diff"]["2"] > 100 * outcome.details["logprob_tolerance"]
+
+
+def test_state_sized_to_the_generation_batch_fails_train_forward():
+    """The base model keeps generate()'s batch size: no training micro-batch size can run, so nothing trains."""
+    outcome = PROBE.run(make_context("llama", keep_generation_batch))
+    assert outcome.status == "fail"
+    assert outcome.details["failed_checks"] == ["train_forward"]
+    assert "a train-mode forward on a micro-batch of 1 raised RuntimeError: planted: state for 8 rows kept from generate()" in outcome.message
 
 
 def test_input_required_only_in_train_mode_fails_train_forward():

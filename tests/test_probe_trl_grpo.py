@@ -3,8 +3,11 @@ the cells TRL cannot run here (no TRL for the release: unsupported; image-text w
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
+from typing import Any
+from unittest import mock
 
 import pytest
 from transformers.utils import is_torchvision_available
@@ -14,10 +17,11 @@ from compat_matrix.spec import TrainingPin
 from compat_tests import training
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.outcomes import CellUnsupported
-from compat_tests.probes.trl_grpo import PROBE, TORCHVISION_MISSING
-from tests.probe_fixtures import MATRIX, make_context, nan_gradients, one_thread  # noqa: F401
+from compat_tests.probes import trl_grpo
+from compat_tests.probes.trl_grpo import PROBE, TORCHVISION_MISSING, MicroBatching
+from tests.probe_fixtures import MATRIX, keep_generation_batch, make_context, nan_gradients, one_thread  # noqa: F401
 
-pytest.importorskip("trl", reason="the unit env installs trl through compat_matrix/install_training.py (tox commands_pre)")
+trl = pytest.importorskip("trl", reason="the unit env installs trl through compat_matrix/install_training.py (tox commands_pre)")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -31,12 +35,45 @@ def test_a_text_model_takes_one_trl_step_and_records_it():
     json.dumps(details, allow_nan=False)
 
 
-def test_nan_gradients_fail_the_trl_step():
-    ctx = make_context("llama", nan_gradients)
+def trl_context(plant: Any) -> Any:
+    """A planted llama context TRL can train: a real tokenizer and a checkpoint to load its reference model from."""
+    ctx = make_context("llama", plant)
     prepared = MatrixState(MATRIX).checkpoints.prepare(MATRIX.model("llama"))
-    ctx.inputs = prepared.inputs  # TRL needs a real tokenizer
-    ctx.model.config._name_or_path = str(prepared.checkpoint.path)  # where TRL loads its reference model from
-    outcome = PROBE.run(ctx)
+    ctx.inputs = prepared.inputs
+    ctx.model.config._name_or_path = str(prepared.checkpoint.path)
+    return ctx
+
+
+def test_trl_trains_in_the_step_settings_micro_batches_after_one_generation():
+    """As the GRPO recipes train (per_device_train_batch_size 1, gradient accumulation): where TRL can
+    generate once for several micro-batches (0.18+), it trains on micro_batch_sizes[0] rows at a time."""
+    record = run_cell(MatrixState(MATRIX), Cell("llama", "smart", "default", "trl_grpo"))
+    details, grpo = record["details"], MATRIX.settings.grpo
+    rows = grpo.group_size * grpo.prompts
+    assert record["status"] == "pass", record["message"]
+    if "steps_per_generation" in {field.name for field in dataclasses.fields(trl.GRPOConfig)}:
+        assert details["micro_batch_rows"] == grpo.micro_batch_sizes[0]
+        assert details["gradient_accumulation_steps"] == rows // grpo.micro_batch_sizes[0]
+        assert "micro_batch_note" not in details
+    else:
+        assert (details["micro_batch_rows"], details["gradient_accumulation_steps"]) == (rows, 1)
+        assert "generates per micro-batch" in details["micro_batch_note"]
+
+
+def test_state_kept_from_generate_breaks_trls_micro_batched_step():
+    """A model whose training forward breaks at a batch size other than generate()'s: TRL's step in one
+    micro-batch of every completion hides it; trained as the recipes train, TRL trips over it."""
+    if "steps_per_generation" not in {field.name for field in dataclasses.fields(trl.GRPOConfig)}:
+        pytest.skip(f"trl {trl.__version__} generates per micro-batch")
+    with pytest.raises(RuntimeError, match="planted: state for 8 rows kept from generate"):
+        PROBE.run(trl_context(keep_generation_batch))
+    one_micro_batch = MicroBatching(MATRIX.settings.grpo.group_size * MATRIX.settings.grpo.prompts, 1)
+    with mock.patch.object(trl_grpo, "micro_batching", lambda ctx, options: one_micro_batch):
+        assert PROBE.run(trl_context(keep_generation_batch)).status == "pass"
+
+
+def test_nan_gradients_fail_the_trl_step():
+    outcome = PROBE.run(trl_context(nan_gradients))
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"][0] == "finite_grads"
     assert "TRL logged grad_norm nan" in outcome.message

@@ -32,15 +32,43 @@ TORCHVISION_MISSING = ("TRL's GRPOTrainer prepares image-text inputs with torchv
                        "from the CPU or CUDA torch index to run these cells)")
 
 
-def grpo_config(ctx: ProbeContext, trl: Any, output_dir: str) -> tuple[Any, list[str]]:
-    """A GRPOConfig for one step of P prompts x G completions, and the options this TRL release lacks
-    (TRL renames options between releases; the ones it does not know are listed in the details)."""
+@dataclasses.dataclass(frozen=True)
+class MicroBatching:
+    """Rows per training micro-batch and accumulation steps TRL gets, and why when not the configured size."""
+
+    rows: int
+    steps: int
+    note: str = ""
+
+
+def micro_batching(ctx: ProbeContext, options: set[str]) -> MicroBatching:
+    """The training micro-batch of `settings.grpo` where this TRL release can generate once for several
+    micro-batches (`steps_per_generation`, TRL 0.18+) and the generation batch splits into whole ones."""
+    grpo = ctx.settings.grpo
+    total, size = grpo.group_size * grpo.prompts, grpo.micro_batch_sizes[0]
+    if size >= total:
+        return MicroBatching(total, 1)
+    if "steps_per_generation" not in options:
+        return MicroBatching(total, 1, f"this TRL release generates per micro-batch (no steps_per_generation): all {total} "
+                                       f"completions train in one micro-batch instead of micro-batches of {size}")
+    if total % size:
+        return MicroBatching(total, 1, f"{total} completions do not split into micro-batches of {size}: "
+                                       "they train in one micro-batch")
+    return MicroBatching(size, total // size)
+
+
+def grpo_config(ctx: ProbeContext, trl: Any, output_dir: str) -> tuple[Any, list[str], MicroBatching]:
+    """A GRPOConfig for one step of P prompts x G completions, the options this TRL release lacks
+    (TRL renames options between releases; the ones it does not know are listed in the details), and
+    the micro-batching it trains with."""
     grpo, settings = ctx.settings.grpo, ctx.settings.trl
+    known = {field.name for field in dataclasses.fields(trl.GRPOConfig)}
+    batching = micro_batching(ctx, known)
     wanted: dict[str, Any] = {
         "output_dir": output_dir,
         "num_generations": grpo.group_size,
-        "per_device_train_batch_size": grpo.group_size * grpo.prompts,
-        "gradient_accumulation_steps": 1,
+        "per_device_train_batch_size": batching.rows,
+        "gradient_accumulation_steps": batching.steps,
         "max_completion_length": grpo.max_new_tokens,
         "max_prompt_length": settings.max_prompt_length,
         "max_steps": 1,
@@ -60,8 +88,8 @@ def grpo_config(ctx: ProbeContext, trl: Any, output_dir: str) -> tuple[Any, list
         "bf16": str(ctx.dtype) == "torch.bfloat16",
         "fp16": str(ctx.dtype) == "torch.float16",
     }
-    known = {field.name for field in dataclasses.fields(trl.GRPOConfig)}
-    return trl.GRPOConfig(**{k: v for k, v in wanted.items() if k in known}), sorted(set(wanted) - known)
+    config = trl.GRPOConfig(**{k: v for k, v in wanted.items() if k in known})
+    return config, sorted(set(wanted) - known), batching
 
 
 def reward_function(ctx: ProbeContext, tokenizer: Any) -> Any:
@@ -109,7 +137,7 @@ class TrlGrpoProbe:
         before = [p.detach().clone() for p in watched]
         dataset = datasets.Dataset.from_dict({"prompt": ctx.inputs.prompts(ctx.settings.grpo.prompts)})
         with tempfile.TemporaryDirectory() as output_dir:
-            config, lacking = grpo_config(ctx, trl, output_dir)
+            config, lacking, batching = grpo_config(ctx, trl, output_dir)
             trainer = trl.GRPOTrainer(model=ctx.model, reward_funcs=reward_function(ctx, tokenizer), args=config,
                                       train_dataset=dataset, processing_class=tokenizer)
             built = time.perf_counter()
@@ -127,6 +155,9 @@ class TrlGrpoProbe:
             "trl": trl.__version__,
             "metrics": metrics,
             "config_options_missing": lacking,
+            "micro_batch_rows": batching.rows,
+            "gradient_accumulation_steps": batching.steps,
+            **({"micro_batch_note": batching.note} if batching.note else {}),
             "max_param_change": plain(changed),
             "import_s": imported - start,
             "init_s": built - imported,
