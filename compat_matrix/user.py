@@ -37,8 +37,10 @@ class ProbeInput:
     inputs: dict[str, Any]
     """Fixed text inputs (`input_ids`, `attention_mask`), on `device`; the same in every release."""
     image_inputs: dict[str, Any] | None
-    """Fixed image+text inputs (what the processor returns for one image and prompt), on `device`;
-    None for text models."""
+    """Fixed image+text inputs (what the processor returns for one image and prompt), on `device`
+    and in the processor's dtypes (float32 pixel values, as training code gets them: casting them
+    to the model's dtype is the model's job, as the built-in `forward` probe leaves it); None for
+    text models."""
     device: str
     """`cpu` or `cuda`."""
     dtype: Any
