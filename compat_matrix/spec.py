@@ -453,6 +453,12 @@ class GrpoSettings(_Frozen):
     log-probs at every other size must agree with it."""
     gradient_checkpointing: bool = True
     """Train with gradient checkpointing where the model supports it, as most GRPO recipes do."""
+    use_reentrant: bool | None = None
+    """Gradient checkpointing's variant (`use_reentrant`) for `grpo_step` and `trl_grpo`. None: each
+    one's own default: `grpo_step` the release's, as `gradient_checkpointing_enable()` and the HF
+    Trainer give it (reentrant before 5.0, non-reentrant from 5.0, transformers#43203; TRL before
+    0.27 keeps it), `trl_grpo` its TRL's (0.27 and later pass False on 4.x, trl#4811). A value
+    applies to both."""
 
     @field_validator("micro_batch_sizes")
     @classmethod

@@ -187,6 +187,12 @@ def freeze(model: Any) -> None:
     model.requires_grad_(False)
 
 
+def freeze_input_embeddings(model: Any) -> None:
+    """A common freezing rule (the input embeddings stay fixed): under reentrant gradient checkpointing
+    the checkpointed decoder layers then see no input that needs a gradient and get none."""
+    model.get_input_embeddings().requires_grad_(False)
+
+
 def leak_between_calls(model: Any) -> None:
     """Planted: state kept on the model object biases every generation after the first one."""
     prefills = [0]

@@ -16,6 +16,7 @@ from tests.probe_fixtures import (  # noqa: F401
     break_batched_training,
     break_checkpointed_backward,
     freeze,
+    freeze_input_embeddings,
     ignore_pixel_values,
     keep_logits_one_early,
     keep_generate_state,
@@ -201,6 +202,19 @@ def test_checkpointing_that_breaks_the_backward_fails_gradient_checkpointing(key
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["gradient_checkpointing"]
     assert "planted: recomputation" in outcome.message and "without it the same micro-batch trains" in outcome.message
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_the_checkpointing_variant_in_settings_is_the_one_trained_with(use_reentrant):
+    """Frozen input embeddings: reentrant checkpointing cuts the decoder layers' gradient, the
+    non-reentrant variant (TRL 0.27+ on 4.x, transformers 5's default) does not."""
+    settings = Settings(grpo=GrpoSettings(use_reentrant=use_reentrant))
+    outcome = PROBE.run(make_context("llama", freeze_input_embeddings, settings=settings))
+    assert outcome.details["use_reentrant"] is use_reentrant
+    if use_reentrant:
+        assert outcome.details["failed_checks"] == ["grad_last_layer"], outcome.message
+    else:
+        assert outcome.status == "pass", outcome.message
 
 
 def test_checkpointing_off_in_settings_trains_without_it():

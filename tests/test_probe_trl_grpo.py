@@ -13,7 +13,7 @@ import pytest
 from transformers.utils import is_torchvision_available
 
 from compat_matrix.cells import Cell
-from compat_matrix.spec import TrainingPin
+from compat_matrix.spec import GrpoSettings, Settings, TrainingPin
 from compat_tests import training
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.outcomes import CellUnsupported
@@ -70,6 +70,14 @@ def test_state_kept_from_generate_breaks_trls_micro_batched_step():
     one_micro_batch = MicroBatching(MATRIX.settings.grpo.group_size * MATRIX.settings.grpo.prompts, 1)
     with mock.patch.object(trl_grpo, "micro_batching", lambda ctx, options: one_micro_batch):
         assert PROBE.run(trl_context(keep_generation_batch)).status == "pass"
+
+
+def test_a_checkpointing_variant_in_settings_reaches_trls_config(tmp_path):
+    ctx = make_context("llama", settings=Settings(grpo=GrpoSettings(use_reentrant=True)))
+    config, _, _ = trl_grpo.grpo_config(ctx, trl, str(tmp_path))
+    assert config.gradient_checkpointing_kwargs == {"use_reentrant": True}
+    config, _, _ = trl_grpo.grpo_config(make_context("llama"), trl, str(tmp_path))
+    assert (config.gradient_checkpointing_kwargs or {}).get("use_reentrant") is not True  # TRL's own choice
 
 
 def test_nan_gradients_fail_the_trl_step():

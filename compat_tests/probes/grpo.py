@@ -178,14 +178,18 @@ def logprobs_by_micro_batch(model: Any, rollout: Rollout, size: int) -> torch.Te
         return torch.cat([completion_logprobs(model, rollout, rows) for rows in rollout.micro_batches(size)])
 
 
-def prepare_training(model: Any, enable_checkpointing: bool) -> bool:
-    """Train mode, and gradient checkpointing where the model supports it, with `config.use_cache`
-    off as trainers set it (a KV cache is useless and incompatible with recomputation); True when on."""
+def prepare_training(model: Any, enable_checkpointing: bool, use_reentrant: bool | None = None) -> bool:
+    """Train mode, and gradient checkpointing where the model supports it (the release's default
+    variant unless `use_reentrant` is given), with `config.use_cache` off as trainers set it (a KV
+    cache is useless and incompatible with recomputation); True when on."""
     model.train()
     if not (enable_checkpointing and getattr(model, "supports_gradient_checkpointing", False)):
         return False
     try:
-        model.gradient_checkpointing_enable()
+        if use_reentrant is None:
+            model.gradient_checkpointing_enable()
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
     except Exception as exc:
         raise StepBroke("gradient_checkpointing", f"gradient_checkpointing_enable() raised {_raised(exc)}") from exc
     model.config.use_cache = False
@@ -305,7 +309,8 @@ def phase(step: Step, name: str) -> Iterator[None]:
 def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor) -> None:
     model, mask, sizes = ctx.model, rollout.mask, step.micro_batch_sizes
     groups = step.groups = parameter_groups(model)
-    step.gradient_checkpointing = prepare_training(model, ctx.settings.grpo.gradient_checkpointing)
+    settings = ctx.settings.grpo
+    step.gradient_checkpointing = prepare_training(model, settings.gradient_checkpointing, settings.use_reentrant)
     adapter = lora_step.watch(model, step.gradient_checkpointing)
     with phase(step, "reference"):
         other_sizes = {size: no_grad_logprobs(model, rollout, size, sizes[0]) for size in sizes[1:]}
@@ -385,6 +390,7 @@ def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
         "logprob_tolerance": step.logprob_tolerance,
         "micro_batch_sizes": list(step.micro_batch_sizes),
         "gradient_checkpointing": step.gradient_checkpointing,
+        "use_reentrant": ctx.settings.grpo.use_reentrant,
         "group_rewards": step.rewards,
         "completion_tokens": step.completion_tokens,
         "grad_norm_head": plain(norms["head"]) if norms else None,

@@ -88,6 +88,8 @@ def grpo_config(ctx: ProbeContext, trl: Any, output_dir: str) -> tuple[Any, list
         "bf16": str(ctx.dtype) == "torch.bfloat16",
         "fp16": str(ctx.dtype) == "torch.float16",
     }
+    if grpo.use_reentrant is not None:  # else TRL's own choice (0.27+ sets False on 4.x)
+        wanted["gradient_checkpointing_kwargs"] = {"use_reentrant": grpo.use_reentrant}
     config = trl.GRPOConfig(**{k: v for k, v in wanted.items() if k in known})
     return config, sorted(set(wanted) - known), batching
 
