@@ -3,7 +3,10 @@ upgrade view compares them, results kept per release for later invocations, outp
 
 An outcome is a cell's result line; two are the same when the status is the same and, for passing
 cells, the upgrade view (`reports.diff`) sees no silent change in either direction (loaded class,
-dtype, parameter count, missing keys, logit drift, API surface).
+dtype, parameter count, missing keys, logit drift, API surface); for failing cells, when the cause is
+the same: the signature the report groups one row per cause by (`reports.signature`), so a release
+where a cell fails for another reason is a boundary too, and a number, path or address inside the
+message never is.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from compat_matrix.spec import Matrix
 from reports.diff import describe_silent, silent_changes, surface_losses
 from reports.load import load_results
 from reports.report import Cell as Result
+from reports.signature import Signature, signature
 
 PREPARE_AHEAD = 2
 """Environments made in the background at once, while a release is tested (2 cores: more only competes)."""
@@ -42,12 +46,24 @@ NOT_AN_OUTCOME_ERRORS = ("InstallError", "HarnessError")
 """The release could not be installed, or its run stopped before the cell: says nothing about it."""
 
 
+def cause(result: Result) -> Signature | None:
+    """The cause the report would group a failing cell under; None for a pass.
+
+    Compared as a same-release cell's: a cross-release bisect's walk meets the writer's own cell (where
+    writer and reader are one release), which must not read as another cause for that alone."""
+    if result.status == "pass":
+        return None
+    return signature(result.probe, result.error_type, result.message or "", False, (result.model, result.hub_id),
+                     result.status)
+
+
 def same_outcome(a: Result, b: Result) -> bool:
-    """Same status and, where both pass, no silent change the upgrade view would report either way."""
+    """Same status and, where both fail, the same cause; where both pass, no silent change the
+    upgrade view would report either way."""
     if a.status != b.status:
         return False
     if a.status != "pass":
-        return True
+        return cause(a) == cause(b)
     return not (silent_changes(a, b) or silent_changes(b, a) or surface_losses(a, b) or surface_losses(b, a))
 
 
@@ -303,24 +319,36 @@ def bisect_cells(matrix: Matrix, matrix_file: Path, cells: list[Cell], releases:
 
 
 def describe_change(boundary: Boundary) -> str:
-    """`pass -> fail (ValueError: ...)`, or the silent changes of a cell that passes on both sides."""
+    """`pass -> fail (ValueError: ...)`; where both sides fail, both causes (`fail -> fail, another
+    cause (OSError: ... -> AttributeError: ...)`); the silent changes of a cell that passes on both sides."""
     before, after = boundary.before, boundary.after
     if before is None or after is None:
         return ""
     if before.status == after.status == "pass":
         changes = silent_changes(before, after) or silent_changes(after, before)
         return "; ".join(describe_silent(c) for c in changes) or "API surface changed"
+    if "pass" not in (before.status, after.status) and cause(before) != cause(after):
+        return f"{before.status} -> {after.status}, another cause ({_error(before, 200)} -> {_error(after, 200)})"
     failing = after if after.status != "pass" else before
-    message = " ".join((failing.message or "").split())[:300]
-    error = f"{failing.error_type}: {message}" if failing.error_type else message
+    error = _error(failing, 300)
     return f"{before.status} -> {after.status}" + (f" ({'was ' if failing is before else ''}{error})" if error else "")
 
 
+def _error(result: Result, chars: int) -> str:
+    """`ValueError: the message` on one line, cut at `chars` characters of message."""
+    message = " ".join((result.message or "").split())[:chars]
+    return f"{result.error_type}: {message}" if result.error_type else message
+
+
 def group_key(boundary: Boundary) -> tuple[Any, ...]:
-    """Cells with one boundary and one change read as one group; all unchanged or undecided cells as one."""
+    """Cells with one boundary and one change read as one group (failing sides by their cause, so a
+    number or a model name in the message does not split a group); all unchanged or undecided cells as one."""
     if boundary.verdict in ("no change", "undecided"):
         return (boundary.verdict,)
-    return (boundary.verdict, boundary.last_good, boundary.first_bad, describe_change(boundary),
+    sides = [None if r is None else (r.status, cause(r)) for r in (boundary.before, boundary.after)]
+    both_pass = all(side is not None and side[0] == "pass" for side in sides)
+    return (boundary.verdict, boundary.last_good, boundary.first_bad, *sides,
+            describe_change(boundary) if both_pass else "",
             tuple(boundary.changes) if boundary.verdict == "changes more than once" else ())
 
 
@@ -364,7 +392,9 @@ def format_text(run: BisectRun) -> str:
 def _outcome_json(result: Result | None) -> dict[str, Any] | None:
     if result is None:
         return None
+    sig = cause(result)
     return {"status": result.status, "error_type": result.error_type, "message": result.message,
+            "cause": None if sig is None else {"stage": sig.stage, "error_type": sig.error_type, "text": sig.text},
             "loaded_class": result.loaded_class, "dtype": result.dtype}
 
 

@@ -366,7 +366,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     """First release where each selected cell takes B's outcome (see compat_matrix/bisect_search.py)."""
     from compat_matrix.bisect_run import bisect_cells, format_text, grouped, to_json
     from compat_matrix.env_cache import EnvCacheError
-    from compat_matrix.record_boundary import propose, record, snippet
+    from compat_matrix.record_boundary import proposals as proposals_for, record, snippet
     from compat_matrix.release_sets import between
 
     matrix = _matrix(args)
@@ -395,8 +395,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         print("bisect interrupted: results so far are stored and reused next time", file=sys.stderr)
         return 130
     by_id = {c.id: c for c in cells}
-    proposals = [p for g in grouped(run_.boundaries)
-                 if (p := propose(matrix, g, by_id, len(g[0].tested), axis)) is not None]
+    proposals = [p for g in grouped(run_.boundaries) for p in proposals_for(matrix, g, by_id, len(g[0].tested), axis)]
     if args.json:
         print(json.dumps(to_json(run_) | {"expectations": [snippet(p) for p in proposals]}, indent=1))
     else:

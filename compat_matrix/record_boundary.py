@@ -8,6 +8,11 @@ older ones do), and a comment on the `transformers:` line says what it rests on.
 bisect puts the range on the side it walked: `transformers:` (the readers, with `saved_by` the one
 writer) or `saved_by:` (the writers, with `transformers` the one reader); only an expectation that
 names `saved_by` is narrowed then, since one without it covers same-release cells too.
+
+A boundary where both sides fail, for another cause on each (`proposals`), splits the ranges of the
+two expectations that record the two causes (the ones covering A and B): each is narrowed to end at
+the boundary. Where one expectation covers both causes, or a side has none, there is nothing to split
+and nothing is written.
 """
 
 from __future__ import annotations
@@ -63,14 +68,60 @@ def narrowed(existing: str, failing_newer: bool, first_new: str) -> str | None:
     return ",".join(sorted([str(s) for s in kept] + [str(_bound(failing_newer, first_new))], key=lambda s: s[0] != ">"))
 
 
+def proposals(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
+              axis: CrossAxis | None = None) -> list[Proposal]:
+    """What `--record` writes for a group of cells sharing one boundary: a status boundary's
+    expectation (`propose`), or a cause boundary's split (`propose_split`)."""
+    before, after = group[0].before, group[0].after
+    if before is not None and after is not None and before.status in FAILING and after.status in FAILING:
+        return propose_split(matrix, group, cells, tested, axis)
+    return [p] if (p := propose(matrix, group, cells, tested, axis)) is not None else []
+
+
+def _is_boundary(boundary: Boundary) -> bool:
+    return (boundary.verdict == "boundary" and boundary.before is not None and boundary.after is not None
+            and bool(boundary.last_good) and bool(boundary.first_bad))
+
+
+def _pair(axis: CrossAxis | None, side: str) -> tuple[str, str | None]:
+    """(reader, writer) of the cells when the walked axis is at release `side`."""
+    if axis is None:
+        return side, None
+    return (side, axis.saved_by) if axis.saved_by else (axis.loaded_by or "", side)
+
+
+def _covering(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], side: str,
+              axis: CrossAxis | None) -> Expectation | None:
+    """The one expectation covering every cell of the group at release `side`; None when none does or
+    several do (one edit would not cover them all), or when a cross-release cell's names no `saved_by`
+    (it covers same-release cells too, which this bisect did not test)."""
+    reader, writer = _pair(axis, side)
+    found = {matrix.expectation_for(matrix.model(cells[b.cell].model), reader, cells[b.cell].strategy,
+                                    cells[b.cell].probe, cells[b.cell].profile, writer) for b in group}
+    current = found.pop() if len(found) == 1 else None
+    return current if current is not None and (axis is None or current.saved_by) else None
+
+
+def _narrowing(current: Expectation, failing_newer: bool, first_new: str, comment: str, model: str,
+               walks: str) -> Proposal | None:
+    """`current` with its walked range ending at the boundary; None when that range has no plain bound there."""
+    spec = narrowed(getattr(current, walks), failing_newer, first_new)
+    if spec is None:
+        return None
+    return Proposal(model, current.status, spec if walks == "transformers" else current.transformers, comment,
+                    current.reason, replaces=current, saved_by=spec if walks == "saved_by" else current.saved_by,
+                    walks=walks)
+
+
 def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
             axis: CrossAxis | None = None) -> Proposal | None:
     """The expectation for a group of cells sharing one boundary; None when no status expresses it
     (both sides pass with a silent change, or both fail). With `axis`, the cells are cross-release ones."""
     first = group[0]
-    if first.verdict != "boundary" or first.before is None or first.after is None or not first.last_good or not first.first_bad:
+    if not _is_boundary(first):
         return None
     before, after = first.before, first.after
+    assert before is not None and after is not None and first.last_good and first.first_bad
     if (before.status in FAILING) == (after.status in FAILING):
         return None
     walks = axis.walks if axis else "transformers"
@@ -79,24 +130,18 @@ def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], teste
     failing = after if after.status in FAILING else before
     failing_newer = (failing is after) == b_newer
     models = {cells[b.cell].model for b in group}
-    if len(models) != 1:
-        return None
-    model = models.pop()
-    entry = matrix.model(model)
     today = dt.date.today().isoformat()
     comment = f"bisect {today}: last good {first.last_good}, first bad {first.first_bad} ({tested} releases tested)"
     failing_side = first.first_bad if failing is after else first.last_good
-    reader, writer = (failing_side, axis.saved_by) if axis and axis.saved_by else (
-        (axis.loaded_by, failing_side) if axis else (failing.transformers, None))
-    found = {matrix.expectation_for(entry, reader or "", cells[b.cell].strategy, cells[b.cell].probe,
-                                    cells[b.cell].profile, writer) for b in group}
-    if (len(found) == 1 and (current := found.pop()) is not None and current.status == failing.status
-            and (axis is None or current.saved_by)):
-        spec = narrowed(getattr(current, walks), failing_newer, first_new)
-        if spec is not None:
-            return Proposal(model, current.status, spec if walks == "transformers" else current.transformers, comment,
-                            current.reason, replaces=current,
-                            saved_by=spec if walks == "saved_by" else current.saved_by, walks=walks)
+    current = _covering(matrix, group, cells, failing_side, axis)
+    if current is not None and current.status == failing.status:
+        found = _narrowing(current, failing_newer, first_new, comment, sorted(models)[0], walks)
+        if found is not None:
+            return found
+    if len(models) != 1:  # a new expectation is written under one model
+        return None
+    model = models.pop()
+    entry = matrix.model(model)
     message = " ".join((failing.message or "").split())
     reason = f"{failing.error_type}: {message}" if failing.error_type else message or f"{failing.status} (bisected)"
     chosen = [cells[b.cell] for b in group]
@@ -108,6 +153,33 @@ def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], teste
         load_kwargs=sorted({c.profile for c in chosen}) if len({c.profile for c in chosen}) < len(entry.load_kwargs) else [],
         saved_by=(f"=={axis.saved_by}" if axis.saved_by else bound) if axis else "", walks=walks,
     )
+
+
+def propose_split(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
+                  axis: CrossAxis | None = None) -> list[Proposal]:
+    """A boundary where both sides fail for another cause: each side's expectation narrowed to end at
+    the boundary, where the two causes are recorded by two expectations (nothing otherwise)."""
+    first = group[0]
+    if not _is_boundary(first):
+        return []
+    assert first.before is not None and first.after is not None and first.last_good and first.first_bad
+    walks = axis.walks if axis else "transformers"
+    b_newer = Version(first.first_bad) > Version(first.last_good)
+    first_new = first.first_bad if b_newer else first.last_good
+    # each cause's expectation is the one at its far end (A, B): the matrix's bound may sit on either
+    # side of the bisected one, so next to the boundary one expectation may cover both releases
+    old = _covering(matrix, group, cells, first.tested[0], axis)
+    new = _covering(matrix, group, cells, first.tested[-1], axis)
+    if old is None or new is None or old == new:
+        return []
+    today = dt.date.today().isoformat()
+    comment = (f"bisect {today}: another cause, same status: last with the old cause {first.last_good}, "
+               f"first with the new {first.first_bad} ({tested} releases tested)")
+    model = sorted({cells[b.cell].model for b in group})[0]
+    sides = ((old, first.before.status, not b_newer), (new, first.after.status, b_newer))
+    found = [_narrowing(current, newer, first_new, comment, model, walks)
+             for current, status, newer in sides if current.status == status]
+    return [p for p in found if p is not None]
 
 
 def _item_lines(proposal: Proposal, indent: str) -> list[str]:

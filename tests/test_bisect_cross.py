@@ -1,6 +1,7 @@
 """`bisect --cross-release`: the search walks the reading or the writing release of a checkpoint,
 against a fake world of releases (who wrote, who read, what happened); results reused across
-invocations from the store; `--record` puts the range on the walked side."""
+invocations from the store; `--record` puts the range on the walked side. A reader that fails for
+another reason is a boundary too, with both causes named, and `--record` splits the two causes' ranges."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any, Callable
 
 import pytest
 
-from compat_matrix.bisect_run import CrossAxis, CrossReleaseOracle, ReleaseOracle, grouped
+from compat_matrix.bisect_run import (BisectRun, CrossAxis, CrossReleaseOracle, ReleaseOracle, describe_change,
+                                      format_text, grouped, same_outcome)
 from compat_matrix.bisect_search import Bisect, Boundary
 from compat_matrix.cells import Cell
 from compat_matrix.layout import results_file
-from compat_matrix.record_boundary import propose, record
+from compat_matrix.record_boundary import proposals, propose, record
 from compat_matrix.releases import env_name
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 from tests.test_record_boundary import result
@@ -25,10 +27,14 @@ RELEASES = ["5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.5.0", "5.6.0"]
 CELL = Cell("qwen2_5_vl", "smart", "default", "forward")
 
 
+Outcome = str | tuple[str, str, str] | None
+"""A status, or (status, error type, message); None: the release says nothing."""
+
+
 class FakeReleases:
     """What `ReleaseOracle.answer` gives, from `status(writer, reader)`; None: says nothing there."""
 
-    def __init__(self, status: Callable[[str, str], str | None], uninstallable: tuple[str, ...] = ()):
+    def __init__(self, status: Callable[[str, str], Outcome], uninstallable: tuple[str, ...] = ()):
         self.status, self.uninstallable = status, uninstallable
         self.runs: list[tuple[str, str | None, tuple[str, ...]]] = []
 
@@ -43,16 +49,62 @@ class FakeReleases:
             if saved_by is None and cell.probe == "load":
                 answers[cell_id] = result(cell, release, "pass")  # the writer's own build
                 continue
-            status = self.status(saved_by or release, release)
-            answers[cell_id] = None if status is None else result(cell, release, status, saved_by=saved_by)
+            got = self.status(saved_by or release, release)
+            if got is None:
+                answers[cell_id] = None
+                continue
+            status, error_type, message = (got, None, "") if isinstance(got, str) else got
+            answers[cell_id] = result(cell, release, status, saved_by=saved_by, error_type=error_type, message=message)
         return answers
 
 
-def search(world: FakeReleases, axis: CrossAxis, releases: list[str] = RELEASES) -> Any:
+def search(world: FakeReleases, axis: CrossAxis, releases: list[str] = RELEASES, cell: Cell = CELL, **options: Any) -> Any:
     oracle = CrossReleaseOracle(world, axis)  # type: ignore[arg-type]
-    search: Bisect[str, Result] = Bisect(releases, oracle, lambda a, b: a.status == b.status)
-    [found] = search.run([CELL.id])
+    search: Bisect[str, Result] = Bisect(releases, oracle, same_outcome, **options)
+    [found] = search.run([cell.id])
     return found
+
+
+def processor_then_tokenizer(first_tokenizer: str, releases: list[str] = RELEASES) -> Callable[[str, str], Outcome]:
+    """Every reader fails: on the processor before `first_tokenizer`, on the tokenizer from it on; each
+    message carries what varies from run to run (a temporary path, a count, an address, a line number)."""
+    def status(writer: str, reader: str) -> Outcome:
+        n = releases.index(reader)
+        if n < releases.index(first_tokenizer):
+            return ("fail", "OSError", f"Can't load /tmp/tmp{n}x9/ckpt-{reader}/preprocessor_config.json "
+                                       f"({n + 2} files, loader at 0x7f{n}a3c)")
+        return ("fail", "AttributeError", f"'list' object has no attribute 'keys' (tokenizer_config.json line {7 * n})")
+    return status
+
+
+@pytest.mark.parametrize("options", [{}, {"parallel": 2}, {"exhaustive": True}])
+def test_a_reader_that_fails_for_another_reason_is_a_boundary_naming_both_causes(options: dict[str, Any]) -> None:
+    world = FakeReleases(processor_then_tokenizer("5.3.0"))
+    found = search(world, CrossAxis(saved_by="4.57.6"), **options)
+    assert (found.verdict, found.last_good, found.first_bad) == ("boundary", "5.2.0", "5.3.0"), found.changes
+    assert found.changes == [(found.changes[0][0], "5.3.0")] and (found.before.status, found.after.status) == ("fail", "fail")
+    said = describe_change(found)
+    assert said.startswith("fail -> fail, another cause (OSError: Can't load "), said
+    assert " -> AttributeError: 'list' object has no attribute 'keys'" in said, said
+    text = format_text(BisectRun(RELEASES, [found], 1.0, found.tested, [], CrossAxis(saved_by="4.57.6")))
+    assert "Last good 5.2.0, first bad 5.3.0 (1 cells)" in text and f"what changed: {said}" in text, text
+
+
+@pytest.mark.parametrize("options", [{}, {"exhaustive": True}])
+def test_only_a_number_path_or_address_changing_in_the_message_is_no_boundary(options: dict[str, Any]) -> None:
+    world = FakeReleases(processor_then_tokenizer("never", [*RELEASES, "never"]))
+    found = search(world, CrossAxis(saved_by="4.57.6"), **options)
+    assert found.verdict == "no change" and found.changes == [], found
+    if not options:
+        assert found.tested == [RELEASES[0], RELEASES[-1]], "the ends agree: nothing between is tested"
+
+
+def test_a_cause_that_changes_and_changes_back_changes_more_than_once() -> None:
+    inner = processor_then_tokenizer("5.2.0")
+    world = FakeReleases(lambda writer, reader: inner(writer, "5.0.0" if reader == "5.4.0" else reader))
+    found = search(world, CrossAxis(saved_by="4.57.6"), exhaustive=True)
+    assert found.verdict == "changes more than once"
+    assert found.changes == [("5.1.0", "5.2.0"), ("5.3.0", "5.4.0"), ("5.4.0", "5.5.0")]
 
 
 def test_the_reader_is_walked_with_the_writer_fixed() -> None:
@@ -161,3 +213,39 @@ def test_record_narrows_a_cross_expectation_on_the_reader_side(matrix_file: Path
     after = matrix_file.read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after) if a != b]
     assert len(changed) == 1 and changed[0][1].strip().startswith('transformers: "<5.0.0"  # bisect '), changed
+
+
+READERS = ["4.55.4", "4.56.0", "4.56.1", "4.56.2", "4.57.1"]
+
+
+def test_record_splits_the_two_causes_ranges_at_the_boundary(matrix_file: Path) -> None:
+    """Gemma3 read from 5.0.0's checkpoints: the processor's expectation (`<4.56.0`) and the tokenizer's
+    (`>=4.56.0,<5`) are two; a boundary bisected at 4.56.1 moves the bound of both, and nothing else."""
+    cell = Cell("gemma3", "smart", "default", "load")
+    axis = CrossAxis(saved_by="5.0.0")
+    found = search(FakeReleases(processor_then_tokenizer("4.56.1", READERS)), axis, READERS, cell)
+    assert (found.last_good, found.first_bad) == ("4.56.0", "4.56.1")
+    [group] = grouped([found])
+    written = proposals(load_matrix(matrix_file), group, {cell.id: cell}, len(found.tested), axis)
+    assert sorted(p.transformers for p in written) == [">=4.50.0,<4.56.1", ">=4.56.1,<5"], written
+    before = matrix_file.read_text().splitlines()
+    record(matrix_file, written)
+    after = matrix_file.read_text().splitlines()
+    changed = [b for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and len(changed) == 2, changed
+    assert all("another cause, same status: last with the old cause 4.56.0, first with the new 4.56.1" in c
+               for c in changed), changed
+    matrix = load_matrix(matrix_file)
+    entry = matrix.model("gemma3")
+    reasons = [matrix.expectation_for(entry, reader, "smart", "load", "default", "5.0.0").reason  # type: ignore[union-attr]
+               for reader in ("4.56.0", "4.56.1")]
+    assert "processor" in reasons[0] and "extra_special_tokens" in reasons[1], reasons
+
+
+def test_one_expectation_covering_both_causes_is_not_split(matrix_file: Path) -> None:
+    """llama: one expectation (`saved_by >=5`, readers `<5`) covers every 4.x reader."""
+    cell = Cell("llama", "smart", "default", "load")
+    axis = CrossAxis(saved_by="5.0.0")
+    found = search(FakeReleases(processor_then_tokenizer("4.56.1", READERS)), axis, READERS, cell)
+    assert found.verdict == "boundary"
+    assert proposals(load_matrix(matrix_file), [found], {cell.id: cell}, len(found.tested), axis) == []

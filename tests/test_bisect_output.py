@@ -1,6 +1,7 @@
 """bisect end to end with a planted runner instead of tox: an uninstallable and a skipping release are
 stepped over (and an install failure is not stored, so the next invocation tries again), a cell that
-changes twice says so, cells sharing a boundary are one group, and --json says the same."""
+changes twice says so, cells sharing a boundary are one group, a cell failing throughout for another
+reason from one release on gets that release (and a number in its message none), and --json says the same."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ RELEASES = ["5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.5.0", "5.6.0", "5.7.
 SHARED = [Cell("llama", "smart", "default", "forward"), Cell("llama", "explicit_class", "default", "forward")]
 TWICE = Cell("qwen2", "smart", "default", "forward")
 UNINSTALLABLE, SKIPPING = "5.7.0", "5.6.0"
+CAUSE = Cell("gemma3", "smart", "default", "load")  # fails throughout: on the processor, from 5.4.0 on the tokenizer
+NUMBERS = Cell("gemma3", "smart", "default", "forward")  # fails throughout, the same way: only numbers in it change
 
 
 def status(cell: Cell, release: str) -> str:
@@ -50,6 +53,13 @@ class PlantedRuns:
                 line = result(cell, release, "error", error_type="InstallError", message="no wheel for this Python")
             elif release == SKIPPING:
                 line = result(cell, release, "skipped", message="needs torchvision")
+            elif cell in (CAUSE, NUMBERS):
+                index = RELEASES.index(release)
+                line = result(cell, release, "fail", error_type="OSError",
+                              message=f"no preprocessor_config.json in /tmp/tmp{index}q/ckpt ({index * 3} files)")
+                if cell == CAUSE and index >= 4:
+                    line = result(cell, release, "fail", error_type="AttributeError",
+                                  message=f"'list' object has no attribute 'keys' (line {index})")
             else:
                 line = result(cell, release, status(cell, release), message="ValueError: boom")
             lines.append(line.model_dump(mode="json", exclude={"origin"}) | {"env": env_name(release)})
@@ -148,3 +158,23 @@ def test_two_releases_at_once_give_the_same_answers_and_run_no_cell_twice(tmp_pa
     assert [(found[c.id].last_good, found[c.id].first_bad) for c in SHARED] == [("5.4.0", "5.5.0")] * 2
     assert found[TWICE.id].verdict == "changes more than once"
     assert len(planted.cells_ran) == len(set(planted.cells_ran)), f"a cell ran twice in a release: {planted.cells_ran}"
+
+
+@pytest.mark.parametrize("options", [{}, {"jobs": 2}, {"exhaustive": True}])
+def test_another_cause_with_the_same_status_is_a_boundary_and_a_number_is_none(
+        tmp_path: Path, planted: PlantedRuns, options: dict[str, Any]) -> None:
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    run = bisect_cells(matrix, DEFAULT_MATRIX, [CAUSE, NUMBERS], RELEASES, tmp_path / "runs", 2, reuse=False,
+                       stream=io.StringIO(), **options)
+    found = {b.cell: b for b in run.boundaries}
+    assert (found[CAUSE.id].verdict, found[CAUSE.id].last_good, found[CAUSE.id].first_bad) == ("boundary", "5.3.0", "5.4.0")
+    assert found[NUMBERS.id].verdict == "no change", found[NUMBERS.id]
+    text = format_text(run)
+    assert "Last good 5.3.0, first bad 5.4.0 (1 cells)\n  what changed: fail -> fail, another cause (OSError: no " \
+           "preprocessor_config.json in /tmp/tmp0q/ckpt (0 files) -> AttributeError: 'list' object has no attribute " \
+           "'keys' (line 4))" in text, text
+    assert "No change between 5.0.0 and 5.8.0 (1 cells)" in text, text
+    out = {c["cell_id"]: c for c in to_json(run)["cells"]}
+    before, after = out[CAUSE.id]["before"]["cause"], out[CAUSE.id]["after"]["cause"]
+    assert (before["error_type"], after["error_type"]) == ("OSError", "AttributeError")
+    assert before["text"] == "no preprocessor_config.json in ‹path› (‹n› files)", before

@@ -81,7 +81,23 @@ def test_outcomes_differ_by_status_or_by_a_silent_change_the_upgrade_view_report
     assert same_outcome(base, result(cell, "5.1.0", "pass", loaded_class="LlamaForCausalLM"))
     assert not same_outcome(base, result(cell, "5.1.0", "pass", loaded_class="LlamaModel"))
     assert not same_outcome(base, result(cell, "5.1.0", "fail"))
-    assert same_outcome(result(cell, "5.0.0", "fail", message="a"), result(cell, "5.1.0", "fail", message="b"))
+    assert not same_outcome(result(cell, "5.0.0", "fail", message="a"), result(cell, "5.1.0", "fail", message="b"))
+
+
+def test_a_failing_cell_keeps_its_outcome_while_only_a_number_path_or_address_in_its_message_changes() -> None:
+    """The cause is the report's (reports/signature.py): what varies between runs never makes a boundary."""
+    cell = Cell("llama", "smart", "default", "load")
+
+    def failing(release: str, message: str, error_type: str = "OSError") -> Result:
+        return result(cell, release, "fail", error_type=error_type, message=message)
+
+    base = failing("5.0.0", "Can't load /tmp/tmpa1b2/llama-5.0.0/preprocessor_config.json: 3 files, object at 0x7f3a9c")
+    for same in ("Can't load /work/cache/x/llama-5.1.0/preprocessor_config.json: 12 files, object at 0x55d0e1",
+                 "Can't load   /tmp/q/preprocessor_config.json: 3 files, object at 0xdeadbeef\n  File line 812"):
+        assert same_outcome(base, failing("5.1.0", same)), same
+    assert not same_outcome(base, failing("5.1.0", "'list' object has no attribute 'keys'", "AttributeError"))
+    assert not same_outcome(base, failing("5.1.0", base.message, "ValueError")), "another error type is another cause"
+    assert not same_outcome(base, result(cell, "5.1.0", "error", error_type="OSError", message=base.message))
 
 
 def test_unchanged_cells_are_one_group_and_a_shared_boundary_one_group() -> None:
