@@ -10,9 +10,9 @@ writer) or `saved_by:` (the writers, with `transformers` the one reader); only a
 names `saved_by` is narrowed then, since one without it covers same-release cells too.
 
 A boundary where both sides fail, for another cause on each (`proposals`), splits the ranges of the
-two expectations that record the two causes (the ones covering A and B): each is narrowed to end at
-the boundary. Where one expectation covers both causes, or a side has none, there is nothing to split
-and nothing is written.
+two expectations that record the two causes (the ones covering A and B) at the boundary: the one
+tried first ends there, the other is moved only where it does not reach it. Where one expectation
+covers both causes, or a side has none, there is nothing to split and nothing is written.
 """
 
 from __future__ import annotations
@@ -157,29 +157,40 @@ def propose(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], teste
 
 def propose_split(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
                   axis: CrossAxis | None = None) -> list[Proposal]:
-    """A boundary where both sides fail for another cause: each side's expectation narrowed to end at
-    the boundary, where the two causes are recorded by two expectations (nothing otherwise)."""
+    """A boundary where both sides fail for another cause, each recorded by its own expectation (the
+    ones covering A and B): the one tried first ends at the boundary (it shadows the other there, so
+    it alone decides where the split lies), and the other reaches the boundary where it does not yet.
+    Nothing otherwise: the later one may cover other cells, which must keep it beyond the boundary."""
     first = group[0]
     if not _is_boundary(first):
         return []
     assert first.before is not None and first.after is not None and first.last_good and first.first_bad
+    old = _covering(matrix, group, cells, first.tested[0], axis)
+    new = _covering(matrix, group, cells, first.tested[-1], axis)
+    if old is None or new is None or old == new or (old.status, new.status) != (first.before.status, first.after.status):
+        return []
     walks = axis.walks if axis else "transformers"
     b_newer = Version(first.first_bad) > Version(first.last_good)
     first_new = first.first_bad if b_newer else first.last_good
-    # each cause's expectation is the one at its far end (A, B): the matrix's bound may sit on either
-    # side of the bisected one, so next to the boundary one expectation may cover both releases
-    old = _covering(matrix, group, cells, first.tested[0], axis)
-    new = _covering(matrix, group, cells, first.tested[-1], axis)
-    if old is None or new is None or old == new:
-        return []
     today = dt.date.today().isoformat()
     comment = (f"bisect {today}: another cause, same status: last with the old cause {first.last_good}, "
                f"first with the new {first.first_bad} ({tested} releases tested)")
     model = sorted({cells[b.cell].model for b in group})[0]
-    sides = ((old, first.before.status, not b_newer), (new, first.after.status, b_newer))
-    found = [_narrowing(current, newer, first_new, comment, model, walks)
-             for current, status, newer in sides if current.status == status]
-    return [p for p in found if p is not None]
+    order = matrix.expectation_order(matrix.model(model), axis is not None)
+    # (expectation, whether its side is the newer releases, the release on its side of the boundary)
+    sides = sorted([(old, not b_newer, first.last_good), (new, b_newer, first.first_bad)], key=lambda s: order.index(s[0]))
+    (front, front_newer, _), (back, back_newer, back_side) = sides
+    edits = [_narrowing(front, front_newer, first_new, comment, model, walks)]
+    if not _matches_all(back, group, cells, back_side, axis):
+        edits.append(_narrowing(back, back_newer, first_new, comment, model, walks))
+    return [p for p in edits if p is not None]
+
+
+def _matches_all(expectation: Expectation, group: list[Boundary], cells: dict[str, Cell], side: str,
+                 axis: CrossAxis | None) -> bool:
+    reader, writer = _pair(axis, side)
+    return all(expectation.matches(cells[b.cell].model, reader, cells[b.cell].strategy, cells[b.cell].probe,
+                                   cells[b.cell].profile, writer) for b in group)
 
 
 def _item_lines(proposal: Proposal, indent: str) -> list[str]:

@@ -670,13 +670,17 @@ class Matrix(_Frozen):
 
         For a cross-release cell, expectations that name `saved_by` come first: an unreadable
         checkpoint fails every strategy, whatever a strategy would do with a readable one."""
-        ordered = (*entry.expectations, *self.expectations)
-        if saved_by is not None:
-            ordered = (*(e for e in ordered if e.saved_by), *(e for e in ordered if not e.saved_by))
-        for expectation in ordered:
+        for expectation in self.expectation_order(entry, saved_by is not None):
             if expectation.matches(entry.key, version, strategy, probe, profile, saved_by):
                 return expectation
         return None
+
+    def expectation_order(self, entry: ModelEntry, cross_release: bool = False) -> tuple[Expectation, ...]:
+        """The order `expectation_for` tries a model's expectations in (the first match wins)."""
+        ordered = (*entry.expectations, *self.expectations)
+        if cross_release:
+            ordered = (*(e for e in ordered if e.saved_by), *(e for e in ordered if not e.saved_by))
+        return ordered
 
     def training_pin(self, package: str, release: str) -> str | None:
         """The version `training_pins` fixes for `package` in `release` (first match), or None."""

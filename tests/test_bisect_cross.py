@@ -215,37 +215,66 @@ def test_record_narrows_a_cross_expectation_on_the_reader_side(matrix_file: Path
     assert len(changed) == 1 and changed[0][1].strip().startswith('transformers: "<5.0.0"  # bisect '), changed
 
 
-READERS = ["4.55.4", "4.56.0", "4.56.1", "4.56.2", "4.57.1"]
-
-
-def test_record_splits_the_two_causes_ranges_at_the_boundary(matrix_file: Path) -> None:
-    """Gemma3 read from 5.0.0's checkpoints: the processor's expectation (`<4.56.0`) and the tokenizer's
-    (`>=4.56.0,<5`) are two; a boundary bisected at 4.56.1 moves the bound of both, and nothing else."""
+@pytest.mark.parametrize(("readers", "first_tokenizer", "edits"), [
+    # later than the matrix says: the processor's expectation, tried first, ends there; the tokenizer's reaches it already
+    (["4.55.4", "4.56.0", "4.56.1", "4.56.2", "4.57.1"], "4.56.1", [">=4.50.0,<4.56.1"]),
+    # earlier: the tokenizer's expectation must start there too, or nothing would cover 4.55.4
+    (["4.55.3", "4.55.4", "4.56.0", "4.56.1", "4.57.1"], "4.55.4", [">=4.50.0,<4.55.4", ">=4.55.4,<5"]),
+])
+def test_record_splits_the_two_causes_ranges_at_the_boundary(matrix_file: Path, readers: list[str], first_tokenizer: str,
+                                                              edits: list[str]) -> None:
+    """Gemma3 read from 5.0.0's checkpoints: the processor's expectation (`>=4.50.0,<4.56.0`) and the
+    tokenizer's (`>=4.56.0,<5`) are two; after --record, each reader meets the one of its own cause."""
     cell = Cell("gemma3", "smart", "default", "load")
     axis = CrossAxis(saved_by="5.0.0")
-    found = search(FakeReleases(processor_then_tokenizer("4.56.1", READERS)), axis, READERS, cell)
-    assert (found.last_good, found.first_bad) == ("4.56.0", "4.56.1")
+    found = search(FakeReleases(processor_then_tokenizer(first_tokenizer, readers)), axis, readers, cell)
+    assert found.first_bad == first_tokenizer
     [group] = grouped([found])
     written = proposals(load_matrix(matrix_file), group, {cell.id: cell}, len(found.tested), axis)
-    assert sorted(p.transformers for p in written) == [">=4.50.0,<4.56.1", ">=4.56.1,<5"], written
+    assert [p.transformers for p in written] == edits, written
     before = matrix_file.read_text().splitlines()
     record(matrix_file, written)
     after = matrix_file.read_text().splitlines()
     changed = [b for a, b in zip(before, after) if a != b]
-    assert len(before) == len(after) and len(changed) == 2, changed
-    assert all("another cause, same status: last with the old cause 4.56.0, first with the new 4.56.1" in c
-               for c in changed), changed
+    assert len(before) == len(after) and len(changed) == len(edits), changed
+    assert all(f"another cause, same status: last with the old cause {found.last_good}, first with the new "
+               f"{first_tokenizer}" in c for c in changed), changed
     matrix = load_matrix(matrix_file)
     entry = matrix.model("gemma3")
-    reasons = [matrix.expectation_for(entry, reader, "smart", "load", "default", "5.0.0").reason  # type: ignore[union-attr]
-               for reader in ("4.56.0", "4.56.1")]
-    assert "processor" in reasons[0] and "extra_special_tokens" in reasons[1], reasons
+    for reader in readers:
+        expected = matrix.expectation_for(entry, reader, "smart", "load", "default", "5.0.0")
+        assert expected is not None
+        cause = "extra_special_tokens" if readers.index(reader) >= readers.index(first_tokenizer) else "processor"
+        assert cause in expected.reason, (reader, expected.reason)
+
+
+def test_an_expectation_shadowed_past_the_boundary_keeps_its_range(matrix_file: Path) -> None:
+    """Qwen2-VL's explicit_class forward on 5.0.0's checkpoints: the rope error until 4.56.2, then the
+    `architectures` one (`==4.57.*`, tried first for explicit_class). The rope expectation also covers
+    every other strategy in 4.57: it must not end at 4.57.1, and the `==` range already says it."""
+    cell = Cell("qwen2_vl", "explicit_class", "default", "forward")
+    axis = CrossAxis(saved_by="5.0.0")
+    readers = ["4.56.0", "4.56.1", "4.56.2", "4.57.1", "4.57.6"]
+
+    def world(writer: str, reader: str) -> Outcome:
+        if reader < "4.57":
+            return ("fail", "TypeError", "'NoneType' object is not subscriptable")
+        return ("fail", "ValueError", "not run, the load failed: no class named in config.architectures")
+
+    found = search(FakeReleases(world), axis, readers, cell)
+    assert (found.last_good, found.first_bad) == ("4.56.2", "4.57.1")
+    matrix = load_matrix(matrix_file)
+    assert matrix.expectation_for(matrix.model("qwen2_vl"), "4.56.2", "explicit_class", "forward", "default",
+                                  "5.0.0") != matrix.expectation_for(matrix.model("qwen2_vl"), "4.57.1",
+                                                                     "explicit_class", "forward", "default", "5.0.0")
+    assert proposals(matrix, [found], {cell.id: cell}, len(found.tested), axis) == []
 
 
 def test_one_expectation_covering_both_causes_is_not_split(matrix_file: Path) -> None:
     """llama: one expectation (`saved_by >=5`, readers `<5`) covers every 4.x reader."""
+    readers = ["4.55.4", "4.56.0", "4.56.1", "4.56.2", "4.57.1"]
     cell = Cell("llama", "smart", "default", "load")
     axis = CrossAxis(saved_by="5.0.0")
-    found = search(FakeReleases(processor_then_tokenizer("4.56.1", READERS)), axis, READERS, cell)
+    found = search(FakeReleases(processor_then_tokenizer("4.56.1", readers)), axis, readers, cell)
     assert found.verdict == "boundary"
     assert proposals(load_matrix(matrix_file), [found], {cell.id: cell}, len(found.tested), axis) == []
