@@ -397,7 +397,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     by_id = {c.id: c for c in cells}
     proposals = [p for g in grouped(run_.boundaries) for p in proposals_for(matrix, g, by_id, len(g[0].tested), axis)]
     if args.json:
-        print(json.dumps(to_json(run_) | {"expectations": [snippet(p) for p in proposals]}, indent=1))
+        print(json.dumps(to_json(run_) | {"expectations": list(dict.fromkeys(snippet(p) for p in proposals))}, indent=1))
     else:
         print(format_text(run_))
     if args.record and proposals:
@@ -411,7 +411,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         print("\n".join(f"recorded in {args.matrix}: {c}" for c in changes), file=sys.stderr)
     elif proposals and not args.json:
         print("Expectations to paste into matrix.yaml (or run with --record):\n")
-        print("\n".join(snippet(p) for p in proposals))
+        print("\n".join(dict.fromkeys(snippet(p) for p in proposals)))  # groups sharing an expectation: once
     return 0
 
 

@@ -71,11 +71,15 @@ def narrowed(existing: str, failing_newer: bool, first_new: str) -> str | None:
 def proposals(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tested: int,
               axis: CrossAxis | None = None) -> list[Proposal]:
     """What `--record` writes for a group of cells sharing one boundary: a status boundary's
-    expectation (`propose`), or a cause boundary's split (`propose_split`)."""
+    expectation (`propose`), or a cause boundary's split (`propose_split`). A cause boundary is
+    split per model: one cause is often recorded by other expectations for other models."""
     before, after = group[0].before, group[0].after
-    if before is not None and after is not None and before.status in FAILING and after.status in FAILING:
-        return propose_split(matrix, group, cells, tested, axis)
-    return [p] if (p := propose(matrix, group, cells, tested, axis)) is not None else []
+    if before is None or after is None or before.status not in FAILING or after.status not in FAILING:
+        return [p] if (p := propose(matrix, group, cells, tested, axis)) is not None else []
+    by_model: dict[str, list[Boundary]] = {}
+    for boundary in group:
+        by_model.setdefault(cells[boundary.cell].model, []).append(boundary)
+    return [p for part in by_model.values() for p in propose_split(matrix, part, cells, tested, axis)]
 
 
 def _is_boundary(boundary: Boundary) -> bool:

@@ -248,6 +248,26 @@ def test_record_splits_the_two_causes_ranges_at_the_boundary(matrix_file: Path, 
         assert cause in expected.reason, (reader, expected.reason)
 
 
+def test_one_cause_boundary_over_two_models_splits_each_models_expectations(matrix_file: Path) -> None:
+    """Gemma3 and PaliGemma fail for the same two causes (one group), but the processor cause is recorded
+    by a different expectation for each: both are split."""
+    readers = ["4.55.4", "4.56.0", "4.56.1", "4.56.2", "4.57.1"]
+    chosen = [Cell(model, "smart", "default", "load") for model in ("gemma3", "paligemma")]
+    axis = CrossAxis(saved_by="5.0.0")
+    oracle = CrossReleaseOracle(FakeReleases(processor_then_tokenizer("4.56.1", readers)), axis)  # type: ignore[arg-type]
+    bisect: Bisect[str, Result] = Bisect(readers, oracle, same_outcome)
+    found = bisect.run([c.id for c in chosen])
+    [group] = grouped(found)
+    written = proposals(load_matrix(matrix_file), group, {c.id: c for c in chosen}, len(found[0].tested), axis)
+    assert sorted((p.model, p.transformers) for p in written) == [("gemma3", ">=4.50.0,<4.56.1"),
+                                                                   ("paligemma", "<4.56.1")], written
+    record(matrix_file, written)
+    matrix = load_matrix(matrix_file)
+    for cell in chosen:
+        expected = matrix.expectation_for(matrix.model(cell.model), "4.56.0", "smart", "load", "default", "5.0.0")
+        assert expected is not None and "processor" in expected.reason, (cell, expected)
+
+
 def test_an_expectation_shadowed_past_the_boundary_keeps_its_range(matrix_file: Path) -> None:
     """Qwen2-VL's explicit_class forward on 5.0.0's checkpoints: the rope error until 4.56.2, then the
     `architectures` one (`==4.57.*`, tried first for explicit_class). The rope expectation also covers
