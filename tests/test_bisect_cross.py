@@ -105,6 +105,14 @@ def test_a_cause_that_changes_and_changes_back_changes_more_than_once() -> None:
     found = search(world, CrossAxis(saved_by="4.57.6"), exhaustive=True)
     assert found.verdict == "changes more than once"
     assert found.changes == [("5.1.0", "5.2.0"), ("5.3.0", "5.4.0"), ("5.4.0", "5.5.0")]
+    for options in ({}, {"parallel": 2}):  # a bisection: a real change point with agreeing neighbours, or the warning
+        found = search(world, CrossAxis(saved_by="4.57.6"), **options)
+        if found.verdict == "boundary":
+            low, high = RELEASES.index(found.last_good), RELEASES.index(found.first_bad)
+            kinds = [world.status("4.57.6", RELEASES[i])[1] for i in (max(low - 1, 0), low, high, min(high + 1, len(RELEASES) - 1))]  # type: ignore[index]
+            assert high == low + 1 and kinds == ["OSError", "OSError", "AttributeError", "AttributeError"], found
+        else:
+            assert found.verdict == "changes more than once", found
 
 
 def test_the_reader_is_walked_with_the_writer_fixed() -> None:
