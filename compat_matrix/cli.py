@@ -366,7 +366,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     """First release where each selected cell takes B's outcome (see compat_matrix/bisect_search.py)."""
     from compat_matrix.bisect_run import bisect_cells, format_text, grouped, to_json
     from compat_matrix.env_cache import EnvCacheError
-    from compat_matrix.record_boundary import proposals as proposals_for, record, snippet
+    from compat_matrix.record_boundary import proposals as proposals_for, record, snippet, unsplit
     from compat_matrix.release_sets import between
 
     matrix = _matrix(args)
@@ -412,6 +412,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     elif proposals and not args.json:
         print("Expectations to paste into matrix.yaml (or run with --record):\n")
         print("\n".join(dict.fromkeys(snippet(p) for p in proposals)))  # groups sharing an expectation: once
+    for note in dict.fromkeys(n for g in grouped(run_.boundaries) for n in unsplit(matrix, g, by_id, axis)):
+        print(f"not recorded: {note}", file=sys.stderr)
     return 0
 
 

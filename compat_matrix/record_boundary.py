@@ -76,10 +76,37 @@ def proposals(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], tes
     before, after = group[0].before, group[0].after
     if before is None or after is None or before.status not in FAILING or after.status not in FAILING:
         return [p] if (p := propose(matrix, group, cells, tested, axis)) is not None else []
+    return [p for part in _by_model(group, cells).values() for p in propose_split(matrix, part, cells, tested, axis)]
+
+
+def _by_model(group: list[Boundary], cells: dict[str, Cell]) -> dict[str, list[Boundary]]:
     by_model: dict[str, list[Boundary]] = {}
     for boundary in group:
         by_model.setdefault(cells[boundary.cell].model, []).append(boundary)
-    return [p for part in by_model.values() for p in propose_split(matrix, part, cells, tested, axis)]
+    return by_model
+
+
+def unsplit(matrix: Matrix, group: list[Boundary], cells: dict[str, Cell], axis: CrossAxis | None = None) -> list[str]:
+    """For a cause boundary `--record` cannot write and the matrix does not already split at: per
+    model, what stands in the way (said, so that no boundary is dropped silently)."""
+    first = group[0]
+    if not _is_boundary(first):
+        return []
+    assert first.before is not None and first.after is not None and first.last_good and first.first_bad
+    if first.before.status not in FAILING or first.after.status not in FAILING:
+        return []
+    notes = []
+    for model, part in _by_model(group, cells).items():
+        old, last, after, new = (_covering(matrix, part, cells, side, axis) for side in
+                                 (first.tested[0], first.last_good, first.first_bad, first.tested[-1]))
+        if (old is not None and old != new and (last, after) == (old, new)) or propose_split(matrix, part, cells, 0, axis):
+            continue
+        why = ("one expectation covers both causes" if old is not None and old == new else
+               "one of the causes has no expectation of its own" if old is None or new is None else
+               "the expectations cannot be narrowed to it (an `==` range, or another status)")
+        notes.append(f"{model}: the cause changes between {first.last_good} and {first.first_bad}, but {why}: "
+                     f"split the range by hand")
+    return notes
 
 
 def _is_boundary(boundary: Boundary) -> bool:

@@ -17,7 +17,7 @@ from compat_matrix.bisect_run import (BisectRun, CrossAxis, CrossReleaseOracle, 
 from compat_matrix.bisect_search import Bisect, Boundary
 from compat_matrix.cells import Cell
 from compat_matrix.layout import results_file
-from compat_matrix.record_boundary import proposals, propose, record
+from compat_matrix.record_boundary import proposals, propose, record, unsplit
 from compat_matrix.releases import env_name
 from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 from tests.test_record_boundary import result
@@ -240,6 +240,7 @@ def test_record_splits_the_two_causes_ranges_at_the_boundary(matrix_file: Path, 
     [group] = grouped([found])
     written = proposals(load_matrix(matrix_file), group, {cell.id: cell}, len(found.tested), axis)
     assert [p.transformers for p in written] == edits, written
+    assert unsplit(load_matrix(matrix_file), group, {cell.id: cell}, axis) == [], "--record writes it"
     before = matrix_file.read_text().splitlines()
     record(matrix_file, written)
     after = matrix_file.read_text().splitlines()
@@ -296,6 +297,7 @@ def test_an_expectation_shadowed_past_the_boundary_keeps_its_range(matrix_file: 
                                   "5.0.0") != matrix.expectation_for(matrix.model("qwen2_vl"), "4.57.1",
                                                                      "explicit_class", "forward", "default", "5.0.0")
     assert proposals(matrix, [found], {cell.id: cell}, len(found.tested), axis) == []
+    assert unsplit(matrix, [found], {cell.id: cell}, axis) == [], "the matrix splits there already: nothing to say"
 
 
 def test_one_expectation_covering_both_causes_is_not_split(matrix_file: Path) -> None:
@@ -306,3 +308,5 @@ def test_one_expectation_covering_both_causes_is_not_split(matrix_file: Path) ->
     found = search(FakeReleases(processor_then_tokenizer("4.56.1", readers)), axis, readers, cell)
     assert found.verdict == "boundary"
     assert proposals(load_matrix(matrix_file), [found], {cell.id: cell}, len(found.tested), axis) == []
+    assert unsplit(load_matrix(matrix_file), [found], {cell.id: cell}, axis) == [
+        "llama: the cause changes between 4.56.0 and 4.56.1, but one expectation covers both causes: split the range by hand"]
