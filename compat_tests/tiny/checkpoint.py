@@ -44,17 +44,24 @@ Qwen2-VL, planted one-position shift): 0.1 gives 0.25-0.53 for the shift against
 
 
 def fill_zero_matrices(model: Any) -> None:
-    """Draw every weight matrix the model's init left all zero from N(0, INIT_STD).
+    """Draw every weight matrix the model's init left all zero from N(0, INIT_STD), and open every
+    scalar gate it left shut (1.0: tanh(1) = 0.76).
 
-    Some inits zero a projection on purpose (Gemma3's mm_input_projection_weight), which trained
-    checkpoints never have: a fresh tiny Gemma3 then ignores its image entirely, and no probe could
-    see a vision tower dropped or re-initialised. Vectors (biases, norm offsets) stay as they are."""
+    Some inits zero a projection or a gate on purpose (Gemma3's mm_input_projection_weight, Mllama's
+    cross-attention gates), which trained checkpoints never have: a fresh tiny Gemma3 or Mllama then
+    ignores its image entirely, and no probe could see a vision tower dropped or re-initialised. A gate
+    drawn like a weight (about 0.1) lets the image move Mllama's logits by only 4%.
+    Vectors (biases, norm offsets) stay as they are."""
     import torch
 
     with torch.no_grad():
         for parameter in model.parameters():
-            if parameter.dim() >= 2 and parameter.is_floating_point() and not parameter.any():
+            if not parameter.is_floating_point() or parameter.any():
+                continue
+            if parameter.dim() >= 2:
                 parameter.normal_(0.0, INIT_STD)
+            elif parameter.numel() == 1:
+                parameter.fill_(1.0)
 
 
 def with_init_std(config: dict[str, Any]) -> dict[str, Any]:

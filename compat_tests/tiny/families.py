@@ -23,14 +23,27 @@ def _content(image: str, text_suffix: str = "") -> str:
 
 NL = "{{ '\\n' }}"
 
-CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}" + NL +
-          _content("<|vision_start|><|image_pad|><|vision_end|>") + "<|im_end|>" + NL +
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant" + NL + "{% endif %}")
+def _chatml(image: str) -> str:
+    return ("{% for message in messages %}<|im_start|>{{ message['role'] }}" + NL + _content(image) + "<|im_end|>" + NL +
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant" + NL + "{% endif %}")
+
+
+def _llama3(image: str) -> str:
+    return ("{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+            + NL + NL + _content(image) + "<|eot_id|>{% endfor %}"
+            "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>" + NL + NL + "{% endif %}")
+
+
+CHATML = _chatml("<|vision_start|><|image_pad|><|vision_end|>")
 """Qwen 2 / 2.5 / 3 and their VL models."""
 
-LLAMA3 = ("{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
-          + NL + NL + _content("") + "<|eot_id|>{% endfor %}"
-          "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>" + NL + NL + "{% endif %}")
+INTERNVL = _chatml("<IMG_CONTEXT>" + NL)
+"""OpenGVLab's -hf checkpoints: ChatML, one <IMG_CONTEXT> per image that the processor expands."""
+
+LLAMA3 = _llama3("")
+
+MLLAMA = _llama3("<|image|>")
+"""Llama 3.2 Vision: Llama 3 turns, <|image|> where the image goes."""
 
 GEMMA3 = ("{{ bos_token }}{% for message in messages %}"
           "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}" + NL +
@@ -41,8 +54,15 @@ LLAVA = ("{% for message in messages %}{{ message['role'].upper() + ': ' }}" + _
          "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
 """llava-hf's USER: / ASSISTANT: format."""
 
-SMOLVLM = ("<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: " + _content("<image>") +
-           "<end_of_utterance>" + NL + "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+def _idefics(start: str) -> str:
+    return (start + "{% for message in messages %}{{ message['role'] | capitalize }}: " + _content("<image>") +
+            "<end_of_utterance>" + NL + "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+SMOLVLM = _idefics("<|im_start|>")
+
+IDEFICS3 = _idefics("{{ bos_token }}")
+"""HuggingFaceM4/Idefics3-8B-Llama3: SmolVLM's turns after Llama 3's <|begin_of_text|>."""
 
 QWEN_TOKENIZER = TokenizerSpec(
     class_name="Qwen2Tokenizer", style="qwen",
@@ -65,13 +85,18 @@ class Family:
     """(tokenizer, model config) -> (processor, image side); image-text families only."""
 
 
+LLAMA3_ROLES: dict[str, str | None] = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                                       "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}
+
+LLAMA3_INPUTS = ("input_ids", "attention_mask")
+"""tokenizer_config.json's model_input_names in Llama 3 checkpoints (Idefics3-8B-Llama3, Llama 3.2 Vision)."""
+
 LLAMA = Family(
     TokenizerSpec(
         class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
         specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                   "<|eot_id|>", "<|finetune_right_pad_id|>"),
-        roles={"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-               "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}),
+        roles=LLAMA3_ROLES),
     LLAMA3)
 
 FAMILIES: dict[str, Family] = {
@@ -115,5 +140,30 @@ FAMILIES: dict[str, Family] = {
                    "mask_token": "<mask>"},
             extra_special_tokens={"image_token": "<image>"}),
         None, processors.paligemma),
+    "idefics3": Family(
+        TokenizerSpec(
+            class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
+            specials=("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>",
+                      "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>"),
+            roles={"bos_token": "<|begin_of_text|>", "eos_token": "<end_of_utterance>",
+                   "pad_token": "<|reserved_special_token_0|>", "unk_token": None},
+            model_input_names=LLAMA3_INPUTS),
+        IDEFICS3, processors.idefics3),
+    "mllama": Family(
+        TokenizerSpec(
+            class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
+            specials=("<|image|>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                      "<|eot_id|>", "<|finetune_right_pad_id|>", "<|python_tag|>"),
+            roles=LLAMA3_ROLES, model_input_names=LLAMA3_INPUTS),
+        MLLAMA, processors.mllama),
+    "internvl": Family(
+        TokenizerSpec(
+            class_name="Qwen2Tokenizer", style="qwen",
+            specials=("<IMG_CONTEXT>", "<img>", "</img>", "<video>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+            roles={"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None},
+            extra_special_tokens={"context_image_token": "<IMG_CONTEXT>", "start_image_token": "<img>",
+                                  "end_image_token": "</img>", "video_token": "<video>"},
+            config_bos="<|endoftext|>"),
+        INTERNVL, processors.internvl),
 }
 """model_type -> family; the keys are the `recipe.model_type`s that can be built."""

@@ -106,17 +106,60 @@ def llava(tokenizer: Any, config: Any) -> Built:
                                        num_additional_image_tokens=1), side
 
 
-def smolvlm(tokenizer: Any, config: Any) -> Built:
-    """SmolVLM: no image splitting, one global image of (patches / scale_factor^2) tokens."""
+def _idefics_sizing(config: Any) -> tuple[int, dict[str, Any], int]:
+    """Idefics3 / SmolVLM without image splitting: the side, the image processor's sizes, and the tokens
+    of the one global image (patches / scale_factor^2)."""
     vision = config.vision_config
     side = vision.image_size
     sizing: dict[str, Any] = {"size": {"longest_edge": side}, "max_image_size": {"longest_edge": side}}
+    return side, sizing, (side // vision.patch_size) ** 2 // config.scale_factor**2
+
+
+def idefics3(tokenizer: Any, config: Any) -> Built:
+    """Idefics3: one global image, no splitting; no video processor (SmolVLM added it)."""
+    side, sizing, seq_len = _idefics_sizing(config)
+    image_processor = transformers.Idefics3ImageProcessor(do_image_splitting=False, **sizing)
+    return transformers.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
+                                          chat_template=tokenizer.chat_template), side
+
+
+def smolvlm(tokenizer: Any, config: Any) -> Built:
+    """SmolVLM: as Idefics3, with a video processor where torchvision allows one."""
+    side, sizing, seq_len = _idefics_sizing(config)
     image_processor: Any = transformers.SmolVLMImageProcessor(do_image_splitting=False, **sizing)
     # As in the hub's preprocessor_config.json; 4.51's processor reads it from the image processor.
     image_processor.video_sampling = {"fps": 1, "max_frames": 4, "video_size": {"longest_edge": side}}
-    seq_len = (side // vision.patch_size) ** 2 // config.scale_factor**2
     processor = _processor("SmolVLMProcessor", video=lambda: getattr(transformers, "SmolVLMVideoProcessor")(**sizing),
                            image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
+                           chat_template=tokenizer.chat_template)
+    return processor, side
+
+
+def mllama(tokenizer: Any, config: Any) -> Built:
+    """Llama 3.2 Vision: a square image at the vision tower's size is one tile (of `max_num_tiles`, padded)."""
+    vision = config.vision_config
+    side = vision.image_size
+    image_processor = transformers.MllamaImageProcessor(size={"height": side, "width": side},
+                                                        max_image_tiles=vision.max_num_tiles)
+    return transformers.MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=tokenizer.chat_template), side
+
+
+def _side(value: int | list[int]) -> int:
+    """A square size given as an int or as [height, width] (InternVL's vision config)."""
+    return value if isinstance(value, int) else value[0]
+
+
+def internvl(tokenizer: Any, config: Any) -> Built:
+    """InternVL (-hf): the image is one crop at the vision tower's size; each crop gives
+    patches x downsample_ratio^2 tokens (pixel shuffle)."""
+    vision = config.vision_config
+    side = _side(vision.image_size)
+    seq_len = int((side // _side(vision.patch_size)) ** 2 * config.downsample_ratio**2)
+    sizing = {"size": {"height": side, "width": side}}
+    image_processor = transformers.GotOcr2ImageProcessor(crop_to_patches=False, **sizing)
+    processor = _processor("InternVLProcessor", video=lambda: getattr(transformers, "InternVLVideoProcessor")(**sizing),
+                           image_processor=image_processor, tokenizer=tokenizer, image_seq_length=seq_len,
                            chat_template=tokenizer.chat_template)
     return processor, side
 

@@ -86,6 +86,9 @@ class TokenizerSpec:
     """The tokenizer prepends bos to every sequence (Llama 3, Llama 2, Gemma)."""
     config_bos: str | None = None
     """The model config's bos where the tokenizer has none (Qwen configs name <|endoftext|>)."""
+    model_input_names: tuple[str, ...] | None = None
+    """What the tokenizer returns, where the checkpoint's tokenizer_config.json names it (a plain
+    PreTrainedTokenizerFast also returns token_type_ids, which Llama 3 checkpoints turn off)."""
 
     def token_ids(self) -> dict[str, int]:
         return {token: SPECIAL_BASE + i for i, token in enumerate(self.specials)}
@@ -159,6 +162,8 @@ def build_tokenizer(spec: TokenizerSpec, chat_template: str | None) -> Any:
     kwargs: dict[str, Any] = {k: v for k, v in spec.roles.items()}
     if spec.extra_special_tokens:
         kwargs["extra_special_tokens"] = dict(spec.extra_special_tokens)
+    if spec.model_input_names:
+        kwargs["model_input_names"] = list(spec.model_input_names)
     if spec.style in ("gemma", "llama"):
         kwargs["add_bos_token"] = spec.add_bos
     if spec.style == "llama":
