@@ -105,3 +105,61 @@ def test_hub_folder_without_reference_uses_default_image_size(checkpoints: dict[
     inputs = InputBuilder(folder, "image-text")
     assert inputs.image().size == (224, 224)
     assert inputs.image_text()["image_grid_thw"].tolist() == [[1, 4, 4]]
+
+
+IMAGE_PLACEHOLDERS = {"idefics3": "<image>", "mllama": "<|image|>", "internvl": "<IMG_CONTEXT>"}
+"""The token each family's chat template writes where the image goes; the processor expands it."""
+
+
+@pytest.fixture(scope="module")
+def image_text_families(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyCheckpoint]:
+    """Idefics3, Mllama and InternVL, each with its own processor layout: about 6 s of builds, once."""
+    root = tmp_path_factory.mktemp("tiny-families")
+    built = {}
+    for key in IMAGE_PLACEHOLDERS:
+        entry = MATRIX.model(key)
+        assert entry.recipe is not None
+        built[key] = build_checkpoint(key, entry.recipe, entry.modality, cache_root=root)
+    return built
+
+
+def _explicit_model(checkpoint: TinyCheckpoint) -> torch.nn.Module:
+    import transformers
+
+    return getattr(transformers, checkpoint.reference["architecture"]).from_pretrained(checkpoint.path).float().eval()
+
+
+@pytest.mark.parametrize("key", sorted(IMAGE_PLACEHOLDERS))
+def test_new_family_processor_fills_the_image_tokens_its_model_reads(image_text_families: dict[str, TinyCheckpoint],
+                                                                      key: str) -> None:
+    """One forward per family: the template's placeholder becomes the image tokens the vision tower fills
+    (a count that disagrees with the model makes the forward raise), and the image moves the logits."""
+    inputs = InputBuilder(image_text_families[key].path, "image-text")
+    assert IMAGE_PLACEHOLDERS[key] in inputs.chat_text()
+    batch = inputs.image_text()
+    assert (batch["input_ids"] == 990).sum().item() >= 1
+    assert "token_type_ids" not in batch
+    model = _explicit_model(image_text_families[key])
+    with torch.no_grad():
+        one = model(**batch).logits
+        other = model(**inputs.image_text(image=inputs.image(seed=1))).logits
+    assert one.shape[:2] == batch["input_ids"].shape and torch.isfinite(one).all()
+    assert not torch.allclose(one, other)
+
+
+def test_mllama_hand_passed_inputs_are_its_whole_image_input(image_text_families: dict[str, TinyCheckpoint]) -> None:
+    """Planted: without aspect_ratio_ids the forward raises, without cross_attention_mask the logits move;
+    the hand-passed subset keeps both and gives the full set's logits."""
+    inputs = InputBuilder(image_text_families["mllama"].path, "image-text")
+    batch = inputs.image_text()
+    manual = inputs.manual(batch)
+    assert {"aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"} <= set(manual)
+    assert batch["cross_attention_mask"].shape[:2] == batch["input_ids"].shape
+    model = _explicit_model(image_text_families["mllama"])
+    with torch.no_grad():
+        full = model(**batch).logits
+        torch.testing.assert_close(model(**manual).logits, full)
+        unmasked = model(**{k: v for k, v in manual.items() if k != "cross_attention_mask"}).logits
+        assert not torch.allclose(unmasked, full, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match="aspect_ratio_ids"):
+            model(**{k: v for k, v in manual.items() if k != "aspect_ratio_ids"})

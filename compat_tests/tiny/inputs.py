@@ -28,9 +28,12 @@ DEFAULT_IMAGE_SIDE = 224
 """Test image side for folders that record none (hub checkpoints); tiny ones store theirs."""
 
 MANUAL_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "image_sizes",
-               "pixel_attention_mask", "token_type_ids")
+               "pixel_attention_mask", "token_type_ids", "aspect_ratio_ids", "aspect_ratio_mask",
+               "cross_attention_mask")
 """What training code passes to forward by hand (TRL, VLM-R1); token_type_ids drive Gemma 3 /
-PaliGemma image attention in training."""
+PaliGemma image attention in training. Mllama's tiles and cross-attention mask are part of its image
+input: its forward refuses pixel_values without aspect_ratio_ids, and without cross_attention_mask
+the text before the image attends to it, so no training code for it can leave them out."""
 
 
 class InputBuilder:
