@@ -250,6 +250,18 @@ def keep_generation_batch(model: Any) -> None:
     _wrap_forward(model.base_model, before=check)
 
 
+def share_first_row_mask(model: Any) -> None:
+    """Planted: a forward without a cache applies the first row's attention mask to every row, a
+    batching slip that only shows when rows with different padding share a micro-batch."""
+
+    def share(kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask")
+        if kwargs.get("use_cache") is False and mask is not None and mask.shape[0] > 1:
+            kwargs["attention_mask"] = mask[:1].expand_as(mask).clone()
+
+    _wrap_forward(model, before=share)
+
+
 def need_labels_in_training(model: Any) -> None:
     """Planted: the forward requires an input (`labels`) in train mode only, as some remote code does."""
 

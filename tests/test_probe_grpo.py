@@ -26,6 +26,7 @@ from tests.probe_fixtures import (  # noqa: F401
     need_labels_in_training,
     one_thread,
     prefer_image_token,
+    share_first_row_mask,
     shift_decode_positions,
 )
 
@@ -164,6 +165,26 @@ def test_state_sized_to_the_generation_batch_fails_train_forward():
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["train_forward"]
     assert "a train-mode forward on a micro-batch of 1 raised RuntimeError: planted: state for 8 rows kept from generate()" in outcome.message
+
+
+def test_the_other_size_is_compared_on_a_micro_batch_that_mixes_prompts():
+    rollout = Rollout(rows=[{}] * 8, pad_token_id=0, width=1, completion=torch.zeros(8, 1), mask=torch.ones(8, 1, dtype=torch.bool),
+                      sampled_logp=torch.zeros(8, 1), logit_scale=1.0)
+    assert rollout.mixed_micro_batch(1, 4) == [0]
+    assert rollout.mixed_micro_batch(2, 4) == [0, 4]
+    assert rollout.mixed_micro_batch(3, 4) == [0, 1, 4]
+    assert rollout.mixed_micro_batch(8, 4) == list(range(8))
+    assert rollout.mixed_micro_batch(3, 3) == [0, 3, 6]  # 8 rows in groups of 3: the last group is short
+
+
+def test_a_forward_that_mixes_up_rows_padding_fails_microbatch_match(monkeypatch):
+    """Only a micro-batch holding two prompts (two left-padding widths) shows it: one of consecutive
+    rows holds one prompt's copies, whose padding is the same."""
+    outcome = PROBE.run(make_context("llama", share_first_row_mask))
+    assert outcome.details["failed_checks"] == ["microbatch_match"], outcome.message
+    consecutive = lambda self, size, group_size: self.micro_batches(size)[0]  # noqa: E731
+    monkeypatch.setattr(Rollout, "mixed_micro_batch", consecutive)
+    assert PROBE.run(make_context("llama", share_first_row_mask)).status == "pass"
 
 
 def test_input_required_only_in_train_mode_fails_train_forward():

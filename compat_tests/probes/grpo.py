@@ -3,10 +3,13 @@
 Taking the step (`take_step`): sample G completions for each of P prompts in one left-padded
 generation batch, in eval mode; switch the policy to train mode with gradient checkpointing where
 the model supports it (and `config.use_cache` off, as trainers set it); compute the log-probs at
-every configured micro-batch size but the first, without gradients: before any weight moves the
-policy is the reference, so the largest size's pass gives the reference's log-probs (no second copy
-of the model); train: the `grpo_loss` of each micro-batch of the first configured size,
-back-propagated with gradient accumulation; take one AdamW step
+every other configured micro-batch size, without gradients, on one micro-batch of that size whose
+rows come from the prompts in turn (a shuffling trainer's micro-batches mix prompts, and so
+left-padding widths); train: the `grpo_loss` of each micro-batch of the first configured size,
+back-propagated with gradient accumulation, against the reference's log-probs: before any weight
+moves the policy is the reference, so the training forward's own log-probs, detached, are the
+reference's (no second copy of the model; TRL's reference model has the same weights); take one
+AdamW step
 (an SGD step of lr x a tiny model's gradient is below bf16's resolution and would look like frozen
 weights). Image-text models then run a text-only micro-batch in train mode, as trainers mix them.
 
@@ -85,7 +88,8 @@ class Step:
     logprob_diff: float = math.nan
     """Largest |training log-prob - generation log-prob| over completion tokens."""
     microbatch_diff: dict[int, float] = field(default_factory=dict)
-    """Per other micro-batch size: largest |log-prob - the training size's| over completion tokens."""
+    """Per other micro-batch size: largest |log-prob - the training size's| over the completion tokens of
+    its mixed micro-batch."""
     logprob_tolerance: float = 0.0
     grads_finite: bool = True
     norms: dict[str, float] = field(default_factory=dict)
@@ -172,12 +176,6 @@ def sample(ctx: ProbeContext) -> tuple[Rollout, list[list[float]]]:
     return rollout, [flat[i : i + g] for i in range(0, len(flat), g)]
 
 
-def logprobs_by_micro_batch(model: Any, rollout: Rollout, size: int) -> torch.Tensor:
-    """[N, T] completion log-probs computed in micro-batches of `size` rows, without gradients."""
-    with torch.no_grad():
-        return torch.cat([completion_logprobs(model, rollout, rows) for rows in rollout.micro_batches(size)])
-
-
 def prepare_training(model: Any, enable_checkpointing: bool, use_reentrant: bool | None = None) -> bool:
     """Train mode, and gradient checkpointing where the model supports it (the release's default
     variant unless `use_reentrant` is given), with `config.use_cache` off as trainers set it (a KV
@@ -211,23 +209,24 @@ def training_forward(model: Any, rollout: Rollout, rows: list[int]) -> torch.Ten
                                          "(the same rows ran in eval mode while sampling)") from exc
 
 
-def no_grad_logprobs(model: Any, rollout: Rollout, size: int, trained_at: int) -> torch.Tensor:
-    """[N, T] train-mode log-probs without gradients on micro-batches of `size`, before any weight moves.
+def no_grad_logprobs(model: Any, rollout: Rollout, rows: list[int], trained_at: int) -> torch.Tensor:
+    """[len(rows), T] train-mode log-probs of one micro-batch without gradients, before any weight moves.
     When they raise, `train_forward` fails if a micro-batch of the training size raises too (the model
     cannot train at all), else `microbatch_match` (only this size breaks)."""
     try:
-        with warnings.catch_warnings():  # checkpointed layers under no_grad: nothing to recompute, as meant
+        with warnings.catch_warnings(), torch.no_grad():  # checkpointed layers under no_grad: nothing to recompute, as meant
             warnings.filterwarnings("ignore", message="None of the inputs have requires_grad")
-            return logprobs_by_micro_batch(model, rollout, size)
+            return completion_logprobs(model, rollout, rows)
     except Exception as exc:
         training_forward(model, rollout, rollout.micro_batches(trained_at)[0])
-        check = "train_forward" if size == trained_at else "microbatch_match"
-        raise StepBroke(check, f"a train-mode forward on micro-batches of {size} raised {_raised(exc)}") from exc
+        check = "train_forward" if len(rows) == trained_at else "microbatch_match"
+        raise StepBroke(check, f"a train-mode forward on micro-batches of {len(rows)} raised {_raised(exc)}") from exc
 
 
-def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Tensor) -> torch.Tensor:
     """The GRPO loss per micro-batch of the first size, back-propagated with gradient accumulation
-    (each micro-batch weighted by its share of completion tokens, so the sum is the full batch's loss);
+    (each micro-batch weighted by its share of completion tokens, so the sum is the full batch's loss),
+    against the reference's log-probs: the same forward's, detached (the policy before its update);
     returns the [N, T] training log-probs."""
     settings = ctx.settings.grpo
     size = step.micro_batch_sizes[0]
@@ -235,7 +234,7 @@ def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Ten
     logps, loss, kl, clipped = [], 0.0, 0.0, 0.0
     for rows in rollout.micro_batches(size):
         logp = training_forward(ctx.model, rollout, rows)
-        result = grpo_loss(logp, logp.detach(), reference[rows], advantages[rows], rollout.mask[rows], beta=settings.beta,
+        result = grpo_loss(logp, logp.detach(), logp.detach(), advantages[rows], rollout.mask[rows], beta=settings.beta,
                            epsilon_low=settings.epsilon_low, epsilon_high=settings.epsilon_high)
         share = int(rollout.mask[rows].sum()) / total_tokens
         try:
@@ -312,17 +311,16 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
     settings = ctx.settings.grpo
     step.gradient_checkpointing = prepare_training(model, settings.gradient_checkpointing, settings.use_reentrant)
     adapter = lora_step.watch(model, step.gradient_checkpointing)
-    with phase(step, "reference"):
-        other_sizes = {size: no_grad_logprobs(model, rollout, size, sizes[0]) for size in sizes[1:]}
-        # before the update the policy is the reference: a pass already made gives its log-probs,
-        # and no second copy of the model is loaded (TRL's reference is its own copy, with the same weights)
-        reference = other_sizes[max(other_sizes)] if other_sizes else no_grad_logprobs(model, rollout, sizes[0], sizes[0])
+    with phase(step, "other_sizes"):
+        mixed = {size: rollout.mixed_micro_batch(size, ctx.settings.grpo.group_size) for size in sizes[1:]}
+        other_sizes = {size: no_grad_logprobs(model, rollout, rows, sizes[0]) for size, rows in mixed.items()}
     watched = [groups.head, *groups.layer]
     before = [p.detach().clone() for p in watched]
     with phase(step, "train"):
-        logp = train(ctx, step, rollout, advantages, reference)
+        logp = train(ctx, step, rollout, advantages)
     with phase(step, "update"):
-        step.microbatch_diff = {size: float((other - logp)[mask].abs().max()) for size, other in other_sizes.items()}
+        step.microbatch_diff = {size: float((other - logp[mixed[size]])[mask[mixed[size]]].abs().max())
+                                for size, other in other_sizes.items()}
         step.logprob_diff = float((logp - rollout.sampled_logp)[mask].abs().max())
         step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
         step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)

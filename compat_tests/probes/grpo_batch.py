@@ -85,6 +85,15 @@ class Rollout:
         rows = list(range(len(self.rows)))
         return [rows[start : start + size] for start in range(0, len(rows), size)]
 
+    def mixed_micro_batch(self, size: int, group_size: int) -> list[int]:
+        """Row indices of one micro-batch of `size` rows taken from the prompts in turn (the first
+        completion of each prompt, then the second, ...), as a trainer that shuffles the generation
+        batch before splitting it (TRL does) mixes prompts, and so left-padding widths, in one
+        micro-batch; consecutive rows would hold one prompt's copies only."""
+        groups = -(-len(self.rows) // group_size)
+        order = [g * group_size + j for j in range(group_size) for g in range(groups) if g * group_size + j < len(self.rows)]
+        return sorted(order[:size])
+
     def training_inputs(self, indices: list[int], model_type: str | None = None) -> Inputs:
         """Prompt + completion of these rows as one training forward's inputs; the model computes
         positions (and Qwen-VL's rope indices) itself, as a trainer's forward lets it."""
