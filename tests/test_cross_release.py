@@ -168,3 +168,25 @@ def test_logits_another_release_computed_differently_on_a_clean_load_are_drift(p
     assert record["status"] == "fail" and record["error_type"] == "Drift", record["message"]
     assert f"differ from what transformers {OTHER} computed" in record["message"]
     assert "loads cleanly" in record["message"] and "not the reading" in record["message"]
+
+
+def test_logits_that_moved_on_an_unclean_load_are_the_reading_not_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another release's checkpoint whose vision tower this release does not find (as 4.57 reading the
+    vision tower 5.6+ saves under new names): the forward's moved logits are the load's fault, and the
+    forward cell says so instead of calling it drift on a clean load."""
+    from safetensors.torch import load_file, save_file
+
+    entry = MATRIX.model("llava")
+    assert entry.recipe is not None
+    folder = tmp_path / "tiny" / OTHER / build_checkpoint("llava", entry.recipe, entry.modality).path.name
+    shutil.copytree(build_checkpoint("llava", entry.recipe, entry.modality).path, folder)
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({key.replace("vision_tower.", "renamed_tower."): value for key, value in tensors.items()}, str(weights),
+              metadata={"format": "pt"})
+    record = run_cell(MatrixState(MATRIX), Cell("llava", "explicit_class", "default", "forward", OTHER))
+    assert record["status"] == "fail" and record["error_type"] == "CheckFailed", record["message"]
+    assert f"differ from what transformers {OTHER} computed" in record["message"]
+    assert "the load was not clean: weights newly initialised" in record["message"] and "vision tower" in record["message"]
+    assert "not drift" in record["message"] and "loads cleanly" not in record["message"]

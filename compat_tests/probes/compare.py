@@ -3,7 +3,7 @@ release recorded the reference (the tolerance itself is `compat_tests.probes.tol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 DRIFT = "Drift"
 """error_type of a logits mismatch on a checkpoint another release wrote that loaded cleanly:
@@ -19,11 +19,17 @@ def other_writer(checkpoint: Any) -> str | None:
     return writer if writer and writer != transformers.__version__ else None
 
 
-def mismatch(what: str, checkpoint: Any, absolute: float, relative: float) -> tuple[str, str]:
+def mismatch(what: str, checkpoint: Any, absolute: float, relative: float,
+             load_problems: Sequence[str] = ()) -> tuple[str, str]:
     """(message, error_type) for logits that differ from the checkpoint's reference: drift when
-    another release recorded it (the caller has seen the load use every tensor), else a wrong load."""
+    another release recorded it and the load was clean (`load_problems`, from `load.load_problems`,
+    is empty), else a wrong load, said with what the load did."""
     numbers = f"max diff {absolute:.3g}, {relative:.3g} relative"
     writer = other_writer(checkpoint)
+    if load_problems:
+        recorded = f"what transformers {writer} computed on this checkpoint" if writer else "the reference recorded at build time"
+        return (f"{what} differ from {recorded} ({numbers}); the load was not clean: {'; '.join(load_problems)}: "
+                "the reading of the checkpoint, not drift", "CheckFailed")
     if writer:
         return (f"{what} differ from what transformers {writer} computed on this checkpoint ({numbers}); it loads "
                 "cleanly (every tensor used, none re-initialised): the computation changed between the releases "

@@ -11,6 +11,7 @@ from typing import Any
 from compat_tests.outcomes import CheckFailed
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.compare import mismatch
+from compat_tests.probes.load import load_problems
 from compat_tests.probes.tolerance import differences, within_reference_tolerance
 
 
@@ -51,7 +52,8 @@ class ForwardProbe:
         absolute, relative = differences(full, ctx.checkpoint.reference_logits("image"))
         details.update(image_max_abs_diff=absolute, image_rel_diff=relative, processor_keys=sorted(full_inputs))
         if not within_reference_tolerance(relative, ctx.dtype):
-            return ProbeOutcome("fail", *mismatch("image+text logits", ctx.checkpoint, absolute, relative), details)
+            return ProbeOutcome("fail", *mismatch("image+text logits", ctx.checkpoint, absolute, relative, load_problems(ctx)),
+                                details)
         other = _logits(ctx, ctx.inputs.image_text(image=ctx.inputs.image(seed=1)), "image+text forward, another image")
         _, image_effect = differences(other, full)
         details["other_image_rel_diff"] = image_effect

@@ -35,6 +35,20 @@ def _some(keys: list[str]) -> str:
     return "; ".join(described)
 
 
+def load_problems(ctx: ProbeContext) -> list[str]:
+    """What makes the load unclean: parts of the model missing, weights initialised or re-initialised,
+    checkpoint tensors left unused; empty for a load that used every tensor (then a logits change is drift)."""
+    loaded = ctx.loaded
+    problems = [shortfall(ctx.model, ctx.checkpoint_config)]
+    if loaded.missing_keys:
+        problems.append(f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}")
+    if loaded.mismatched_keys:
+        problems.append(f"weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}")
+    if loaded.unexpected_keys:
+        problems.append(f"checkpoint tensors left unused (dropped by this class): {_some(loaded.unexpected_keys)}")
+    return [p for p in problems if p]
+
+
 class Drifted(Exception):
     """The checkpoint loaded cleanly but another release computed other logits on it (message)."""
 
@@ -75,15 +89,7 @@ class LoadProbe:
     def _problem(self, ctx: ProbeContext, details: dict[str, Any]) -> str | None:
         import torch
 
-        loaded = ctx.loaded
-        problems = [shortfall(ctx.model, ctx.checkpoint_config)]
-        if loaded.missing_keys:
-            problems.append(f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}")
-        if loaded.mismatched_keys:
-            problems.append(f"weights re-initialised for a shape mismatch: {_some(loaded.mismatched_keys)}")
-        if loaded.unexpected_keys:
-            problems.append(f"checkpoint tensors left unused (dropped by this class): {_some(loaded.unexpected_keys)}")
-        found = [p for p in problems if p]
+        found = load_problems(ctx)
         if found:  # every problem at once: a headless class may also have re-initialised the rest
             return "; ".join(found)
         inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
