@@ -105,3 +105,20 @@ def test_a_model_that_loads_but_cannot_run_names_the_forward_error(tmp_path: Pat
     record = load_cell(state, "qwen2_vl")
     assert record["status"] == "fail" and record["error_type"] == "TypeError"
     assert record["message"].startswith("Qwen2VLForConditionalGeneration loaded, but a text forward raised TypeError")
+
+
+def test_a_tokenizer_that_reads_back_with_another_bos_is_named_not_a_shape_error(tmp_path: Path) -> None:
+    """Planted as 4.x reads a Phi-3 tokenizer 5.x saved: it prepends bos where the writer did not, so
+    the prompt has one more token than the reference logits (a bare shape ValueError before)."""
+    import json
+
+    state = planted_state(tmp_path, "phi3", lambda w: w)
+    config_file = tmp_path / "phi3" / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["add_bos_token"] = True
+    config_file.write_text(json.dumps(config))
+    state.checkpoints.prepared[("phi3", None)] = dataclasses.replace(
+        state.checkpoints.prepared[("phi3", None)], inputs=InputBuilder(tmp_path / "phi3", "text"))
+    record = load_cell(state, "phi3")
+    assert record["status"] == "fail" and record["error_type"] == "CheckFailed", record["message"]
+    assert "encodes the reference prompt as [991, " in record["message"] and "reads back differently" in record["message"]

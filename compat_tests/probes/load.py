@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
-from compat_tests.probes.compare import DRIFT, mismatch
+from compat_tests.probes.compare import DRIFT, mismatch, other_writer
 from compat_tests.probes.tolerance import differences, within_reference_tolerance
 from loader.inspection import is_vision_name, shortfall
 
@@ -93,6 +93,12 @@ class LoadProbe:
         if found:  # every problem at once: a headless class may also have re-initialised the rest
             return "; ".join(found)
         inputs = {k: v.to(ctx.device) for k, v in ctx.inputs.text().items()}
+        encoded, recorded = inputs["input_ids"][0].tolist(), ctx.checkpoint.reference["input_ids"]["text"]
+        if encoded != recorded:  # the logits cannot be compared, and the difference is the finding
+            writer = other_writer(ctx.checkpoint)
+            return (f"the checkpoint's tokenizer, read here, encodes the reference prompt as {encoded}; "
+                    f"{f'transformers {writer}' if writer else 'the build'} encoded it as {recorded}: "
+                    "the tokenizer reads back differently (special tokens added or dropped)")
         try:
             with torch.no_grad():
                 logits = ctx.model(**inputs).logits
