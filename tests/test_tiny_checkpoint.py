@@ -204,3 +204,27 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert tiny.cache_root() == tmp_path
     monkeypatch.delenv("COMPAT_MATRIX_CACHE")
     assert tiny.cache_root() == Path.home() / ".cache" / "compat-matrix"
+
+
+@pytest.mark.parametrize(("key", "override"), [
+    ("gemma2", {"attn_logit_softcapping": None}),
+    ("gemma2", {"final_logit_softcapping": None}),
+    ("gemma2", {"sliding_window": 512}),
+    ("mistral", {"sliding_window": None}),
+    ("phi3", {"partial_rotary_factor": 1.0}),
+])
+def test_each_feature_a_text_recipe_exercises_moves_its_logits(key: str, override: dict[str, object],
+                                                               root: Path) -> None:
+    """A softcap or window the tiny model's logits never reach would let a release that drops it pass
+    unseen (Gemma 2's published caps 50 / 30 move them 0% and 0.35%)."""
+    entry = next(m for m in TINY if m.key == key)
+    ckpt = _build(entry, root)
+    arch = getattr(transformers, _recipe(entry).architecture)
+    batch = InputBuilder(ckpt.path, entry.modality).text()
+    assert batch["input_ids"].shape[1] > (_recipe(entry).config.get("sliding_window") or 0)
+    logits = []
+    for extra in ({}, override):
+        model = arch.from_pretrained(ckpt.path, attn_implementation="eager", **extra).float().eval()
+        with torch.no_grad():
+            logits.append(model(**batch).logits)
+    assert (logits[0] - logits[1]).abs().max() > 0.05 * logits[0].abs().max()

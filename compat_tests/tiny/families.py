@@ -45,10 +45,24 @@ LLAMA3 = _llama3("")
 MLLAMA = _llama3("<|image|>")
 """Llama 3.2 Vision: Llama 3 turns, <|image|> where the image goes."""
 
-GEMMA3 = ("{{ bos_token }}{% for message in messages %}"
-          "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}" + NL +
-          _content("<start_of_image>") + "<end_of_turn>" + NL +
-          "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model" + NL + "{% endif %}")
+def _gemma(image: str) -> str:
+    return ("{{ bos_token }}{% for message in messages %}"
+            "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}" + NL +
+            _content(image) + "<end_of_turn>" + NL +
+            "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model" + NL + "{% endif %}")
+
+
+GEMMA3 = _gemma("<start_of_image>")
+
+GEMMA2 = _gemma("")
+
+MISTRAL = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] " + _content("") +
+           "[/INST]{% else %}" + _content("") + "{{ eos_token }}{% endif %}{% endfor %}")
+"""Mistral-7B-Instruct-v0.3's [INST] turns (no system role, no generation prompt: the model answers after [/INST])."""
+
+PHI3 = ("{% for message in messages %}<|{{ message['role'] }}|>" + NL + _content("") + "<|end|>" + NL +
+        "{% endfor %}{% if add_generation_prompt %}<|assistant|>" + NL + "{% else %}{{ eos_token }}{% endif %}")
+"""Phi-3-mini's <|user|> ... <|end|> turns."""
 
 LLAVA = ("{% for message in messages %}{{ message['role'].upper() + ': ' }}" + _content("<image>" + NL, " ") +
          "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
@@ -140,6 +154,27 @@ FAMILIES: dict[str, Family] = {
                    "mask_token": "<mask>"},
             extra_special_tokens={"image_token": "<image>"}),
         None, processors.paligemma),
+    "gemma2": Family(
+        TokenizerSpec(
+            class_name="GemmaTokenizer", style="gemma", add_bos=True,
+            specials=("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"),
+            roles={"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                   "mask_token": "<mask>"}),
+        GEMMA2),
+    "mistral": Family(
+        TokenizerSpec(
+            class_name="LlamaTokenizer", style="llama", add_bos=True,
+            specials=("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]",
+                      "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
+            roles={"bos_token": "<s>", "eos_token": "</s>", "pad_token": None, "unk_token": "<unk>"}),
+        MISTRAL),
+    "phi3": Family(
+        TokenizerSpec(  # no bos added: Phi-3's tokenizer_config.json says add_bos_token false
+            class_name="LlamaTokenizer", style="llama",
+            specials=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"),
+            roles={"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "unk_token": "<unk>"}),
+        PHI3),
     "idefics3": Family(
         TokenizerSpec(
             class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
