@@ -107,7 +107,7 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code = cli.main(["init", str(tmp_path), "--models", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
-                     "meta-llama/Llama-3.2-1B-Instruct", "mistralai/Mistral-7B-v0.3", "--install", "-e .",
+                     "meta-llama/Llama-3.2-1B-Instruct", "tiiuae/falcon-7b", "--install", "-e .",
                      "--strategy", "mine=mypkg.models:load", "--probe", "step=mypkg.checks:step", "--package", "compat-matrix==9.9"])
     assert code == 0
     text = (tmp_path / "matrix.yaml").read_text()
@@ -118,7 +118,7 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
     matrix = load_matrix(tmp_path / "matrix.yaml")
     assert [(m.key, m.hub_id, m.source) for m in matrix.models] == [
         ("qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct", "tiny"), ("llama", "meta-llama/Llama-3.2-1B-Instruct", "tiny"),
-        ("mistral_7b_v0_3", "mistralai/Mistral-7B-v0.3", "hub")]
+        ("falcon_7b", "tiiuae/falcon-7b", "hub")]
     assert matrix.user_strategies["mine"].callable == "mypkg.models:load" and matrix.install == ("-e .",)
     assert "step" in matrix.user_probes
     assert any("VLM-R1 break" in e.reason for e in matrix.expectations), "the measured expectations come along"
@@ -132,4 +132,6 @@ def test_a_known_model_type_is_found_by_the_longest_key_in_the_id() -> None:
     assert scaffold.match_known("org/Qwen2-VL-7B", known)["key"] == "qwen2_vl"  # type: ignore[index]
     assert scaffold.match_known("org/Qwen2.5-0.5B", known)["key"] == "qwen2"  # type: ignore[index]
     assert scaffold.match_known("org/gemma-3-27b-it", known)["key"] == "gemma3"  # type: ignore[index]
-    assert scaffold.match_known("org/Mistral-7B", known) is None
+    assert scaffold.match_known("org/gemma-2-9b-it", known)["key"] == "gemma2"  # type: ignore[index]
+    assert scaffold.match_known("org/Mistral-Small-24B", known)["key"] == "mistral"  # type: ignore[index]
+    assert scaffold.match_known("tiiuae/falcon-7b", known) is None
