@@ -4,7 +4,9 @@ As TRL's GRPOTrainer does with a `peft_config`: `get_peft_model(model, LoraConfi
 profile's r, alpha and target_modules, task type CAUSAL_LM, no dropout (the step compares log-probs
 of repeated forwards, which dropout would make differ). What the target list matched is recorded
 (count, language / vision split, normalised paths) so a report can say when a release matches fewer
-modules than another; a list that matches nothing fails the `target_matches` check.
+modules than another; a list that matches nothing, or a name in a list that matches no module while
+the others do (TRL's q_proj ... down_proj on Phi-3's fused qkv_proj / gate_up_proj: peft adapts only
+o_proj and down_proj, silently), fails the `target_matches` check.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _INDEX = re.compile(r"\.\d+(?=\.|$)")
 
 
 class TargetsUnmatched(CheckFailed):
-    """The LoRA target list matches no module of the loaded model (check `target_matches`)."""
+    """The LoRA target list, or a name in it, matches no module of the loaded model (check `target_matches`)."""
 
 
 @dataclass
@@ -108,6 +110,12 @@ def apply_adapter(loaded: LoadResult, spec: AdapterSpec) -> AdaptedLoad:
     paths = adapted_paths(adapted)
     if not paths:
         raise _unmatched(spec, model, "no LoRA layer was created")
+    idle = [] if isinstance(targets, str) else [name for name in targets if not any(
+        path == name or path.endswith("." + name) for path in paths)]  # peft's rule for a list of names
+    if idle:
+        raise TargetsUnmatched(
+            f"target_matches: LoRA target_modules {idle!r} (of {targets!r}) match no module of {type(model).__name__}, "
+            f"so only the other names' {len(paths)} modules train; its linear layers end in {', '.join(_linear_endings(model))}")
     summary = {"type": "lora", "r": lora.r, "alpha": lora.alpha, "target_modules": targets, **matched_summary(paths)}
     return AdaptedLoad(model=adapted, strategy=loaded.strategy, path=loaded.path, attempts=loaded.attempts,
                        missing_keys=loaded.missing_keys, unexpected_keys=loaded.unexpected_keys,

@@ -61,6 +61,20 @@ def test_a_target_list_that_matches_nothing_fails_target_matches_and_says_what_i
         assert repr(targets) in message and "q_proj" in message and "model.layers.0.self_attn.q_proj" in message
 
 
+def test_names_of_a_target_list_that_match_nothing_fail_target_matches_though_others_match():
+    """TRL's and peft's q_proj ... down_proj list on Phi-3, whose attention and MLP inputs are fused:
+    peft adapts o_proj and down_proj only and says nothing."""
+    with pytest.raises(TargetsUnmatched) as raised:
+        lora_context("phi3")
+    message = str(raised.value)
+    assert "['q_proj', 'k_proj', 'v_proj', 'gate_proj', 'up_proj']" in message and "only the other names' 4 modules" in message
+    assert "qkv_proj" in message and "gate_up_proj" in message
+    fused = lora_context("phi3", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))
+    assert fused.loaded.adapter["matched"] == 8  # type: ignore[attr-defined]
+    outcome = PROBE.run(fused)
+    assert outcome.status == "pass", outcome.message
+
+
 def detach_first_attention(model: Any) -> None:
     """Planted: layer 0's attention output leaves the autograd graph (its value is still used)."""
     def detach(_module: Any, _inputs: Any, output: Any) -> Any:
