@@ -2,12 +2,12 @@
 # compat-matrix as an installed tool, end to end, from a folder outside this repository: build the
 # wheel, install it into a fresh venv, copy examples/grpo_trainer there (a training package with its
 # own loader and probe), `compat-matrix init`, run two releases, then check the report.
-# EXAMPLE_WORK (default: a new temporary folder) and EXAMPLE_RELEASES (default: 4.57.6 latest).
+# EXAMPLE_WORK (default: a new temporary folder) and EXAMPLE_RELEASES (default: 4.57.6 5.24.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 WORK="${EXAMPLE_WORK:-$(mktemp -d)}"
-RELEASES="${EXAMPLE_RELEASES:-4.57.6 latest}"
+RELEASES="${EXAMPLE_RELEASES:-4.57.6 5.24.0}"
 start=$(date +%s)
 mkdir -p "$WORK"
 rm -rf "$WORK/dist" "$WORK/project"

@@ -9,7 +9,7 @@ bash scripts/bootstrap.sh
 PYTHON=.venv/bin/python bash scripts/install_browser.sh || echo "browser install failed: the browser test will skip and say why"
 
 E2E_OUT="${E2E_OUT:-compat-report-ci}"
-E2E_RELEASES="${E2E_RELEASES:-4.57.6 latest}"
+E2E_RELEASES="${E2E_RELEASES:-4.57.6 5.24.0}"
 echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 # shellcheck disable=SC2086
 .venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression
