@@ -24,6 +24,7 @@ from compat_matrix.results_io import ResultsNotWritten, holding
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
 from compat_matrix.spec import Matrix
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from reports.version import VERSION, generator
 
 if TYPE_CHECKING:
     from compat_matrix.bisect_run import CrossAxis
@@ -166,6 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     release_set = _release_set(matrix, args.transformers, args.pre)
     releases = list(release_set.releases)
     out: Path = args.out
+    if args.round_trip_only and args.cross_release:
+        raise UsageProblem("--round-trip-only runs no cross-release cells: drop one of it and --cross-release")
     _ready_to_run(out)
     with holding(results_folder(out.resolve())):  # another run on this folder finishes first (report included)
         (out / "release-set.json").write_text(json.dumps(release_set.to_json(), indent=1) + "\n", encoding="utf-8")
@@ -184,7 +187,7 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
             print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
             interrupted = True
             break
-    if not interrupted:
+    if not interrupted and not args.round_trip_only:
         interrupted = _other_checkpoints(matrix, args, releases, out.resolve())
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
     extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
@@ -319,7 +322,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     matrix_text = scaffold.render_matrix(args.models or [], args.install or [], _pairs(args.strategy, "strategy"),
                                          _pairs(args.probe, "probe"))
-    files = {Path("matrix.yaml"): matrix_text, scaffold.WORKFLOW_PATH: scaffold.render_workflow(args.package or scaffold.installed_from())}
+    installed = args.package or scaffold.installed_from()
+    if args.standalone:
+        workflow = scaffold.render_standalone(installed)
+    else:
+        try:
+            repository = args.workflow_repo or scaffold.source_repository()
+        except RuntimeError as exc:
+            raise UsageProblem(str(exc)) from None
+        release = f"compat-matrix=={VERSION}"
+        workflow = scaffold.render_caller(repository, f"v{VERSION}", None if installed == release else installed)
+    files = {Path("matrix.yaml"): matrix_text, scaffold.WORKFLOW_PATH: workflow}
     try:
         written = scaffold.write_files(folder, files, args.force)
     except FileExistsError as exc:
@@ -491,6 +504,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compat-matrix", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=generator())
     parser.add_argument("--matrix", help="matrix file (default: matrix.yaml in the current folder or the nearest above)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -523,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     selection(run)
     run.add_argument("--cross-release", action="store_true",
                      help="then load every release's tiny checkpoints in every other release (load and forward)")
+    run.add_argument("--round-trip-only", action="store_true",
+                     help="only the checkpoints each release writes itself, not the as-published ones (the nightly's "
+                          "release jobs; its cross-release job runs those)")
     run.add_argument("--baseline", type=Path, help="previous report.json to find regressions against")
     run.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the report has regressions")
     run.add_argument("--resume", action="store_true",
@@ -595,6 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--strategy", action="append", help="a loader of your own: NAME=package.module:function (repeatable)")
     init.add_argument("--probe", action="append", help="a probe of your own: NAME=package.module:function (repeatable)")
     init.add_argument("--package", help="what the workflow pip-installs compat-matrix from (default: where this one came from)")
+    init.add_argument("--standalone", action="store_true",
+                      help="write the whole pipeline into the workflow (no call to compat-matrix's reusable workflow, "
+                           "none of its fixes either)")
+    init.add_argument("--workflow-repo", metavar="OWNER/NAME",
+                      help="where the reusable workflow lives (default: the installed package's Source URL)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(func=cmd_init)
 

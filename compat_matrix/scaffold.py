@@ -8,6 +8,7 @@ that validation refuses until a commit is filled in.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -17,10 +18,19 @@ from typing import Any
 import yaml
 
 from compat_matrix.spec import REVISION_PLACEHOLDER
+from reports.version import VERSION
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 WORKFLOW_PATH = Path(".github") / "workflows" / "compat-matrix.yml"
-PACKAGE_LINE = re.compile(r'^(  COMPAT_MATRIX_PACKAGE: )".*"$', re.M)
+REUSABLE_PATH = ".github/workflows/matrix.yml"
+PINNED_RELEASE = re.compile(r"inputs\.package \|\| 'compat-matrix==([^']+)'")
+"""The release the reusable workflow installs when its caller names no package: this version's."""
+STANDALONE_HEADER = """# The compatibility matrix of this repository's matrix.yaml, every night: one job per transformers
+# release (on a GPU runner when vars.COMPAT_MATRIX_RUNNER names one), then one report published to
+# GitHub Pages and an issue for regressions. Written by `compat-matrix init --standalone`: a copy of
+# compat-matrix's reusable workflow that calls nothing outside this repository (and gets none of its
+# fixes: `compat-matrix init` writes a caller instead). Settings: compat-matrix's docs/nightly.md.
+"""
 
 
 def _squash(text: str) -> str:
@@ -61,14 +71,11 @@ def pinned_revision(hub_id: str) -> str:
 
 def installed_from() -> str:
     """What `pip install` takes to get this compat-matrix again: its URL where pip recorded one."""
-    version = metadata.version("compat-matrix")
     try:
         direct = metadata.distribution("compat-matrix").read_text("direct_url.json")
     except metadata.PackageNotFoundError:
         direct = None
     if direct:
-        import json
-
         info = json.loads(direct)
         url = info.get("url", "")
         vcs = info.get("vcs_info")
@@ -76,7 +83,7 @@ def installed_from() -> str:
             return f"compat-matrix @ git+{url}@{vcs.get('commit_id', '')}".rstrip("@")
         if url.startswith(("http://", "https://")):
             return f"compat-matrix @ {url}"
-    return f"compat-matrix=={version}"
+    return f"compat-matrix=={VERSION}"
 
 
 @dataclass
@@ -163,9 +170,65 @@ source: hub entries run where the hub is reachable (`compat-matrix prefetch`).{n
     return text
 
 
-def render_workflow(package: str) -> str:
-    text = (TEMPLATES / "compat-matrix.yml").read_text(encoding="utf-8")
-    return PACKAGE_LINE.sub(lambda m: f'{m.group(1)}"{package}"', text, count=1)
+def source_repository() -> str:
+    """`owner/name` of compat-matrix on GitHub, from the installed package's `Source` project URL."""
+    try:
+        urls = metadata.metadata("compat-matrix").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        found = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", url.strip())
+        if label.strip().lower() == "source" and found:
+            return found.group(1)
+    raise RuntimeError("this compat-matrix is not installed or names no Source URL on github.com: "
+                       "pass --workflow-repo OWNER/NAME")
+
+
+def _replaced(text: str, old: str, new: str, template: str) -> str:
+    """`text` with `old` replaced once; a template that lost `old` is a packaging bug, said as one."""
+    if text.count(old) != 1:
+        raise RuntimeError(f"templates/{template} should hold {old!r} exactly once: the packaged workflow changed")
+    return text.replace(old, new)
+
+
+def render_caller(repository: str, tag: str, package: str | None = None) -> str:
+    """The workflow a repository keeps: this repository's nightly.yml, calling the reusable workflow
+    of `repository` at `tag` (`package`: what it pip-installs, when not the tag's release)."""
+    text = (TEMPLATES / "nightly.yml").read_text(encoding="utf-8")
+    text = _replaced(text, "name: nightly\n", "name: compat-matrix\n", "nightly.yml")
+    text = _replaced(text, "group: nightly-", "group: compat-matrix-", "nightly.yml")
+    text = _replaced(text, f"uses: ./{REUSABLE_PATH}\n", f"uses: {repository}/{REUSABLE_PATH}@{tag}\n", "nightly.yml")
+    own = re.search(r"^      package: \.  #.*\n", text, re.M)
+    if own is None:
+        raise RuntimeError("templates/nightly.yml should pass `package: .`: the packaged workflow changed")
+    line = f"      package: {json.dumps(package)}\n" if package else ""
+    return text[:own.start()] + line + text[own.end():]
+
+
+def render_standalone(package: str) -> str:
+    """The reusable workflow as a workflow of its own (schedule and dispatch inputs, no outside call),
+    installing compat-matrix from `package`."""
+    text = (TEMPLATES / "matrix.yml").read_text(encoding="utf-8")
+    cron = re.search(r'^    - cron: "([^"]+)"', (TEMPLATES / "nightly.yml").read_text(encoding="utf-8"), re.M)
+    call = re.search(r"^on:\n  workflow_call:\n(?P<inputs>    inputs:\n(?:      .*\n|        .*\n|          .*\n)+)"
+                     r"    secrets:\n(?:      .*\n|        .*\n)+", text, re.M)
+    if cron is None or call is None:
+        raise RuntimeError("templates/matrix.yml or nightly.yml lost its workflow_call inputs or schedule")
+    on = (f'on:\n  schedule:\n    - cron: "{cron.group(1)}"  # off the hour: GitHub delays or drops runs at :00\n'
+          f"  workflow_dispatch:\n{call.group('inputs')}")
+    text = text[:call.start()] + on + text[call.end():]
+    header = text[:text.index("name: ")]
+    text = _replaced(text, header, STANDALONE_HEADER, "matrix.yml")
+    text = _replaced(text, "name: compat-matrix (reusable)\n", "name: compat-matrix\n", "matrix.yml")
+    text = _replaced(text, "\nenv:\n", "\n# One run at a time: a second one waits rather than cancel a half-done matrix.\n"
+                     "concurrency:\n  group: compat-matrix-${{ github.ref }}\n  cancel-in-progress: false\n\nenv:\n",
+                     "matrix.yml")
+    pinned = PINNED_RELEASE.search(text)
+    if pinned is None:
+        raise RuntimeError("templates/matrix.yml should default `package` to a compat-matrix release")
+    quoted = "'" + package.replace("'", "''") + "'"
+    return text[:pinned.start()] + f"inputs.package || {quoted}" + text[pinned.end():]
 
 
 def write_files(folder: Path, files: dict[Path, str], force: bool) -> list[Path]:

@@ -13,6 +13,7 @@ from reports.regressions import find_changes
 from reports.rejudge import Expectations, rejudge
 from reports.report import BaselineInfo, Problem, Report, TrendPoint
 from reports.results import RESULTS_SCHEMA_VERSION, parse_timestamp
+from reports.version import generator
 
 
 def build_report(
@@ -34,6 +35,7 @@ def build_report(
     return Report(
         results_schema_version=RESULTS_SCHEMA_VERSION,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        generator=generator(),
         releases=tuple(merged.releases),
         cells=tuple(cells),
         regressions=tuple(changes.regressions),

@@ -175,6 +175,8 @@ class Report(_Frozen):
     schema_version: int = REPORT_SCHEMA_VERSION
     results_schema_version: int
     generated_at: str
+    generator: str = ""
+    """The compat-matrix that built it (`compat-matrix 0.1.0`); empty in reports from before it was kept."""
     releases: tuple[Release, ...]
     """In version order."""
     cells: tuple[Cell, ...]

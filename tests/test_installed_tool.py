@@ -10,11 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from compat_matrix import cli, scaffold
 from compat_matrix.spec import REVISION_PLACEHOLDER
 from compat_matrix.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
 from compat_matrix.validate import MatrixError, load_matrix
+from reports.version import VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 TOX_TEXT = (REPO / "tox.ini").read_text(encoding="utf-8")
@@ -43,7 +45,8 @@ def test_the_wheel_carries_what_release_environments_need(tmp_path: Path) -> Non
     needed = {"compat_tests/plugin.py", "compat_tests/conftest.py", "compat_tests/test_matrix.py",
               "compat_tests/tiny/checkpoint.py", "compat_tests/remote_code/tiny_decoder/modeling_tiny_decoder.py",
               "compat_tests/probes/grpo.py", "reports/index_template.html", "loader/kwargs.py",
-              "compat_matrix/templates/compat-matrix.yml", "compat_matrix/templates/known-models.yaml"}
+              "compat_matrix/templates/matrix.yml", "compat_matrix/templates/nightly.yml",
+              "compat_matrix/templates/known-models.yaml"}
     assert needed <= names, sorted(needed - names)
     assert wheel.read("compat_matrix/templates/known-models.yaml") == (REPO / "matrix.yaml").read_bytes()
 
@@ -108,7 +111,8 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code = cli.main(["init", str(tmp_path), "--models", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
                      "meta-llama/Llama-3.2-1B-Instruct", "tiiuae/falcon-7b", "--install", "-e .",
-                     "--strategy", "mine=mypkg.models:load", "--probe", "step=mypkg.checks:step", "--package", "compat-matrix==9.9"])
+                     "--strategy", "mine=mypkg.models:load", "--probe", "step=mypkg.checks:step", "--package", "compat-matrix==9.9",
+                     "--workflow-repo", "acme/compat-matrix"])
     assert code == 0
     text = (tmp_path / "matrix.yaml").read_text()
     assert text.startswith("# compat-matrix: what is tested") and "same model type as Qwen/Qwen2.5-VL-7B-Instruct" in text
@@ -122,9 +126,20 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
     assert matrix.user_strategies["mine"].callable == "mypkg.models:load" and matrix.install == ("-e .",)
     assert "step" in matrix.user_probes
     assert any("VLM-R1 break" in e.reason for e in matrix.expectations), "the measured expectations come along"
-    workflow = (tmp_path / scaffold.WORKFLOW_PATH).read_text()
-    assert 'COMPAT_MATRIX_PACKAGE: "compat-matrix==9.9"' in workflow
+    workflow = yaml.safe_load((tmp_path / scaffold.WORKFLOW_PATH).read_text())["jobs"]["matrix"]
+    assert workflow["uses"] == f"acme/compat-matrix/.github/workflows/matrix.yml@v{VERSION}"
+    assert workflow["with"]["package"] == "compat-matrix==9.9", "a package other than the tag's release is passed on"
     assert cli.main(["init", str(tmp_path)]) == 2, "an existing matrix.yaml is not overwritten without --force"
+
+
+def test_init_standalone_writes_the_whole_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["init", str(tmp_path), "--models", "meta-llama/Llama-3.2-1B-Instruct", "--standalone",
+                     "--package", "compat-matrix==9.9"]) == 0
+    workflow = yaml.safe_load((tmp_path / scaffold.WORKFLOW_PATH).read_text())
+    assert {"plan", "test", "cross-release", "report", "deploy", "regressions"} <= set(workflow["jobs"])
+    assert workflow["env"]["COMPAT_MATRIX_PACKAGE"] == "${{ inputs.package || 'compat-matrix==9.9' }}"
+    assert "uses: ./" not in (tmp_path / scaffold.WORKFLOW_PATH).read_text()
 
 
 def test_a_known_model_type_is_found_by_the_longest_key_in_the_id() -> None:
@@ -135,3 +150,36 @@ def test_a_known_model_type_is_found_by_the_longest_key_in_the_id() -> None:
     assert scaffold.match_known("org/gemma-2-9b-it", known)["key"] == "gemma2"  # type: ignore[index]
     assert scaffold.match_known("org/Mistral-Small-24B", known)["key"] == "mistral"  # type: ignore[index]
     assert scaffold.match_known("tiiuae/falcon-7b", known) is None
+
+
+@pytest.mark.parametrize("round_trip_only", [False, True])
+def test_round_trip_only_leaves_the_as_published_cells_to_the_cross_release_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_trip_only: bool) -> None:
+    import compat_matrix.published
+    import compat_matrix.runner
+
+    runs: list[dict[str, object]] = []
+
+    def run_release(*args: object, **kwargs: object) -> object:
+        runs.append(kwargs)
+        return type("Run", (), {"interrupted": False, "env": "tf4_57_6", "lines": []})()
+
+    monkeypatch.setattr(compat_matrix.runner, "tox_available", lambda: True)
+    monkeypatch.setattr(compat_matrix.runner, "run_release", run_release)
+    monkeypatch.setattr(compat_matrix.runner, "installed_release", lambda path: "4.57.6")
+    monkeypatch.setattr(compat_matrix.published, "build_writers", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "_report", lambda *a, **k: 0)
+    flags = ["--round-trip-only"] if round_trip_only else []
+    assert cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
+                     "--out", str(tmp_path), *flags]) == 0
+    assert [run.get("published_in") for run in runs] == ([None] if round_trip_only else [None, "4.57.6"])
+    assert cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--round-trip-only",
+                     "--cross-release", "--out", str(tmp_path)]) == 2, "the two flags contradict each other"
+
+
+def test_version_is_the_one_the_package_and_the_report_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"compat-matrix {VERSION}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", VERSION)
+    assert (REPO / "CHANGELOG.md").read_text(encoding="utf-8").count(f"\n## {VERSION} ") == 1, "CHANGELOG.md has this version"

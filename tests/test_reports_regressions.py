@@ -105,3 +105,16 @@ def test_fail_on_regression_sets_the_exit_code(tmp_path, monkeypatch, status, fl
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     argv = [str(results(tmp_path / "r.jsonl", {"status": status})), "--out", str(tmp_path / "out")]
     assert main(argv + (["--fail-on-regression"] if flag else [])) == code
+
+
+def test_the_report_names_the_compat_matrix_that_built_it_and_reads_older_ones(tmp_path):
+    from reports.report import Report
+    from reports.version import VERSION
+
+    report = build_report([results(tmp_path / "r.jsonl", {"status": "pass"})])
+    assert report.generator == f"compat-matrix {VERSION}"
+    report.write(tmp_path / "report.json")
+    older = json.loads((tmp_path / "report.json").read_text())
+    del older["generator"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert Report.read(tmp_path / "older.json").generator == "", "a baseline from before `generator` still reads"

@@ -1,5 +1,7 @@
 """The GitHub Actions workflows: actionlint, the structural rules of STYLE.md, and their shell steps.
 
+The pipeline is one reusable workflow (matrix.yml); nightly.yml calls it, and so does the caller
+`compat-matrix init` writes into a user's repository (its `--standalone` copy is derived from it).
 The plan, report, regression-summary and issue steps are run here as the runner would run them
 (`bash -e`, inputs through env), with `compat-matrix` called as `python -m compat_matrix.cli`
 and `curl`/`gh` replaced where a test must not reach the network.
@@ -15,30 +17,52 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from compat_matrix import scaffold
 from compat_matrix.runner import tox_available
+from reports.version import VERSION
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
 NIGHTLY = WORKFLOWS / "nightly.yml"
+"""This repository's nightly: a caller of the reusable workflow."""
+REUSABLE = WORKFLOWS / "matrix.yml"
+"""The pipeline: plan, one job per release, cross-release, report, Pages, regression issue, bisect."""
 CI = WORKFLOWS / "ci.yml"
-USER_NIGHTLY = REPO / "compat_matrix" / "templates" / "compat-matrix.yml"
-"""What `compat-matrix init` writes into a user's repository (with its COMPAT_MATRIX_PACKAGE line set)."""
-ALL_WORKFLOWS = (NIGHTLY, CI, USER_NIGHTLY)
 
-WRITE_PERMISSIONS = {
-    NIGHTLY.name: {"deploy": {"pages", "id-token"}, "regressions": {"issues"}},
-    CI.name: {},
-    USER_NIGHTLY.name: {"deploy": {"pages", "id-token"}, "regressions": {"issues"}},
-}
-"""The only jobs that may write, and what: Pages deployment, and the regression issue."""
+
+def _written(name: str, text: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="init-workflow-")) / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder / name
+
+
+USER_CALLER = _written("compat-matrix.yml", scaffold.render_caller("acme/compat-matrix", "v9.9.9"))
+"""What `compat-matrix init` writes into a user's repository."""
+USER_STANDALONE = _written("compat-matrix-standalone.yml", scaffold.render_standalone("compat-matrix==9.9.9"))
+"""What `compat-matrix init --standalone` writes: the pipeline, calling nothing outside the repository."""
+ALL_WORKFLOWS = (NIGHTLY, REUSABLE, CI, USER_CALLER, USER_STANDALONE)
+CALLERS = (NIGHTLY, USER_CALLER)
+PIPELINES = (REUSABLE, USER_STANDALONE)
+"""The workflows that hold the jobs themselves."""
+
+PIPELINE_WRITES = {"deploy": {"pages", "id-token"}, "regressions": {"issues"}}
+CALLER_WRITES = {"matrix": {"pages", "id-token", "issues"}}
+WRITE_PERMISSIONS = {NIGHTLY.name: CALLER_WRITES, USER_CALLER.name: CALLER_WRITES, REUSABLE.name: PIPELINE_WRITES,
+                     USER_STANDALONE.name: PIPELINE_WRITES, CI.name: {}}
+"""The only jobs that may write, and what: Pages deployment and the regression issue (a caller grants
+the reusable workflow's jobs no more than its calling job holds)."""
 
 PINNED_USES = re.compile(r"^\s*(?:-\s+)?uses:\s+[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40}\s+#\s+v\d+\.\d+\.\d+\s*$")
+CALLS = re.compile(r"^\s*uses:\s+(?:\./|[\w.-]+/[\w.-]+/)\.github/workflows/[\w.-]+\.yml(?:@v\d+\.\d+\.\d+)?\s*(?:#.*)?$")
+"""A call of the reusable workflow: this repository's own file, or compat-matrix's at a release tag."""
 
 needs_cli = pytest.mark.skipif(
     not (REPO / "compat_matrix" / "cli.py").is_file(), reason="runs `compat-matrix plan`: compat_matrix/cli.py is not there yet"
@@ -165,10 +189,15 @@ def test_write_permissions_only_on_the_jobs_that_need_them(path: Path) -> None:
     assert granted == WRITE_PERMISSIONS[path.name]
 
 
-@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", (NIGHTLY, CI, USER_CALLER, USER_STANDALONE), ids=lambda p: p.name)
 def test_concurrency_group(path: Path) -> None:
     concurrency = load(path)["concurrency"]
     assert concurrency["group"] and "cancel-in-progress" in concurrency
+
+
+def test_the_reusable_workflow_leaves_concurrency_to_its_caller() -> None:
+    # A group of its own would be evaluated in the caller's context: the same group as the caller's, a deadlock.
+    assert "concurrency" not in load(REUSABLE)
 
 
 @pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.name)
@@ -182,7 +211,7 @@ def test_matrix_jobs_do_not_fail_fast(path: Path) -> None:
 def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None:
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"^\s*(-\s+)?uses:", line)]
     assert lines
-    unpinned = [line.strip() for line in lines if not PINNED_USES.match(line)]
+    unpinned = [line.strip() for line in lines if not PINNED_USES.match(line) and not CALLS.match(line)]
     assert not unpinned, "pin as `owner/action@<40-hex commit> # vX.Y.Z`: " + "; ".join(unpinned)
 
 
@@ -204,20 +233,112 @@ def test_scripts_take_values_through_env_not_expressions(path: Path) -> None:
 
 def test_nightly_schedule_is_off_the_hour() -> None:
     crons = [entry["cron"] for entry in load(NIGHTLY)["on"]["schedule"]]
-    assert crons
+    assert crons and crons == [entry["cron"] for entry in load(USER_STANDALONE)["on"]["schedule"]]
     for cron in crons:
         minute = cron.split()[0]
         assert minute.isdigit() and 0 < int(minute) < 60, f"{cron!r}: pick one fixed minute other than 0"
 
 
-def test_nightly_can_be_dispatched_with_releases_models_runner_and_cross_release() -> None:
-    inputs = load(NIGHTLY)["on"]["workflow_dispatch"]["inputs"]
+@pytest.mark.parametrize("path", CALLERS, ids=lambda p: p.name)
+def test_the_callers_can_be_dispatched_with_releases_models_runner_and_cross_release(path: Path) -> None:
+    inputs = load(path)["on"]["workflow_dispatch"]["inputs"]
     assert {"releases", "models", "runner", "publish", "cross_release"} <= set(inputs)
     assert "main" in inputs["releases"]["description"]
 
 
-def test_nightly_test_job() -> None:
-    workflow = load(NIGHTLY)
+def test_the_reusable_workflow_takes_the_pipelines_settings_as_inputs() -> None:
+    call = load(REUSABLE)["on"]["workflow_call"]
+    assert {"releases", "models", "runner", "torch_index", "publish", "cross_release", "python", "package"} <= set(call["inputs"])
+    assert set(call["secrets"]) == {"HF_TOKEN"} and not call["secrets"]["HF_TOKEN"]["required"]
+    assert set(load(REUSABLE)["on"]) == {"workflow_call"}, "the schedule belongs to the caller"
+
+
+# --- calling the reusable workflow ----------------------------------------------------------------
+
+
+def call_problems(caller: dict[str, Any], reusable: dict[str, Any]) -> list[str]:
+    """What GitHub would refuse, or silently drop, in `caller`'s calls of `reusable`: an input or secret
+    it does not declare, a required one not given, a value of the wrong type, a caller input that
+    does not exist or has another type."""
+    declared, secrets = reusable["on"]["workflow_call"]["inputs"], reusable["on"]["workflow_call"].get("secrets", {})
+    dispatch = caller["on"].get("workflow_dispatch", {}).get("inputs", {})
+    problems = []
+    for name, job in caller["jobs"].items():
+        if "uses" not in job:
+            continue
+        given = job.get("with", {})
+        problems += [f"{name}: input {k!r} is not declared" for k in given if k not in declared]
+        problems += [f"{name}: required input {k!r} not given" for k, spec in declared.items() if spec.get("required") and k not in given]
+        problems += [f"{name}: secret {k!r} is not declared" for k in job.get("secrets", {}) if k not in secrets]
+        for key, value in given.items():
+            kind = declared.get(key, {}).get("type")
+            if isinstance(value, str) and "${{" in value:
+                for ref in re.findall(r"\binputs\.([\w-]+)", value):
+                    if ref not in dispatch:
+                        problems.append(f"{name}: {key} reads inputs.{ref}, which the caller does not declare")
+                    elif value.strip() == f"${{{{ inputs.{ref} }}}}" and dispatch[ref]["type"] != kind:
+                        problems.append(f"{name}: {key} is {kind}, inputs.{ref} is {dispatch[ref]['type']}")
+            elif kind == "boolean" and not isinstance(value, bool) or kind == "string" and not isinstance(value, str):
+                problems.append(f"{name}: {key} is {kind}, given {value!r}")
+    return problems
+
+
+@pytest.mark.parametrize("path", CALLERS, ids=lambda p: p.name)
+def test_each_callers_inputs_are_the_reusable_workflows(path: Path) -> None:
+    caller = load(path)
+    assert [job["uses"].split("@")[0].endswith("/.github/workflows/matrix.yml") for job in caller["jobs"].values()] == [True]
+    assert call_problems(caller, load(REUSABLE)) == []
+
+
+def test_a_misspelt_or_mistyped_input_is_caught() -> None:
+    caller, reusable = load(NIGHTLY), load(REUSABLE)
+    job = caller["jobs"]["matrix"]
+    job["with"] = {**job["with"], "relases": "4.57.6", "python": 3.11, "runner": "${{ inputs.runer }}"}
+    job["secrets"] = {"HF_TOKN": "x"}
+    reusable["on"]["workflow_call"]["inputs"]["models"]["required"] = True
+    del job["with"]["models"]
+    assert sorted(call_problems(caller, reusable)) == sorted([
+        "matrix: input 'relases' is not declared", "matrix: required input 'models' not given",
+        "matrix: secret 'HF_TOKN' is not declared", "matrix: python is string, given 3.11",
+        "matrix: runner reads inputs.runer, which the caller does not declare"])
+
+
+def test_every_input_the_pipeline_reads_is_declared() -> None:
+    declared = set(load(REUSABLE)["on"]["workflow_call"]["inputs"])
+    read = set(re.findall(r"\binputs\.([\w-]+)", REUSABLE.read_text(encoding="utf-8")))
+    assert read and read <= declared, sorted(read - declared)
+
+
+def test_inits_caller_is_this_nightly_pinned_to_a_release() -> None:
+    """One pipeline: the user's workflow is nightly.yml, calling compat-matrix at the installed version's tag."""
+    ours, theirs = load(NIGHTLY), load(USER_CALLER)
+    assert theirs["on"] == ours["on"] and theirs["permissions"] == ours["permissions"]
+    assert theirs["jobs"]["matrix"]["uses"] == "acme/compat-matrix/.github/workflows/matrix.yml@v9.9.9"
+    assert "package" not in theirs["jobs"]["matrix"]["with"], "the tag's release is what the reusable workflow installs"
+    assert {k: v for k, v in ours["jobs"]["matrix"]["with"].items() if k != "package"} == theirs["jobs"]["matrix"]["with"]
+    lines = USER_CALLER.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 40, len(lines)
+    from_git = load(_written("git.yml", scaffold.render_caller("acme/compat-matrix", "v1.0.0", "compat-matrix @ git+https://x/y")))
+    assert from_git["jobs"]["matrix"]["with"]["package"] == "compat-matrix @ git+https://x/y"
+
+
+def test_the_standalone_copy_is_the_reusable_workflow_on_a_schedule() -> None:
+    reusable, standalone = load(REUSABLE), load(USER_STANDALONE)
+    assert standalone["jobs"] == reusable["jobs"]
+    assert standalone["on"]["workflow_dispatch"]["inputs"] == reusable["on"]["workflow_call"]["inputs"]
+    assert standalone["env"]["COMPAT_MATRIX_PACKAGE"] == "${{ inputs.package || 'compat-matrix==9.9.9' }}"
+    quoted = load(_written("q.yml", scaffold.render_standalone("compat-matrix @ git+https://x/y@it's")))
+    assert quoted["env"]["COMPAT_MATRIX_PACKAGE"] == "${{ inputs.package || 'compat-matrix @ git+https://x/y@it''s' }}"
+
+
+def test_the_reusable_workflow_installs_this_version_by_default() -> None:
+    pinned = scaffold.PINNED_RELEASE.search(REUSABLE.read_text(encoding="utf-8"))
+    assert pinned and pinned.group(1) == VERSION, \
+        "bump the `compat-matrix==` default of matrix.yml's package input with reports/version.py's VERSION"
+
+
+def test_pipeline_test_job() -> None:
+    workflow = load(REUSABLE)
     job = workflow["jobs"]["test"]
     assert "plan" in job["needs"]
     assert job["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
@@ -228,21 +349,21 @@ def test_nightly_test_job() -> None:
     assert hub_cache and "huggingface/hub" in hub_cache[0]["with"]["path"]
 
     names = [s.get("name", "") for s in job["steps"]]
-    prefetch, tox = step(workflow, "test", "Prefetch"), step(workflow, "test", "Run the matrix")
-    assert names.index(prefetch["name"]) < names.index(tox["name"])
+    prefetch, run = step(workflow, "test", "Prefetch"), step(workflow, "test", "Run the matrix")
+    assert names.index(prefetch["name"]) < names.index(run["name"])
     assert "compat-matrix prefetch" in prefetch["run"] and prefetch["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
-    assert tox["env"]["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in tox["env"]
-    assert tox["env"]["TOX_ENV"] == "${{ matrix.env }}" and 'tox "${envargs[@]}"' in tox["run"]
+    assert run["env"]["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in run["env"]
 
     upload = step(workflow, "test", "Upload results")
     assert upload["if"] == "always()"
     assert upload["with"]["name"] == "results-${{ matrix.env }}"
-    assert upload["with"]["path"] == "results/${{ matrix.env }}.jsonl"
-    assert "COMPAT_MATRIX_TORCH_INDEX" in step(workflow, "test", "Choose the torch build")["run"]
+    assert upload["with"]["path"] == "out/results/${{ matrix.env }}.jsonl"
+    torch = step(workflow, "test", "Choose the torch build")
+    assert "COMPAT_MATRIX_TORCH_INDEX" in torch["run"] and "inputs.torch_index" in torch["env"]["TORCH_INDEX"]
 
 
-def test_nightly_report_deploy_and_regression_jobs() -> None:
-    workflow = load(NIGHTLY)
+def test_pipeline_report_deploy_and_regression_jobs() -> None:
+    workflow = load(REUSABLE)
     jobs = workflow["jobs"]
     assert jobs["report"]["if"].startswith("always()")
     download = uses(workflow, "report", "actions/download-artifact")[0]
@@ -252,25 +373,7 @@ def test_nightly_report_deploy_and_regression_jobs() -> None:
     assert jobs["deploy"]["environment"]["name"] == "github-pages"
     assert "needs.report.outputs.regressions" in jobs["regressions"]["if"]
     assert "gh issue comment" in step(workflow, "regressions", "Comment")["run"]
-
-
-def test_the_users_nightly_is_this_nightly_with_the_installed_tool() -> None:
-    """Same jobs, same report/Pages/issue steps; the harness is pip-installed, each release runs through `compat-matrix run`."""
-    ours, theirs = load(NIGHTLY), load(USER_NIGHTLY)
-    assert theirs["jobs"].keys() == ours["jobs"].keys() and theirs["on"] == ours["on"]
-    def shared(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
-        """The steps that must match: all but installing compat-matrix and its pip cache key."""
-        return [s for s in workflow["jobs"][job]["steps"] if not s.get("name", "").startswith("Install compat-matrix")
-                and not s.get("uses", "").startswith("actions/setup-python@")]
-
-    for job in ("report", "deploy", "regressions"):
-        assert shared(theirs, job) == shared(ours, job), f"job {job!r} differs from nightly.yml's"
-    for job in ("plan", "test", "cross-release", "report"):
-        install = step(theirs, job, "Install compat-matrix")
-        assert install["run"] == 'python -m pip install "$COMPAT_MATRIX_PACKAGE"', job
-    assert "compat-matrix run --transformers \"$RELEASE\" --out out" in step(theirs, "test", "Run the matrix")["run"]
-    assert step(theirs, "test", "Upload results")["with"]["path"] == "out/results/${{ matrix.env }}.jsonl"
-    assert theirs["env"]["COMPAT_MATRIX_PACKAGE"].startswith("compat-matrix")
+    assert "nightly_bisect" in step(workflow, "report", "Bisect a regression of latest")["run"]
 
 
 def test_ci_runs_the_same_script_as_local_ci() -> None:
@@ -285,7 +388,7 @@ def test_ci_runs_the_same_script_as_local_ci() -> None:
 
 @needs_cli
 def test_plan_step_gives_one_job_per_release_of_matrix_yaml(tmp_path: Path, shims: Path) -> None:
-    process, outputs = run_step(step(load(NIGHTLY), "plan", "Plan"), REPO, shims, {"RELEASES": ""})
+    process, outputs = run_step(step(load(REUSABLE), "plan", "Plan"), REPO, shims, {"RELEASES": ""})
     assert process.returncode == 0, process.stderr
     include = json.loads(outputs["matrix"])["include"]
     releases = [str(r) for r in yaml.safe_load((REPO / "matrix.yaml").read_text(encoding="utf-8"))["transformers"]]
@@ -298,7 +401,7 @@ def test_plan_step_gives_one_job_per_release_of_matrix_yaml(tmp_path: Path, shim
 
 @needs_cli
 def test_plan_step_takes_the_releases_input_with_main(tmp_path: Path, shims: Path) -> None:
-    process, outputs = run_step(step(load(NIGHTLY), "plan", "Plan"), REPO, shims, {"RELEASES": "4.57.6, main"})
+    process, outputs = run_step(step(load(REUSABLE), "plan", "Plan"), REPO, shims, {"RELEASES": "4.57.6, main"})
     assert process.returncode == 0, process.stderr
     include = json.loads(outputs["matrix"])["include"]
     assert include == [{"release": "4.57.6", "env": "tf4_57_6"}, {"release": "main", "env": "tfmain"}]
@@ -311,30 +414,22 @@ def test_plan_step_takes_the_releases_input_with_main(tmp_path: Path, shims: Pat
 @needs_cli
 def test_prefetch_step_passes_the_models_input(tmp_path: Path, shims: Path) -> None:
     # Tiny entries only: nothing to download, so this stays offline.
-    spec = step(load(NIGHTLY), "test", "Prefetch")
+    spec = step(load(REUSABLE), "test", "Prefetch")
     process, _ = run_step(spec, REPO, shims, {"MODELS": "llama, qwen2", "HF_TOKEN": ""})
     assert process.returncode == 0, process.stderr
 
 
-@pytest.mark.parametrize(("release", "env", "models", "expected"), [
-    ("4.57.6", "tf4_57_6", "", "-e tf4_57_6"),
-    ("main", "tfmain", "llama, qwen2_5_vl", "-e tfmain -- --cm-models llama,qwen2_5_vl"),
-    ("4.55.0", "tf4_55_0", "llama", "-e tfany -x testenv:tfany.env_dir={work_dir}/tf4_55_0 -- --cm-models llama"),
+@pytest.mark.parametrize(("models", "expected"), [
+    ("", "--transformers main --round-trip-only --out out"),
+    ("llama, qwen2_5_vl", "--transformers main --round-trip-only --out out --models llama qwen2_5_vl"),
 ])
-def test_tox_step_runs_the_release_env(tmp_path: Path, shims: Path, release: str, env: str, models: str,
-                                       expected: str) -> None:
-    if not tox_available():
-        pytest.skip("tox is not installed in this interpreter (requirements/dev.txt)")
-    log = tmp_path / "tox.log"
-    # `tox config` is the real tox (it decides between the release's env and tfany); a run is only logged.
-    _executable(shims / "tox", f'#!/bin/sh\nif [ "$1" = config ]; then exec "{sys.executable}" -m tox "$@"; fi\n'
-                               f'echo "$@" > "{log}"\n')
-    spec = step(load(NIGHTLY), "test", "Run the matrix")
-    env_vars = {"MODELS": models, "HF_HUB_OFFLINE": "1", "TOX_ENV": env, "COMPAT_MATRIX_REQUESTED": release,
-                "COMPAT_MATRIX_ENV_NAME": env}
-    process, _ = run_step(spec, REPO, shims, env_vars)
+def test_release_step_runs_compat_matrix_for_its_release(tmp_path: Path, shims: Path, models: str, expected: str) -> None:
+    log = tmp_path / "run.log"
+    _executable(shims / "compat-matrix", f'#!/bin/sh\necho "$@" > "{log}"\n')
+    process, _ = run_step(step(load(REUSABLE), "test", "Run the matrix"), REPO, shims,
+                          {"MODELS": models, "HF_HUB_OFFLINE": "1", "RELEASE": "main"})
     assert process.returncode == 0, process.stderr
-    assert log.read_text().strip() == expected
+    assert log.read_text().strip() == f"run {expected}"
 
 
 # --- the report job's steps on downloaded results -----------------------------------------------
@@ -378,7 +473,7 @@ class ReportJob:
     def __init__(self, workdir: Path, shims: Path):
         self.workdir, self.shims = workdir, shims
         shutil.copy(REPO / "matrix.yaml", workdir / "matrix.yaml")  # the job's checkout; the report judges by it
-        self.workflow = load(NIGHTLY)
+        self.workflow = load(REUSABLE)
         self.pages = workdir / "pages"
         self.pages.mkdir()
         self.summary = workdir / "step-summary.md"
@@ -465,7 +560,7 @@ def test_a_page_that_is_not_a_report_is_no_baseline(tmp_path: Path, shims: Path)
 
 def test_pages_url_defaults_to_the_repository_site(tmp_path: Path, shims: Path) -> None:
     _executable(shims / "curl", "#!/bin/sh\nexit 22\n")  # the real one would reach the network
-    fetch = step(load(NIGHTLY), "report", "Fetch the published report")
+    fetch = step(load(REUSABLE), "report", "Fetch the published report")
     for owner, repo, url in (("Acme", "compat", "https://acme.github.io/compat/"),
                              ("Acme", "acme.github.io", "https://acme.github.io/")):
         process, outputs = run_step(fetch, tmp_path, shims, {"PAGES_URL": "", "OWNER": owner, "REPO": repo})
@@ -484,7 +579,7 @@ def test_regression_issue_step(tmp_path: Path, shims: Path, open_issue: str) -> 
                               'if [ "$1 $2" = "issue list" ]; then printf "%s" "$GH_OPEN_ISSUE"; fi\n')
     (tmp_path / "compat-report").mkdir()
     (tmp_path / "compat-report" / "regressions.md").write_text("| table |\n")
-    workflow = load(NIGHTLY)
+    workflow = load(REUSABLE)
     spec = step(workflow, "regressions", "Comment")
     env = {**{k: str(v) for k, v in workflow["jobs"]["regressions"]["env"].items()}, "GH_LOG": str(log),
            "GH_OPEN_ISSUE": open_issue}
