@@ -127,6 +127,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matrix_or_the_packaged_one(cwd: Path) -> Path:
+    """`list` where there is no matrix.yaml yet: the matrix compat-matrix ships (what `init` starts from)."""
+    try:
+        return find_matrix(cwd)
+    except UsageProblem:
+        from compat_matrix.scaffold import TEMPLATES
+
+        print("no matrix.yaml here or above: the matrix compat-matrix ships (`compat-matrix init` writes yours)",
+              file=sys.stderr)
+        return TEMPLATES / "known-models.yaml"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     print("releases:   " + ", ".join(matrix.transformers))
@@ -643,7 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, name):
             setattr(args, name, _split(getattr(args, name)))
     try:
-        if args.matrix is None and args.func is not cmd_init:
+        if args.matrix is None and args.func is cmd_list:
+            args.matrix = str(_matrix_or_the_packaged_one(Path.cwd()))
+        elif args.matrix is None and args.func is not cmd_init:
             args.matrix = str(find_matrix(Path.cwd()))
         return args.func(args)
     except MatrixError as exc:
