@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from reports.build import build_report
+from reports.cell_data import CELLS_FOLDER, cell_files
 from reports.junit import write_junit
 from reports.rejudge import Expectations
 from reports.render_html import render_html
@@ -23,12 +24,25 @@ from reports.support_table import UnknownSelection, support_table
 
 
 def write_outputs(report: Report, out_dir: Path) -> list[Path]:
-    """report.json, then report.md, index.html and one JUnit file per release, all from it."""
+    """report.json, then report.md, index.html with its cells/ and one JUnit file per release, all from it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write(out_dir / "report.json")
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (out_dir / "index.html").write_text(render_html(report), encoding="utf-8")
-    return [out_dir / "report.json", out_dir / "report.md", out_dir / "index.html", *write_junit(report, out_dir)]
+    return [out_dir / "report.json", out_dir / "report.md", out_dir / "index.html", *write_cell_files(report, out_dir),
+            *write_junit(report, out_dir)]
+
+
+def write_cell_files(report: Report, out_dir: Path) -> list[Path]:
+    """The page's per-model cell files; those of models no longer in the report are removed."""
+    files = {out_dir / name: text for name, text in cell_files(report).items()}
+    folder = out_dir / CELLS_FOLDER
+    folder.mkdir(exist_ok=True)
+    for stale in set(folder.glob("*.js")) - set(files):
+        stale.unlink()
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return list(files)
 
 
 def read_release_set(path: Path) -> ReleaseSet:

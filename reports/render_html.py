@@ -1,12 +1,13 @@
-"""`index.html`: one self-contained page (inline CSS and JS, no network) to browse a report.
+"""`index.html`: the first screen (headline, causes, one sentence per model) and the grid's
+frame, with inline CSS and JS and no network; each model's cells come from its file beside the
+page (`reports/cell_data.py`), loaded when the reader opens that model.
 
 Jinja2 autoescapes every value, so text from exceptions and model configs always renders as
-text; each cell's details sit in an inert `<template>` that the script clones, never parses.
+text; the script builds cells from their files with textContent, never parsing markup.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -14,7 +15,8 @@ from importlib import resources
 from jinja2 import Environment, StrictUndefined, Template
 from markupsafe import Markup
 
-from reports.grid import GridCell, build_grid
+from reports.cell_data import cell_file
+from reports.grid import ModelGroup, build_grid
 from reports.md_causes import SECTIONS, was
 from reports.overview import counts, model_sentences
 from reports.report import Cell, Report
@@ -24,6 +26,8 @@ from reports.text import brief
 
 MAX_CELL_LINKS = 60
 """A cause lists links to this many of its cells on the page; report.json has them all."""
+MAX_CHANGE_ROWS = 200
+"""The regression and fix tables list this many cells on the page; report.json has them all."""
 
 def row_anchor(cell: Cell) -> str:
     """The page's stable link target for a cell's row: `model/strategy/profile`, or `model/cross`
@@ -44,23 +48,9 @@ class TrendBar:
 
 
 def render_html(report: Report) -> str:
-    """The whole page for `report`."""
+    """The page for `report`; its cells are in `cell_files(report)`, written beside it."""
     grid = build_grid(report)
-    ids: dict[int, str] = {}
-
-    def detail_id(cell: GridCell) -> str:
-        return ids.setdefault(id(cell), f"d{len(ids)}")
-
-    causes_by_cell: dict[tuple[str, str], list[str]] = {}
-    for cause in report.causes:
-        for key in cause.cells:
-            version, cell_id = key.split("/", 1)
-            causes_by_cell.setdefault((version, cell_id), []).append(cause.id)
     cells = {f"{c.transformers}/{c.cell_id}": c for c in report.cells}
-
-    def causes_of(cell: GridCell) -> list[str]:
-        return sorted({cid for p in cell.probes for cid in causes_by_cell.get(p.key, [])})
-
     return _template().render(
         report=report,
         counts=counts(report),
@@ -68,21 +58,30 @@ def render_html(report: Report) -> str:
         kinds=[(kind, heading) for kind, heading, _ in SECTIONS],
         cell_total=lambda causes: sum(len(c.cells) for c in causes),
         max_links=MAX_CELL_LINKS,
+        max_changes=MAX_CHANGE_ROWS,
         link_of=lambda key: row_anchor(cells[key]) if key in cells else "",
-        causes_of=causes_of,
-        causes_of_probe=lambda p: causes_by_cell.get(p.key, []),
         was=was,
         brief=brief,
         grid=grid,
+        tally=tally,
+        cell_file=cell_file,
         statuses=STATUS_ORDER,
         symbol=SYMBOL,
-        detail_id=detail_id,
         strategies=sorted({row.strategy for g in grid.groups for row in g.rows}),
         trend=trend_bars(report),
-        as_json=lambda value: json.dumps(value, indent=1, sort_keys=True, default=str),
         css=Markup(_asset("report.css")),
         js=Markup(_asset("report.js")),
     )
+
+
+def tally(group: ModelGroup) -> list[tuple[str, int]]:
+    """How many of a model's grid cells (route x release) end in each status, worst first: what a
+    folded model shows."""
+    found: dict[str, int] = {}
+    for row in group.rows:
+        for cell in row.cells.values():
+            found[cell.worst] = found.get(cell.worst, 0) + 1
+    return [(status, found[status]) for status in reversed(STATUS_ORDER) if status in found]
 
 
 def trend_bars(report: Report) -> list[TrendBar]:

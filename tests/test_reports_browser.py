@@ -1,4 +1,6 @@
-"""index.html in a real headless Chromium: the grid renders, a filter works, a cell opens with its message.
+"""index.html in a real headless Chromium: the first screen is there at once, a model's cells load
+when it is opened (from cells/<model>.js beside the page, also from disk), a filter works, a cell
+opens with its message.
 
 Needs Debian's chromium + chromium-driver and selenium (scripts/install_browser.sh installs them);
 skipped, saying so, where they are missing. Screenshots go to artifacts/ for people to look at.
@@ -32,7 +34,7 @@ CHROMIUM_FLAGS = (
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: run scripts/install_browser.sh")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -71,9 +73,21 @@ def visible_rows(driver):
     return [row for row in driver.find_elements(By.CSS_SELECTOR, "#grid tr.row") if row.is_displayed()]
 
 
+def wait_for(driver, condition, seconds=20):
+    """What the page does after loading a model's cells (a script, so asynchronous)."""
+    return WebDriverWait(driver, seconds).until(lambda d: condition(d))
+
+
+def open_every_model(driver):
+    driver.find_element(By.ID, "f-open").click()
+    wait_for(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "#grid tbody.group.folded"))
+
+
 def test_the_grid_renders(page):
     headers = [th.text.split("\n")[0] for th in page.find_elements(By.CSS_SELECTOR, "#grid thead th[data-col]")]
     assert headers == ["4.49.0", "4.52.4", "4.57.6", "5.0.0"]
+    assert visible_rows(page) == [] and page.find_element(By.ID, "shown").text == "10 of 10 rows", "folded until opened"
+    open_every_model(page)
     assert len(visible_rows(page)) == 10
     assert page.find_element(By.ID, "shown").text == "10 of 10 rows"
     regressions = page.find_elements(By.CSS_SELECTOR, "#regressions tbody tr")
@@ -207,7 +221,7 @@ def test_a_cause_links_to_its_cells_and_a_cell_back_to_its_cause(crowded):
     page, _, _ = crowded
     cause = page.find_elements(By.CSS_SELECTOR, "#kind-regression li.cause")[1]
     cause.find_element(By.CSS_SELECTOR, "button.show-cells").click()
-    rows = visible_rows(page)
+    rows = wait_for(page, visible_rows)
     assert rows and {r.get_attribute("data-strategy") for r in rows} == {"explicit_class"}
     assert {r.get_attribute("data-model") for r in rows} == {"qwen2_vl", "qwen2_5_vl"}
     row = rows[0]
@@ -223,6 +237,7 @@ def test_a_cause_links_to_its_cells_and_a_cell_back_to_its_cause(crowded):
 
 def test_a_text_filter_and_folding(crowded):
     page, _, _ = crowded
+    open_every_model(page)
     box = page.find_element(By.ID, "f-text")
     box.send_keys("mm_token_type_ids")
     assert {(r.get_attribute("data-model"), r.get_attribute("data-strategy")) for r in visible_rows(page)} == {
@@ -238,11 +253,70 @@ def test_a_text_filter_and_folding(crowded):
 
 def test_deep_links_hold_a_row_and_a_cell(crowded):
     page, _, index = crowded
-    page.find_element(By.CSS_SELECTOR, "#llava button.fold").click()  # folded: the link must unfold it
-    page.get(index.as_uri() + "#llava/explicit_class/default")
-    row = page.find_element(By.ID, "llava/explicit_class/default")
-    assert row.is_displayed() and "target" in row.get_attribute("class") and on_first_screen(page, row)
+    page.get(index.as_uri() + "#llava/explicit_class/default")  # a fresh page: llava is folded, not loaded
+    row = wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.row.target"))[0]
+    assert row.get_attribute("id") == "llava/explicit_class/default"
+    assert row.is_displayed() and on_first_screen(page, row)
     page.get(index.as_uri() + "#qwen2_vl/explicit_class/default/5.24.0")
     dialog = page.find_element(By.ID, "cell-dialog")
-    assert dialog.get_attribute("open") is not None and "mm_token_type_ids" in dialog.text
+    wait_for(page, lambda d: dialog.get_attribute("open") is not None)
+    assert "mm_token_type_ids" in dialog.text
     assert "qwen2_vl · explicit_class · default — transformers 5.24.0" in dialog.text
+
+
+# --- a report the size of the default run: the page is light, its first screen comes at once -------
+
+MODELS = 17
+"""As many models as the default matrix, each with 6 routes x 3 profiles x 5 probes in 6 releases."""
+
+
+def large_results(path: Path) -> int:
+    lines = []
+    for release in ("4.49.0", "4.51.3", "4.52.4", "4.57.6", "5.0.0", "5.24.0"):
+        for m in range(MODELS):
+            for strategy in ("auto_causal_lm", "auto_model", "auto_image_text_to_text", "auto_vision2seq", "explicit_class", "smart"):
+                for profile in ("default", "trainer", "lora"):
+                    for probe in PROBES:
+                        failing = strategy in ("auto_causal_lm", "auto_model")
+                        lines.append({**BASE, "env": f"tf{release}", "transformers": release, "model": f"model{m:02d}",
+                                      "hub_id": f"org/model{m:02d}", "strategy": strategy, "load_kwargs": profile,
+                                      "probe": probe, "cell_id": f"model{m:02d}-{strategy}-{profile}-{probe}",
+                                      "status": "fail" if failing else "pass", "error_type": "ValueError" if failing else None,
+                                      "message": UNRECOGNIZED.format(m=f"model{m:02d}", c="Model") if failing else "",
+                                      "details": {"parameters": 123456, "logits_max_abs_diff": 0.0, "note": "x" * 200}})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return len(lines)
+
+
+def test_a_large_report_opens_at_once_and_loads_a_model_when_asked(tmp_path):
+    cells = large_results(tmp_path / "results.jsonl")
+    out = tmp_path / "site"
+    write_outputs(build_report([tmp_path / "results.jsonl"]), out)
+    page_bytes = (out / "index.html").stat().st_size
+    cell_bytes = sum(p.stat().st_size for p in (out / "cells").glob("*.js"))
+    assert len(list((out / "cells").glob("*.js"))) == MODELS
+    assert page_bytes < 2_000_000 and cell_bytes > 5 * page_bytes, (page_bytes, cell_bytes)
+    driver = chromium()
+    try:
+        driver.get((out / "index.html").as_uri())  # from disk: file:// forbids fetch(), the cells load by <script>
+        assert driver.find_element(By.ID, "headline").is_displayed()
+        timing = driver.execute_script(
+            "const nav = performance.getEntriesByType('navigation')[0];"
+            "const paint = performance.getEntriesByName('first-contentful-paint')[0];"
+            "return {dom_content_loaded_ms: nav.domContentLoadedEventEnd, load_ms: nav.loadEventEnd,"
+            " first_contentful_paint_ms: paint ? paint.startTime : null,"
+            " cell_files_loaded: document.querySelectorAll('script[src]').length};")
+        assert timing["cell_files_loaded"] == 0, "nothing of the grid is loaded before a model is opened"
+        group = driver.find_element(By.ID, "model03")
+        group.find_element(By.CSS_SELECTOR, "button.fold").click()
+        rows = wait_for(driver, lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#model03 tr.row") if r.is_displayed()])
+        assert len(rows) == 18
+        loaded = driver.execute_script("return Array.from(document.querySelectorAll('script[src]'), s => s.getAttribute('src'))")
+        assert loaded == ["cells/model03.js"], "opening one model loads that model's file only"
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+    ARTIFACTS.mkdir(exist_ok=True)
+    measured = {**timing, "cells": cells, "index_html_bytes": page_bytes, "cell_files_bytes": cell_bytes}
+    (ARTIFACTS / "first-screen.json").write_text(json.dumps(measured, indent=1) + "\n")
+    print(f"first screen of a {cells}-cell report: {measured}")

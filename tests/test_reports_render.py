@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reports.build import build_report
-from reports.cli import main
+from reports.cell_data import cell_files
+from reports.cli import main, write_outputs
 from reports.render_html import render_html
 from reports.render_md import MAX_BYTES, render_markdown
 from reports.report import Report
@@ -118,10 +119,45 @@ def test_markdown_stays_under_the_step_summary_cap_and_says_what_it_cut(tmp_path
 def test_html_is_self_contained_and_escapes_every_message(everything):
     page = render_html(everything)
     assert SCRIPT not in page and "<img src=x onerror" not in page
-    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
     assert page.count("<script>") == 1  # ours, inline
     assert not re.search(r"<(link|img|iframe)\b|<script\b[^>]*\bsrc=", page)  # nothing fetched from anywhere
     assert "<style>" in page and 'id="f-model"' in page and "Could not read (7)" in page
+
+
+def test_a_message_on_the_first_screen_is_text(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({**BASE, "status": "fail", "error_type": "ValueError", "message": SCRIPT}) + "\n")
+    page = render_html(build_report([path]))  # a regression: its message is in the causes and the regression table
+    assert SCRIPT not in page and "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
+
+
+def test_the_page_carries_the_first_screen_and_each_model_has_its_cell_file(tmp_path, everything):
+    page = render_html(everything)
+    files = cell_files(everything)
+    models = sorted({c.model for c in everything.cells})
+    assert sorted(files) == [f"cells/{m}.js" for m in models]
+    for model in models:
+        assert f'data-src="cells/{model}.js"' in page
+    assert 'id="headline"' in page and 'id="causes"' in page and 'id="models"' in page
+    assert 'class="open"' not in page, "no cell of the grid is in the page itself"
+    text = files["cells/qwen2_5_vl.js"]
+    assert text.startswith("compatMatrixCells({") and text.endswith("});\n")
+    data = json.loads(text[len("compatMatrixCells("):-len(");\n")])
+    messages = [p.get("message", "") for row in data["rows"] for cell in row["cells"].values() for p in cell["probes"]]
+    assert any(SCRIPT in m for m in messages), "the message is kept as it was: the page shows it as text"
+    cells = sum(len(cell["probes"]) for g in map(lambda f: json.loads(f[len("compatMatrixCells("):-len(");\n")]), files.values())
+                for row in g["rows"] for cell in row["cells"].values())
+    crossed = sum(len(cell["probes"]) for g in map(lambda f: json.loads(f[len("compatMatrixCells("):-len(");\n")]), files.values())
+                  if g["cross"] for _, _, cell in g["cross"]["cells"])
+    assert cells + crossed == len(everything.cells), "every cell is in exactly one model's file"
+
+
+def test_a_model_gone_from_the_report_loses_its_cell_file(tmp_path, everything):
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "old_model.js").write_text("compatMatrixCells({});\n")
+    written = write_outputs(everything, tmp_path)
+    assert not (tmp_path / "cells" / "old_model.js").exists()
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == sorted(p.name for p in written if p.parent.name == "cells")
 
 
 def test_html_trend_strip_from_history(tmp_path, everything):
