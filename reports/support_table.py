@@ -1,5 +1,6 @@
 """A support table for a README or docs page: models x releases, pass / fail / not supported, with
-a footnote per cause of failure (`compat-matrix report ... --support-table`)."""
+one footnote per distinct reason of failure (`compat-matrix report ... --support-table`): causes
+that matrix.yaml explains with the same words share a footnote, which lists where each holds."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def support_table(report: Report, strategy: str | None = None, profile: str = "d
             routes[(cell.model, cell.transformers)][cell.strategy].append(cell)
     notes: dict[str, int] = {}
     texts: dict[str, str] = {}
+    where: dict[str, list[str]] = defaultdict(list)  # a reason's footnote -> `scope; releases` of each cause it explains
     lines = ["| model | " + " | ".join(md_inline(v, 40) for v in releases) + " |",
              "| --- | " + " | ".join(":-:" for _ in releases) + " |"]
     for model in sorted({model for model, _ in routes}):
@@ -43,9 +45,12 @@ def support_table(report: Report, strategy: str | None = None, profile: str = "d
             mark, causes = _mark(probes, cause_of)
             keys = []
             for cause in causes:
-                notes.setdefault(cause.id, len(notes) + 1)
-                texts[cause.id] = _footnote(cause)
-                keys.append(cause.id)
+                why = _why(cause)
+                notes.setdefault(why, len(notes) + 1)
+                if (scope := f"{cause.scope}; {cause.release_ranges}") not in where[why]:
+                    where[why].append(scope)
+                if why not in keys:
+                    keys.append(why)
             if mark == "✅" and (skipped := _not_run(probes)):
                 notes.setdefault(skipped, len(notes) + 1)
                 texts[skipped] = md_inline(skipped, FOOTNOTE_CHARS)
@@ -57,7 +62,8 @@ def support_table(report: Report, strategy: str | None = None, profile: str = "d
                   f"{route}, load profile `{profile}`."]
     if notes:
         lines.append("")
-        lines += [f"[^{n}]: {texts[cause_id]}" for cause_id, n in notes.items()]
+        lines += [f"[^{n}]: " + (md_inline(f"{key} ({' · '.join(where[key])})", FOOTNOTE_CHARS) if key in where else texts[key])
+                  for key, n in notes.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -107,7 +113,6 @@ def _not_run(probes: list[Cell]) -> str:
     return "; ".join(f"{probe} not run here: {message}" for probe, message in skipped)
 
 
-def _footnote(cause: Cause) -> str:
-    """Why, in the words of matrix.yaml where it has them, else the error; scope and releases after."""
-    why = "; ".join(cause.expectations) if cause.expectations else cause.title
-    return md_inline(f"{why} ({cause.scope}; {cause.release_ranges})", FOOTNOTE_CHARS)
+def _why(cause: Cause) -> str:
+    """Why, in the words of matrix.yaml where it has them, else the error."""
+    return "; ".join(cause.expectations) if cause.expectations else cause.title

@@ -83,3 +83,30 @@ def test_a_route_that_passes_every_probe_that_ran_is_a_pass_with_a_note(tmp_path
     table = support_table(build_report([path]))
     assert "| qwen2\\_5\\_vl | ✅[^1] | ✅[^1] | ❌[^2] |" in table
     assert "[^1]: trl\\_grpo not run here: needs torchvision" in table
+
+
+def test_causes_with_one_reason_share_one_footnote_that_says_where_each_holds(tmp_path):
+    """Two models break with other messages (two causes) for the reason matrix.yaml gives both; a
+    third break has its own reason: two footnotes, not three."""
+    shared = {"status": "fail", "transformers": "", "reason": "vision LoRA gets no gradient (peft#2880)", "link": None}
+    other = {"status": "fail", "transformers": "", "reason": "mm_token_type_ids is required from 5.24", "link": None}
+    lines = []
+    for model, release, message, expected in (("gemma3", "4.57.6", "no grad on vision_tower.q_proj", shared),
+                                              ("llava", "4.57.6", "RuntimeError: element 0 of tensors does not require grad", shared),
+                                              ("qwen2_vl", "5.24.0", "mm_token_type_ids is missing", other)):
+        for release_ in ("4.57.6", "5.24.0"):
+            failing = release_ == release
+            lines.append({**BASE, "transformers": release_, "env": f"tf{release_}", "model": model, "strategy": "smart",
+                          "probe": "grpo_step", "cell_id": f"{model}-smart-default-grpo_step",
+                          "status": "fail" if failing else "pass", "error_type": "CheckFailed" if failing else None,
+                          "message": message if failing else "", "expected": expected if failing else None})
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = build_report([path])
+    assert len([c for c in report.causes if c.expectations]) == 3, "three causes"
+    table = support_table(report)
+    assert "| gemma3 | ❌[^1] | ✅ |" in table and "| llava | ❌[^1] | ✅ |" in table and "| qwen2\\_vl | ✅ | ❌[^2] |" in table
+    notes = [line for line in table.splitlines() if line.startswith("[^")]
+    assert len(notes) == 2
+    assert notes[0].startswith("[^1]: vision LoRA gets no gradient (peft\\#2880) (")
+    assert "gemma3 x smart x grpo\\_step; 4.57.6" in notes[0] and "llava x smart x grpo\\_step; 4.57.6" in notes[0]
