@@ -15,12 +15,12 @@ from importlib import resources
 from jinja2 import Environment, StrictUndefined, Template
 from markupsafe import Markup
 
-from reports.cell_data import cell_file
-from reports.grid import ModelGroup, build_grid
+from reports.cell_data import causes_by_cell, cell_file
+from reports.grid import GridCell, ModelGroup, build_grid
 from reports.md_causes import SECTIONS, was
 from reports.overview import counts, model_sentences
 from reports.report import Cell, Report
-from reports.status import STATUS_ORDER, SYMBOL
+from reports.status import STATUS_ORDER, SYMBOL, rank
 from reports.text import brief
 
 
@@ -51,6 +51,12 @@ def render_html(report: Report) -> str:
     """The page for `report`; its cells are in `cell_files(report)`, written beside it."""
     grid = build_grid(report)
     cells = {f"{c.transformers}/{c.cell_id}": c for c in report.cells}
+    causes = causes_by_cell(report)
+
+    def first_cause(cell: GridCell) -> str | None:
+        """The cause a route's failing cell links to: its worst probe's (the one the cell shows)."""
+        worst_first = sorted(cell.probes, key=lambda p: -rank(p.status))
+        return next((causes[p.key][0] for p in worst_first if p.key in causes), None)
     return _template().render(
         report=report,
         counts=counts(report),
@@ -63,6 +69,8 @@ def render_html(report: Report) -> str:
         was=was,
         brief=brief,
         grid=grid,
+        groups={g.model: g for g in grid.groups},
+        first_cause=first_cause,
         tally=tally,
         cell_file=cell_file,
         statuses=STATUS_ORDER,

@@ -320,3 +320,18 @@ def test_a_large_report_opens_at_once_and_loads_a_model_when_asked(tmp_path):
     measured = {**timing, "cells": cells, "index_html_bytes": page_bytes, "cell_files_bytes": cell_bytes}
     (ARTIFACTS / "first-screen.json").write_text(json.dumps(measured, indent=1) + "\n")
     print(f"first screen of a {cells}-cell report: {measured}")
+
+
+def test_each_model_has_a_routes_by_releases_table_whose_failures_link_to_their_cause(crowded):
+    page, _, index = crowded
+    page.get(index.as_uri())
+    item = next(li for li in page.find_elements(By.CSS_SELECTOR, "#models li") if li.text.startswith("qwen2_vl"))
+    item.find_element(By.CSS_SELECTOR, "details.routes summary").click()
+    table = item.find_element(By.CSS_SELECTOR, "table.routes")
+    rows = {r.find_element(By.TAG_NAME, "th").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+            for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert rows == {"auto_causal_lm": ["✗"] * 4, "explicit_class": ["✓", "✓", "✗", "✗"]}
+    link = table.find_element(By.CSS_SELECTOR, "tbody tr:nth-child(2) td:nth-of-type(4) a")
+    link.click()
+    cause = page.find_element(By.CSS_SELECTOR, "li.cause.target")
+    assert "mm_token_type_ids" in cause.text and on_first_screen(page, cause)
