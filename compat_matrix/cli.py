@@ -278,14 +278,14 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
-    print(format_upgrade(view) if args.cells else format_by_cause(view))
+    print(format_upgrade(view) if args.cells else format_by_cause(view, everything=args.all))
     if args.drift:
         from compat_matrix.drift_run import adjacent, record_all
+        from reports.drift import format_drift
 
         models = [m for m in dict.fromkeys(c.model for c in cells)]
         records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
-        print(f"Drift on the as-published checkpoints ({releases[0]} -> {releases[1]}):")
-        print("\n".join("  " + c.describe().replace("\n", "\n  ") for c in adjacent(records, models)))
+        print(format_drift(adjacent(records, models), releases[0], releases[1], everything=args.all or args.cells))
     return upgrade_exit_code(view)
 
 
@@ -566,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cross-release", dest="cross_release", action="store_false",
                        help="skip loading each release's checkpoints in the other")
     check.add_argument("--cells", action="store_true", help="list every cell that changes, not one line per cause")
+    check.add_argument("--all", action="store_true",
+                       help="every cause of every section, cross-release failures the release's own cells share, "
+                            "and every drift comparison (default: what fits a screen, the rest counted)")
     check.set_defaults(func=cmd_check)
 
     check.add_argument("--no-drift", dest="drift", action="store_false",

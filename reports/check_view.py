@@ -15,7 +15,7 @@ from reports.causes import cell_signature, scope, silent_signature
 from reports.diff import (DRIFT_ERROR, SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface,
                           drifted_checkpoints, unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
-from reports.signature import Signature, mask
+from reports.signature import Signature, mask, signature
 from reports.status import SYMBOL, probe_rank, rank
 
 CAUSES_SHOWN = 6
@@ -70,15 +70,31 @@ class Section:
     """Short, for the header's counts."""
     title: str
     causes: list[CauseLine]
+    left_out: int = 0
+    """Cells not listed: a cross-release section leaves out failures the reading release's own cells have."""
+    left_out_why: str = ""
 
     @property
     def cells(self) -> int:
         return sum(len(cause.cells) for cause in self.causes)
 
 
-def by_cause(view: UpgradeView) -> list[Section]:
-    """Each direction of the view, grouped by cause, worst direction first; empty ones are left out."""
+def by_cause(view: UpgradeView, everything: bool = False) -> list[Section]:
+    """Each direction of the view, grouped by cause, worst direction first; empty ones are left out.
+    A cross-release section lists only the failures the reading release's own cells do not have
+    (counting the others), unless `everything`."""
     names = {n for c in _all_cells(view) for n in (c.model, c.hub_id)}
+    own = {_route(c): _same_failure(c, names) for c in view.own_failures}
+
+    def news(cells: list[Cell]) -> tuple[list[Cell], int]:
+        """The cross-release failures that the reader's own cell of the same route and probe lacks."""
+        kept = cells if everything else [c for c in cells if own.get(_route(c)) != _same_failure(c, names)]
+        return kept, len(cells) - len(kept)
+
+    def checkpoint_section(label: str, title: str, cells: list[Cell]) -> Section:
+        kept, left_out = news(cells)
+        reader = cells[0].transformers if cells else ""
+        return Section(label, title, checkpoints(kept), left_out, f"{reader}'s own cells fail the same way")
 
     def error_title(sig: Signature | str) -> str:
         assert isinstance(sig, Signature)
@@ -113,46 +129,60 @@ def by_cause(view: UpgradeView) -> list[Section]:
                 group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
         Section("LoRA targets lost", f"LoRA target lists matching fewer modules in {new}",
                 group(view.adapter_losses, silent_key, lambda s: s.cell, _text, lambda s: "fail")),
-        Section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
-                checkpoints(unusable_checkpoints(view.old_checkpoint_failures))),
-        Section(f"{new} checkpoints", f"Checkpoints saved by {new} that {old} fails to use",
-                checkpoints(unusable_checkpoints(view.new_checkpoint_failures))),
-        Section(f"{old} checkpoints drifting", f"Checkpoints saved by {old} that {new} reads cleanly but computes "
-                "other numbers on (drift)", checkpoints(drifted_checkpoints(view.old_checkpoint_failures))),
-        Section(f"{new} checkpoints drifting", f"Checkpoints saved by {new} that {old} reads cleanly but computes "
-                "other numbers on (drift)", checkpoints(drifted_checkpoints(view.new_checkpoint_failures))),
+        checkpoint_section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
+                           unusable_checkpoints(view.old_checkpoint_failures)),
+        checkpoint_section(f"{new} checkpoints", f"Checkpoints saved by {new} that {old} fails to use",
+                           unusable_checkpoints(view.new_checkpoint_failures)),
+        checkpoint_section(f"{old} checkpoints drifting", f"Checkpoints saved by {old} that {new} reads cleanly but "
+                           "computes other numbers on (drift)", drifted_checkpoints(view.old_checkpoint_failures)),
+        checkpoint_section(f"{new} checkpoints drifting", f"Checkpoints saved by {new} that {old} reads cleanly but "
+                           "computes other numbers on (drift)", drifted_checkpoints(view.new_checkpoint_failures)),
         Section("fixes", "Fixed by upgrading", changes(view.fixes, lambda c: c.before, was="was ")),
         Section("silent changes", "Silent changes in cells that pass in both",
                 group(view.silent, silent_key, lambda s: s.cell, _text, lambda s: "pass")),
         Section("not comparable", "Not comparable (no verdict on one side: skipped there, or a failing strategy gone)",
                 group(view.not_comparable, apart_key, lambda c: c.after, str, lambda c: c.after.status)),
     ]
-    return [section for section in sections if section.causes]
+    return [section for section in sections if section.causes or section.left_out]
 
 
-def format_by_cause(view: UpgradeView) -> str:
+def _route(cell: Cell) -> tuple[str, str]:
+    """(release, model-strategy-profile-probe): a cell's place whichever release wrote its checkpoint."""
+    return cell.transformers, cell.cell_id.partition("@")[0]
+
+
+def _same_failure(cell: Cell, names: set[str]) -> Signature:
+    """What a failure is, wherever its checkpoint came from: a cross-release cell failing as the
+    reader's own cell does has the same one."""
+    return signature(cell.probe, cell.error_type, cell.message, False, names, cell.status)
+
+
+def format_by_cause(view: UpgradeView, everything: bool = False) -> str:
     """The default text of `check`: a header with counts, then per direction one line per cause
     (count, scope, what it is), worst first; every break is listed, the other directions show their
-    CAUSES_SHOWN worst causes and count the rest, so the default matrix fits a screen."""
-    sections = by_cause(view)
+    CAUSES_SHOWN worst causes and count the rest, and cross-release sections leave out what the
+    reading release's own cells already fail, so the default matrix fits a screen. `everything`
+    (`check --all`) lists every cause of every section."""
+    sections = by_cause(view, everything)
     counts = "".join(f"; {s.label}: {len(s.causes)} causes ({s.cells} cells)" for s in sections)
     verdict = "something breaks" if upgrade_exit_code(view) else "nothing breaks"
     lines = [f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; {verdict}{counts}"]
     for section in sections:
-        lines.append(f"{section.title}: {len(section.causes)} causes, {section.cells} cells")
-        shown = section.causes if section.label == "breaks" else section.causes[:CAUSES_SHOWN]
+        apart = f"; {section.left_out} more left out: {section.left_out_why} (--all lists them)" if section.left_out else ""
+        lines.append(f"{section.title}: {len(section.causes)} causes, {section.cells} cells{apart}")
+        shown = section.causes if section.label == "breaks" or everything else section.causes[:CAUSES_SHOWN]
         for cause in shown:
             line = f"  {SYMBOL.get(cause.status, '?')} {len(cause.cells):>4}  {cause.scope} · {cause.title}"
             lines.append(line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…")
         rest = section.causes[len(shown):]
         if rest:
-            lines.append(f"  … {len(rest)} more causes ({sum(len(c.cells) for c in rest)} cells)")
+            lines.append(f"  … {len(rest)} more causes ({sum(len(c.cells) for c in rest)} cells; --all lists them)")
     for release, ids in ((view.from_release, view.only_in_from), (view.to_release, view.only_in_to)):
         if ids:
             lines.append(f"Only in {release}, not compared: {len(ids)} cells")
     if not sections:
         lines.append("No differences.")
-    lines.append("Every cell: the same command with --cells")
+    lines.append("Every cause: the same command with --all; every cell: with --cells")
     return "\n".join(lines) + "\n"
 
 

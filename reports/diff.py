@@ -94,6 +94,9 @@ class UpgradeView:
     not_comparable: tuple[StatusChange, ...] = ()
     """Cells whose status differs but one side has no verdict (`skipped`: it did not run there), or
     that failed and whose strategy no longer exists (`unsupported`): neither a break nor a fix."""
+    own_failures: tuple[Cell, ...] = ()
+    """Failing as-published cells of either release: what a cross-release failure is compared with
+    (a checkpoint from the other release failing as the release's own does is no news)."""
 
     @property
     def adapter_losses(self) -> tuple[SilentChange, ...]:
@@ -165,6 +168,7 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
         ),
         surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
         not_comparable=tuple(sorted(apart, key=lambda c: cell_sort_key(c.after))),
+        own_failures=tuple(c for c in (*old.values(), *new.values()) if c.status in FAILING),
     )
 
 

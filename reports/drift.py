@@ -15,7 +15,7 @@ import math
 import sys
 from array import array
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 5e-3}
 """Max |a - b| / max |a| under which two releases' outputs count as the same, by the compute
@@ -286,6 +286,26 @@ def _cell(outputs: tuple[OutputDiff, ...], prefix: str) -> str:
     if not shown:
         return "same"
     return "; ".join(o.describe().removeprefix(prefix).strip() for o in shown)
+
+
+def format_drift(comparisons: Sequence[DriftComparison], before: str, after: str, everything: bool = False) -> str:
+    """`check`'s drift section: the models whose numbers move (or that a release cannot read), and
+    the others counted in one line; `everything` describes every comparison."""
+    listed = [c for c in comparisons if everything or c.status not in ("same", "not compared")
+              or any(o.note for o in c.outputs)]
+    lines = [f"Drift on the as-published checkpoints ({before} -> {after}):"]
+    lines += ["  " + c.describe().replace("\n", "\n  ") for c in listed]
+    same = [c.model for c in comparisons if c not in listed and c.status == "same"]
+    absent = [c.model for c in comparisons if c not in listed and c.status == "not compared"]
+    if same or absent:
+        parts = [f"{len(same)} compute the same numbers ({', '.join(same)})" if same else "",
+                 f"{len(absent)} have no record to compare ({', '.join(absent)})" if absent else ""]
+        others = len(same) + len(absent)
+        lines.append(f"  {others} more model{'s' if others != 1 else ''}: " + "; ".join(p for p in parts if p)
+                     + " (--all describes them)")
+    if not comparisons:
+        lines.append("  nothing to compare")
+    return "\n".join(lines)
 
 
 def drift_table(comparisons: Iterable[DriftComparison]) -> str:

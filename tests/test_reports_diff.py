@@ -169,3 +169,52 @@ def test_check_prints_one_line_per_cause(nightly):
     apart = lines.index("Not comparable (no verdict on one side: skipped there, or a failing strategy gone): 1 causes, 2 cells")
     assert lines[apart + 1].startswith("  ↷    2  qwen2_5_vl x auto_causal_lm x 2 probes · pass -> skipped")
     assert len(lines) < len(format_upgrade(compare_releases(nightly, "4.57.6", "5.0.0")).splitlines())
+
+
+UNRECOGNIZED = "Unrecognized configuration class <class 'transformers.X'> for this kind of AutoModel: AutoModelForCausalLM."
+
+
+def _llava(release: str, strategy: str, status: str, saved_by: str | None = None, message: str = "") -> dict:
+    cell_id = f"llava-{strategy}-default-load" + (f"@{saved_by}" if saved_by else "")
+    return {**BASE, "transformers": release, "env": f"tf{release}", "model": "llava", "hub_id": "org/llava",
+            "modality": "image-text", "strategy": strategy, "probe": "load", "cell_id": cell_id, "saved_by": saved_by,
+            "status": status, "error_type": "ValueError" if status == "fail" else None, "message": message}
+
+
+def test_cross_release_sections_leave_out_what_the_readers_own_cells_already_fail(tmp_path):
+    """auto_causal_lm cannot load an image-text model in either release: 5.0.0 failing on 4.57.6's
+    checkpoint the same way is no news, and is counted, not listed; explicit_class failing only on the
+    old checkpoint is what the upgrade changes."""
+    lines = [_llava(r, "auto_causal_lm", "fail", message=UNRECOGNIZED) for r in ("4.57.6", "5.0.0")]
+    lines += [_llava(r, "explicit_class", "pass") for r in ("4.57.6", "5.0.0")]
+    lines += [_llava("5.0.0", "auto_causal_lm", "fail", "4.57.6", UNRECOGNIZED),
+              _llava("5.0.0", "explicit_class", "fail", "4.57.6", "KeyError: 'rope_parameters'")]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    view = compare_releases(build_report([tmp_path / "r.jsonl"]), "4.57.6", "5.0.0")
+    text = format_by_cause(view).splitlines()
+    title = "Checkpoints saved by 4.57.6 that 5.0.0 fails to use"
+    header = next(line for line in text if line.startswith(title))
+    assert header == f"{title}: 1 causes, 1 cells; 1 more left out: 5.0.0's own cells fail the same way (--all lists them)"
+    listed = text[text.index(header) + 1]
+    assert "explicit_class" in listed and "rope_parameters" in listed
+    assert not any("Unrecognized" in line for line in text)
+    everything = format_by_cause(view, everything=True).splitlines()
+    assert f"{title}: 2 causes, 2 cells" in everything
+    assert any("auto_causal_lm" in line and "Unrecognized" in line for line in everything)
+
+
+def test_check_describes_only_the_models_whose_numbers_move():
+    from reports.drift import DriftComparison, OutputDiff, format_drift
+
+    same = [DriftComparison(m, "4.57.6", "5.24.0", "same", (OutputDiff("text-only logits", True),)) for m in ("llama", "qwen2")]
+    noted = DriftComparison("qwen2_vl", "4.57.6", "5.24.0", "same",
+                            (OutputDiff("processor mm_token_type_ids", True, note="given only by 5.24.0"),))
+    moved = DriftComparison("mllama", "4.57.6", "5.24.0", "drift", (OutputDiff("image+text logits", False, 0.8, 0.25),))
+    absent = DriftComparison("smolvlm", "4.57.6", "5.24.0", "not compared", reason="no drift record for 5.24.0")
+    comparisons = [*same, noted, moved, absent]
+    text = format_drift(comparisons, "4.57.6", "5.24.0").splitlines()
+    assert text[0] == "Drift on the as-published checkpoints (4.57.6 -> 5.24.0):"
+    assert [line.split()[0] for line in text[1:3]] == ["qwen2_vl", "mllama"]
+    assert text[3:] == ["  3 more models: 2 compute the same numbers (llama, qwen2); 1 have no record to compare (smolvlm) "
+                        "(--all describes them)"]
+    assert len(format_drift(comparisons, "4.57.6", "5.24.0", everything=True).splitlines()) == 1 + len(comparisons)
