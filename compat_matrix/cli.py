@@ -18,11 +18,11 @@ from packaging.version import Version
 
 from compat_matrix.cells import Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
-from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_specifier, is_version, print_resolved,
+from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved,
                                         resolve)
 from compat_matrix.results_io import ResultsNotWritten, holding
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
-from compat_matrix.spec import Matrix
+from compat_matrix.spec import Matrix, is_specifier
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from reports.version import VERSION, generator
 

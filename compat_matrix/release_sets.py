@@ -19,20 +19,14 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from compat_matrix.releases import SPECIAL, index_versions
+from compat_matrix.spec import is_specifier
 
 INDEX_MAX_AGE_S = 24 * 3600
 """How long the index's answer is used before asking again."""
 
-SPECIFIER_START = ("<", ">", "=", "!", "~")
-
 
 class ReleaseSetError(ValueError):
     """A specifier that cannot be expanded: no index, no cache, or nothing in range."""
-
-
-def is_specifier(item: str) -> bool:
-    """`>=5.0,<5.6` and `==4.57.*` are specifiers; `4.57.6`, `latest`, `main` are releases."""
-    return item.strip().startswith(SPECIFIER_START)
 
 
 def is_version(item: str) -> bool:

@@ -16,8 +16,15 @@ from packaging.version import InvalidVersion, Version
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator,
                       model_validator)
 
-from compat_matrix.release_sets import is_specifier
 from reports.status import PROBE_ORDER, Status
+
+SPECIFIER_START = ("<", ">", "=", "!", "~")
+
+
+def is_specifier(item: str) -> bool:
+    """`>=5.0,<5.6` and `==4.57.*` are specifiers; `4.57.6`, `latest`, `main` are releases."""
+    return item.strip().startswith(SPECIFIER_START)
+
 
 STRATEGY_NAMES = (
     "auto_causal_lm",

@@ -21,7 +21,7 @@ from compat_tests.outcomes import CheckFailed
 from compat_tests.training import require
 from loader import LoadResult
 from loader.inspection import is_vision_name
-from reports.drift import normalised
+from reports.module_paths import normalised
 
 PEFT_PREFIX = "base_model.model."
 """What `get_peft_model` puts before every module path of the wrapped model."""

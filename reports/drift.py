@@ -17,16 +17,13 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from reports.module_paths import normalised
+
 TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 5e-3}
 """Max |a - b| / max |a| under which two releases' outputs count as the same, by the compute
 dtype of the records. Records are made in float32 on one thread; the same maths in another
 release moved tiny models' logits by < 1e-6 relative (reordered sums), a changed computation by
 > 1e-2."""
-
-WRAPPER_LEVELS = frozenset({"model", "language_model", "text_model", "vision_model", "base_model"})
-"""Path levels that releases add or drop around the same computation (4.52 moved Qwen-VL's decoder
-from `model.layers` to `model.language_model.layers`; 5.24 dropped SigLIP's `vision_model`):
-removed before paths of two releases are matched."""
 
 OUTPUT_NAMES = {"text_logits": "text-only logits", "image_logits": "image+text logits"}
 PARTS_SHOWN = 4
@@ -185,10 +182,6 @@ def compare_tensors(name: str, before: dict[str, Any] | None, after: dict[str, A
     scale = max((abs(v) for v in a), default=0.0) or 1.0
     relative = max_abs / scale
     return OutputDiff(name, relative <= tolerance, max_abs, relative)
-
-
-def normalised(path: str) -> str:
-    return ".".join(level for level in path.split(".") if level not in WRAPPER_LEVELS)
 
 
 def _token(call: dict[str, Any]) -> str:

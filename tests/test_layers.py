@@ -1,5 +1,7 @@
-"""Who may import whom: `reports` sits below `compat_matrix` (no cycle), and the outcome exceptions
-sit at the bottom of `compat_tests`, so fixtures and probes do not depend on each other."""
+"""Who may import whom: `reports` sits below `compat_matrix` (no cycle); the spec is the bottom of
+`compat_matrix`; probes and fixtures (which run inside release environments) take from `reports`
+only its shared vocabulary, never the read side; and the outcome exceptions sit at the bottom of
+`compat_tests`, so fixtures and probes do not depend on each other."""
 
 from __future__ import annotations
 
@@ -52,3 +54,31 @@ def test_the_check_sees_a_planted_cycle(tmp_path: Path) -> None:
     planted = tmp_path / "rejudge.py"
     planted.write_text("def f():\n    from compat_matrix.validate import load_matrix\n")
     assert offending(planted, ("compat_matrix",)) == ["compat_matrix.validate"]
+
+
+VOCABULARY = ("reports.status", "reports.module_paths")
+"""What of `reports` the spec and the harness may import: names and statuses, module paths; no reading of results."""
+
+
+def test_the_spec_is_the_bottom_of_compat_matrix() -> None:
+    spec = REPO / "compat_matrix" / "spec.py"
+    assert offending(spec, ("compat_matrix", "compat_tests", "loader")) == []
+    assert [m for m in offending(spec, ("reports",)) if m not in VOCABULARY] == []
+
+
+@pytest.mark.parametrize("file", files("compat_tests"), ids=lambda p: str(p.relative_to(REPO)))
+def test_the_harness_takes_only_the_vocabulary_of_reports(file: Path) -> None:
+    assert [m for m in offending(file, ("reports",)) if m not in VOCABULARY] == []
+
+
+@pytest.mark.parametrize("name", VOCABULARY)
+def test_the_vocabulary_imports_nothing_of_the_project(name: str) -> None:
+    path = REPO / (name.replace(".", "/") + ".py")
+    assert offending(path, ("compat_matrix", "compat_tests", "loader", "reports")) == []
+
+
+def test_the_checks_see_a_planted_import_against_the_layers(tmp_path: Path) -> None:
+    planted = tmp_path / "lora.py"
+    planted.write_text("from reports.drift import normalised\nfrom compat_matrix.release_sets import is_specifier\n")
+    assert [m for m in offending(planted, ("reports",)) if m not in VOCABULARY] == ["reports.drift"]
+    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.release_sets"]

@@ -42,10 +42,20 @@ def test_each_listed_release_env_pins_its_release() -> None:
         assert line in set_env, f"tox.ini [testenv] set_env needs the line '{line}'"
 
 
+def without_description(tox: configparser.ConfigParser) -> list[str]:
+    """The `[testenv...]` sections with no description of their own (`tox list` shows it for each env)."""
+    return [s for s in tox.sections() if s.startswith("testenv") and not tox.get(s, "description", fallback="").strip()]
+
+
+def test_a_section_without_its_description_is_named() -> None:
+    planted = configparser.ConfigParser(interpolation=None)
+    planted.read_string("[testenv]\ndescription = cells\n[testenv:unit]\ncommands = pytest\n[testenv:tfany]\ndescription =\n")
+    assert without_description(planted) == ["testenv:unit", "testenv:tfany"]
+
+
 def test_every_env_has_a_description_and_the_pass_env_the_issue_asks_for() -> None:
     tox = _tox()
-    for section in [s for s in tox.sections() if s.startswith("testenv")]:
-        assert tox.get(section, "description", fallback=None) or section != "testenv"
+    assert without_description(tox) == [], "give each [testenv...] section of tox.ini a description"
     pass_env = tox.get("testenv", "pass_env").split()
     assert {"HF_*", "CUDA_*", "PYTEST_*", "GITHUB_*"} <= set(pass_env)
     assert "torch==" in tox.get("testenv", "deps") and "2.13.0" in tox.get("testenv", "deps")
