@@ -514,6 +514,16 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v for value in values for v in ([value] if is_specifier(value) else value.split(",")) if v]
 
 
+def cmd_repro(args: argparse.Namespace) -> int:
+    from compat_matrix.repro.command import ReproProblem, cmd_repro as repro
+    from compat_matrix.repro.script import NoTemplate
+
+    try:
+        return repro(args, _matrix(args))
+    except (ReproProblem, NoTemplate) as exc:
+        raise UsageProblem(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compat-matrix", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=generator())
@@ -642,6 +652,18 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("--retry-wait", type=float, default=2.0,
                           help="seconds before the second try, doubling after (default: 2)")
     prefetch.set_defaults(func=cmd_prefetch)
+
+    repro = sub.add_parser("repro", help="a self-contained script that reproduces one cell (or each cause of a report), "
+                                         "and with --verify, proof that it does")
+    repro.add_argument("cell", nargs="?", help="cell id as in report.json: model-strategy-profile-probe[@writer]")
+    repro.add_argument("--release", help="the transformers release the cell fails in")
+    repro.add_argument("--good", help="a release where it passes: --verify runs the script there too")
+    repro.add_argument("--out", help="the script (default repro-<cell>-<release>.py); with --causes, a folder")
+    repro.add_argument("--report", type=Path, help="report.json of a run that has the cell (else --verify runs the cell)")
+    repro.add_argument("--causes", type=Path, help="report.json: one script per cause of its failures, into --out")
+    repro.add_argument("--verify", action="store_true",
+                       help="run the script in the release's environment (and --good's); exit 1 unless it reproduces")
+    repro.set_defaults(func=cmd_repro)
 
     sub.add_parser("report", help="merge results and render report.json/.md/index.html/JUnit (see `report -h`)",
                    add_help=False)

@@ -37,7 +37,8 @@ def expected_of(matrix: Matrix, cell: Cell, version: str) -> dict[str, Any] | No
     if expectation is None:
         return None
     return {"status": expectation.status, "transformers": expectation.transformers or None,
-            "saved_by": expectation.saved_by or None, "reason": expectation.reason, "link": expectation.link}
+            "saved_by": expectation.saved_by or None, "reason": expectation.reason, "link": expectation.link,
+            "repro": expectation.repro}
 
 
 def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,9 @@ class Expectation(_Frozen):
     """Why: people read this in the report next to the cell."""
     link: str | None = None
     """Upstream issue or PR, where known."""
+    repro: str | None = None
+    """A self-contained script that reproduces this cause (`compat-matrix repro`), relative to the
+    matrix file's folder; validation checks that it exists."""
 
     @field_validator("transformers", "saved_by")
     @classmethod

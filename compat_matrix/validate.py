@@ -100,6 +100,18 @@ def _recipe_problems(matrix: Matrix, source: YamlSource) -> list[Problem]:
     return problems
 
 
+def _repro_problems(matrix: Matrix, source: YamlSource) -> list[Problem]:
+    """Every expectation's `repro:` script must exist beside the matrix file."""
+    located: list[tuple[KeyPath, str | None]] = [(("expectations", i, "repro"), e.repro) for i, e in enumerate(matrix.expectations)]
+    located += [(("models", m, "expectations", i, "repro"), e.repro)
+                for m, entry in enumerate(matrix.models) for i, e in enumerate(entry.expectations)]
+    folder = Path(source.file).parent
+    return [Problem(str(source.file), source.line_of(path), _dotted(path, source.data),
+                    f"{script!r} is not a file (paths are relative to {folder or '.'}); write it with "
+                    "`compat-matrix repro CELL --release R --out PATH`")
+            for path, script in located if script and not (folder / script).is_file()]
+
+
 def load_matrix(file: str | Path = DEFAULT_MATRIX, *, check_model_types: bool = True) -> Matrix:
     """Parse and validate; raise `MatrixError` with every problem found."""
     file = Path(file)
@@ -126,6 +138,7 @@ def load_matrix(file: str | Path = DEFAULT_MATRIX, *, check_model_types: bool = 
         matrix = Matrix.model_validate(source.data, context=context)
     except ValidationError as exc:
         raise MatrixError(problems + _pydantic_problems(exc, source)) from None
+    problems += _repro_problems(matrix, source)
     if check_model_types:
         problems += _recipe_problems(matrix, source)
     if problems:

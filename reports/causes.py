@@ -197,6 +197,7 @@ def _cause(
         example_cell=f"{example.release}/{example.cell.cell_id}",
         example=_example(example),
         expectations=tuple(sorted({c.expected.reason for c in cells if c.expected and kind in ("expected", "fix")})),
+        repro=tuple(sorted({c.expected.repro for c in cells if c.expected and c.expected.repro and kind == "expected"})),
         expectation_yaml=yaml_text,
     )
 

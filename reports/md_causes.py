@@ -69,6 +69,8 @@ def _table(causes: list[Cause]) -> list[str]:
         example = f"`{md_inline(c.example_cell, 120)}`: {md_inline(c.example, EXAMPLE_CHARS)}"
         if c.expectations:
             example += " — " + md_inline("; ".join(c.expectations), 200)
+        if c.repro:
+            example += " — reproduce: " + ", ".join(f"`{md_inline(path, 120)}`" for path in c.repro)
         lines.append(f"| {EMOJI.get(c.status, '')} | {md_inline(c.title, 200)} | {md_inline(c.scope, 120)} "
                      f"| {md_inline(releases, 120)} | {c.breaks} ({len(c.cells)}) | {example} |")
     return lines

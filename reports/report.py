@@ -110,6 +110,8 @@ class Cause(_Frozen):
     """The full message of `example_cell` (error type first)."""
     expectations: tuple[str, ...] = ()
     """The matrix.yaml reasons its cells meet (expected failures) or no longer meet (fixes)."""
+    repro: tuple[str, ...] = ()
+    """Scripts that reproduce it (the `repro:` of the expectations its cells meet)."""
     expectation_yaml: str = ""
     """matrix.yaml `expectations:` entries that would record it, ready to paste (empty for silent changes)."""
 

@@ -31,6 +31,8 @@ class Expected(BaseModel):
     """PEP 440 range of the releases whose checkpoints it covers; null: any checkpoint."""
     reason: str = ""
     link: str | None = None
+    repro: str | None = None
+    """Path of the script that reproduces the cause (`compat-matrix repro`), relative to matrix.yaml."""
 
 
 class CellResult(BaseModel):

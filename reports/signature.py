@@ -17,6 +17,12 @@ LOAD_FAILED_PREFIX = "not run, the load failed: "
 """How the harness (compat_tests/execute.py) words a probe that never ran because its load failed;
 such a probe counts under the load's cause."""
 
+UNREADABLE_PREFIX = "cannot read the config or processor that transformers {saved_by} saved: "
+"""How the harness (compat_tests/execute.py) words another release's checkpoint that this release
+cannot read; the library's own error (`Type: message`) follows."""
+
+_UNREADABLE = re.compile(re.escape(UNREADABLE_PREFIX).replace(re.escape("{saved_by}"), r"\S+") + r"(\w+): (.*)", re.S)
+
 STAGE_OF_PROBE: dict[str, str] = {
     "load": "load",
     "forward": "forward",
@@ -75,6 +81,13 @@ def essence(message: str) -> str:
     if not lines or lines[0].rstrip().endswith(":"):
         return message
     return lines[0]
+
+
+def inner_error(error_type: str | None, message: str) -> tuple[str | None, str]:
+    """The library's own error type and message where the harness wrapped it (an unreadable checkpoint
+    of another release), else both as given: what a script calling the library itself raises."""
+    found = _UNREADABLE.match(load_message(message))
+    return (found.group(1), found.group(2)) if found else (error_type, message)
 
 
 def load_message(message: str) -> str:

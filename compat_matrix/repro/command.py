@@ -1,0 +1,172 @@
+"""`compat-matrix repro`: write a cell's script, verify it, or do both for every cause of a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat_matrix.cells import Cell
+from compat_matrix.repro.script import NoTemplate, Script, Target, write_script
+from compat_matrix.repro.verify import CellOutcome, Verdict, judge, run_script
+from compat_matrix.spec import Matrix
+from compat_matrix.tox_setup import tox_setup
+from reports.report import Cause, Report
+from reports.signature import LOAD_FAILED_PREFIX
+
+INDEX = "index.json"
+"""`--causes` writes one script per cause and this index: cause id -> script, cell, verdict."""
+
+
+class ReproProblem(ValueError):
+    """A cell or report that cannot be used (the message names it and the fix)."""
+
+
+def parse_cell(matrix: Matrix, cell_id: str) -> Cell:
+    cell = Cell.from_id(cell_id)
+    keys = [m.key for m in matrix.models]
+    if cell is None or cell.model not in keys:
+        raise ReproProblem(f"{cell_id!r} is not a cell id of this matrix: write model-strategy-profile-probe[@release], "
+                           f"as report.json's cell_id (models: {', '.join(keys)})")
+    if cell.profile not in matrix.model(cell.model).load_kwargs:
+        raise ReproProblem(f"{cell_id}: model {cell.model} has no load profile {cell.profile!r} "
+                           f"(it has {', '.join(matrix.model(cell.model).load_kwargs)})")
+    return cell
+
+
+def outcome_in(report: Report, cell_id: str, release: str) -> CellOutcome | None:
+    for cell in report.cells:
+        if cell.cell_id == cell_id and cell.transformers == release:
+            return CellOutcome(cell.status, cell.error_type, cell.message)
+    return None
+
+
+def run_cell(matrix: Matrix, matrix_file: Path, cell: Cell, release: str) -> CellOutcome:
+    """The cell's outcome from a run of just this cell in the release's environment."""
+    from compat_matrix.runner import run_release
+
+    if cell.saved_by and cell.saved_by != release:
+        raise ReproProblem(f"{cell.id}: a cross-release cell needs the writer's checkpoint; give --report REPORT.json "
+                           "of a run with --cross-release that has this cell")
+    with tempfile.TemporaryDirectory(prefix="repro-cell-") as out:
+        run = run_release(matrix, matrix_file, release, [cell], Path(out), workers=1)
+    line = next((line for line in run.lines if line.get("cell_id") == cell.id), None)
+    if line is None:
+        raise ReproProblem(f"{cell.id} did not run in transformers {release} (log: {run.log})")
+    return CellOutcome(line["status"], line.get("error_type"), line.get("message", ""))
+
+
+def script_for(matrix: Matrix, cell: Cell, release: str, good: str | None, name: str,
+               outcome: CellOutcome | None) -> Script:
+    """The cell's script; a cell whose probe never ran because its load failed gets its load cell's."""
+    if outcome is not None and outcome.message.startswith(LOAD_FAILED_PREFIX) and cell.probe != "load":
+        cell = Cell(cell.model, cell.strategy, cell.profile, "load", cell.saved_by)
+    return write_script(Target(matrix, cell, release, good, name))
+
+
+def verify(matrix: Matrix, matrix_file: Path, cell: Cell, script: Script, path: Path, release: str,
+           good: str | None, outcome: CellOutcome) -> Verdict:
+    workdir = tox_setup(matrix_file, Path(tempfile.gettempdir())).workdir
+    writer = cell.saved_by if cell.saved_by and cell.saved_by != release else None
+    names = [name for m in matrix.models for name in (m.key, m.hub_id)]
+    bad = run_script(script, path, release, release, writer, workdir)
+    good_run = run_script(script, path, good, release, writer, workdir) if good else None
+    cross = writer is not None
+    return judge(cell.id, cell.probe, cross, names, outcome, bad, good_run)
+
+
+def cmd_repro(args: argparse.Namespace, matrix: Matrix) -> int:
+    """One cell (exit 1 when --verify does not verify it), or every cause of --causes REPORT."""
+    matrix_file = Path(args.matrix).resolve()
+    if args.causes:
+        return _causes(args, matrix, matrix_file)
+    if not args.cell or not args.release:
+        raise ReproProblem("give a CELL and --release R (or --causes REPORT.json --out DIR)")
+    cell = parse_cell(matrix, args.cell)
+    report = Report.read(args.report) if args.report else None
+    outcome = outcome_in(report, cell.id, args.release) if report else None
+    if report and outcome is None:
+        raise ReproProblem(f"{args.report} has no cell {cell.id} in transformers {args.release}")
+    out = Path(args.out or f"repro-{cell.id.replace('@', '-at-')}-{args.release}.py")
+    script = script_for(matrix, cell, args.release, args.good, out.name, outcome)
+    out.write_text(script.text, encoding="utf-8")
+    print(f"wrote {out} ({script.lines} lines)")
+    if not args.verify:
+        return 0
+    outcome = outcome or run_cell(matrix, matrix_file, cell, args.release)
+    verdict = verify(matrix, matrix_file, cell, script, out, args.release, args.good, outcome)
+    print(f"{cell.id}: {verdict.summary}")
+    if not verdict.verified:
+        print(verdict.bad_run.output, file=sys.stderr)
+    return 0 if verdict.verified else 1
+
+
+@dataclass(frozen=True)
+class CauseScript:
+    """The script chosen for one cause and what verifying it showed."""
+
+    cause: str
+    title: str
+    script: str | None
+    cell: str | None
+    release: str | None
+    good: str | None
+    lines: int | None
+    verified: bool
+    summary: str
+
+
+def pick_cell(report: Report, cause: Cause) -> tuple[str, str, str | None] | None:
+    """(release, cell id, good release) of the cause to write a script for: a same-release cell of a
+    transformers route before `smart` (ours) and before cross-release ones; good: the nearest release
+    where the same cell passes."""
+    releases = [r.transformers for r in report.releases]
+    order = {v: i for i, v in enumerate(releases)}
+    candidates = sorted((entry.split("/", 1) for entry in cause.cells),
+                        key=lambda rc: ("@" in rc[1], "-smart-" in rc[1], order.get(rc[0], 0), rc[1]))
+    if not candidates:
+        return None
+    release, cell_id = candidates[0]
+    passing = [c.transformers for c in report.cells if c.cell_id == cell_id and c.status == "pass"]
+    good = min(passing, key=lambda v: abs(order.get(v, 0) - order.get(release, 0))) if passing else None
+    return release, cell_id, good
+
+
+def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
+    report = Report.read(Path(args.causes))
+    out = Path(args.out or "repro")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cause in report.causes:
+        if cause.kind not in ("regression", "expected") or cause.status not in ("fail", "error"):
+            continue
+        rows.append(_cause_script(args, matrix, matrix_file, report, cause, out))
+        print(f"{cause.id}: {rows[-1].summary}", file=sys.stderr)
+    (out / INDEX).write_text(json.dumps([row.__dict__ for row in rows], indent=1) + "\n", encoding="utf-8")
+    verified = sum(row.verified for row in rows)
+    print(f"{len(rows)} causes, {sum(r.script is not None for r in rows)} scripts, "
+          f"{verified} verified{'' if args.verify else ' (no --verify)'}; index: {out / INDEX}")
+    return 0
+
+
+def _cause_script(args: argparse.Namespace, matrix: Matrix, matrix_file: Path, report: Report, cause: Cause,
+                  out: Path) -> CauseScript:
+    picked = pick_cell(report, cause)
+    if picked is None:
+        return CauseScript(cause.id, cause.title, None, None, None, None, None, False, "no cell")
+    release, cell_id, good = picked
+    try:
+        cell = parse_cell(matrix, cell_id)
+        outcome = outcome_in(report, cell_id, release)
+        path = out / f"{cause.id}.py"
+        script = script_for(matrix, cell, release, good, path.name, outcome)
+    except (NoTemplate, ReproProblem) as exc:
+        return CauseScript(cause.id, cause.title, None, cell_id, release, good, None, False, f"no script: {exc}")
+    path.write_text(script.text, encoding="utf-8")
+    verdict = (verify(matrix, matrix_file, cell, script, path, release, good, outcome)
+               if args.verify and outcome else None)
+    return CauseScript(cause.id, cause.title, path.name, cell_id, release, good, script.lines,
+                       bool(verdict and verdict.verified), verdict.summary if verdict else "written, not verified")

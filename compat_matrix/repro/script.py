@@ -1,0 +1,269 @@
+"""One self-contained Python script for one cell of the matrix: what an upstream issue needs.
+
+The script builds the cell's tiny model from its recipe (inline, seeded), does the calls of the
+cell's probe that matter with transformers, peft and torch only, prints what it expected and what
+it got (`got: <ErrorType>: <message>`, the line `verify.py` reads) and exits 1 on the failure,
+0 where the behaviour is right. A cross-release cell's script has two steps, `write` and `read`,
+run by the two releases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from compat_matrix.cells import Cell
+from compat_matrix.records import expected_of
+from compat_matrix.repro import blocks
+from compat_matrix.spec import Matrix, ModelEntry
+
+INIT_STD = 0.1
+"""The tiny recipes' `initializer_range` where they set none (compat_tests/tiny/checkpoint.py's
+INIT_STD, which imports transformers; tests/test_repro.py keeps the two equal)."""
+
+ROUTES: dict[str, str] = {
+    "auto_causal_lm": "AutoModelForCausalLM",
+    "auto_model": "AutoModel",
+    "auto_image_text_to_text": "AutoModelForImageTextToText",
+    "auto_vision2seq": "AutoModelForVision2Seq",
+}
+"""Strategies that are one transformers Auto class (`loader.strategies.auto`, which imports transformers)."""
+
+CLASS_ROUTES = ("explicit_class", "smart")
+"""Strategies whose script loads the class config.architectures names: `smart` (compat-matrix's own
+loader) takes that route first for every tiny model."""
+
+QWEN_VL_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+"""Image-text families whose inputs a script builds by hand (Qwen2VLImageProcessor's layout)."""
+
+QWEN_VL_TOKENS = {"<|image_pad|>": "image_token_id", "<|video_pad|>": "video_token_id",
+                  "<|vision_start|>": "vision_start_token_id", "<|vision_end|>": "vision_end_token_id"}
+"""Qwen-VL's special tokens and the config keys holding their ids."""
+
+
+class NoTemplate(ValueError):
+    """No script can be written for this cell (the message says why and what would be needed)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cell a script is for, in its release, with the release that should pass."""
+
+    matrix: Matrix
+    cell: Cell
+    release: str
+    good: str | None = None
+    name: str = "repro.py"
+    """The script's file name, as its run instructions say it."""
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.matrix.model(self.cell.model)
+
+    @property
+    def cross_release(self) -> bool:
+        """The checkpoint comes from another release (a fine-tune, or the hub's as published)."""
+        return self.cell.saved_by is not None and self.cell.saved_by != self.release
+
+
+@dataclass(frozen=True)
+class Script:
+    """A written script and how to run it."""
+
+    text: str
+    steps: tuple[tuple[str, ...], ...]
+    """Argument lists, each run by its release: `((),)` for one run; `(("write",), ("read",))`."""
+    needs: tuple[str, ...]
+    """Packages beyond transformers and torch (`peft`)."""
+
+    @property
+    def lines(self) -> int:
+        return len(self.text.splitlines())
+
+
+def _fill(text: str, **values: str) -> str:
+    for name, value in values.items():
+        text = text.replace(f"__{name}__", value)
+    left = re.findall(r"__[A-Z_]+__", text)
+    if left:
+        raise AssertionError(f"unfilled markers {left}")
+    return text
+
+
+def resolved_config(entry: ModelEntry) -> dict[str, Any]:
+    """The recipe's config as a build uses it: `initializer_range` where the recipe sets none."""
+    assert entry.recipe is not None
+    config = {"initializer_range": INIT_STD, **entry.recipe.config}
+    if isinstance(config.get("text_config"), dict):
+        config["text_config"] = {"initializer_range": INIT_STD, **config["text_config"]}
+    return config
+
+
+def _literal(value: Any) -> str:
+    """A Python literal of JSON-like data, wrapped before 110 characters."""
+    text = json.dumps(value).replace("true", "True").replace("false", "False").replace("null", "None")
+    lines = [""]
+    for part in re.split(r"(?<=,) ", text):
+        if lines[-1].strip() and len(lines[-1]) + len(part) > 108:
+            lines.append("    ")
+        lines[-1] += part if not lines[-1].strip() else " " + part
+    return "\n".join(lines)
+
+
+def write_script(target: Target) -> Script:
+    """The script for `target`, or NoTemplate saying why none can be written."""
+    entry, cell = target.entry, target.cell
+    if entry.source != "tiny" or entry.recipe is None or entry.recipe.remote_code is not None:
+        raise NoTemplate(f"{entry.key} is not a tiny model built from a transformers class (source {entry.source}): "
+                         "a script would need the real checkpoint")
+    if cell.strategy not in ROUTES and cell.strategy not in CLASS_ROUTES:
+        raise NoTemplate(f"strategy {cell.strategy!r} is the user's own loader: a script cannot call it")
+    profile = entry.load_kwargs[cell.profile]
+    image_text = entry.modality == "image-text"
+    if image_text and entry.recipe.model_type not in QWEN_VL_FAMILIES:
+        raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs (only "
+                         f"{', '.join(QWEN_VL_FAMILIES)})")
+    needs: tuple[str, ...] = ()
+    check, parts = "", ""
+    if cell.probe == "forward":
+        check = "check(model)"
+        if image_text:
+            parts = blocks.QWEN_VL_INPUTS + blocks.FORWARD_IMAGE
+        else:
+            parts = blocks.FORWARD_TEXT
+    elif cell.probe == "grpo_step" and profile.adapter is not None and not target.cross_release:
+        needs, check = ("peft",), "check(model)"
+        parts = (blocks.QWEN_VL_INPUTS if image_text else "") + _fill(
+            blocks.LORA_STEP, R=str(profile.adapter.lora.r), ALPHA=str(profile.adapter.lora.alpha),
+            TARGETS=_targets(profile.adapter.lora.target_modules),
+            INPUTS="image_text_inputs()" if image_text else '{"input_ids": INPUT_IDS}')
+    elif cell.probe != "load":
+        raise NoTemplate(f"no script template for the {cell.probe} probe (only load, forward, and grpo_step with a "
+                         "LoRA profile); a cell whose load fails is reproduced by its load cell")
+    if target.cross_release:
+        parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text else "") + parts
+    return Script(_text(target, parts, check, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
+
+
+def _targets(targets: str | tuple[str, ...]) -> str:
+    """peft's target_modules as a literal: a regex as a raw string, names as a list."""
+    if isinstance(targets, str):
+        return f"r'{targets}'" if "\\" in targets and "'" not in targets else repr(targets)
+    return repr(list(targets))
+
+
+def _load_body(strategy: str, cross_release: bool) -> str:
+    if strategy in ROUTES:
+        return f"model, info = transformers.{ROUTES[strategy]}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
+    if not cross_release:  # the class this script saved
+        return "model, info = getattr(transformers, ARCHITECTURE).from_pretrained(folder, output_loading_info=True, **KWARGS)"
+    return ("architectures = transformers.AutoConfig.from_pretrained(folder).architectures  # VLM-R1's model_cls\n"
+            "        if not architectures:\n"
+            "            fail(f\"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load\")\n"
+            "        model, info = getattr(transformers, architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)")
+
+
+def _call(target: Target, kwargs: dict[str, Any]) -> str:
+    assert target.entry.recipe is not None
+    route = ROUTES.get(target.cell.strategy, target.entry.recipe.architecture)
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"{route}.from_pretrained(folder{', ' + args if args else ''})"
+
+
+def _image_values(entry: ModelEntry) -> dict[str, str]:
+    """Sizes of the tiny Qwen-VL vision tower: a 2x2 grid of merged patches, 4 image tokens."""
+    assert entry.recipe is not None
+    config = entry.recipe.config
+    vision = config.get("vision_config", {})
+    patch, merge = int(vision.get("patch_size", 14)), int(vision.get("spatial_merge_size", 2))
+    temporal, channels = int(vision.get("temporal_patch_size", 2)), int(vision.get("in_channels", 3))
+    grid = 2 * merge
+    ids = {token: int(config.get(key, 0)) for token, key in QWEN_VL_TOKENS.items()}
+    return {"SIDE": str(patch * grid), "PATCH": str(patch), "MERGE": str(merge), "TEMPORAL": str(temporal),
+            "TOKENS": str(grid * grid // (merge * merge)), "PATCHES": str(grid * grid), "GRID": str(grid),
+            "PATCH_DIM": str(channels * temporal * patch * patch), "IMAGE": str(ids["<|image_pad|>"]),
+            "START": str(ids["<|vision_start|>"]), "END": str(ids["<|vision_end|>"]),
+            "SPECIAL_IDS": repr(ids), "SPECIAL_BASE": str(min(ids.values())),
+            "TOKENIZER_CLASS": '(getattr(transformers, "Qwen2TokenizerFast", None) or transformers.Qwen2Tokenizer)'}
+
+
+def _text(target: Target, parts: str, check: str, needs: tuple[str, ...]) -> str:
+    entry, cell = target.entry, target.cell
+    assert entry.recipe is not None
+    kwargs = entry.load_kwargs[cell.profile].kwargs
+    expected = expected_of(target.matrix, cell, target.release)
+    call = _call(target, kwargs)
+    dependencies = ", ".join(f'"{p}"' for p in (f"transformers=={target.release}", f"torch=={target.matrix.torch}", *needs))
+    what = {"load": f"{call} loads the checkpoint cleanly, with its LM head and the saved weights' logits",
+            "forward": "the forward gives the same logits with the inputs training code passes by hand",
+            "grpo_step": "every LoRA module whose output the loss uses gets a gradient"}[cell.probe]
+    values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": "transformers.PreTrainedTokenizerFast",
+              **(_image_values(entry) if entry.modality == "image-text" else {})}
+    body = (_fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call), ABOUT=_about(target, expected))
+            + "KWARGS = " + repr(kwargs) + "\n"
+            + _fill(blocks.MODEL, CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
+                    MODEL_TYPE=entry.recipe.model_type)
+            + _fill(parts, **{k: v for k, v in values.items() if f"__{k}__" in parts})
+            + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release))
+            + (blocks.CHECK_LOAD if target.cross_release or cell.probe == "load" else ""))
+    if target.cross_release:
+        image_text = entry.modality == "image-text"
+        save, read = "tokenizer().save_pretrained(folder)", "transformers.AutoTokenizer.from_pretrained(folder)"
+        if image_text:
+            save += "\n    image_processor().save_pretrained(folder)"
+            read += "\n        transformers.AutoImageProcessor.from_pretrained(folder)"
+        return body + _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check or "del model", EXPECTED=what)
+    run = "check_load(*load(folder), reference)" if cell.probe == "load" else "check(load(folder)[0])"
+    return body + _fill(blocks.MAIN_SAME, CHECK=run, EXPECTED=what)
+
+
+def _title(target: Target, call: str) -> str:
+    entry, cell = target.entry, target.cell
+    where = (f"transformers {target.release} reading a checkpoint {cell.saved_by} saved"
+             if target.cross_release else f"transformers {target.release}")
+    step = {"load": call, "forward": f"{call}, then a forward", "grpo_step": f"{call}, then a LoRA training step"}
+    return _wrap(f"{entry.hub_id} (a tiny random copy), {where}: {step[cell.probe]}")
+
+
+def _about(target: Target, expected: dict[str, Any] | None) -> str:
+    cell = target.cell
+    lines = [f"compat-matrix cell {cell.id} in transformers {target.release}"
+             + (f"; passes in {target.good}" if target.good else "") + "."]
+    if expected and expected.get("reason"):
+        lines.append(f"matrix.yaml expects {expected['status']}: {_first_sentence(str(expected['reason']))}")
+    if expected and expected.get("link"):
+        lines.append(f"Upstream: {expected['link']}")
+    if cell.strategy == "smart":
+        lines.append("(compat-matrix's `smart` loader takes the class config.architectures names, as this script does.)")
+    if target.cross_release:
+        lines += ["Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):",
+                  f"  uv run --with transformers=={cell.saved_by} {target.name} write ckpt",
+                  f"  uv run {target.name} read ckpt"]
+    else:
+        lines.append(f"Run: uv run {target.name}   (exit 1: the failure reproduces; 0: right)")
+    return "\n".join(_wrap(line) for line in lines)
+
+
+REASON_CHARS = 220
+"""A script quotes the expectation's reason up to its first full stop, at most this many characters."""
+
+
+def _first_sentence(reason: str) -> str:
+    text = " ".join(reason.split())
+    end = text.find(". ")
+    text = text if end < 0 else text[: end + 1]
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+
+
+def _wrap(line: str, width: int = 110) -> str:
+    words, out, current = line.split(" "), [], ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\n".join(out)

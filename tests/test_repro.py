@@ -1,0 +1,166 @@
+"""`compat-matrix repro`: scripts that need nothing of ours, and a verdict that can say "does not reproduce".
+
+Two scripts really run here (the unit env has transformers 4.57.6): the VLM-R1 break reproduces, and
+a planted harness failure (a forward cell failing as a broken probe would) is reported as not reproduced.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from compat_matrix.cells import Cell
+from compat_matrix.repro.script import INIT_STD, NoTemplate, Target, write_script
+from compat_matrix.repro.verify import CellOutcome, ScriptRun, judge, parse_failure, run_script
+from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from reports.signature import UNREADABLE_PREFIX, inner_error
+
+MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+NAMES = [n for m in MATRIX.models for n in (m.key, m.hub_id)]
+
+KINDS = {
+    "qwen2_5_vl-auto_causal_lm-default-load": "4.57.6",  # a loading route refused (VLM-R1)
+    "qwen2_vl-auto_image_text_to_text-trainer-load": "5.24.0",  # a keyword argument refused
+    "qwen2_5_vl-auto_image_text_to_text-default-forward": "5.24.0",  # minimal inputs, other logits
+    "qwen2_vl-smart-lora_vision-grpo_step": "4.57.6",  # a training-step check
+    "llama-explicit_class-default-load@5.24.0": "4.57.6",  # a checkpoint another release wrote
+}
+ALLOWED_IMPORTS = {"sys", "tempfile", "traceback", "inspect", "torch", "transformers", "tokenizers", "peft", "PIL"}
+
+
+def script(cell_id: str, release: str, good: str | None = None):
+    return write_script(Target(MATRIX, Cell.from_id(cell_id), release, good))  # type: ignore[arg-type]
+
+
+def imported(text: str) -> set[str]:
+    tree = ast.parse(text)
+    found = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return found | {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+
+@pytest.mark.parametrize("cell_id", sorted(KINDS))
+def test_each_kind_gets_a_self_contained_script_with_its_pins(cell_id: str) -> None:
+    written = script(cell_id, KINDS[cell_id])
+    assert imported(written.text) <= ALLOWED_IMPORTS, "a script imports nothing of compat-matrix"
+    header = written.text.split("# ///")[1]
+    assert f'"transformers=={KINDS[cell_id]}"' in header and '"torch==2.13.0"' in header
+    assert ('"peft"' in header) == ("lora" in cell_id), "peft only where the cell needs it"
+    assert '"trl"' not in header
+    assert cell_id in written.text
+    assert ("Run: uv run" in written.text) or ("write ckpt" in written.text)
+    assert written.steps == ((("write",), ("read",)) if "@" in cell_id else ((),))
+
+
+def test_the_recipe_config_is_inline_with_the_builds_init_std() -> None:
+    from compat_tests.tiny.checkpoint import INIT_STD as BUILD_INIT_STD
+
+    assert INIT_STD == BUILD_INIT_STD
+    text = script("qwen2_5_vl-auto_causal_lm-default-load", "4.57.6").text
+    assert '"mrope_section": [2, 3, 3]' in text and '"initializer_range": 0.1' in text
+    assert "torch.manual_seed(0)" in text
+
+
+def test_the_expectation_reason_and_link_head_the_script() -> None:
+    text = script("qwen2_vl-smart-lora_vision-grpo_step", "4.57.6", good="5.24.0").text
+    assert "passes in 5.24.0" in text and "https://github.com/huggingface/peft/issues/2880" in text
+
+
+@pytest.mark.parametrize("cell_id, why", [
+    ("remote_decoder-auto_causal_lm-default-load", "not a tiny model built from a transformers class"),
+    ("llama-explicit_class-default-generate", "no script template for the generate probe"),
+    ("gemma3-explicit_class-default-forward", "no script template builds gemma3 image inputs"),
+])
+def test_cells_without_a_template_say_why(cell_id: str, why: str) -> None:
+    with pytest.raises(NoTemplate, match=why):
+        script(cell_id, "4.57.6")
+
+
+def test_the_failure_line_is_read_back_with_multiline_messages() -> None:
+    assert parse_failure("x\ngot: ValueError: Unrecognized class\nModel type should be one of A, B\n") == (
+        "ValueError", "Unrecognized class\nModel type should be one of A, B")
+    assert parse_failure("ok: the behaviour is right\n") == (None, "")
+    assert parse_failure("got: CheckFailed: grad_adapter: 4 of 4") == ("CheckFailed", "grad_adapter: 4 of 4")
+
+
+def test_an_unreadable_checkpoint_is_compared_by_the_librarys_own_error() -> None:
+    wrapped = UNREADABLE_PREFIX.format(saved_by="5.24.0") + "ValueError: Tokenizer class TokenizersBackend does not exist"
+    assert inner_error("CellFailed", wrapped) == ("ValueError", "Tokenizer class TokenizersBackend does not exist")
+    assert inner_error("TypeError", "plain") == ("TypeError", "plain")
+
+
+def run(release: str, code: int, error_type: str | None = None, message: str = "") -> ScriptRun:
+    return ScriptRun(release, code, error_type, message, "")
+
+
+CELL_FAIL = CellOutcome("fail", "TypeError", "Qwen2VLForConditionalGeneration.__init__() got an unexpected keyword argument 'use_cache'")
+
+
+def test_same_signature_in_the_release_and_a_pass_on_good_is_verified() -> None:
+    bad = run("5.24.0", 1, "TypeError", "Qwen2_5_VLForConditionalGeneration.__init__() got an unexpected keyword argument 'use_cache'")
+    verdict = judge("c", "load", False, NAMES, CELL_FAIL, bad, run("4.57.6", 0))
+    assert verdict.verified and "reproduces in 5.24.0" in verdict.summary and "passes in 4.57.6" in verdict.summary
+
+
+def test_another_cause_or_a_failing_good_release_is_not_verified() -> None:
+    other = judge("c", "load", False, NAMES, CELL_FAIL, run("5.24.0", 1, "TypeError", "got an unexpected keyword argument 'dtype'"), None)
+    assert not other.verified and "does NOT reproduce the cause" in other.summary
+    bad = run("5.24.0", 1, CELL_FAIL.error_type, CELL_FAIL.message)
+    both = judge("c", "load", False, NAMES, CELL_FAIL, bad, run("4.57.6", 1, "TypeError", "x"))
+    assert both.reproduced and not both.verified and "does not pass in 4.57.6 either" in both.summary
+
+
+def python_env(tmp_path: Path, release: str) -> Path:
+    """A tox work folder whose env for `release` is this interpreter (the unit env: transformers 4.57.6)."""
+    import transformers
+
+    if transformers.__version__ != release:
+        pytest.skip(f"the unit env has transformers {transformers.__version__}, not {release}")
+    bin_dir = tmp_path / "tox" / f"tf{release.replace('.', '_')}" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    return tmp_path / "tox"
+
+
+def test_the_vlm_r1_script_reproduces_the_cell(tmp_path: Path) -> None:
+    workdir = python_env(tmp_path, "4.57.6")
+    written = script("qwen2_5_vl-auto_causal_lm-default-load", "4.57.6")
+    path = tmp_path / "repro.py"
+    path.write_text(written.text)
+    outcome = CellOutcome("fail", "ValueError", "Unrecognized configuration class <class 'transformers.models.qwen2_5_vl."
+                                                "configuration_qwen2_5_vl.Qwen2_5_VLConfig'> for this kind of AutoModel: "
+                                                "AutoModelForCausalLM.\nModel type should be one of ...")
+    ran = run_script(written, path, "4.57.6", "4.57.6", None, workdir)
+    verdict = judge("qwen2_5_vl-auto_causal_lm-default-load", "load", False, NAMES, outcome, ran, None)
+    assert verdict.verified, verdict.summary + ran.output
+
+
+def test_a_planted_harness_failure_is_reported_as_not_reproduced(tmp_path: Path) -> None:
+    """The forward cell as a broken probe reports it (its manual inputs dropped image_grid_thw): the
+    script, doing the probe's work right, passes in 4.57.6, so the failure is ours."""
+    workdir = python_env(tmp_path, "4.57.6")
+    written = script("qwen2_5_vl-auto_image_text_to_text-default-forward", "4.57.6")
+    path = tmp_path / "repro.py"
+    path.write_text(written.text)
+    planted = CellOutcome("fail", "TypeError", "forward with only ['attention_mask', 'input_ids', 'pixel_values'] raised "
+                                               "TypeError: 'NoneType' object is not iterable")
+    ran = run_script(written, path, "4.57.6", "4.57.6", None, workdir)
+    verdict = judge("qwen2_5_vl-auto_image_text_to_text-default-forward", "forward", False, NAMES, planted, ran, None)
+    assert ran.exit_code == 0, ran.output
+    assert not verdict.verified and "does NOT reproduce" in verdict.summary and "harness" in verdict.summary
+
+
+def test_an_expectation_repro_path_must_exist(tmp_path: Path) -> None:
+    text = DEFAULT_MATRIX.read_text().replace(
+        "    reason: AutoModel returns the base model without an LM head; nothing a trainer can sample from",
+        "    reason: AutoModel returns the base model without an LM head; nothing a trainer can sample from\n"
+        "    repro: repro/missing.py", 1)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    with pytest.raises(MatrixError, match=r"expectations\[\d+\]\.repro: 'repro/missing\.py' is not a file"):
+        load_matrix(path, check_model_types=False)
+    (tmp_path / "repro").mkdir()
+    (tmp_path / "repro" / "missing.py").write_text("")
+    assert load_matrix(path, check_model_types=False)
