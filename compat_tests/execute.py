@@ -28,7 +28,6 @@ from compat_tests.size_guard import check_size, estimated_parameters
 from compat_tests.sources import require_model_type, resolve, saved_checkpoint
 from compat_tests.user_code import CallableProbe, CallableStrategy, callables_of, named_path
 from loader import STRATEGIES, LoadResult, NoArchitectureNamed, StrategyUnsupported
-from reports.signature import UNREADABLE_PREFIX
 
 MESSAGE_LIMIT = 4000
 """Characters of an error message kept in a result line."""
@@ -73,7 +72,7 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}"
         if saved_by:
-            raise CellFailed(UNREADABLE_PREFIX.format(saved_by=saved_by) + what) from exc
+            raise CellFailed(f"cannot read the config or processor that transformers {saved_by} saved: {what}") from exc
         if isinstance(exc, ValueError) and "trust_remote_code=True" in str(exc):
             raise CellFailed(f"transformers refuses the checkpoint's remote code: {what}") from exc
         raise HarnessError(f"reading the checkpoint's config or processor failed: {what}") from exc

@@ -89,6 +89,8 @@ def test_an_unreadable_checkpoint_is_compared_by_the_librarys_own_error() -> Non
     wrapped = UNREADABLE_PREFIX.format(saved_by="5.24.0") + "ValueError: Tokenizer class TokenizersBackend does not exist"
     assert inner_error("CellFailed", wrapped) == ("ValueError", "Tokenizer class TokenizersBackend does not exist")
     assert inner_error("TypeError", "plain") == ("TypeError", "plain")
+    harness = (Path(__file__).parents[1] / "compat_tests" / "execute.py").read_text()
+    assert f'f"{UNREADABLE_PREFIX}{{what}}"' in harness, "the harness words it as reports/signature.py says"
 
 
 def run(release: str, code: int, error_type: str | None = None, message: str = "") -> ScriptRun:
