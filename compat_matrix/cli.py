@@ -1,4 +1,4 @@
-"""`compat-matrix`: validate, list, plan, run, check, drift, report, prefetch.
+"""`compat-matrix`: validate, list, plan, run, check, drift, report, store, prefetch.
 
 Exit codes: 0 ok; 1 regressions or breaking changes found (where asked for); 2 bad input;
 3 results could not be written (disk full: the lines written before stay valid, `run --resume`
@@ -28,6 +28,7 @@ from reports.version import VERSION, generator
 
 if TYPE_CHECKING:
     from compat_matrix.bisect_run import CrossAxis
+    from compat_matrix.runner import StoreUse
 
 DEFAULT_OUT = Path("compat-report")
 
@@ -187,20 +188,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run(matrix, cells, releases, args)
 
 
+def _store(matrix: Matrix, args: argparse.Namespace) -> StoreUse | None:
+    """The results store this run reads (unless --fresh) and adds to; None with --no-store."""
+    from compat_matrix.runner import StoreUse
+    from compat_matrix.store import Keys, Store, default_store
+
+    if args.no_store:
+        return None
+    return StoreUse(Store(args.store or default_store()), Keys(matrix), fresh=args.fresh)
+
+
 def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.Namespace) -> int:
     from compat_matrix.runner import run_release
 
     out: Path = args.out
     interrupted = False
+    store = _store(matrix, args)
     for release in releases:
         run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out.resolve(), args.workers,
-                          resumed=args.resume)
+                          resumed=args.resume, store=store)
         if run.interrupted:
             print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
             interrupted = True
             break
     if not interrupted and not args.round_trip_only:
-        interrupted = _other_checkpoints(matrix, args, releases, out.resolve())
+        interrupted = _other_checkpoints(matrix, args, releases, out.resolve(), store)
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
     extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
     extra += ["--fail-on-regression"] if args.fail_on_regression else []
@@ -211,25 +223,39 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
     return 130 if interrupted else code
 
 
-def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path) -> bool:
+def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path,
+                       store: StoreUse | None = None) -> bool:
     """Each release loads the as-published checkpoints (its models' `written_by` release wrote them,
-    built first where the run does not test that release) and, with `--cross-release`, the tiny
-    checkpoints every other release saved; True when interrupted."""
+    built first where the run does not test that release and a cell that reads them is not stored)
+    and, with `--cross-release`, the tiny checkpoints every other release saved; True when interrupted."""
     from compat_matrix.published import build_writers, writers_to_build
-    from compat_matrix.runner import installed_release, run_release
+    from compat_matrix.runner import installed_release, run_release, stored
 
+    matrix_file = Path(args.matrix).resolve()
     installed = {r: installed_release(results_file(results_folder(out), env_name(r))) for r in releases}
-    build_writers(Path(args.matrix).resolve(), writers_to_build(matrix, args.models, {v for v in installed.values() if v}),
-                  out)
+    selections = {}
     for release in releases:
         others = sorted({v for r, v in installed.items() if v and r != release and v != installed[release]})
         cross = others if args.cross_release and others else None
         cells = select_cells(matrix, args.models, args.strategies, args.probes, saved_by=cross, profiles=args.profiles,
                              published_in=installed[release] or release)
+        selections[release] = (cross, cells)
+    writers = writers_to_build(matrix, args.models, {v for v in installed.values() if v})
+    if store is not None and writers:
+        needed = set()
+        for release, (_, cells) in selections.items():
+            found = stored(matrix, matrix_file, installed[release] or release, cells, out, None, store, sys.stderr,
+                           env_name(release))
+            kept = {line["cell_id"] for line in found.lines} if found else set()
+            needed |= {(c.saved_by, c.model) for c in cells if c.id not in kept}
+        writers = {w: [m for m in models if (w, m) in needed] for w, models in writers.items()}
+        writers = {w: models for w, models in writers.items() if models}
+    build_writers(matrix_file, writers, out)
+    for release, (cross, cells) in selections.items():
         if not cells:
             continue
-        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, saved_by=cross,
-                          resumed=getattr(args, "resume", False), published_in=installed[release] or release)
+        run = run_release(matrix, matrix_file, release, cells, out, args.workers, saved_by=cross,
+                          resumed=getattr(args, "resume", False), published_in=installed[release] or release, store=store)
         if run.interrupted:
             return True
     return False
@@ -261,15 +287,16 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
+    store = _store(matrix, args)
     for release in releases:
         results = results_file(results_folder(out), env_name(release))
         if args.reuse and _complete(results, cells):
             print(f"[{env_name(release)}] reusing {results}", file=sys.stderr)
             continue
-        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers)
+        run = run_release(matrix, Path(args.matrix).resolve(), release, cells, out, args.workers, store=store)
         if run.interrupted:
             return 130
-    if _other_checkpoints(matrix, args, releases, out):
+    if _other_checkpoints(matrix, args, releases, out, store):
         return 130
     files = [results_file(results_folder(out), env_name(r), cross) for r in releases for cross in (False, True)]
     report = build_report([p for p in files if p.is_file()],
@@ -284,7 +311,7 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         from reports.drift import format_drift
 
         models = [m for m in dict.fromkeys(c.model for c in cells)]
-        records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
+        records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse, store=store)
         print(format_drift(adjacent(records, models), releases[0], releases[1], everything=args.all or args.cells))
     return upgrade_exit_code(view)
 
@@ -308,7 +335,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         raise UsageProblem("drift compares releases: name at least two (--transformers A B ...)")
     out: Path = args.out.resolve()
     _require_tox()
-    records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse)
+    records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse,
+                         store=_store(matrix, args))
     comparisons = adjacent(records, models)
     table = drift_table(comparisons)
     (out / "drift" / "drift.md").write_text(table, encoding="utf-8")
@@ -495,6 +523,13 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from compat_matrix.store import Store, default_store, summary
+
+    summary(Store(args.store or default_store()), sys.stdout)
+    return 0
+
+
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from compat_matrix.prefetch import Patience, prefetch
 
@@ -551,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: compat-report)")
         p.add_argument("-n", "--workers", type=_positive, default=2, help="pytest-xdist workers per release (default: 2)")
 
+    def storage(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", type=Path, help="results store folder (default: COMPAT_MATRIX_STORE, else "
+                                                  "~/.cache/compat-matrix/store; docs/history.md)")
+        p.add_argument("--fresh", action="store_true", help="run every cell, reusing nothing stored (what runs is stored)")
+        p.add_argument("--no-store", action="store_true", help="neither read nor add to the results store")
+
     run = sub.add_parser("run", help="run the selected cells in each release's tox env and build the report")
     run.add_argument("--transformers", nargs="+",
                      help="releases, any on the package index, or PEP 440 specifiers such as '>=5.0,<5.6' "
@@ -566,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the report has regressions")
     run.add_argument("--resume", action="store_true",
                      help="continue a run that was killed: keep the lines in --out and run only the cells without one")
+    storage(run)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="what changes when upgrading transformers from one release to another")
@@ -579,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--all", action="store_true",
                        help="every cause of every section, cross-release failures the release's own cells share, "
                             "and every drift comparison (default: what fits a screen, the rest counted)")
+    storage(check)
     check.set_defaults(func=cmd_check)
 
     check.add_argument("--no-drift", dest="drift", action="store_false",
@@ -591,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder; records in <out>/drift/")
     drift.add_argument("--no-reuse", dest="reuse", action="store_false", help="re-record even when records exist")
     drift.add_argument("--fail-on-drift", action="store_true", help="exit 1 when two adjacent releases drift")
+    storage(drift)
     drift.set_defaults(func=cmd_drift)
 
     bisect = sub.add_parser("bisect", help="the first release where each selected cell changes, between two releases")
@@ -644,6 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the reusable workflow lives (default: the installed package's Source URL)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(func=cmd_init)
+
+    store = sub.add_parser("store", help="what the results store holds: cells and drift records per release, size")
+    store.add_argument("--store", type=Path, help="store folder (default: COMPAT_MATRIX_STORE, else ~/.cache/compat-matrix/store)")
+    store.set_defaults(func=cmd_store)
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")
     prefetch.add_argument("--models", nargs="+", help="model keys (default: every hub entry)")

@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from compat_matrix.layout import drift_file, drift_log
+from compat_matrix.records import now
 from compat_matrix.release_exec import exec_in_release, log_tail
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
+from compat_matrix.store import DRIFT, EnvFacts, env_facts, machine_device, storable
+from compat_matrix.tox_setup import tox_setup
 from reports.drift import DriftComparison, compare_records
+
+if TYPE_CHECKING:
+    from compat_matrix.runner import StoreUse
 
 
 def record_file(out: Path, release: str) -> Path:
@@ -54,15 +60,43 @@ def writers_first(matrix: Matrix, models: list[str], releases: list[str]) -> lis
 
 
 def record_all(matrix: Matrix, matrix_file: Path, models: list[str], releases: list[str], out: Path,
-               reuse: bool = False) -> dict[str, dict[str, Any]]:
-    """{release as given: {model: record}}; with `reuse`, a release whose record file has every model is not re-run."""
+               reuse: bool = False, store: StoreUse | None = None) -> dict[str, dict[str, Any]]:
+    """{release as given: {model: record}}; with `reuse`, a release whose record file has every model is not re-run;
+    with `store`, only the models without a stored record under their current key are recorded (and then stored)."""
     records = {}
     for release in writers_first(matrix, models, releases):
         existing = read_records(record_file(out, release))
         if not (reuse and set(models) <= {k for k, r in existing.items() if r.get("status") != "error"}):
-            existing = read_records(record_release(matrix_file, release, models, out))
+            existing = _recorded(matrix, matrix_file, release, models, out, store)
         records[release] = existing
     return {release: records[release] for release in releases}
+
+
+def _facts(matrix: Matrix, matrix_file: Path, release: str, out: Path) -> EnvFacts | None:
+    folder = tox_setup(matrix_file, out, matrix.install).workdir / env_name(release)
+    facts = env_facts(folder, machine_device(matrix))
+    return facts if facts is not None and facts.transformers == release else None
+
+
+def _recorded(matrix: Matrix, matrix_file: Path, release: str, models: list[str], out: Path,
+              store: StoreUse | None, stream: TextIO = sys.stderr) -> dict[str, Any]:
+    """The release's records: stored ones under their current key, the rest recorded now (and stored)."""
+    if store is None or not storable(release):
+        return read_records(record_release(matrix_file, release, models, out, stream))
+    facts = _facts(matrix, matrix_file, release, out)
+    kept = store.store.entries(release, DRIFT) if facts is not None and not store.fresh else {}
+    found = {m: kept[k]["record"] for m in models if (k := store.keys.drift(m, facts)) in kept} if facts else {}
+    if found:
+        print(f"[{env_name(release)}-drift] store: reused {len(found)} of {len(models)} records", file=stream, flush=True)
+    missing = [m for m in models if m not in found]
+    new = read_records(record_release(matrix_file, release, missing, out, stream)) if missing else {}
+    facts = facts or _facts(matrix, matrix_file, release, out)  # the environment exists once a release recorded
+    if facts is not None:
+        store.store.add(release, ({"key": store.keys.drift(m, facts), "stored_at": now(), "record": r}
+                                  for m, r in new.items() if r.get("status") != "error"), DRIFT)
+    records = {**found, **new}
+    record_file(out, release).write_text(json.dumps(records, sort_keys=True) + "\n", encoding="utf-8")
+    return records
 
 
 def adjacent(records: dict[str, dict[str, Any]], models: list[str]) -> list[DriftComparison]:

@@ -23,6 +23,7 @@ from compat_matrix.records import FINGERPRINT_KEYS, TRAINING_LIBRARIES, cell_rec
 from compat_matrix.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
+from compat_matrix.store import CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable
 from compat_matrix.tox_setup import tox_setup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +60,16 @@ def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None
             "-x", f"testenv:tfany.env_log_dir={env_dir}/.tox-log"], extra_env
 
 
-def prepare_env(matrix: Matrix, matrix_file: Path, release: str, out: Path, env_dir: Path, log: Path) -> subprocess.Popen:
+@dataclass(frozen=True)
+class StoreUse:
+    """How a run uses the results store: reads it unless `fresh`, and always adds what it ran."""
+
+    store: Store
+    keys: Keys
+    fresh: bool = False
+
+
+def prepare_env(matrix: Matrix, matrix_file: Path, release: str, out: Path, env_dir: Path | None, log: Path) -> subprocess.Popen:
     """Start making a release's environment in `env_dir` (tox --notest) without waiting: bisect makes the
     next candidates' environments while it tests the current release. A run in the same env_dir must
     wait for this process first."""
@@ -100,7 +110,7 @@ class Progress:
 
 def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
                 stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None,
-                resumed: bool = False, published_in: str | None = None) -> ReleaseRun:
+                resumed: bool = False, published_in: str | None = None, store: StoreUse | None = None) -> ReleaseRun:
     """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
 
     With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
@@ -108,7 +118,9 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     installed), the as-published cells (`select_cells(..., published_in=...)`) too; lines go to
     `<env>-cross.jsonl`. With
     `env_dir`, the release's environment lives there (bisect's throwaway ones).
-    With `resumed`, cells that already have a line keep it and are not run again. Whoever writes
+    With `resumed`, cells that already have a line keep it and are not run again; with `store`,
+    cells stored under their current key are copied in and not run either (a resumed pytest keeps
+    them), and the lines that ran are stored. Whoever writes
     the results file holds its lock (pytest's controller, then this function for the missing
     cells' lines): a second run sharing the folder waits, saying what for.
     """
@@ -124,13 +136,59 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
         if resumed:
             print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
                   file=stream, flush=True)
+        reused = store is not None and _reuse(run, matrix, matrix_file, out, left, env_dir, store, stream)
+        if reused:
+            finished_now = finished(run.results)
+            left = [c for c in left if c.id not in finished_now]
         if left:
-            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed, lock, env_dir, published_in)
+            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed or reused, lock, env_dir,
+                     published_in)
         if not run.interrupted:
             _fill_missing(run, matrix, cells)
+        if store is not None:
+            keep(store.store, store.keys, matrix, read_lines(run.results))
     Progress(run, len(cells), stream).update(force=True)
     run.lines = read_lines(run.results)
     return run
+
+
+def stored(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, env_dir: Path | None,
+           store: StoreUse, stream: TextIO, label: str) -> Reuse | None:
+    """The stored lines of `cells` in `release` (None: nothing to look up). The key needs the
+    environment's library versions: an environment not made yet is made first (tox --notest),
+    unless the store has nothing for this release."""
+    if store.fresh or not storable(release) or not cells or not store.store.file(release, CELLS).is_file():
+        return None
+    env = env_name(release)
+    folder = env_dir or tox_setup(matrix_file, out, matrix.install).workdir / env
+    device = machine_device(matrix)
+    facts = env_facts(folder, device)
+    if facts is None:
+        print(f"[{label}] making the environment to read its versions (the store has cells for {release})",
+              file=stream, flush=True)
+        prepare_env(matrix, matrix_file, release, out, env_dir, log_file(out, f"{env}-setup")).wait()
+        facts = env_facts(folder, device)
+    if facts is None or facts.transformers != release:
+        return None
+    return reusable(store.store, store.keys, matrix, cells, release, facts, env)
+
+
+def _reuse(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, cells: list[Cell], env_dir: Path | None,
+           store: StoreUse, stream: TextIO) -> bool:
+    """Copy the stored lines of `cells` into the results file, saying how many and from when; True when any."""
+    found = stored(matrix, matrix_file, run.release, cells, out, env_dir, store, stream, run.results.stem)
+    if found is None:
+        return False
+    print(f"[{run.results.stem}] {found.describe(len(cells))}", file=stream, flush=True)
+    if not found.lines:
+        return False
+    writer = ResultsWriter(run.results, fresh=False)
+    try:
+        for line in found.lines:
+            writer.write(line)
+    finally:
+        writer.close()
+    return True
 
 
 def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None, listing: Path,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's tests, from a fresh clone: the matrix end to end for one 4.x and one 5.x release on
-# the tiny models, each also loading the other's checkpoints (report checked for every cell), then
+# the tiny models, each also loading the other's checkpoints (report checked for every cell; --fresh:
+# every cell runs, none comes from the results store), then
 # compat-matrix as an installed tool on examples/grpo_trainer from outside the repository (built
 # wheel, init, two releases, report checked), then the unit tests (tox -e unit).
 set -euo pipefail
@@ -12,7 +13,7 @@ E2E_OUT="${E2E_OUT:-compat-report-ci}"
 E2E_RELEASES="${E2E_RELEASES:-4.57.6 5.24.0}"
 echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 # shellcheck disable=SC2086
-.venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression
+.venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression --fresh
 echo "== report holds every cell"
 .venv/bin/python -m pytest tests/e2e/test_report_complete.py -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES" --cross-release
 echo "== bisect end to end: since when does qwen3_vl load (explicit_class), between 4.52.4 and 4.57.6; --record"

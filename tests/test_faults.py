@@ -168,7 +168,7 @@ the results file's folder)."""
 
 
 def cli_process(out: Path, *extra: str, cache: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "compat_matrix.cli", "run", *SLICE, "--out", str(out), *extra],
+    return subprocess.Popen([sys.executable, "-m", "compat_matrix.cli", "run", *SLICE, "--no-store", "--out", str(out), *extra],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COMPAT_MATRIX_CACHE": str(cache)}, start_new_session=True)
 

@@ -1,0 +1,177 @@
+"""The results store: a stored cell is reused only under its current key (recipe, harness code,
+libraries, settings), and a killed writer never leaves the store unreadable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compat_matrix import harness_hash
+from compat_matrix.cells import Cell
+from compat_matrix.records import cell_record
+from compat_matrix.store import (CELLS, FROM_STORE, EnvFacts, Keys, Store, env_facts, keep, line_facts,
+                                 needed_libraries, reusable)
+from compat_matrix.spec import UserCallable
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+
+REPO = Path(__file__).resolve().parent.parent
+MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+FACTS = EnvFacts("4.57.6", "2.13.0+cpu", "3.11", {"tokenizers": "0.22.1", "trl": "0.24.0", "peft": "0.17.1",
+                                                  "accelerate": "1.10.1"}, "cpu")
+
+
+def line(cell: Cell, status: str = "pass", facts: EnvFacts = FACTS) -> dict:
+    record = cell_record(MATRIX, cell, "tf4_57_6", {
+        "transformers": facts.transformers, "transformers_requested": facts.transformers, "torch": facts.torch,
+        "python": f"{facts.python}.7", "device": facts.device, "gpu_name": None, "git_commit": None,
+        "libraries": facts.libraries})
+    return {**record, "status": status}
+
+
+def test_a_run_reuses_its_stored_cells_with_the_current_expectation(tmp_path: Path) -> None:
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    cells = [Cell("qwen2", "smart", "default", "load"), Cell("qwen2", "smart", "default", "trl_grpo")]
+    assert keep(store, keys, MATRIX, [line(c) for c in cells]) == 2
+    found = reusable(store, keys, MATRIX, cells, "4.57.6", FACTS, "tf4_57_6")
+    assert [entry["cell_id"] for entry in found.lines] == [c.id for c in cells]
+    assert all(entry[FROM_STORE] for entry in found.lines)
+    assert "reused 2 of 3 cells" in found.describe(3)
+
+
+def test_a_cell_stored_from_an_older_recipe_is_not_reused(tmp_path: Path) -> None:
+    store, cell = Store(tmp_path), Cell("qwen2", "smart", "default", "forward")
+    keep(store, Keys(MATRIX), MATRIX, [line(cell)])
+    entry = MATRIX.model("qwen2")
+    assert entry.recipe is not None
+    recipe = entry.recipe.model_copy(update={"config": {**entry.recipe.config, "num_hidden_layers": 3}})
+    changed = MATRIX.model_copy(update={"models": tuple(e.model_copy(update={"recipe": recipe}) if e.key == "qwen2" else e
+                                                        for e in MATRIX.models)})
+    assert reusable(store, Keys(changed), changed, [cell], "4.57.6", FACTS, "tf4_57_6").lines == []
+    assert len(reusable(store, Keys(MATRIX), MATRIX, [cell], "4.57.6", FACTS, "tf4_57_6").lines) == 1
+
+
+def test_other_libraries_miss_only_for_the_cells_that_use_them(tmp_path: Path) -> None:
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    load, trl = Cell("qwen2", "smart", "default", "load"), Cell("qwen2", "smart", "default", "trl_grpo")
+    keep(store, keys, MATRIX, [line(load), line(trl)])
+    newer_trl = EnvFacts(**{**FACTS.__dict__, "libraries": {**FACTS.libraries, "trl": "0.25.0"}})
+    assert [e["cell_id"] for e in reusable(store, keys, MATRIX, [load, trl], "4.57.6", newer_trl, "x").lines] == [load.id]
+    assert needed_libraries(MATRIX, Cell("phi3", "smart", "lora", "grpo_step")) == ("tokenizers", "peft")
+
+
+def test_errors_and_lines_without_a_needed_library_are_not_stored(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    no_trl = EnvFacts(**{**FACTS.__dict__, "libraries": {**FACTS.libraries, "trl": None}})
+    assert keep(store, Keys(MATRIX), MATRIX, [line(Cell("qwen2", "smart", "default", "load"), "error"),
+                                             line(Cell("qwen2", "smart", "default", "trl_grpo"), "unsupported", no_trl)]) == 0
+
+
+def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "trl-0.24.0"):
+        (site / f"{name}.dist-info").mkdir(parents=True)
+    facts = env_facts(tmp_path, "cpu")
+    assert facts is not None and (facts.transformers, facts.torch, facts.python) == ("4.57.6", "2.13.0+cpu", "3.11")
+    assert facts.libraries == {"tokenizers": "0.22.1", "trl": "0.24.0", "peft": None, "accelerate": None}
+    assert line_facts(line(Cell("qwen2", "smart", "default", "load"))) == FACTS
+    assert env_facts(tmp_path / "absent", "cpu") is None
+
+
+@pytest.fixture
+def harness_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The harness packages copied, so a test can edit a module and see which probes' hashes move."""
+    for package in harness_hash.HARNESS_PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(harness_hash, "_package_dir", lambda name: tmp_path / name)
+    for cached in (harness_hash.probe_modules, harness_hash.core_modules, harness_hash.probe_hash):
+        cached.cache_clear()
+    yield tmp_path
+    for cached in (harness_hash.probe_modules, harness_hash.core_modules, harness_hash.probe_hash):
+        cached.cache_clear()
+
+
+def hashes() -> dict[str, str]:
+    for cached in (harness_hash.core_modules, harness_hash.probe_hash):
+        cached.cache_clear()
+    return {probe: harness_hash.probe_hash(probe) for probe in harness_hash.probe_modules()}
+
+
+def test_a_changed_probe_module_reruns_its_probe_and_those_importing_it_only(harness_copy: Path) -> None:
+    before = hashes()
+    with (harness_copy / "compat_tests" / "probes" / "load.py").open("a") as handle:
+        handle.write("\n# edited\n")
+    after = hashes()
+    changed = sorted(p for p in before if before[p] != after[p])
+    assert changed == ["forward", "load"]  # forward imports load's load_problems
+
+
+def test_a_changed_core_module_reruns_every_probe(harness_copy: Path) -> None:
+    before = hashes()
+    with (harness_copy / "compat_tests" / "tiny" / "checkpoint.py").open("a") as handle:
+        handle.write("\n# edited\n")
+    after = hashes()
+    assert all(before[p] != after[p] for p in before) and before.keys() == after.keys()
+
+
+def test_a_new_probe_in_the_registry_reruns_no_other_probe(harness_copy: Path) -> None:
+    before = hashes()
+    probes = harness_copy / "compat_tests" / "probes"
+    (probes / "extra.py").write_text('class Extra:\n    name = "extra"\n\n\nPROBE = Extra()\n')
+    registry = probes / "__init__.py"
+    registry.write_text(registry.read_text().replace("import forward,", "import extra, forward,"))
+    harness_hash.probe_modules.cache_clear()
+    after = hashes()
+    assert "extra" in after and all(after[p] == before[p] for p in before)
+
+
+def test_a_torn_last_line_is_skipped_and_cut_before_the_next_append(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.add("4.57.6", [{"key": "a", "stored_at": "t", "line": {}}])
+    with store.file("4.57.6", CELLS).open("a") as handle:
+        handle.write('{"key": "b", "stored_at": "t", "li')
+    assert set(store.entries("4.57.6")) == {"a"}
+    store.add("4.57.6", [{"key": "c", "stored_at": "t", "line": {}}])
+    assert set(store.entries("4.57.6")) == {"a", "c"}
+
+
+KILLED_WRITER = """
+import sys
+from compat_matrix.store import Store
+store = Store(__import__("pathlib").Path(sys.argv[1]))
+print("started", flush=True)
+for i in range(10**6):
+    store.add("4.57.6", [{"key": str(i), "stored_at": "t", "line": {"pad": "x" * 5000}}])
+"""
+
+
+def test_a_writer_killed_mid_run_leaves_a_store_another_run_reads_and_extends(tmp_path: Path) -> None:
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert writer.stdout is not None and writer.stdout.readline().strip() == b"started"
+    deadline = time.monotonic() + 60
+    while len(Store(tmp_path).entries("4.57.6")) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    store = Store(tmp_path)
+    kept = store.entries("4.57.6")
+    assert len(kept) >= 20
+    raw = store.file("4.57.6", CELLS).read_text().splitlines()
+    assert all(json.loads(text)["key"] for text in raw[:-1])  # every line but a possibly torn last one is whole
+    store.add("4.57.6", [{"key": "after", "stored_at": "t", "line": {}}])
+    assert set(store.entries("4.57.6")) == set(kept) | {"after"}
+
+
+def test_cells_of_the_users_own_code_are_never_stored(tmp_path: Path) -> None:
+    mine = MATRIX.model_copy(update={"strategies": (*MATRIX.strategies, UserCallable(name="mine", callable="pkg.m:load"))})
+    keys = Keys(mine)
+    assert keys.cell(Cell("qwen2", "mine", "default", "load"), FACTS) is None
+    assert keys.cell(Cell("qwen2", "smart", "default", "load"), FACTS) is not None
