@@ -60,11 +60,12 @@ def test_forward_ignoring_pixel_values_fails_grad_vision():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_generation_and_forward_disagreeing_fails_logprob_match(dtype):
-    """bf16 as a GPU runs it: with the tiny models' INIT_STD the shift stays far above the tolerance."""
+    """bf16 as a GPU runs it: with the tiny models' INIT_STD the shift stays well above the tolerance
+    (3.6x in bf16 on the CPU here, where unshifted bf16 steps reach at most 0.6x of it)."""
     outcome = PROBE.run(make_context("llama", shift_decode_positions, dtype=dtype))
     assert outcome.status == "fail"
     assert outcome.details["failed_checks"] == ["logprob_match"]
-    assert outcome.details["max_logprob_diff"] > 5 * outcome.details["logprob_tolerance"]
+    assert outcome.details["max_logprob_diff"] > 3 * outcome.details["logprob_tolerance"]
 
 
 @pytest.mark.parametrize("key", ["llama", "qwen2_vl"])

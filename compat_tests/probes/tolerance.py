@@ -21,13 +21,15 @@ Kind = Literal["same_model", "reference"]
 SAME_MODEL: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (1e-5, 1e-5),
     torch.float64: (1e-9, 1e-9),
-    torch.bfloat16: (1e-3, 2**-7),
+    torch.bfloat16: (1e-3, 2**-6),
     torch.float16: (1e-3, 2**-10),
 }
 """(atol, rtol) per compute dtype. Measured on tiny Llama (init std 0.02 to 0.5, 8 decode steps):
 cached decoding vs one full forward differs by <= 1.2e-5 in fp32 and <= 4.3e-3 x max|logit| in bf16,
 while shifting the decode positions by one moves log-probs by >= 9e-4 (fp32, init 0.02) and
->= 0.1 x max|logit| (init >= 0.1)."""
+>= 0.1 x max|logit| (init >= 0.1). bf16 rounding depends on the CPU's kernels: on an AMD EPYC without
+AVX512-BF16 (2026-12-07) the GRPO step's bf16 cells reached 9.4e-3 x max|logit| (Gemma2), 8.9e-3
+(Qwen3, LLaVA), hence 2**-6 (1.6x that), still 6x under a one-position shift."""
 
 REFERENCE: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (0.0, 1e-3),
