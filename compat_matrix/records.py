@@ -19,8 +19,9 @@ TRAINING_LIBRARIES = ("trl", "peft", "accelerate", "tokenizers")
 their versions (`libraries`)."""
 
 FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python", "device", "gpu_name", "git_commit",
-                    "libraries")
-"""The machine facts every line carries (`compat_tests.environment.fingerprint`)."""
+                    "libraries", "packages")
+"""The machine facts every line carries (`compat_tests.environment.fingerprint`); `packages`: each
+optional package transformers checks for, and whether it imports in the release environment."""
 
 
 def now() -> str:

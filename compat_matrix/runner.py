@@ -293,7 +293,7 @@ def _fingerprint_of(run: ReleaseRun, matrix: Matrix) -> dict[str, Any]:
         return {**{key: ran.get(key) for key in FINGERPRINT_KEYS}, "device": "unknown", "gpu_name": None}
     return {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
             "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None,
-            "libraries": dict.fromkeys(TRAINING_LIBRARIES)}
+            "libraries": dict.fromkeys(TRAINING_LIBRARIES), "packages": {}}
 
 
 def tox_available() -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compat_matrix.records import TRAINING_LIBRARIES
+from compat_tests.needs import optional_packages
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,8 @@ def installed_version(package: str) -> str:
 @functools.cache
 def fingerprint(device: str) -> dict[str, Any]:
     """Versions and machine facts shared by every cell of this process (`device`: `unknown` where
-    no cell ran, as in the controller's line for a crashed cell)."""
+    no cell ran, as in the controller's line for a crashed cell, which leaves `packages` empty:
+    transformers' checks import torch in some releases)."""
     transformers = installed_version("transformers")
     gpu_name = None
     if device == "cuda":
@@ -68,6 +70,7 @@ def fingerprint(device: str) -> dict[str, Any]:
         "gpu_name": gpu_name,
         "git_commit": git_commit(),
         "libraries": library_versions(),
+        "packages": {} if device == "unknown" else optional_packages(),
     }
 
 

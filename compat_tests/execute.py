@@ -20,7 +20,8 @@ from compat_matrix.records import cell_record, now
 from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.lora import AdaptedLoad, apply_adapter
-from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
+from compat_tests.needs import needed_package
+from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, CheckFailed, HarnessError, NeedsPackage
 from compat_tests.probes import PROBES
 from compat_tests.probes.base import Probe, ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
@@ -67,9 +68,10 @@ def _prepare(entry: ModelEntry, saved_by: str | None) -> Prepared:
 
         config = AutoConfig.from_pretrained(checkpoint.path, trust_remote_code=entry.trust_remote_code)
         return Prepared(checkpoint, config, InputBuilder(checkpoint.path, entry.modality), estimated_parameters(config))
-    except ImportError as exc:  # as for same-release checkpoints: the environment lacks a package
-        raise CellSkipped(f"needs a package this environment lacks: {exc}") from None
     except Exception as exc:
+        need = needed_package(exc)
+        if need is not None:
+            raise NeedsPackage(need.package, need.why) from exc
         what = f"{type(exc).__name__}: {exc}"
         if saved_by:
             raise CellFailed(f"cannot read the config or processor that transformers {saved_by} saved: {what}") from exc
@@ -224,11 +226,18 @@ def base_record(state: MatrixState, cell: Cell) -> dict[str, Any]:
 
 def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOutcome:
     entry = state.matrix.model(cell.model)
-    prepared = state.checkpoints.prepare(entry, cell.saved_by)
+    try:
+        prepared = state.checkpoints.prepare(entry, cell.saved_by)
+    except (CellFailed, HarnessError) as exc:
+        record["details"] = {"root": root_cause(exc)}
+        raise
     checkpoint = prepared.checkpoint
     slot = state.slot
     group = slot.loaded(cell, entry, prepared)
     if group.error is not None:
+        need = needed_package(group.error)
+        if need is not None:
+            raise NeedsPackage(need.package, need.why) from group.error
         if isinstance(group.error, (HarnessError, CellUnsupported)):  # the user's loader does not import here; no peft here
             raise group.error
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
@@ -256,6 +265,13 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     probe = state.probe(cell.probe)
     try:
         outcome = probe.run(context)
+    except (CellSkipped, CellUnsupported, CellFailed, HarnessError, CheckFailed, CellTimeout):
+        raise
+    except Exception as exc:
+        need = needed_package(exc, getattr(prepared.inputs, "processor", None))
+        if need is not None:
+            raise NeedsPackage(need.package, need.why) from exc
+        raise
     finally:
         if probe.mutates_model:  # the next probe needs a clean model; collection waits for the next model
             slot.release(collect=False)
@@ -264,6 +280,14 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     if isinstance(group.result, AdaptedLoad):
         outcome.details["adapter"] = group.result.adapter
     return outcome
+
+
+def root_cause(error: BaseException) -> dict[str, str]:
+    """What stopped every probe of a cell before its own work (building or reading the checkpoint):
+    the error underneath the harness's wording, so a build error and another release's failure to
+    read the same files are one cause."""
+    root = error.__cause__ or error
+    return {"stage": "checkpoint", "error_type": type(root).__name__, "message": str(root)[:MESSAGE_LIMIT]}
 
 
 def _architecture_lost(error: BaseException, entry: ModelEntry, cell: Cell) -> str:
@@ -300,6 +324,8 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
     except CellTimeout as exc:
         state.slot.release()  # the loaded model may be half-way through a probe
         record.update(status="error", error_type="CellTimeout", message=str(exc))
+    except NeedsPackage as exc:
+        record.update(status="skipped", message=str(exc), details={**record["details"], "needs": exc.package})
     except CellSkipped as exc:
         record.update(status="skipped", message=str(exc))
     except CellUnsupported as exc:
@@ -309,7 +335,11 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
     except HarnessError as exc:
         record.update(status="error", error_type="HarnessError", message=str(exc))
     except Exception as exc:
-        record.update(status="fail", error_type=type(exc).__name__, message=str(exc))
+        need = needed_package(exc)
+        if need is not None:
+            record.update(status="skipped", message=f"needs {need.package}: {need.why}", details={"needs": need.package})
+        else:
+            record.update(status="fail", error_type=type(exc).__name__, message=str(exc))
     record["message"] = record["message"][:MESSAGE_LIMIT]
     record["duration_s"] = round(time.perf_counter() - start, 4)
     record["peak_memory_mb"] = peak_memory_mb(state.device)

@@ -8,6 +8,14 @@ class CellSkipped(Exception):
     """The cell needs something this run lacks (the network, a GPU); the message says what."""
 
 
+class NeedsPackage(CellSkipped):
+    """The cell needs an optional package this environment lacks (compat_tests/needs.py decides it)."""
+
+    def __init__(self, package: str, why: str) -> None:
+        super().__init__(f"needs {package}: {why}")
+        self.package = package
+
+
 class CellUnsupported(Exception):
     """The installed release lacks the model type or the strategy's class."""
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from compat_matrix.layout import hub_note
 from compat_matrix.spec import ModelEntry
-from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
+from compat_tests.needs import needed_package
+from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError, NeedsPackage
 
 
 @dataclass
@@ -49,9 +50,10 @@ def resolve(entry: ModelEntry) -> Any:
             return build_checkpoint(entry.key, entry.recipe, entry.modality)
         except UnknownModelType as exc:
             raise CellUnsupported(str(exc)) from None
-        except ImportError as exc:  # e.g. a processor that needs torchvision, absent beside a CPU torch wheel
-            raise CellSkipped(f"needs a package this environment lacks: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # e.g. a processor that needs torchvision, absent beside a CPU torch wheel
+            need = needed_package(exc)
+            if need is not None:
+                raise NeedsPackage(need.package, need.why) from exc
             raise HarnessError(f"building the tiny checkpoint failed: {type(exc).__name__}: {exc}") from exc
     if entry.source == "local":
         path = Path(entry.path or "")
@@ -73,14 +75,17 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     here = transformers.__version__
     own = _note(not_built_note(tiny_folder(cache_root(), here, entry.key, digest)))
     if own and own["status"] == "skipped":
-        raise CellSkipped(f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so "
-                          "reading another release's checkpoint here would test the machine, not the release")
+        why = (f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so reading "
+               "another release's checkpoint here would test the machine, not the release")
+        raise NeedsPackage(own["needs"], why) if own.get("needs") else CellSkipped(why)
     folder = tiny_folder(cache_root(), release, entry.key, digest)
     if not (folder / REFERENCE_JSON).is_file():
         why = _note(not_built_note(folder))
         if why:
-            raised = CellUnsupported if why["status"] == "unsupported" else CellSkipped
-            raise raised(f"transformers {release} could not save a checkpoint of {entry.key}: {why['reason']}")
+            said = f"transformers {release} could not save a checkpoint of {entry.key}: {why['reason']}"
+            if why["status"] == "unsupported":
+                raise CellUnsupported(said)
+            raise NeedsPackage(why["needs"], said) if why.get("needs") else CellSkipped(said)
         raise CellSkipped(f"transformers {release} has saved no checkpoint of {entry.key} in {folder.parent}: its "
                           "cells have not run on this machine (`compat-matrix run --cross-release` runs them first)")
     reference = json.loads((folder / REFERENCE_JSON).read_text())
@@ -88,7 +93,7 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
 
 
 def _note(path: Path) -> dict[str, str] | None:
-    """A not-built note's {status, reason}, or None where there is none."""
+    """A not-built note's {status, reason} (and `needs`: the package a skip needs), or None where there is none."""
     return json.loads(path.read_text()) if path.is_file() else None
 
 

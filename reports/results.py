@@ -51,6 +51,9 @@ class CellResult(BaseModel):
     git_commit: str | None = None
     libraries: dict[str, str | None] = Field(default_factory=dict)
     """Versions of trl, peft, accelerate, tokenizers in the cell's environment (None: not installed)."""
+    packages: dict[str, bool] = Field(default_factory=dict)
+    """Each optional package transformers checks for, and whether it imports in the cell's environment
+    (empty on lines no cell of the environment wrote, and on lines written before this field)."""
     model: str
     hub_id: str
     modality: str
@@ -107,6 +110,12 @@ class CellResult(BaseModel):
         """The cell's id in the main grid: the same in every release, whichever release wrote the
         as-published checkpoint (its own cells say `@<written_by>`, the writer's do not)."""
         return self.cell_id.partition("@")[0] if self.checkpoint == "as_published" else self.cell_id
+
+    @property
+    def needs(self) -> str | None:
+        """The package this environment lacks that a `skipped` cell needs (`details.needs`), else None."""
+        found = self.details.get("needs") if self.status == "skipped" else None
+        return found if isinstance(found, str) and found else None
 
     @property
     def key(self) -> tuple[str, str]:

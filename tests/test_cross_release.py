@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,13 +75,19 @@ def test_a_release_that_predates_the_model_leaves_a_note_that_makes_cross_cells_
     assert "does not know model_type 'llama'" in record["message"]
 
 
+@pytest.fixture
+def hidden_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision cannot be imported here, installed or not."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+
+
 def _no_torchvision(*args: object) -> None:
     """Planted in place of the checkpoint writer: the build needs a package this machine lacks."""
-    raise ImportError("SmolVLMProcessor needs torchvision")
+    raise ModuleNotFoundError("No module named 'torchvision'", name="torchvision")
 
 
 def test_a_release_that_lacked_a_package_leaves_a_note_that_makes_cross_cells_skipped(
-        planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        planted_cache: Path, monkeypatch: pytest.MonkeyPatch, hidden_torchvision: None) -> None:
     from compat_tests.tiny import checkpoint
 
     with monkeypatch.context() as inside:
@@ -88,10 +95,11 @@ def test_a_release_that_lacked_a_package_leaves_a_note_that_makes_cross_cells_sk
         assert _build_as("0.0.4", monkeypatch)["status"] == "skipped"
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", "0.0.4"))
     assert record["status"] == "skipped" and "needs torchvision" in record["message"]
+    assert record["details"]["needs"] == "torchvision"
 
 
 def test_a_model_this_machine_cannot_run_in_this_release_skips_its_cross_release_cells(
-        planted_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        planted_cache: Path, monkeypatch: pytest.MonkeyPatch, hidden_torchvision: None) -> None:
     """Its processor would fail for the missing package, not for anything the other release wrote."""
     import transformers
 
@@ -104,6 +112,7 @@ def test_a_model_this_machine_cannot_run_in_this_release_skips_its_cross_release
     record = run_cell(MatrixState(MATRIX), Cell("llama", "explicit_class", "default", "load", OTHER))
     assert record["status"] == "skipped" and "this machine cannot run llama" in record["message"]
     assert transformers.__version__ in record["message"] and "needs torchvision" in record["message"]
+    assert record["details"]["needs"] == "torchvision"
 
 
 def test_a_misread_config_is_refused_before_anything_is_built(planted_cache: Path) -> None:

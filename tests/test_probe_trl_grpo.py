@@ -91,7 +91,8 @@ def test_nan_gradients_fail_the_trl_step():
 def test_image_text_without_torchvision_is_skipped_with_the_reason():
     record = run_cell(MatrixState(MATRIX), Cell("qwen2_vl", "smart", "default", "trl_grpo"))
     assert record["status"] == "skipped"
-    assert record["message"] == TORCHVISION_MISSING
+    assert record["message"] == f"needs torchvision: {TORCHVISION_MISSING}"
+    assert record["details"]["needs"] == "torchvision"
 
 
 def test_a_release_without_a_compatible_trl_is_unsupported_with_the_installers_reason(tmp_path, monkeypatch):

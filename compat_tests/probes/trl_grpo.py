@@ -20,16 +20,16 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from compat_tests.outcomes import CellSkipped
+from compat_tests.outcomes import NeedsPackage
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import Checks, plain
 from compat_tests.probes.grpo import max_change, parameter_groups
 from compat_tests.probes.rewards import get_reward
 from compat_tests.training import require
 
-TORCHVISION_MISSING = ("TRL's GRPOTrainer prepares image-text inputs with torchvision, which is not installed "
-                       "(PyPI's torchvision wheels need a CUDA torch; install the torchvision matching this torch "
-                       "from the CPU or CUDA torch index to run these cells)")
+TORCHVISION_MISSING = ("TRL's GRPOTrainer prepares image-text inputs with torchvision (PyPI's torchvision wheels "
+                       "need a CUDA torch; COMPAT_MATRIX_TORCH_INDEX, the CPU or CUDA torch index, installs the one "
+                       "matching this torch)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,7 @@ class TrlGrpoProbe:
             from transformers.utils import is_torchvision_available
 
             if not is_torchvision_available():
-                raise CellSkipped(TORCHVISION_MISSING)
+                raise NeedsPackage("torchvision", TORCHVISION_MISSING)
         trl = require("trl")
         datasets = require("datasets")
         imported = time.perf_counter()

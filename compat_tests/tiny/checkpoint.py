@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compat_matrix.layout import cache_root
+from compat_tests.needs import needed_package
 from compat_tests.tiny import remote_code
 from compat_tests.tiny.families import FAMILIES, Family
 from compat_tests.tiny.inputs import InputBuilder
@@ -223,12 +224,21 @@ def _check_or_build(folder: Path, recipe: Recipe, modality: str, version: str) -
         return
     try:
         _build_atomically(folder, recipe, modality, _family(recipe, version))
-    except (UnknownModelType, ImportError) as exc:
-        status = "unsupported" if isinstance(exc, UnknownModelType) else "skipped"
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        not_built_note(folder).write_text(json.dumps({"status": status, "reason": str(exc)}))
+    except UnknownModelType as exc:
+        _write_note(folder, {"status": "unsupported", "reason": str(exc)})
+        raise
+    except Exception as exc:
+        need = needed_package(exc)
+        if need is not None:
+            _write_note(folder, {"status": "skipped", "reason": f"needs {need.package}: {need.why}",
+                                 "needs": need.package})
         raise
     not_built_note(folder).unlink(missing_ok=True)
+
+
+def _write_note(folder: Path, note: dict[str, str]) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    not_built_note(folder).write_text(json.dumps(note))
 
 
 def _family(recipe: Recipe, version: str) -> Family:

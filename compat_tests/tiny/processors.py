@@ -9,25 +9,23 @@ family's processor is built and loaded with no video processor (images are all w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import transformers
 from transformers.utils import is_torchvision_available
+
+from compat_tests.needs import MissingPackage, missing_parts, needed_package, processor_need, processor_parts
 
 Built = tuple[Any, int]
 """A processor and the side in pixels of the square test image it expects."""
 
 
-def _attributes(cls: Any) -> list[str]:
-    """Sub-processor names of a processor class (`attributes` in 4.x, from `__init__` in 5.x)."""
-    getter = getattr(cls, "get_attributes", None)
-    return list(getter()) if getter else list(cls.attributes)
-
-
 def _without_video(cls: Any) -> Any:
     """`cls` with its video processor left out; same name, so it saves as `cls` does."""
-    attributes = [a for a in _attributes(cls) if a != "video_processor"]
+    attributes = [a for a in processor_parts(cls) if a != "video_processor"]
 
     def from_args_and_dict(sub: Any, args: list[Any], processor_dict: dict[str, Any], **kwargs: Any) -> Any:
         # Some releases make video_processor a required argument of __init__ (SmolVLM in 5.x).
@@ -48,18 +46,35 @@ def processor_class(name: str) -> Any:
                           f"{type(cause).__name__}: {cause}") from error
 
 
-def _processor(name: str, video: Callable[[], Any], **parts: Any) -> Any:
-    """Instantiate `transformers.<name>`, with `video()` as its video processor where it has one."""
-    cls = processor_class(name)
-    if "video_processor" not in _attributes(cls):
-        return cls(**parts)
-    if is_torchvision_available():
-        return cls(video_processor=video(), **parts)
+def _video_unavailable(cls: Any) -> bool:
+    """The class has a video processor part that this environment cannot build: its class is a
+    placeholder for a missing backend, or torchvision (which every video processor uses) is missing."""
+    return "video_processor" in processor_parts(cls) and ("video_processor" in missing_parts(cls)
+                                                          or not is_torchvision_available())
+
+
+@contextmanager
+def _why_missing(cls: Any) -> Iterator[None]:
+    """A failure that a missing package explains (compat_tests/needs.py) is raised as MissingPackage."""
     try:
+        yield
+    except Exception as error:
+        need = processor_need(cls, error) if cls is not None else needed_package(error)
+        if need is None or isinstance(error, MissingPackage):
+            raise
+        raise MissingPackage(need) from error
+
+
+def _processor(name: str, video: Callable[[], Any], **parts: Any) -> Any:
+    """Instantiate `transformers.<name>`, with `video()` as its video processor where it has one and
+    this environment can build it, else without one (images are all we feed)."""
+    cls = processor_class(name)
+    with _why_missing(cls):
+        if "video_processor" not in processor_parts(cls):
+            return cls(**parts)
+        if not _video_unavailable(cls):
+            return cls(video_processor=video(), **parts)
         return _without_video(cls)(video_processor=None, **parts)
-    except (AttributeError, TypeError) as error:
-        raise ImportError(f"transformers {transformers.__version__}: {name} needs its video processor, and video "
-                          f"processors need torchvision (not installed): {type(error).__name__}: {error}") from error
 
 
 def qwen_vl(name: str, video_class: str, **image_kwargs: Any) -> Callable[[Any, Any], Built]:
@@ -185,12 +200,11 @@ def _processor_class_name(path: Path) -> str | None:
 
 
 def load_processor(path: Path) -> tuple[Any, str]:
-    """`AutoProcessor.from_pretrained(path)`, or the named class without video when torchvision is absent.
-
-    Returns the processor and the route taken (people read it in the report).
-    """
+    """`AutoProcessor.from_pretrained(path)`, or the named class without video where this environment
+    cannot build its video processor. Returns the processor and the route taken (people read it in the report)."""
     name = _processor_class_name(path)
     cls = processor_class(name) if name else None
-    if cls is not None and "video_processor" in _attributes(cls) and not is_torchvision_available():
-        return _without_video(cls).from_pretrained(path), f"{name} without video processor (no torchvision)"
-    return transformers.AutoProcessor.from_pretrained(path), "AutoProcessor"
+    with _why_missing(cls):
+        if cls is not None and _video_unavailable(cls):
+            return _without_video(cls).from_pretrained(path), f"{name} without video processor (no torchvision)"
+        return transformers.AutoProcessor.from_pretrained(path), "AutoProcessor"
