@@ -1,4 +1,4 @@
-"""`compat-matrix`: validate, list, plan, run, check, drift, report, store, prefetch.
+"""`compat-matrix`: validate, list, plan, run, check, drift, history, report, store, prefetch.
 
 Exit codes: 0 ok; 1 regressions or breaking changes found (where asked for); 2 bad input;
 3 results could not be written (disk full: the lines written before stay valid, `run --resume`
@@ -28,6 +28,7 @@ from reports.version import VERSION, generator
 
 if TYPE_CHECKING:
     from compat_matrix.bisect_run import CrossAxis
+    from reports.report import Report
     from compat_matrix.runner import StoreUse
 
 DEFAULT_OUT = Path("compat-report")
@@ -473,16 +474,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 def cmd_pins(args: argparse.Namespace) -> int:
     """The releases where every selected cell passes, as a specifier, from a report or results."""
     from compat_matrix.pins import pin
-    from reports.build import build_report
-    from reports.report import Report
 
     source: Path = args.source
-    if not source.exists():
-        raise UsageProblem(f"{source}: no such report.json or results folder; run `compat-matrix run` first")
-    try:
-        report = Report.read(source) if source.suffix == ".json" else build_report([source])
-    except ValueError as exc:
-        raise UsageProblem(str(exc)) from None
+    report = _report_of(source)
     wanted = {"model": args.models, "strategy": args.strategies, "probe": args.probes, "load_kwargs": args.profiles}
     chosen = [c for c in report.cells if c.as_published
               and all(not values or getattr(c, key) in values for key, values in wanted.items())]
@@ -507,6 +501,47 @@ def cmd_pins(args: argparse.Namespace) -> int:
     for gap in found.gaps:
         print(f"  {gap}")
     return 0
+
+
+def _report_of(source: Path, matrix_file: str | None = None) -> Report:
+    """A report.json, or the report of a results folder (judged against `matrix_file`'s expectations, given one)."""
+    from compat_matrix.expectations import read_expectations
+    from reports.build import build_report
+    from reports.report import Report
+
+    if not source.exists():
+        raise UsageProblem(f"{source}: no such report.json or results folder; run `compat-matrix run` first")
+    try:
+        if source.suffix == ".json":
+            return Report.read(source)
+        return build_report([source], expectations=read_expectations(Path(matrix_file)) if matrix_file else None)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Each route's timeline over the report's releases, and the expectation ranges the data contradicts."""
+    from compat_matrix.history_check import check_expectations
+    from compat_matrix.record_boundary import record
+    from reports.history import history_markdown
+
+    matrix = _matrix(args)
+    report = _report_of(args.source, args.matrix)
+    print("\n".join(history_markdown(report, min_releases=2)))
+    wrong = check_expectations(matrix, report)
+    print(f"\nExpectation ranges the history contradicts: {len(wrong)}")
+    print("\n".join(d.describe() for d in wrong))
+    proposals = [p for d in wrong if (p := d.proposal()) is not None]
+    if args.record and proposals:
+        original = Path(args.matrix).read_text(encoding="utf-8")
+        changes = record(Path(args.matrix), proposals)
+        try:
+            load_matrix(args.matrix)
+        except MatrixError as exc:
+            Path(args.matrix).write_text(original, encoding="utf-8")
+            raise UsageProblem(f"recording would make {args.matrix} invalid, left unchanged:\n{exc}") from None
+        print("\n".join(f"recorded in {args.matrix}: {c}" for c in changes), file=sys.stderr)
+    return 1 if wrong and not args.record else 0
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -667,6 +702,13 @@ def build_parser() -> argparse.ArgumentParser:
     pins.add_argument("--probes", nargs="+", help="probes (default: all)")
     pins.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: all)")
     pins.set_defaults(func=cmd_pins)
+
+    history = sub.add_parser("history", help="each route's timeline over a report's releases, and the matrix.yaml "
+                                             "expectation ranges the data contradicts (--record corrects them)")
+    history.add_argument("source", nargs="?", type=Path, default=DEFAULT_OUT / "report.json",
+                         help="report.json or a results folder (default: compat-report/report.json)")
+    history.add_argument("--record", action="store_true", help="write the ranges the data gives into matrix.yaml")
+    history.set_defaults(func=cmd_history)
 
     envs = sub.add_parser("envs", help="bisect's cached release environments: list, or prune to the size cap")
     envs.add_argument("action", nargs="?", choices=("list", "prune"), default="list")

@@ -7,6 +7,7 @@ left out, each with a note, until the whole fits; report.json always keeps the f
 from __future__ import annotations
 
 from reports.grid import Grid, GridCell, ModelGroup, build_grid
+from reports.history import history_markdown
 from reports.md_causes import cause_sections, headline, models_section, was
 from reports.report import Change, Problem, Release, Report
 from reports.status import EMOJI, STATUS_ORDER, SYMBOL
@@ -59,6 +60,7 @@ def render_markdown(report: Report, max_bytes: int = MAX_BYTES) -> str:
             "",
             *_grid(grid, report.releases),
             *_cross(grid),
+            *history_markdown(report),
         ]
     )
     details = [_model_details(group, grid.releases) for group in grid.groups] + [_environments(report.releases)]

@@ -1,0 +1,90 @@
+"""The history: each route's timeline with its boundaries and their causes, and matrix.yaml's
+expectation ranges checked against it (listed where wrong, corrected by --record)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from compat_matrix import cli
+from compat_matrix.cells import Cell
+from compat_matrix.history_check import check_expectations, corrected_range
+from compat_matrix.records import cell_record
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from reports.build import build_report
+from reports.history import timelines
+from reports.report import ReleaseSet
+
+MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+RELEASES = ["4.56.0", "4.56.1", "4.56.2", "4.57.1", "4.57.2"]
+UNKNOWN = "model_type 'qwen3_vl' is not known to transformers {release}"
+"""qwen3_vl arrived in 4.57.0: matrix.yaml says `unsupported` for '<4.57.1'."""
+
+
+def write_results(folder: Path, unknown_until: str) -> Path:
+    """qwen3_vl explicit_class load+forward over RELEASES, `unsupported` up to `unknown_until`, then passing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for release in RELEASES:
+        lines = []
+        for probe in ("load", "forward"):
+            cell = Cell("qwen3_vl", "explicit_class", "default", probe)
+            line = cell_record(MATRIX, cell, f"tf{release}", {
+                "transformers": release, "transformers_requested": release, "torch": "2.13.0", "python": "3.11.7",
+                "device": "cpu", "gpu_name": None, "git_commit": None, "libraries": {}})
+            unknown = RELEASES.index(release) <= RELEASES.index(unknown_until)
+            line.update(status="unsupported" if unknown else "pass", error_type="UnknownModelType" if unknown else None,
+                        message=UNKNOWN.format(release=release) if unknown else "", saved_by=None,
+                        checkpoint="as_published")
+            lines.append(json.dumps(line))
+        (folder / f"tf{release}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def report_of(folder: Path, matrix_file: Path = DEFAULT_MATRIX):  # type: ignore[no-untyped-def]
+    from compat_matrix.expectations import read_expectations
+
+    report = build_report([folder], expectations=read_expectations(matrix_file))
+    return report.model_copy(update={"release_set": ReleaseSet(requested=(">=4.56,<4.58",), releases=tuple(RELEASES))})
+
+
+def test_a_timeline_names_its_exact_boundary_and_its_cause(tmp_path: Path) -> None:
+    report = report_of(write_results(tmp_path / "results", unknown_until="4.56.2"))
+    [timeline] = [t for t in timelines(report) if t.model == "qwen3_vl"]
+    assert timeline.routes == ("explicit_class · default",)
+    assert timeline.spans() == [("unsupported", "4.56.0", "4.56.2"), ("pass", "4.57.1", "4.57.2")]
+    [boundary] = timeline.boundaries
+    assert (boundary.before, boundary.after, boundary.exact) == ("4.56.2", "4.57.1", True)
+    assert "qwen3_vl" in boundary.why and "4.56.2/qwen3_vl-explicit_class-default-load" in boundary.cells
+
+
+def test_a_range_the_history_agrees_with_is_not_listed(tmp_path: Path) -> None:
+    report = report_of(write_results(tmp_path / "results", unknown_until="4.56.2"))
+    assert [d for d in check_expectations(MATRIX, report) if "qwen3_vl" in d.models] == []
+
+
+def test_a_range_too_wide_is_listed_with_its_wrong_releases_and_recorded(tmp_path: Path) -> None:
+    matrix_file = tmp_path / "matrix.yaml"
+    shutil.copy(DEFAULT_MATRIX, matrix_file)
+    results = write_results(tmp_path / "results", unknown_until="4.56.0")  # passes from 4.56.1: '<4.57.1' is wrong there
+    [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
+    assert found.expectation.transformers == "<4.57.1"
+    assert found.wrong == ("4.56.1", "4.56.2") and found.corrected == "<4.56.1"
+    assert "in range but no cell unsupported for its cause: 4.56.1-4.56.2" in found.describe()
+    assert cli.main(["--matrix", str(matrix_file), "history", str(results)]) == 1
+    assert cli.main(["--matrix", str(matrix_file), "history", str(results), "--record"]) == 0
+    assert load_matrix(matrix_file).model("qwen3_vl").expectations[0].transformers == "<4.56.1"
+    assert cli.main(["--matrix", str(matrix_file), "history", str(results)]) == 0
+
+
+def test_a_range_too_narrow_is_listed_where_the_same_cause_fails_outside_it(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results", unknown_until="4.57.1")  # still unknown in 4.57.1
+    [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
+    assert found.wrong == ("4.57.1",) and found.corrected == "<4.57.2"
+
+
+def test_a_corrected_range_is_one_range_or_none() -> None:
+    releases = ["1.0", "1.1", "1.2", "1.3"]
+    assert corrected_range({"1.1", "1.2"}, releases) == ">=1.1,<1.3"
+    assert corrected_range({"1.0", "1.1", "1.2", "1.3"}, releases) == ""
+    assert corrected_range({"1.0", "1.2"}, releases) is None
