@@ -54,7 +54,7 @@ def cause(result: Result) -> Signature | None:
     if result.status == "pass":
         return None
     return signature(result.probe, result.error_type, result.message or "", False, (result.model, result.hub_id),
-                     result.status)
+                     result.status, result.details.get("root"))
 
 
 def same_outcome(a: Result, b: Result) -> bool:

@@ -17,7 +17,8 @@ from reports.diff import SilentChange, short_value, describe_silent, silent_chan
 from reports.expectation_yaml import DIMENSIONS, FailingCell, expectation_entries, to_yaml
 from reports.release_ranges import describe
 from reports.report import Cause, CauseKind, Cell, Change
-from reports.signature import LOAD_FAILED_PREFIX, Signature, mask, mask_numbers, signature
+from reports.signature import (BLOCKING_STAGES, CHECKPOINT_STAGE, LOAD_FAILED_PREFIX, Signature, mask, mask_numbers,
+                               signature)
 from reports.status import FAILING, meets_expectation, probe_rank, rank
 
 KIND_ORDER: tuple[CauseKind, ...] = ("regression", "expected", "silent", "fix")
@@ -75,7 +76,21 @@ def cell_signature(cell: Cell, model_names: Iterable[str]) -> Signature:
     an as-published cell is the main grid's whoever wrote its checkpoint, so it shares its stage
     (and its cause) with the same failure in the `written_by` release itself."""
     return signature(cell.probe, cell.error_type, cell.message, cell.cross_release and not cell.as_published,
-                     model_names, cell.status)
+                     model_names, cell.status, cell.details.get("root"))
+
+
+def stopped_probes(sig: Signature, cells: Sequence[Cell]) -> int:
+    """How many probes a cause that fails before their own work kept from running (0 for other causes)."""
+    if sig.stage == CHECKPOINT_STAGE:
+        return len(cells)
+    if sig.stage in BLOCKING_STAGES:
+        return sum(1 for cell in cells if cell.message.startswith(LOAD_FAILED_PREFIX))
+    return 0
+
+
+def stops_note(stops: int) -> str:
+    """` (stops 76 probes)` after a cause's title, or nothing where it stops none."""
+    return f" (stops {stops} {'probe' if stops == 1 else 'probes'})" if stops else ""
 
 
 def _failing(cell: Cell, regression: bool, names: set[str]) -> _Member | None:
@@ -166,7 +181,7 @@ def _cause(
         "load_kwargs": sorted({c.load_kwargs for c in cells}),
         "probes": sorted({c.probe for c in cells}, key=probe_rank),
     }
-    title = _title(sig, members[0])
+    title = _title(sig, members[0], stopped_probes(sig, cells) if kind in ("regression", "expected") else 0)
     yaml_text = ""
     if kind == "regression":
         failing = [FailingCell((c.model, c.strategy, c.load_kwargs, c.probe), c.transformers, c.status,
@@ -205,7 +220,9 @@ def _cause(
 def _break_key(member: _Member) -> tuple[str, ...]:
     """A failed load is one break for all the probes it kept from running."""
     cell = member.cell
-    probe = "load" if member.signature.stage in ("load", "cross-release read") else cell.probe
+    if member.signature.stage == CHECKPOINT_STAGE:  # one checkpoint for every route of the model
+        return (member.release, cell.model, cell.saved_by or "", CHECKPOINT_STAGE)
+    probe = "load" if member.signature.stage in BLOCKING_STAGES else cell.probe
     return (member.release, cell.model, cell.strategy, cell.load_kwargs, cell.saved_by or "", probe)
 
 
@@ -221,14 +238,15 @@ def scope(values: Mapping[str, Sequence[str]]) -> str:
     return " x ".join(parts)
 
 
-def _title(sig: Signature, member: _Member) -> str:
+def _title(sig: Signature, member: _Member, stops: int = 0) -> str:
     if member.kind == "silent":
         text = sig.text
     elif member.kind == "fix":
         text = f"now passes: {sig.text}"
     else:
         text = f"{sig.stage}: " + (f"{sig.error_type}: " if sig.error_type else "") + sig.text
-    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+    said = stops_note(stops)
+    return (text if len(text) + len(said) <= TITLE_CHARS else text[: TITLE_CHARS - len(said) - 1] + "…") + said
 
 
 def _first_line(text: str, limit: int) -> str:

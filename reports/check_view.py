@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from reports.causes import cell_signature, scope, silent_signature
+from reports.causes import cell_signature, scope, silent_signature, stopped_probes, stops_note
 from reports.diff import (DRIFT_ERROR, SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface,
                           drifted_checkpoints, unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
@@ -56,8 +56,10 @@ def group(items: Iterable[T], key: Callable[[T], Signature | str], cell: Callabl
     for item in items:
         groups[key(item)].append(item)
     lines = [
-        CauseLine(title(k), max((status(i) for i in members), key=rank), tuple(cell(i) for i in members))
+        CauseLine(title(k) + (stops_note(stopped_probes(k, cells)) if isinstance(k, Signature) else ""),
+                  max((status(i) for i in members), key=rank), cells)
         for k, members in groups.items()
+        for cells in [tuple(cell(i) for i in members)]
     ]
     return sorted(lines, key=lambda line: (-rank(line.status), -len(line.cells), line.title))
 
@@ -154,7 +156,7 @@ def _route(cell: Cell) -> tuple[str, str]:
 def _same_failure(cell: Cell, names: set[str]) -> Signature:
     """What a failure is, wherever its checkpoint came from: a cross-release cell failing as the
     reader's own cell does has the same one."""
-    return signature(cell.probe, cell.error_type, cell.message, False, names, cell.status)
+    return signature(cell.probe, cell.error_type, cell.message, False, names, cell.status, cell.details.get("root"))
 
 
 def format_by_cause(view: UpgradeView, everything: bool = False) -> str:

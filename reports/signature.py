@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 LOAD_FAILED_PREFIX = "not run, the load failed: "
 """How the harness (compat_tests/execute.py) words a probe that never ran because its load failed;
@@ -22,6 +23,14 @@ UNREADABLE_PREFIX = "cannot read the config or processor that transformers {save
 cannot read; the library's own error (`Type: message`) follows."""
 
 _UNREADABLE = re.compile(re.escape(UNREADABLE_PREFIX).replace(re.escape("{saved_by}"), r"\S+") + r"(\w+): (.*)", re.S)
+
+CHECKPOINT_STAGE = "checkpoint"
+"""Where a cell failed before any probe's own work: building or reading its checkpoint (the harness
+records the error underneath as `details.root`). One cause for every probe it stops, whether the
+harness built the checkpoint (an `error`) or read another release's (a `fail`)."""
+
+BLOCKING_STAGES = (CHECKPOINT_STAGE, "load", "cross-release read")
+"""Stages that fail before a probe's own work: their cause stops every probe of the route."""
 
 STAGE_OF_PROBE: dict[str, str] = {
     "load": "load",
@@ -135,8 +144,14 @@ def signature(
     cross_release: bool = False,
     model_names: Iterable[str] = (),
     status: str = "fail",
+    root: Any = None,
 ) -> Signature:
-    """The cause signature of one failing cell (`model_names`: the model keys and hub ids to mask)."""
+    """The cause signature of one failing cell (`model_names`: the model keys and hub ids to mask;
+    `root`: the cell's `details.root`, what stopped it before its probe's own work)."""
+    if isinstance(root, dict) and root.get("stage") == CHECKPOINT_STAGE:
+        said = str(root.get("message") or "")
+        return Signature(stage=CHECKPOINT_STAGE, error_type=str(root.get("error_type") or ""),
+                         text=mask(essence(said)[: 2 * SIGNATURE_CHARS], model_names)[:SIGNATURE_CHARS])
     return Signature(
         stage=failing_stage(probe, message, cross_release, status),
         error_type=error_type or "",

@@ -227,3 +227,30 @@ def test_a_smart_row_names_its_routes_without_repeating_their_errors(tmp_path):
     assert "tried architectures:Qwen3VLForConditionalGeneration" in every_cell and "'get'" not in every_cell
     [cause] = report.causes  # the cause keeps the routes' errors: they are what differs between causes
     assert "‹class›: AttributeError" in cause.signature and cause.example.endswith("no attribute 'get'")
+
+
+NO_VIDEO = "SmolVLMProcessor.__init__() missing 1 required positional argument: 'video_processor'"
+
+
+def test_a_checkpoint_that_cannot_be_built_or_read_is_one_cause_that_stops_every_probe(tmp_path):
+    """transformers 5.25.0 and SmolVLM without torchvision, as the harness recorded it before the
+    missing package was recognised: building the tiny checkpoint failed (`error`, every probe of
+    every strategy) and 4.57.6 could not read what 5.25.0 saved (`fail`): one root, one cause."""
+    root = {"stage": "checkpoint", "error_type": "TypeError", "message": NO_VIDEO}
+    lines = []
+    for strategy in ("auto_model", "explicit_class", "smart"):
+        for probe in PROBES:
+            lines.append(line("smolvlm", strategy, probe, f"building the tiny checkpoint failed: TypeError: {NO_VIDEO}",
+                              transformers="5.25.0", env="tf5_25_0", status="error", error_type="HarnessError",
+                              details={"root": root}))
+    for probe in ("load", "forward"):
+        lines.append(line("smolvlm", "smart", probe, f"cannot read the config or processor that transformers 5.25.0 "
+                          f"saved: TypeError: {NO_VIDEO}", cell_id=f"smolvlm-smart-default-{probe}@5.25.0",
+                          saved_by="5.25.0", checkpoint="cross_release", error_type="CellFailed",
+                          details={"root": root}))
+    report = build_report([write(tmp_path / "r.jsonl", *lines)])
+    [cause] = report.causes
+    assert cause.stage == "checkpoint" and cause.status == "error" and len(cause.cells) == 17
+    assert cause.title == ("checkpoint: TypeError: ‹class›.__init__() missing ‹n› required positional argument: "
+                           "'video_processor' (stops 17 probes)")
+    assert cause.breaks == 2  # the build in 5.25.0, and 4.57.6 reading what 5.25.0 saved
