@@ -38,6 +38,18 @@ SECONDS=0
 cat "$CROSS_OUT/bisect.err" >&2
 echo "cross-release bisect: ${SECONDS} s"
 .venv/bin/python -m pytest tests/e2e/test_bisect_cross_recorded.py -q -p no:cacheprovider --cross-bisect-dir "$CROSS_OUT"
+echo "== history from the store: qwen2 over 4.49.0 4.50.0 twice (the second reuses every cell), then 4.50.1 added (only it runs)"
+HISTORY_OUT="$E2E_OUT/history"
+rm -rf "$HISTORY_OUT" && mkdir -p "$HISTORY_OUT"
+HISTORY=(--models qwen2 --strategies smart explicit_class --profiles default --probes load forward -n 1)
+SECONDS=0
+for step in "first:4.49.0 4.50.0" "second:4.49.0 4.50.0" "third:4.49.0 4.50.0 4.50.1"; do
+    # shellcheck disable=SC2086
+    COMPAT_MATRIX_STORE="$HISTORY_OUT/store" .venv/bin/compat-matrix run --transformers ${step#*:} "${HISTORY[@]}" \
+        --out "$HISTORY_OUT/${step%%:*}" 2> "$HISTORY_OUT/${step%%:*}.err" || { cat "$HISTORY_OUT/${step%%:*}.err" >&2; exit 1; }
+done
+echo "history from the store: ${SECONDS} s"
+.venv/bin/python -m pytest tests/e2e/test_history_store.py -q -p no:cacheprovider --history-dir "$HISTORY_OUT"
 echo "== the installed tool from outside the repository: examples/grpo_trainer"
 PYTHON=.venv/bin/python bash scripts/example_e2e.sh
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"

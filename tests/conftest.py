@@ -14,3 +14,5 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder of scripts/test.sh's bisect run: bisect.json and the matrix --record wrote (tests/e2e)")
     group.addoption("--cross-bisect-dir", default=None,
                     help="folder of scripts/test.sh's cross-release bisect: bisect.json and the matrix --record wrote (tests/e2e)")
+    group.addoption("--history-dir", default=None,
+                    help="folder of scripts/test.sh's history runs from the store: first, second, third and their .err (tests/e2e)")

@@ -35,6 +35,8 @@ NIGHTLY = WORKFLOWS / "nightly.yml"
 REUSABLE = WORKFLOWS / "matrix.yml"
 """The pipeline: plan, one job per release, cross-release, report, Pages, regression issue, bisect."""
 CI = WORKFLOWS / "ci.yml"
+HISTORY = WORKFLOWS / "history.yml"
+"""Sundays: every final release from 4.49 with the results store kept: a caller of the reusable workflow."""
 
 
 def _written(name: str, text: str) -> Path:
@@ -48,14 +50,14 @@ USER_CALLER = _written("compat-matrix.yml", scaffold.render_caller("acme/compat-
 """What `compat-matrix init` writes into a user's repository."""
 USER_STANDALONE = _written("compat-matrix-standalone.yml", scaffold.render_standalone("compat-matrix==9.9.9"))
 """What `compat-matrix init --standalone` writes: the pipeline, calling nothing outside the repository."""
-ALL_WORKFLOWS = (NIGHTLY, REUSABLE, CI, USER_CALLER, USER_STANDALONE)
-CALLERS = (NIGHTLY, USER_CALLER)
+ALL_WORKFLOWS = (NIGHTLY, REUSABLE, CI, HISTORY, USER_CALLER, USER_STANDALONE)
+CALLERS = (NIGHTLY, HISTORY, USER_CALLER)
 PIPELINES = (REUSABLE, USER_STANDALONE)
 """The workflows that hold the jobs themselves."""
 
 PIPELINE_WRITES = {"deploy": {"pages", "id-token"}, "regressions": {"issues"}}
 CALLER_WRITES = {"matrix": {"pages", "id-token", "issues"}}
-WRITE_PERMISSIONS = {NIGHTLY.name: CALLER_WRITES, USER_CALLER.name: CALLER_WRITES, REUSABLE.name: PIPELINE_WRITES,
+WRITE_PERMISSIONS = {NIGHTLY.name: CALLER_WRITES, HISTORY.name: CALLER_WRITES, USER_CALLER.name: CALLER_WRITES, REUSABLE.name: PIPELINE_WRITES,
                      USER_STANDALONE.name: PIPELINE_WRITES, CI.name: {}}
 """The only jobs that may write, and what: Pages deployment and the regression issue (a caller grants
 the reusable workflow's jobs no more than its calling job holds)."""
