@@ -136,7 +136,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
         if resumed:
             print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
                   file=stream, flush=True)
-        reused = store is not None and _reuse(run, matrix, matrix_file, out, left, env_dir, store, stream)
+        reused = store is not None and bool(left) and _reuse(run, matrix, matrix_file, out, left, env_dir, store, stream)
         if reused:
             finished_now = finished(run.results)
             left = [c for c in left if c.id not in finished_now]
@@ -178,6 +178,9 @@ def _reuse(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, cells:
     """Copy the stored lines of `cells` into the results file, saying how many and from when; True when any."""
     found = stored(matrix, matrix_file, run.release, cells, out, env_dir, store, stream, run.results.stem)
     if found is None:
+        why = "--fresh" if store.fresh else f"nothing stored for {run.release}" if storable(run.release) else \
+            f"'{run.release}' moves: its lines are stored under the release it installs"
+        print(f"[{run.results.stem}] store: {why} ({len(cells)} to run)", file=stream, flush=True)
         return False
     print(f"[{run.results.stem}] {found.describe(len(cells))}", file=stream, flush=True)
     if not found.lines:

@@ -175,3 +175,40 @@ def test_cells_of_the_users_own_code_are_never_stored(tmp_path: Path) -> None:
     keys = Keys(mine)
     assert keys.cell(Cell("qwen2", "mine", "default", "load"), FACTS) is None
     assert keys.cell(Cell("qwen2", "smart", "default", "load"), FACTS) is not None
+
+
+def fake_env(folder: Path, facts: EnvFacts) -> Path:
+    site = folder / "lib" / f"python{facts.python}" / "site-packages"
+    versions = {"transformers": facts.transformers, "torch": facts.torch, **facts.libraries}
+    for name, version in versions.items():
+        if version:
+            (site / f"{name}-{version}.dist-info").mkdir(parents=True)
+    return folder
+
+
+def test_a_release_runs_only_the_cells_the_store_lacks_and_stores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compat_matrix import runner
+
+    cells = [Cell("qwen2", strategy, "default", "load") for strategy in ("smart", "explicit_class", "auto_model")]
+    store = runner.StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
+    keep(store.store, store.keys, MATRIX, [line(c) for c in cells[:2]])
+    ran: list[tuple[list[str], bool]] = []
+
+    def fake_tox(run: runner.ReleaseRun, matrix: object, matrix_file: Path, out: Path, left: list[Cell], *args: object) -> None:
+        ran.append(([c.id for c in left], bool(args[3])))  # the cells, and `resumed` (pytest keeps the stored lines)
+        writer = runner.ResultsWriter(run.results, fresh=False)
+        for cell in left:
+            writer.write(line(cell, "fail"))
+        writer.close()
+
+    monkeypatch.setattr(runner, "_run_tox", fake_tox)
+    env = fake_env(tmp_path / "env", FACTS)
+    first = runner.run_release(MATRIX, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / "out", 1, env_dir=env, store=store)
+    assert ran == [([cells[2].id], True)]
+    assert sorted((entry["cell_id"], entry["status"], bool(entry.get(FROM_STORE))) for entry in first.lines) == [
+        (cells[2].id, "fail", False), (cells[1].id, "pass", True), (cells[0].id, "pass", True)]
+    again = runner.run_release(MATRIX, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / "again", 1, env_dir=env, store=store)
+    assert len(ran) == 1 and {entry["cell_id"] for entry in again.lines} == {c.id for c in cells}
+    fresh = runner.StoreUse(store.store, store.keys, fresh=True)
+    runner.run_release(MATRIX, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / "fresh", 1, env_dir=env, store=fresh)
+    assert ran[-1] == ([c.id for c in cells], False)

@@ -1,0 +1,69 @@
+"""`check A B` cold, warm and from the results store, in one session on one machine, and the store's
+hit rate and size.
+
+- cold: an empty store (the environments made by a first untimed call when absent);
+- warm: `--no-store`, environments present, a fresh --out (what `check` cost before the store);
+- store: the store the cold call filled, a fresh --out.
+
+    .venv/bin/python bench/bench_check.py --from 5.24.0 --to 5.25.0 [--models qwen2 llava] [--work /tmp/bench-check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def check(work: Path, name: str, pair: list[str], models: list[str], *extra: str) -> tuple[float, str]:
+    """One `compat-matrix check` into its own --out: (seconds, stderr)."""
+    out = work / name
+    shutil.rmtree(out, ignore_errors=True)
+    command = [str(REPO / ".venv" / "bin" / "compat-matrix"), "check", "--from", pair[0], "--to", pair[1],
+               "--out", str(out), *(["--models", *models] if models else []), *extra]
+    env = {**os.environ, "COMPAT_MATRIX_STORE": str(work / "store")}
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    (work / f"{name}.err").write_text(done.stderr, encoding="utf-8")
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    return seconds, done.stderr
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="from_release", default="5.24.0")
+    parser.add_argument("--to", dest="to_release", default="5.25.0")
+    parser.add_argument("--models", nargs="*", default=[])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-check"))
+    args = parser.parse_args()
+    pair, work = [args.from_release, args.to_release], args.work
+    work.mkdir(parents=True, exist_ok=True)
+    check(work, "setup", pair, args.models, "--no-store")  # environments and checkpoints, untimed
+    shutil.rmtree(work / "store", ignore_errors=True)
+    cold, _ = check(work, "cold", pair, args.models)
+    warm, _ = check(work, "warm", pair, args.models, "--no-store")
+    stored, err = check(work, "store", pair, args.models)
+    reused = [(int(a), int(b)) for a, b in re.findall(r"store: reused (\d+) of (\d+) cells", err)]
+    drift = [(int(a), int(b)) for a, b in re.findall(r"store: reused (\d+) of (\d+) records", err)]
+    hit, total = sum(a for a, _ in reused), sum(b for _, b in reused)
+    size = sum(p.stat().st_size for p in (work / "store").rglob("*.jsonl"))
+    print(f"check {pair[0]} -> {pair[1]} ({', '.join(args.models) or 'default matrix'}):")
+    print(f"  cold (empty store) {cold:.0f} s, warm (--no-store) {warm:.0f} s, from the store {stored:.0f} s "
+          f"(warm / store {warm / stored:.1f}x)")
+    print(f"  store: {hit} of {total} cells reused ({100 * hit / max(total, 1):.0f}%), drift records "
+          f"{sum(a for a, _ in drift)} of {sum(b for _, b in drift)}; {size / 1024**2:.1f} MiB on disk")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
