@@ -30,6 +30,7 @@ from compat_matrix.layout import results_file, results_folder
 from compat_matrix.release_sets import cache_root
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
+from reports.dependencies import dependency_change
 from reports.diff import describe_silent, silent_changes, surface_losses
 from reports.load import load_results
 from reports.report import Cell as Result
@@ -53,6 +54,8 @@ def cause(result: Result) -> Signature | None:
     writer and reader are one release), which must not read as another cause for that alone."""
     if result.status == "pass":
         return None
+    if result.needs:
+        return Signature("needs", "", result.needs)
     return signature(result.probe, result.error_type, result.message or "", False, (result.model, result.hub_id),
                      result.status, result.details.get("root"))
 
@@ -68,8 +71,11 @@ def same_outcome(a: Result, b: Result) -> bool:
 
 
 def says_something(result: Result | None) -> bool:
-    """False for a missing line, a `skipped` cell (a package this machine lacks) or an install failure."""
-    return result is not None and result.status != "skipped" and result.error_type not in NOT_AN_OUTCOME_ERRORS
+    """False for a missing line, a `skipped` cell (the network, a GPU) or an install failure; a cell that
+    needs a package the environment lacks is an outcome: the release from which it needs it is a
+    dependency change."""
+    return (result is not None and (result.status != "skipped" or bool(result.needs))
+            and result.error_type not in NOT_AN_OUTCOME_ERRORS)
 
 
 def matrix_fingerprint(matrix: Matrix) -> str:
@@ -324,6 +330,9 @@ def describe_change(boundary: Boundary) -> str:
     before, after = boundary.before, boundary.after
     if before is None or after is None:
         return ""
+    requirement = dependency_change(before, after)
+    if requirement is not None:
+        return f"dependency change: {requirement.title()}"
     if before.status == after.status == "pass":
         changes = silent_changes(before, after) or silent_changes(after, before)
         return "; ".join(describe_silent(c) for c in changes) or "API surface changed"
@@ -379,6 +388,9 @@ def format_text(run: BisectRun) -> str:
         if first.verdict == "changes more than once":
             spans = ", ".join(f"{x} -> {y}" for x, y in first.changes)
             lines += ["", f"Changes more than once ({len(group)} cells): {spans}; run with --exhaustive for every change"]
+        elif first.before and first.after and dependency_change(first.before, first.after):
+            lines += ["", f"Dependency change from {first.first_bad} ({len(group)} cells; last without it "
+                          f"{first.last_good}): not a break"]
         else:
             lines += ["", f"Last good {first.last_good}, first bad {first.first_bad} ({len(group)} cells)"]
         lines += [f"  what changed: {describe_change(first)}", f"  cells: {cells}",

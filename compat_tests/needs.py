@@ -136,8 +136,8 @@ def needed_package(error: BaseException, processor: Any = None) -> Need | None:
         for part, backends in absent_parts(processor).items():
             if any(_NONE_PART.search(str(e)) or part in str(e) for e in _chain(error)):
                 name = _class_name(processor)
-                return Need(backends[0], f"{name}'s {part} is absent ({_part_class(type(processor), part)} needs "
-                                         f"{', '.join(backends)}): {_first_line(error)}")
+                return Need(backends[0], f"{name}'s {part} is absent; {_part_class(type(processor), part)} needs "
+                                         f"{', '.join(backends)}: {_first_line(error)}")
     return None
 
 
@@ -203,6 +203,6 @@ def processor_need(cls: Any, error: BaseException) -> Need | None:
     text = " ".join(str(e) for e in _chain(error))
     for part, backends in missing_parts(cls).items():
         if part in text:
-            return Need(backends[0], f"{cls.__name__} requires a {part.replace('_', ' ')} ({_part_class(cls, part)} "
-                                     f"needs {', '.join(backends)}): {_first_line(error)}")
+            return Need(backends[0], f"{cls.__name__} requires a {part.replace('_', ' ')}; {_part_class(cls, part)} "
+                                     f"needs {', '.join(backends)}: {_first_line(error)}")
     return None

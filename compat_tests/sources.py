@@ -75,17 +75,21 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
     here = transformers.__version__
     own = _note(not_built_note(tiny_folder(cache_root(), here, entry.key, digest)))
     if own and own["status"] == "skipped":
-        why = (f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so reading "
-               "another release's checkpoint here would test the machine, not the release")
-        raise NeedsPackage(own["needs"], why) if own.get("needs") else CellSkipped(why)
+        if own.get("needs"):
+            raise NeedsPackage(own["needs"], f"{_why(own)} (transformers {here} cannot build {entry.key} on this "
+                                             "machine, so it does not read another release's checkpoint either)")
+        raise CellSkipped(f"this machine cannot run {entry.key} in transformers {here} at all ({own['reason']}), so "
+                          "reading another release's checkpoint here would test the machine, not the release")
     folder = tiny_folder(cache_root(), release, entry.key, digest)
     if not (folder / REFERENCE_JSON).is_file():
         why = _note(not_built_note(folder))
         if why:
-            said = f"transformers {release} could not save a checkpoint of {entry.key}: {why['reason']}"
+            said = f"transformers {release} could not save a checkpoint of {entry.key}"
             if why["status"] == "unsupported":
-                raise CellUnsupported(said)
-            raise NeedsPackage(why["needs"], said) if why.get("needs") else CellSkipped(said)
+                raise CellUnsupported(f"{said}: {why['reason']}")
+            if why.get("needs"):
+                raise NeedsPackage(why["needs"], f"{_why(why)} ({said} on this machine)")
+            raise CellSkipped(f"{said}: {why['reason']}")
         raise CellSkipped(f"transformers {release} has saved no checkpoint of {entry.key} in {folder.parent}: its "
                           "cells have not run on this machine (`compat-matrix run --cross-release` runs them first)")
     reference = json.loads((folder / REFERENCE_JSON).read_text())
@@ -95,6 +99,11 @@ def saved_checkpoint(entry: ModelEntry, release: str) -> Any:
 def _note(path: Path) -> dict[str, str] | None:
     """A not-built note's {status, reason} (and `needs`: the package a skip needs), or None where there is none."""
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _why(note: dict[str, str]) -> str:
+    """A skip note's evidence for the package it needs, without the `needs <package>: ` it starts with."""
+    return note["reason"].removeprefix(f"needs {note['needs']}: ")
 
 
 def require_model_type(entry: ModelEntry) -> None:

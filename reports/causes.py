@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from reports.dependencies import dependency_change
 from reports.diff import SilentChange, short_value, describe_silent, silent_changes
 from reports.expectation_yaml import DIMENSIONS, FailingCell, expectation_entries, to_yaml
 from reports.release_ranges import describe
@@ -21,7 +22,7 @@ from reports.signature import (BLOCKING_STAGES, CHECKPOINT_STAGE, LOAD_FAILED_PR
                                signature)
 from reports.status import FAILING, meets_expectation, probe_rank, rank
 
-KIND_ORDER: tuple[CauseKind, ...] = ("regression", "expected", "silent", "fix")
+KIND_ORDER: tuple[CauseKind, ...] = ("regression", "dependency", "expected", "silent", "fix")
 """The order causes are listed in: what needs action first."""
 
 TITLE_CHARS = 240
@@ -62,6 +63,7 @@ def find_causes(
     regressed = {(c.transformers, c.cell_id) for c in regressions}
     members = [m for cell in cells if (m := _failing(cell, (cell.transformers, cell.cell_id) in regressed, names))]
     members += _silent(cells, releases, names)
+    members += _dependencies(cells, releases)
     members += _fixed(cells, fixes)
     groups: dict[tuple[CauseKind, Signature], list[_Member]] = defaultdict(list)
     for member in members:
@@ -114,6 +116,23 @@ def _silent(cells: Sequence[Cell], releases: Sequence[str], names: set[str]) -> 
             for change in silent_changes(before, after) if before else []:
                 out.append(_Member(after, "silent", silent_signature(change, names), newer,
                                    detail=f"{older} -> {newer}: {describe_silent(change)}"))
+    return out
+
+
+def _dependencies(cells: Sequence[Cell], releases: Sequence[str]) -> list[_Member]:
+    """Cells that start (or stop) needing a package this machine lacks between consecutive tested releases."""
+    by_release: dict[str, dict[str, Cell]] = defaultdict(dict)
+    for cell in cells:
+        if cell.as_published:
+            by_release[cell.transformers][cell.grid_id] = cell
+    out: list[_Member] = []
+    for older, newer in zip(releases, releases[1:]):
+        for cell_id, after in by_release[newer].items():
+            before = by_release[older].get(cell_id)
+            change = dependency_change(before, after) if before else None
+            if change is not None:
+                title = change.title()
+                out.append(_Member(after, "dependency", Signature("dependency", change.package, title), newer, title))
     return out
 
 
@@ -174,7 +193,7 @@ def _cause(
                                           order.get(m.release, 0), m.cell.cell_id)) if kind != "silent" else members[0]
     bisected = {first_bad_by_cell.get(c.cell_id) for c in cells}
     first_bad = bisected.pop() if len(bisected) == 1 else None
-    status = max((c.status for c in cells), key=rank) if kind in ("regression", "expected") else "pass"
+    status = max((c.status for c in cells), key=rank) if kind in ("regression", "expected", "dependency") else "pass"
     values = {
         "models": sorted({c.model for c in cells}),
         "strategies": sorted({c.strategy for c in cells}),
@@ -197,7 +216,7 @@ def _cause(
         signature=sig.text,
         title=title,
         status=status,
-        breaks=len({_break_key(m) for m in members}),
+        breaks=len({_break_key(m) for m in members}) if kind != "dependency" else 0,
         cells=tuple(sorted({f"{c.transformers}/{c.cell_id}" for c in cells})),
         models=tuple(values["models"]),
         strategies=tuple(values["strategies"]),
@@ -239,7 +258,9 @@ def scope(values: Mapping[str, Sequence[str]]) -> str:
 
 
 def _title(sig: Signature, member: _Member, stops: int = 0) -> str:
-    if member.kind == "silent":
+    if member.kind == "dependency":
+        text = member.detail
+    elif member.kind == "silent":
         text = sig.text
     elif member.kind == "fix":
         text = f"now passes: {sig.text}"

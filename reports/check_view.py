@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reports.causes import cell_signature, scope, silent_signature, stopped_probes, stops_note
+from reports.dependencies import DependencyChange
 from reports.diff import (DRIFT_ERROR, SilentChange, StatusChange, SurfaceLoss, UpgradeView, describe_surface,
                           drifted_checkpoints, unusable_checkpoints, upgrade_exit_code)
 from reports.report import Cell
@@ -139,6 +140,12 @@ def by_cause(view: UpgradeView, everything: bool = False) -> list[Section]:
                            "computes other numbers on (drift)", drifted_checkpoints(view.old_checkpoint_failures)),
         checkpoint_section(f"{new} checkpoints drifting", f"Checkpoints saved by {new} that {old} reads cleanly but "
                            "computes other numbers on (drift)", drifted_checkpoints(view.new_checkpoint_failures)),
+        Section("new requirements", f"New requirements in {new}: skipped for want of a package this environment lacks, "
+                "not broken", group([r for r in view.requirements if r.starts], DependencyChange.title,
+                                    lambda r: r.after, str, lambda r: "skipped")),
+        Section("requirements dropped", f"Requirements dropped in {new}: cells that needed a package in {old} run",
+                group([r for r in view.requirements if not r.starts], DependencyChange.title, lambda r: r.after, str,
+                      lambda r: r.after.status)),
         Section("fixes", "Fixed by upgrading", changes(view.fixes, lambda c: c.before, was="was ")),
         Section("silent changes", "Silent changes in cells that pass in both",
                 group(view.silent, silent_key, lambda s: s.cell, _text, lambda s: "pass")),

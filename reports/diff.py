@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from reports.dependencies import DependencyChange, dependency_change
 from reports.merge import cell_sort_key
 from reports.report import Cell, Report
 from reports.status import FAILING, SYMBOL, rank
@@ -94,6 +95,9 @@ class UpgradeView:
     not_comparable: tuple[StatusChange, ...] = ()
     """Cells whose status differs but one side has no verdict (`skipped`: it did not run there), or
     that failed and whose strategy no longer exists (`unsupported`): neither a break nor a fix."""
+    requirements: tuple[DependencyChange, ...] = ()
+    """Cells that need a package the environment lacks in one release and not in the other
+    (reports/dependencies.py): new requirements first; neither a break nor a fix."""
     own_failures: tuple[Cell, ...] = ()
     """Failing as-published cells of either release: what a cross-release failure is compared with
     (a checkpoint from the other release failing as the release's own does is no news)."""
@@ -137,10 +141,14 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
     new = {c.grid_id: c for c in report.cells if c.transformers == new_version and c.as_published}
     shared = [cell_id for cell_id in old if cell_id in new]
     breaks, fixes, silent, losses, apart = [], [], [], [], []
+    requirements = []
     for cell_id in shared:
         before, after = old[cell_id], new[cell_id]
         losses.extend(surface_losses(before, after))
-        if before.status != after.status and (NO_VERDICT & {before.status, after.status}
+        requirement = dependency_change(before, after)
+        if requirement is not None:
+            requirements.append(requirement)
+        elif before.status != after.status and (NO_VERDICT & {before.status, after.status}
                                               or (after.status == "unsupported" and before.status in FAILING)):
             apart.append(StatusChange(before, after))
         elif rank(after.status) > rank(before.status):
@@ -168,6 +176,7 @@ def compare_releases(report: Report, from_release: str, to_release: str) -> Upgr
         ),
         surface_losses=tuple(sorted(losses, key=lambda loss: (cell_sort_key(loss.cell), loss.path))),
         not_comparable=tuple(sorted(apart, key=lambda c: cell_sort_key(c.after))),
+        requirements=tuple(sorted(requirements, key=lambda c: (not c.starts, cell_sort_key(c.after)))),
         own_failures=tuple(c for c in (*old.values(), *new.values()) if c.status in FAILING),
     )
 
@@ -298,6 +307,11 @@ def format_upgrade(view: UpgradeView) -> str:
     if view.silent:
         lines += ["", f"Silent changes in cells that pass in both ({len(view.silent)}):"]
         lines += [f"  {s.cell.grid_id}  {describe_silent(s)}" for s in view.silent]
+    for starts, heading in ((True, "New requirements"), (False, "Requirements dropped")):
+        found = [c for c in view.requirements if c.starts == starts]
+        if found:
+            lines += ["", f"{heading} ({len(found)}): skipped for want of a package, not broken"]
+            lines += [f"  {SYMBOL['skipped']} {c.after.grid_id}  {c.title()}" for c in found]
     if view.not_comparable:
         lines += ["", f"Not comparable, no verdict on one side ({len(view.not_comparable)}):"]
         lines += [_status_line(c) for c in view.not_comparable]

@@ -13,17 +13,22 @@ EXAMPLE_CHARS = 200
 
 SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("regression", "Breaks by cause (not in matrix.yaml)", True),
+    ("dependency", "Dependency changes (a release from which cells need a package this machine lacks: skipped, "
+                   "not broken)", True),
     ("expected", "Expected failures by cause (matrix.yaml says why)", False),
     ("silent", "Silent changes between consecutive releases", False),
     ("fix", "Fixes (expectations that no longer hold)", False),
 )
-"""(kind, heading, open): regressions are what needs action, so they alone are unfolded."""
+"""(kind, heading, open): regressions are what needs action, and dependency changes say why cells
+stopped running, so they alone are unfolded."""
 
 
 def headline(report: Report) -> str:
     """Distinct breaks first, then the rest, then the size of the run."""
     n = counts(report)
     breaks = f"**{n.regressions} distinct breaks** ({n.regression_cells} cells)" + (" 🔺" if n.regressions else "")
+    if n.dependencies:
+        breaks += f" · {n.dependencies} dependency {'change' if n.dependencies == 1 else 'changes'}"
     return (f"{breaks} · {n.expected} expected failures · {n.silent} silent changes · "
             f"{n.fixes} {'fix' if n.fixes == 1 else 'fixes'} · {n.cells} cells in {len(report.releases)} releases")
 

@@ -26,6 +26,8 @@ class Counts:
     regressions: int
     """Causes of kind regression (distinct breaks that no expectation records)."""
     regression_cells: int
+    dependencies: int
+    """Causes of kind dependency (a release from which cells need a package the environment lacks)."""
     expected: int
     """Causes of expected failures."""
     silent: int
@@ -40,6 +42,7 @@ def counts(report: Report) -> Counts:
     return Counts(
         regressions=kinds["regression"],
         regression_cells=len(report.regressions),
+        dependencies=kinds["dependency"],
         expected=kinds["expected"],
         silent=kinds["silent"],
         fixes=kinds["fix"],

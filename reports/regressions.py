@@ -2,7 +2,8 @@
 
 A regression breaks the expectation, or passed in the baseline and does not now; a fix is the
 reverse. A `skipped` cell did not run, so it says nothing against an expectation; against a
-baseline where it passed it is still a regression (the matrix lost coverage).
+baseline where it passed it is still a regression (the matrix lost coverage), unless it needs a
+package the environment lacks (`details.needs`): that is a dependency change, not a regression.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _against_expectation(cell: Cell) -> ChangeKind | None:
 
 
 def _against_baseline(cell: Cell, baseline_status: str | None) -> ChangeKind | None:
+    if cell.needs:  # a package the environment lacks: a dependency change, not a regression (reports/dependencies.py)
+        return None
     if baseline_status == "pass" and cell.status != "pass":
         return "regression"
     if baseline_status in NOT_PASSING_RAN and cell.status == "pass":

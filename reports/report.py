@@ -20,7 +20,7 @@ REPORT_SCHEMA_VERSION = 1
 
 ProblemKind = Literal["missing_path", "unreadable", "bad_json", "schema_version", "invalid", "duplicate", "bad_history", "not_in_matrix"]
 ChangeKind = Literal["regression", "fix"]
-CauseKind = Literal["regression", "expected", "silent", "fix"]
+CauseKind = Literal["regression", "dependency", "expected", "silent", "fix"]
 Against = Literal["expectation", "baseline"]
 
 

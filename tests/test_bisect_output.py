@@ -26,6 +26,10 @@ TWICE = Cell("qwen2", "smart", "default", "forward")
 UNINSTALLABLE, SKIPPING = "5.7.0", "5.6.0"
 CAUSE = Cell("gemma3", "smart", "default", "load")  # fails throughout: on the processor, from 5.4.0 on the tokenizer
 NUMBERS = Cell("gemma3", "smart", "default", "forward")  # fails throughout, the same way: only numbers in it change
+DEPENDS = Cell("smolvlm", "smart", "default", "load")  # needs torchvision (absent here) from 5.3.0 on
+NEEDS_TORCHVISION = ("needs torchvision: SmolVLMProcessor requires a video processor; AutoVideoProcessor needs "
+                     "torchvision: TypeError: SmolVLMProcessor.__init__() missing 1 required positional argument: "
+                     "'video_processor'")
 
 
 def status(cell: Cell, release: str) -> str:
@@ -53,6 +57,8 @@ class PlantedRuns:
                 line = result(cell, release, "error", error_type="InstallError", message="no wheel for this Python")
             elif release == SKIPPING:
                 line = result(cell, release, "skipped", message="needs torchvision")
+            elif cell == DEPENDS and RELEASES.index(release) >= 3:
+                line = result(cell, release, "skipped", message=NEEDS_TORCHVISION, details={"needs": "torchvision"})
             elif cell in (CAUSE, NUMBERS):
                 index = RELEASES.index(release)
                 line = result(cell, release, "fail", error_type="OSError",
@@ -178,3 +184,18 @@ def test_another_cause_with_the_same_status_is_a_boundary_and_a_number_is_none(
     before, after = out[CAUSE.id]["before"]["cause"], out[CAUSE.id]["after"]["cause"]
     assert (before["error_type"], after["error_type"]) == ("OSError", "AttributeError")
     assert before["text"] == "no preprocessor_config.json in ‹path› (‹n› files)", before
+
+
+def test_a_release_from_which_a_cell_needs_a_missing_package_is_a_dependency_change(
+        tmp_path: Path, planted: PlantedRuns) -> None:
+    """Not a break, not 'says nothing' (as a skip for the network is): bisect finds the first release that
+    needs the package and says so."""
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    run = bisect_cells(matrix, DEFAULT_MATRIX, [DEPENDS], RELEASES, tmp_path / "runs", 2, reuse=False,
+                       stream=io.StringIO())
+    [found] = run.boundaries
+    assert (found.verdict, found.last_good, found.first_bad) == ("boundary", "5.2.0", "5.3.0")
+    text = format_text(run)
+    assert "Dependency change from 5.3.0 (1 cells; last without it 5.2.0): not a break\n  what changed: dependency " \
+           "change: smolvlm needs torchvision from 5.3.0 (SmolVLMProcessor requires a video processor; " \
+           "AutoVideoProcessor needs torchvision)" in text, text

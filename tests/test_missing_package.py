@@ -76,7 +76,7 @@ def test_a_processor_part_that_comes_back_none_and_is_used_needs_its_backend(mon
     record = run_cell(MatrixState(MATRIX), Cell("qwen2_vl", "explicit_class", "default", "forward"))
     assert record["status"] == "skipped", record["message"]
     assert record["details"]["needs"] == "torchvision"
-    assert "Qwen2VLProcessor's video_processor is absent (AutoVideoProcessor needs torchvision)" in record["message"]
+    assert "Qwen2VLProcessor's video_processor is absent; AutoVideoProcessor needs torchvision: AttributeError" in record["message"]
 
 
 @no_torchvision
@@ -99,8 +99,8 @@ def test_a_processor_that_requires_its_video_processor_needs_torchvision(monkeyp
         record = run_cell(state, Cell("qwen2_vl", "explicit_class", "default", probe))
         assert record["status"] == "skipped", record["message"]
         assert record["details"]["needs"] == "torchvision"
-        assert record["message"].startswith("needs torchvision: Qwen2VLProcessor requires a video processor "
-                                            "(AutoVideoProcessor needs torchvision): TypeError"), record["message"]
+        assert record["message"].startswith("needs torchvision: Qwen2VLProcessor requires a video processor; "
+                                            "AutoVideoProcessor needs torchvision: TypeError"), record["message"]
 
 
 def test_every_line_records_the_optional_packages_of_its_environment() -> None:

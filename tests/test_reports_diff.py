@@ -218,3 +218,38 @@ def test_check_describes_only_the_models_whose_numbers_move():
     assert text[3:] == ["  3 more models: 2 compute the same numbers (llama, qwen2); 1 have no record to compare (smolvlm) "
                         "(--all describes them)"]
     assert len(format_drift(comparisons, "4.57.6", "5.24.0", everything=True).splitlines()) == 1 + len(comparisons)
+
+
+NEEDS_TORCHVISION = ("needs torchvision: SmolVLMProcessor requires a video processor; AutoVideoProcessor needs "
+                     "torchvision: TypeError: SmolVLMProcessor.__init__() missing 1 required positional argument: "
+                     "'video_processor'")
+
+
+def _smolvlm(release: str, probe: str, status: str) -> dict:
+    needs = {"message": NEEDS_TORCHVISION, "details": {"needs": "torchvision"}} if status == "skipped" else {}
+    return {**BASE, "transformers": release, "env": f"tf{release}", "model": "smolvlm", "hub_id": "org/smolvlm",
+            "strategy": "smart", "load_kwargs": "default", "probe": probe, "cell_id": f"smolvlm-smart-default-{probe}",
+            "status": status, "error_type": None, "message": "", "details": {}, "expected": None, **needs}
+
+
+def test_a_release_from_which_a_model_needs_a_missing_package_is_a_dependency_change_not_a_break(tmp_path):
+    """transformers 5.25.0 and SmolVLM without torchvision: one dependency change in the report and in
+    `check` (under new requirements), no break, no regression against a baseline where the cells passed."""
+    probes = ("load", "forward", "generate")
+    lines = [_smolvlm("5.24.0", p, "pass") for p in probes] + [_smolvlm("5.25.0", p, "skipped") for p in probes]
+    path, passing = tmp_path / "r.jsonl", tmp_path / "passing.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    passing.write_text("".join(json.dumps(_smolvlm(line["transformers"], line["probe"], "pass")) + "\n" for line in lines))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(build_report([passing]).model_dump_json())
+    report = build_report([path], baseline=baseline)
+    assert [(c.kind, c.title, len(c.cells)) for c in report.causes] == [
+        ("dependency", "smolvlm needs torchvision from 5.25.0 (SmolVLMProcessor requires a video processor; "
+                       "AutoVideoProcessor needs torchvision)", 3)]
+    assert not report.regressions
+    view = compare_releases(report, "5.24.0", "5.25.0")
+    assert upgrade_exit_code(view) == 0 and not view.not_comparable and len(view.requirements) == 3
+    text = format_by_cause(view)
+    assert "nothing breaks; new requirements: 1 causes (3 cells)" in text, text
+    assert "New requirements in 5.25.0: skipped for want of a package this environment lacks, not broken: 1 causes, " \
+           "3 cells\n  ↷    3  smolvlm x smart x 3 probes · smolvlm needs torchvision from 5.25.0" in text, text
