@@ -242,6 +242,8 @@ def keep(store: Store, keys: Keys, matrix: Matrix, lines: list[dict[str, Any]]) 
             continue
         if cell.saved_by and line.get("status") == "skipped":  # the writer's checkpoint may exist next time
             continue
+        if (line.get("details") or {}).get("needs"):  # the package may be installed next time (no key holds it)
+            continue
         key = keys.cell(cell, line_facts(line))
         if key:
             by_release.setdefault(str(line["transformers"]), []).append({"key": key, "stored_at": now(), "line": line})

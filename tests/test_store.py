@@ -74,6 +74,14 @@ def test_errors_and_lines_without_a_needed_library_are_not_stored(tmp_path: Path
                                              line(Cell("qwen2", "smart", "default", "trl_grpo"), "unsupported", no_trl)]) == 0
 
 
+def test_a_cell_skipped_for_a_missing_package_is_not_stored(tmp_path: Path) -> None:
+    """Installing the package (torchvision from COMPAT_MATRIX_TORCH_INDEX) changes the outcome; no key holds it."""
+    cell = Cell("smolvlm", "smart", "default", "load")
+    needs = {**line(cell, "skipped"), "message": "needs torchvision: ...", "details": {"needs": "torchvision"}}
+    assert keep(Store(tmp_path), Keys(MATRIX), MATRIX, [needs]) == 0
+    assert keep(Store(tmp_path), Keys(MATRIX), MATRIX, [line(cell, "skipped")]) == 1
+
+
 def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:
     site = tmp_path / "lib" / "python3.11" / "site-packages"
     for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "trl-0.24.0"):
