@@ -101,6 +101,22 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ROUTE_MODALITIES = ("text",)
+"""What a route (a strategy or a load profile) may declare it loads of a multimodal checkpoint."""
+
+
+def _route_modality(value: str | None) -> str | None:
+    if value is not None and value not in ROUTE_MODALITIES:
+        raise ValueError(f"modality {value!r} is not a route modality; write 'text' for a text-only route on a "
+                         "multimodal checkpoint (judged on text-only logits, the vision side's absence expected), "
+                         "or leave it out for a route that loads the whole model")
+    return value
+
+
+RouteModality = Annotated[Union[str, None], AfterValidator(_route_modality)]
+"""`text` or unset; see ROUTE_MODALITIES."""
+
+
 CALLABLE_REF = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 """`package.module:function` (a dotted attribute after the colon is allowed: `mod:Class.method`)."""
 
@@ -114,6 +130,8 @@ class UserCallable(_Frozen):
     """`package.module:function`; the package comes from `install:` (or is importable there)."""
     mutates_model: bool = True
     """Probes only: the probe changes the weights (a training step), so later probes load afresh."""
+    modality: RouteModality = None
+    """Strategies only: `text` when it loads only the text side of a multimodal checkpoint on purpose."""
 
     @field_validator("callable")
     @classmethod
@@ -333,7 +351,7 @@ class AdapterSpec(_Frozen):
     """The only adapter type so far."""
 
 
-PROFILE_KEYS = ("adapter", "probes", "strategies")
+PROFILE_KEYS = ("adapter", "probes", "strategies", "modality")
 """Keys of a load profile that are not `from_pretrained` keyword arguments."""
 
 
@@ -349,6 +367,8 @@ class LoadProfile(BaseModel):
     """Probes this profile's cells run (empty: every probe of the matrix); keeps extra profiles cheap."""
     strategies: tuple[str, ...] = ()
     """Strategies this profile's cells run (empty: every strategy of the matrix)."""
+    modality: RouteModality = None
+    """`text`: this profile's routes load only the text side of a multimodal checkpoint (text-only fine-tuning)."""
 
     @field_validator("probes")
     @classmethod
@@ -630,6 +650,9 @@ class Matrix(_Frozen):
     @field_validator("probes")
     @classmethod
     def _probes(cls, value: tuple[str | UserCallable, ...]) -> tuple[str | UserCallable, ...]:
+        declared = [v.name for v in value if isinstance(v, UserCallable) and v.modality is not None]
+        if declared:
+            raise ValueError(f"{declared}: 'modality' is for strategies (what a route loads); remove it from the probe")
         return _entries(value, PROBE_ORDER, "probe")
 
     @field_validator("install")
@@ -713,6 +736,11 @@ class Matrix(_Frozen):
         strategies = tuple(s for s in self.strategy_names if not chosen.strategies or s in chosen.strategies)
         probes = tuple(p for p in self.probe_names if not chosen.probes or p in chosen.probes)
         return strategies, probes
+
+    def declared_modality(self, entry: ModelEntry, strategy: str, profile: str) -> str | None:
+        """What the profile, else the user's strategy, declares the route loads (`text`), or None."""
+        own = self.user_strategies.get(strategy)
+        return entry.load_kwargs[profile].modality or (own.modality if own is not None else None)
 
     def count_cells(self) -> int:
         """Cells per release: for each model and profile, its strategies x its probes."""

@@ -29,6 +29,7 @@ from compat_tests.size_guard import check_size, estimated_parameters
 from compat_tests.sources import require_model_type, resolve, saved_checkpoint
 from compat_tests.user_code import CallableProbe, CallableStrategy, callables_of, named_path
 from loader import STRATEGIES, LoadResult, NoArchitectureNamed, StrategyUnsupported
+from loader.accounting import WeightAccount, account
 
 MESSAGE_LIMIT = 4000
 """Characters of an error message kept in a result line."""
@@ -43,6 +44,11 @@ class LoadedGroup:
     error: BaseException | None = None
     load_s: float = 0.0
     loaded_dtype: str | None = None
+    weights: WeightAccount | None = None
+    """Where each model tensor came from in the checkpoint, taken right after the load."""
+    weights_note: str | None = None
+    """Why `weights` is None (the checkpoint has no weight file to read)."""
+    weights_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,15 @@ class ModelSlot:
             check_size(prepared.parameters_from_config, reference.get("param_count"), fingerprint(self.device)["transformers"])
             group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path))
             group.loaded_dtype = _param_dtype(group.result.model)
-            self.place(group.result.model, entry.load_kwargs[cell.profile].kwargs)
         except Exception as exc:
             group.error = exc
         group.load_s = time.perf_counter() - start
+        if group.result is not None:
+            _account_weights(group, Path(prepared.checkpoint.path), load_kwargs_of(entry, cell.profile))
+            try:
+                self.place(group.result.model, entry.load_kwargs[cell.profile].kwargs)
+            except Exception as exc:
+                group.error = exc
         self.group = group
         return group
 
@@ -211,6 +222,26 @@ def share_cores() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def _account_weights(group: LoadedGroup, folder: Path, kwargs: dict[str, Any]) -> None:
+    """The weight account of the group's model, taken once per load; a checkpoint without weight
+    files has none (said in `weights_note`); the accounting's own failure is the harness's."""
+    assert group.result is not None
+    start = time.perf_counter()
+    try:
+        group.weights = account(group.result.model, folder, kwargs.get("key_mapping"))
+    except FileNotFoundError as exc:
+        group.weights_note = f"no weight account: {exc}"
+    except Exception as exc:
+        group.error = HarnessError(f"weight accounting failed on {folder}: {type(exc).__name__}: {exc}")
+    group.weights_s = time.perf_counter() - start
+
+
+def route_modality(matrix: Matrix, entry: ModelEntry, strategy: str, profile: str) -> str | None:
+    """`text` when the profile, the user's strategy or the built-in strategy declares a text-only route."""
+    builtin = STRATEGIES.get(strategy)
+    return matrix.declared_modality(entry, strategy, profile) or getattr(builtin, "modality", None)
+
+
 def _param_dtype(model: Any) -> str | None:
     for parameter in model.parameters():
         return str(parameter.dtype).removeprefix("torch.")
@@ -261,6 +292,9 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
                                   entry.load_kwargs[cell.profile].kwargs),
         checkpoint_config=prepared.config,
         load_kwargs=load_kwargs_of(entry, cell.profile),
+        weights=group.weights,
+        weights_note=group.weights_note,
+        route_modality=route_modality(state.matrix, entry, cell.strategy, cell.profile),
     )
     probe = state.probe(cell.probe)
     try:
@@ -277,6 +311,7 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
             slot.release(collect=False)
     if cell.probe == "load":
         outcome.details["load_s"] = group.load_s
+        outcome.details["weights_s"] = round(group.weights_s, 4)
     if isinstance(group.result, AdaptedLoad):
         outcome.details["adapter"] = group.result.adapter
     return outcome

@@ -124,7 +124,7 @@ class CallableProbe:
         import transformers
 
         function = _import(self.ref.callable)
-        image = ctx.entry.modality == "image-text"
+        image = ctx.modality == "image-text"
         given = ProbeInput(
             model=ctx.model, tokenizer=ctx.inputs.tokenizer, processor=ctx.inputs.processor,
             inputs=_on(ctx.device, ctx.inputs.text()), image_inputs=_on(ctx.device, ctx.inputs.image_text()) if image else None,

@@ -105,7 +105,11 @@ def test_a_user_loader_is_called_with_a_path_named_after_the_hub_id_and_checked_
 
 def test_a_user_loader_that_silently_reinitialises_weights_fails_the_load_probe(state: MatrixState) -> None:
     record = run_cell(state, cell("reinit_head", "load"))
-    assert record["status"] == "fail" and "logits differ from the reference" in record["message"]
+    assert record["status"] == "fail", record["message"]
+    assert record["message"].startswith("weights newly initialised (found in the checkpoint neither by name nor by content): "
+                                        "LM head: 1 tensor(s) (lm_head.weight)")
+    assert record["details"]["missing_count"] == 0  # transformers' report: nothing
+    assert record["details"]["weights"]["reinitialised"] == {"count": 1, "first": ["lm_head.weight"]}
 
 
 def test_a_module_that_does_not_import_is_an_error_naming_it_and_other_cells_still_run(state: MatrixState) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from compat_matrix.spec import ModelEntry, Settings
     from compat_tests.tiny.checkpoint import TinyCheckpoint
     from compat_tests.tiny.inputs import InputBuilder
+    from loader.accounting import WeightAccount
     from loader.result import LoadResult
 
 
@@ -43,10 +44,26 @@ class ProbeContext:
     """The checkpoint's own config (AutoConfig of the folder), whatever class the strategy chose."""
     load_kwargs: dict[str, Any] = field(default_factory=dict)
     """The load profile's keyword arguments, as the strategy was given them."""
+    weights: WeightAccount | None = None
+    """Where each model tensor came from in the checkpoint (None: `weights_note` says why)."""
+    weights_note: str | None = None
+    """Why there is no weight account (no weight files to read), or None."""
+    route_modality: str | None = None
+    """`text` when the route (strategy or profile) loads only the text side on purpose, else None."""
 
     @property
     def model(self) -> Any:
         return self.loaded.model
+
+    @property
+    def modality(self) -> str:
+        """What the route loads: `text` for a text route, else the model's modality."""
+        return self.route_modality or self.entry.modality
+
+    @property
+    def text_route(self) -> bool:
+        """A text-only route on a multimodal checkpoint: the vision side's absence is expected."""
+        return self.route_modality == "text" and self.entry.modality != "text"
 
 
 @dataclass

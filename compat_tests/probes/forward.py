@@ -45,7 +45,7 @@ class ForwardProbe:
     def run(self, ctx: ProbeContext) -> ProbeOutcome:
         details: dict[str, Any] = {}
         _logits(ctx, ctx.inputs.text(), "text-only forward")
-        if ctx.entry.modality != "image-text":
+        if ctx.modality != "image-text":
             return ProbeOutcome(details=details)
         full_inputs = ctx.inputs.image_text()
         full = _logits(ctx, full_inputs, "image+text forward")

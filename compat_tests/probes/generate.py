@@ -43,7 +43,7 @@ def prompt_inputs(ctx: ProbeContext, count: int) -> list[Inputs]:
     builder = ctx.inputs
     batches = []
     for index, prompt in enumerate(builder.prompts(count)):
-        if ctx.entry.modality == "image-text":
+        if ctx.modality == "image-text":
             raw = builder.image_text(prompt, builder.image(index))
         else:
             raw = builder.text(prompt)

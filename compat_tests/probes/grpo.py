@@ -333,7 +333,7 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
             first = rollout.micro_batches(sizes[0])[0]
             step.adapter = adapter.finish(model, lambda: completion_logprobs(model, rollout, first))
         model.zero_grad(set_to_none=True)
-    if ctx.entry.modality == "image-text":
+    if ctx.modality == "image-text":
         with phase(step, "text_only"):
             text_only_micro_batch(ctx)
 
@@ -360,7 +360,7 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
                                                           f"({len(groups.trainable)} parameters require grad)")
     else:
         lora_step.check_adapter(step.adapter, checks.expect)
-    if ctx.entry.modality == "image-text":
+    if ctx.modality == "image-text":
         checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
         checks.expect("grad_vision", not vision_trainable or step.adapter is not None or step.norms["vision"] > 0,
                       "no gradient reached the vision side: the forward did not use the image")  # adapters: grad_adapter

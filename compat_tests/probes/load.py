@@ -37,9 +37,22 @@ def _some(keys: list[str]) -> str:
 
 def load_problems(ctx: ProbeContext) -> list[str]:
     """What makes the load unclean: parts of the model missing, weights initialised or re-initialised,
-    checkpoint tensors left unused; empty for a load that used every tensor (then a logits change is drift)."""
+    checkpoint tensors left unused; empty for a load that used every tensor (then a logits change is drift).
+
+    Judged on the weight account (the tensors themselves); transformers' loading report only where
+    the checkpoint has no weight file to account for. A text route expects no vision tower and
+    leaves the vision side's tensors unused."""
+    problems = [shortfall(ctx.model, None if ctx.text_route else ctx.checkpoint_config)]
+    account = ctx.weights
+    if account is not None:
+        if account.reinitialised:
+            problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): "
+                            f"{_some(account.reinitialised)}")
+        unused, _ = account.unused_for(ctx.text_route)
+        if unused:
+            problems.append(f"checkpoint tensors left unused (no model tensor holds them): {_some(unused)}")
+        return [p for p in problems if p]
     loaded = ctx.loaded
-    problems = [shortfall(ctx.model, ctx.checkpoint_config)]
     if loaded.missing_keys:
         problems.append(f"weights newly initialised (absent from the checkpoint): {_some(loaded.missing_keys)}")
     if loaded.mismatched_keys:
@@ -71,8 +84,11 @@ class LoadProbe:
             "mismatched_keys": loaded.mismatched_keys[:SHOWN_KEYS],
             "missing_count": len(loaded.missing_keys),
             "unexpected_count": len(loaded.unexpected_keys),
+            "mismatched_count": len(loaded.mismatched_keys),
             "attempts": [a.as_dict() for a in loaded.attempts],
             "translations": loaded.translations,
+            "weights": ctx.weights.as_dict(ctx.text_route) if ctx.weights is not None else ctx.weights_note,
+            "modality": ctx.modality,
         }
         try:
             problem = self._problem(ctx, details)

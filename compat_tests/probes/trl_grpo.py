@@ -123,7 +123,7 @@ class TrlGrpoProbe:
 
     def run(self, ctx: ProbeContext) -> ProbeOutcome:
         start = time.perf_counter()
-        if ctx.entry.modality == "image-text":
+        if ctx.modality == "image-text":
             from transformers.utils import is_torchvision_available
 
             if not is_torchvision_available():
