@@ -55,7 +55,7 @@ CALLERS = (NIGHTLY, HISTORY, USER_CALLER)
 PIPELINES = (REUSABLE, USER_STANDALONE)
 """The workflows that hold the jobs themselves."""
 
-PIPELINE_WRITES = {"deploy": {"pages", "id-token"}, "regressions": {"issues"}}
+PIPELINE_WRITES = {"deploy": {"pages", "id-token"}, "regressions": {"issues"}, "new-release": {"issues"}}
 CALLER_WRITES = {"matrix": {"pages", "id-token", "issues"}}
 WRITE_PERMISSIONS = {NIGHTLY.name: CALLER_WRITES, HISTORY.name: CALLER_WRITES, USER_CALLER.name: CALLER_WRITES, REUSABLE.name: PIPELINE_WRITES,
                      USER_STANDALONE.name: PIPELINE_WRITES, CI.name: {}}
@@ -594,3 +594,24 @@ def test_regression_issue_step(tmp_path: Path, shims: Path, open_issue: str) -> 
     else:
         assert calls[1].startswith("label create compat-regression")
         assert calls[2].startswith("issue create") and "--label compat-regression" in calls[2]
+
+
+def test_a_new_latest_is_triaged_and_filed_as_its_own_issue(tmp_path: Path, shims: Path) -> None:
+    workflow = load(REUSABLE)
+    assert "compat_matrix.new_release site/report.json baseline/report.json triage.md" in \
+        step(workflow, "report", "Triage a new latest")["run"]
+    assert workflow["jobs"]["report"]["outputs"]["new_release"] == "${{ steps.triage.outputs.release }}"
+    assert "needs.report.outputs.new_release != ''" in workflow["jobs"]["new-release"]["if"]
+    log = tmp_path / "gh.log"
+    _executable(shims / "gh", '#!/bin/sh\necho "$@" >> "$GH_LOG"\n')
+    (tmp_path / "compat-report").mkdir()
+    (tmp_path / "compat-report" / "triage.md").write_text("| kind | cause |\n")
+    spec = step(workflow, "new-release", "Open the triage issue")
+    env = {**{k: str(v) for k, v in workflow["jobs"]["new-release"]["env"].items()}, "GH_LOG": str(log),
+           "RELEASE": "5.25.0"}
+    process, _ = run_step(spec, tmp_path, shims, env)
+    assert process.returncode == 0, process.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("label create compat-new-release")
+    assert calls[1] == ("issue create --title transformers 5.25.0: new release triaged --label compat-new-release "
+                        "--body-file compat-report/triage.md")
