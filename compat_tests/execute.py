@@ -266,11 +266,11 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     slot = state.slot
     group = slot.loaded(cell, entry, prepared)
     if group.error is not None:
+        if isinstance(group.error, (HarnessError, CellUnsupported)):  # the user's loader does not import here; no peft here
+            raise group.error
         need = needed_package(group.error)
         if need is not None:
             raise NeedsPackage(need.package, need.why) from group.error
-        if isinstance(group.error, (HarnessError, CellUnsupported)):  # the user's loader does not import here; no peft here
-            raise group.error
         prefix = "" if cell.probe == "load" else "not run, the load failed: "
         if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
             return ProbeOutcome("fail", prefix + _architecture_lost(group.error, entry, cell), "ArchitectureLost")
