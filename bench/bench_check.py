@@ -45,10 +45,12 @@ def main() -> int:
     parser.add_argument("--to", dest="to_release", default="5.25.0")
     parser.add_argument("--models", nargs="*", default=[])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-check"))
+    parser.add_argument("--envs-ready", action="store_true", help="skip the untimed call that makes the environments")
     args = parser.parse_args()
     pair, work = [args.from_release, args.to_release], args.work
     work.mkdir(parents=True, exist_ok=True)
-    check(work, "setup", pair, args.models, "--no-store")  # environments and checkpoints, untimed
+    if not args.envs_ready:
+        check(work, "setup", pair, args.models, "--no-store", "--no-drift")  # environments and checkpoints, untimed
     shutil.rmtree(work / "store", ignore_errors=True)
     cold, _ = check(work, "cold", pair, args.models)
     warm, _ = check(work, "warm", pair, args.models, "--no-store")
