@@ -1,8 +1,25 @@
-"""Options for tests/e2e, which check the report of a matrix run that scripts/test.sh just made."""
+"""Options for tests/e2e, which check the report of a matrix run that scripts/test.sh just made; and
+a results store of the test session's own."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_results_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs the tests start (through the CLI, in subprocesses too) store into a folder of this session:
+    cells another session stored under the same key would otherwise stand in for the ones under test."""
+    before = os.environ.get("COMPAT_MATRIX_STORE")
+    os.environ["COMPAT_MATRIX_STORE"] = str(tmp_path_factory.mktemp("store"))
+    yield
+    if before is None:
+        os.environ.pop("COMPAT_MATRIX_STORE", None)
+    else:
+        os.environ["COMPAT_MATRIX_STORE"] = before
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
