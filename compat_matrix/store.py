@@ -111,6 +111,10 @@ class Keys:
     def __init__(self, matrix: Matrix):
         self.matrix = matrix
         self._models: dict[str, Any] = {}
+        # the code as the run starts, which is what its cells run: a checkout that changes under a
+        # long run must not label old results with the new code's hash
+        self._code = {probe: probe_hash(probe) for probe in matrix.probe_names}
+        self._drift = drift_hash()
         self._callables = {*(f"strategy:{k}" for k in matrix.user_strategies), *(f"probe:{k}" for k in matrix.user_probes)}
 
     def _model(self, key: str) -> Any:
@@ -138,11 +142,11 @@ class Keys:
         return _sha({**self._common(facts, cell.model), "cell": cell.id, "saved_by": cell.saved_by,
                      "profile": entry.load_kwargs[cell.profile].model_dump(mode="json"),
                      "settings": self.matrix.settings.model_dump(mode="json"), "libraries": libraries,
-                     "harness": probe_hash(cell.probe)})
+                     "harness": self._code.get(cell.probe) or probe_hash(cell.probe)})
 
     def drift(self, model: str, facts: EnvFacts) -> str:
         """The key of a model's drift record in an environment with `facts`."""
-        return _sha({**self._common(facts, model), "drift": drift_hash(),
+        return _sha({**self._common(facts, model), "drift": self._drift,
                      "tokenizers": facts.libraries.get("tokenizers")})
 
 
