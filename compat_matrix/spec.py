@@ -321,6 +321,19 @@ class LoraSpec(_Frozen):
     """Module names (a module matches when its path ends with one, at a dot) or one regular expression
     that must match a module's whole path (`re.fullmatch`), exactly as peft takes them; `all-linear`
     is peft's every-linear-layer-but-the-output one."""
+    target_parameters: tuple[str, ...] = ()
+    """Parameter names (dotted tails such as `mlp.experts.gate_up_proj`) adapted in place, as peft's
+    `target_parameters` (peft 0.17+) does for fused 3-D expert weights; a cell whose peft lacks it is
+    `unsupported`."""
+
+    @field_validator("target_parameters")
+    @classmethod
+    def _parameters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*", v)]
+        if bad:
+            raise ValueError(f"{bad}: target_parameters entries are parameter names or dotted name tails "
+                             "(mlp.experts.gate_up_proj, down_proj), as peft matches them")
+        return value
 
     @field_validator("target_modules")
     @classmethod

@@ -139,7 +139,7 @@ def _dependencies(cells: Sequence[Cell], releases: Sequence[str]) -> list[_Membe
 def silent_signature(change: SilentChange, names: set[str]) -> Signature:
     """Field and how it moved; tensor names and API paths keep their words (only numbers masked),
     values are masked like messages (a class name change is one cause across models)."""
-    if change.field in ("missing_keys", "unexpected_keys", "adapter_modules"):
+    if change.field in ("missing_keys", "unexpected_keys", "adapter_modules", "adapter_coverage", "adapter_trainable"):
         text = mask_numbers(describe_silent(change))
     elif change.field == "surface":
         before, after = (mask(short_value(v), names) for v in (change.before, change.after))

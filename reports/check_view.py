@@ -130,7 +130,7 @@ def by_cause(view: UpgradeView, everything: bool = False) -> list[Section]:
                 "computes other numbers on it", changes(drifted, lambda c: c.after)),
         Section("API paths gone", f"API paths gone in {new}",
                 group(view.surface_losses, loss_key, lambda loss: loss.cell, str, lambda loss: "fail")),
-        Section("LoRA targets lost", f"LoRA target lists matching fewer modules in {new}",
+        Section("LoRA targets lost", f"LoRA target lists matching fewer modules or covering less in {new}",
                 group(view.adapter_losses, silent_key, lambda s: s.cell, _text, lambda s: "fail")),
         checkpoint_section(f"{old} checkpoints", f"Checkpoints saved by {old} that {new} fails to use",
                            unusable_checkpoints(view.old_checkpoint_failures)),

@@ -34,11 +34,13 @@ of 4 (1.2e-6) a silent change, and bisect then saw such a cell "change more than
 MESSAGE_CHARS = 200
 """Error messages are cut to this many characters in the terminal view."""
 
-SILENT_FIELDS = ("loaded_class", "adapter_modules", "missing_keys", "unexpected_keys", "param_count", "dtype",
-                 "max_abs_diff", "surface")
+SILENT_FIELDS = ("loaded_class", "adapter_modules", "adapter_coverage", "adapter_trainable", "missing_keys",
+                 "unexpected_keys", "param_count", "dtype", "max_abs_diff", "surface")
 """Silent-change fields, most telling first (the order `check` prints them in); `surface` is one
 API path whose value changed (`SilentChange.path`); `adapter_modules`: what a LoRA target list
-matched (`details.adapter`, compat_tests/lora.py) moved, e.g. module paths renamed under a regex."""
+matched (`details.adapter`, compat_tests/lora.py) moved, e.g. module paths renamed under a regex;
+`adapter_coverage`: the projections (experts one by one) the adapter covers, whatever the layout;
+`adapter_trainable`: its number of trainable parameters."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,9 @@ class UpgradeView:
 
     @property
     def adapter_losses(self) -> tuple[SilentChange, ...]:
-        """LoRA target lists that match fewer modules in `to_release`: the adapter trains less after the
-        upgrade without an error, so it counts as breaking."""
-        return tuple(s for s in self.silent if fewer_adapter_modules(s))
+        """LoRA target lists that match fewer modules, or cover less (a projection or an expert lost), in
+        `to_release`: the adapter trains less after the upgrade without an error, so it counts as breaking."""
+        return tuple(s for s in self.silent if fewer_adapter_modules(s) or lost_adapter_coverage(s))
 
     @property
     def old_checkpoint_failures(self) -> tuple[Cell, ...]:
@@ -226,6 +228,11 @@ def silent_changes(before: Cell, after: Cell) -> list[SilentChange]:
     old_adapter, new_adapter = _adapter(before), _adapter(after)
     if old_adapter and new_adapter and old_adapter.get("modules") != new_adapter.get("modules"):
         changes.append(SilentChange(after, "adapter_modules", old_adapter, new_adapter))
+    if old_adapter and new_adapter:
+        for field, key in (("adapter_coverage", "coverage"), ("adapter_trainable", "trainable")):
+            old_value, new_value = old_adapter.get(key), new_adapter.get(key)
+            if old_value is not None and new_value is not None and old_value != new_value:
+                changes.append(SilentChange(after, field, old_value, new_value))
     old_surface, new_surface = _surface(before), _surface(after)
     for path, entry in old_surface.items():
         other = new_surface.get(path)
@@ -243,6 +250,21 @@ def _adapter(cell: Cell) -> dict[str, Any] | None:
 def fewer_adapter_modules(change: SilentChange) -> bool:
     """An `adapter_modules` change where the newer release's target list matches fewer modules."""
     return change.field == "adapter_modules" and change.after["matched"] < change.before["matched"]
+
+
+def lost_adapter_coverage(change: SilentChange) -> bool:
+    """An `adapter_coverage` change where the newer release covers some projection fewer times (or not at all)."""
+    return change.field == "adapter_coverage" and any(
+        count > change.after.get(unit, 0) for unit, count in change.before.items())
+
+
+def describe_coverage(change: SilentChange) -> str:
+    """`adapter_coverage: LoRA covers less: lost mlp.gate_proj x1, shared_experts.up_proj x1`."""
+    old, new = change.before, change.after
+    lost = [f"{k} x{old[k] - new.get(k, 0)}" for k in sorted(old) if old[k] > new.get(k, 0)]
+    gained = [f"{k} x{new[k] - old.get(k, 0)}" for k in sorted(new) if new[k] > old.get(k, 0)]
+    parts = ([f"lost {', '.join(lost)}"] if lost else []) + ([f"gained {', '.join(gained)}"] if gained else [])
+    return f"adapter_coverage: LoRA covers {'less' if lost else 'more'}: {'; '.join(parts)}"
 
 
 def describe_adapter(change: SilentChange) -> str:
@@ -288,8 +310,8 @@ def format_upgrade(view: UpgradeView) -> str:
         lines += ["", f"API paths gone when upgrading ({len(losses)}):"]
         lines += [_loss_lines(loss, view.from_release, view.to_release) for loss in losses]
     if view.adapter_losses:
-        lines += ["", f"LoRA target lists matching fewer modules when upgrading ({len(view.adapter_losses)}):"]
-        lines += [f"  {SYMBOL['fail']} {s.cell.grid_id}\n      {describe_adapter(s)}" for s in view.adapter_losses]
+        lines += ["", f"LoRA target lists matching fewer modules or covering less when upgrading ({len(view.adapter_losses)}):"]
+        lines += [f"  {SYMBOL['fail']} {s.cell.grid_id}\n      {describe_silent(s)}" for s in view.adapter_losses]
     for writer, reader, cells, failing in (
         (view.from_release, view.to_release, view.old_checkpoints, view.old_checkpoint_failures),
         (view.to_release, view.from_release, view.new_checkpoints, view.new_checkpoint_failures),
@@ -351,6 +373,10 @@ def describe_silent(change: SilentChange) -> str:
         return f"surface {change.path}: {short_value(change.before)} -> {short_value(change.after)}"
     if change.field == "adapter_modules":
         return describe_adapter(change)
+    if change.field == "adapter_coverage":
+        return describe_coverage(change)
+    if change.field == "adapter_trainable":
+        return f"adapter_trainable: {change.before} -> {change.after} trainable LoRA parameters"
     if change.field in ("missing_keys", "unexpected_keys"):
         added = sorted(set(change.after) - set(change.before))
         removed = sorted(set(change.before) - set(change.after))

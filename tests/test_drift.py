@@ -199,3 +199,22 @@ def test_a_release_without_a_record_is_said_and_bridged(baseline: dict[str, Any]
     assert [(r.before, r.after, r.status) for r in rows] == [("5.3.0", "5.4.0", "not compared"),
                                                             ("5.3.0", "5.5.0", "same")]
     assert "skipped: needs torchvision" in rows[0].describe()
+
+
+def _call(path: str, value: float, cls: str = "Module") -> dict[str, Any]:
+    return {"path": path, "shape": [[1, 4, 64]], "class": cls, "stats": [[value, value, value]]}
+
+
+def test_a_mixture_of_experts_block_is_matched_across_the_fused_layout_and_mixtrals_rename() -> None:
+    """4.x runs Mixtral's `block_sparse_moe` with one module per expert; 5.x runs `mlp` with a router
+    module and one fused `experts`: the block and its layer pair up, the experts are listed unmatched."""
+    per_expert = [_call("model.layers.0.self_attn", 1.0), _call("model.layers.0.block_sparse_moe.experts.0", 2.0),
+                  _call("model.layers.0.block_sparse_moe.experts.3", 3.0), _call("model.layers.0.block_sparse_moe", 4.0),
+                  _call("model.layers.0", 5.0)]
+    fused = [_call("model.layers.0.self_attn", 1.0), _call("model.layers.0.mlp.gate", 9.0),
+             _call("model.layers.0.mlp.experts", 9.0), _call("model.layers.0.mlp", 4.5, "MixtralSparseMoeBlock"),
+             _call("model.layers.0", 5.5)]
+    where = locate("text", per_expert, fused, 1e-4)
+    assert where.matched == 3 and where.first == "model.layers.0.mlp" and where.first_class == "MixtralSparseMoeBlock"
+    assert where.unmatched_before == ("model.layers.0.block_sparse_moe.experts.0", "model.layers.0.block_sparse_moe.experts.3")
+    assert where.unmatched_after == ("model.layers.0.mlp.gate", "model.layers.0.mlp.experts")

@@ -53,7 +53,7 @@ def test_fewer_matched_modules_than_in_the_older_release_is_a_silent_cause_and_a
     view = compare_releases(built, "4.51.3", "4.52.4")
     assert [s.cell.cell_id for s in view.adapter_losses] == ["qwen2_5_vl-smart-lora-load", "qwen2_5_vl-smart-lora-grpo_step"]
     assert upgrade_exit_code(view) == 1
-    assert "LoRA target lists matching fewer modules when upgrading (2)" in format_upgrade(view)
+    assert "LoRA target lists matching fewer modules or covering less when upgrading (2)" in format_upgrade(view)
     assert "something breaks; LoRA targets lost: 1 causes (2 cells)" in format_by_cause(view)
 
 
@@ -68,3 +68,41 @@ def test_the_same_modules_in_both_releases_is_no_change(tmp_path):
     built = report(tmp_path, ALL)
     assert built.causes == [] or all(c.kind != "silent" for c in built.causes)
     assert compare_releases(built, "4.51.3", "4.52.4").silent == ()
+
+
+def _with(modules: dict[str, int], coverage: dict[str, int], trainable: int) -> dict[str, Any]:
+    return {**adapter(modules), "coverage": coverage, "trainable": trainable}
+
+
+def moe_report(tmp_path: Path, newer: dict[str, Any]) -> Any:
+    """DeepSeek-V3's `lora` list as peft 0.21.2 adapts it on 4.57.6 (per-expert modules, the dense MLP and
+    the shared expert) and on 5.24.0 (the fused experts only), as measured on the tiny model."""
+    older = _with({"layers.*.mlp.experts.*.gate_proj": 4, "layers.*.mlp.gate_proj": 1, "layers.*.mlp.shared_experts.gate_proj": 1},
+                  {"experts.gate_proj": 4, "mlp.gate_proj": 1, "shared_experts.gate_proj": 1}, 24448)
+    lines = []
+    for release, summary in (("4.57.6", older), ("5.24.0", newer)):
+        cell = line("deepseek_v3", "load", release, {})
+        cell["details"] = {"adapter": summary}
+        lines.append(cell)
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return build_report([tmp_path / "r.jsonl"])
+
+
+def test_an_adapter_that_covers_less_is_an_upgrade_break_named_by_projection(tmp_path):
+    fused_only = _with({"layers.*.mlp.experts": 1, "layers.*.mlp.experts.base_layer": 1},
+                       {"experts.gate_proj": 4}, 19584)
+    view = compare_releases(moe_report(tmp_path, fused_only), "4.57.6", "5.24.0")
+    fields = {s.field for s in view.adapter_losses}
+    assert "adapter_coverage" in fields and upgrade_exit_code(view) == 1
+    text = format_upgrade(view)
+    assert "adapter_coverage: LoRA covers less: lost mlp.gate_proj x1, shared_experts.gate_proj x1" in text
+    assert "adapter_trainable: 24448 -> 19584 trainable LoRA parameters" in text
+
+
+def test_the_same_coverage_through_a_fused_parameter_with_another_trainable_count_breaks_nothing(tmp_path):
+    same_units = _with({"layers.*.mlp.experts.*.gate_proj": 4, "layers.*.mlp.gate_proj": 1,
+                        "layers.*.mlp.shared_experts.gate_proj": 1},
+                       {"experts.gate_proj": 4, "mlp.gate_proj": 1, "shared_experts.gate_proj": 1}, 26000)
+    view = compare_releases(moe_report(tmp_path, same_units), "4.57.6", "5.24.0")
+    assert view.adapter_losses == () and upgrade_exit_code(view) == 0
+    assert [s.field for s in view.silent] == ["adapter_trainable"]

@@ -33,10 +33,10 @@ from typing import Any, Iterator
 
 import torch
 
-from compat_tests.probes import lora_step
+from compat_tests.probes import lora_step, router
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import Checks, generate, pad_token_id, placeholder_token_ids, plain, prompt_inputs
-from compat_tests.probes.grpo_batch import Rollout, collate, completion_logprobs, completion_mask
+from compat_tests.probes.grpo_batch import Rollout, collate, completion_forward, completion_logprobs, completion_mask
 from compat_tests.probes.grpo_loss import group_advantages, grpo_loss
 from compat_tests.probes.rewards import get_reward
 from compat_tests.probes.tolerance import logit_scale, tolerance
@@ -71,6 +71,8 @@ class ParameterGroups:
     layer: list[torch.nn.Parameter]
     vision: list[torch.nn.Parameter]
     trainable: list[torch.nn.Parameter]
+    router: list[torch.nn.Parameter] = field(default_factory=list)
+    """Router weights of a mixture of experts (empty for a dense model)."""
 
 
 @dataclass
@@ -98,6 +100,10 @@ class Step:
     times: dict[str, float] = field(default_factory=dict)
     adapter: lora_step.AdapterStep | None = None
     """For a LoRA-adapted model: what the step did to the adapter and the base (then those are checked)."""
+    aux: router.AuxLoss = router.AuxLoss(False, 0.0)
+    """Whether the loss includes the router's auxiliary loss (an MoE whose config has it), and its coefficient."""
+    aux_loss: float | None = None
+    """The auxiliary loss over the batch (token-weighted as the GRPO loss); None when not added or not returned."""
 
 
 def eos_ids(ctx: ProbeContext) -> list[int]:
@@ -136,6 +142,7 @@ def parameter_groups(model: Any) -> ParameterGroups:
         layer=[p for name, p in named if name.startswith(last_layer + ".")],
         vision=[p for name, p in named if is_vision_name(name)],
         trainable=[p for p in model.parameters() if p.requires_grad],
+        router=router.router_parameters(model),
     )
 
 
@@ -200,10 +207,12 @@ def _backward_without_checkpointing(model: Any, rollout: Rollout, rows: list[int
     completion_logprobs(model, rollout, rows).sum().backward()
 
 
-def training_forward(model: Any, rollout: Rollout, rows: list[int]) -> torch.Tensor:
-    """[len(rows), T] log-probs from one train-mode forward of these rows; StepBroke `train_forward` when it raises."""
+def training_forward(model: Any, rollout: Rollout, rows: list[int],
+                     router_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[len(rows), T] log-probs from one train-mode forward of these rows, and the router's auxiliary loss
+    when asked; StepBroke `train_forward` when it raises."""
     try:
-        return completion_logprobs(model, rollout, rows)
+        return completion_forward(model, rollout, rows, router_logits)
     except Exception as exc:
         raise StepBroke("train_forward", f"a train-mode forward on a micro-batch of {len(rows)} raised {_raised(exc)} "
                                          "(the same rows ran in eval mode while sampling)") from exc
@@ -218,7 +227,7 @@ def no_grad_logprobs(model: Any, rollout: Rollout, rows: list[int], trained_at: 
             warnings.filterwarnings("ignore", message="None of the inputs have requires_grad")
             return completion_logprobs(model, rollout, rows)
     except Exception as exc:
-        training_forward(model, rollout, rollout.micro_batches(trained_at)[0])
+        training_forward(model, rollout, rollout.micro_batches(trained_at)[0])[0]
         check = "train_forward" if len(rows) == trained_at else "microbatch_match"
         raise StepBroke(check, f"a train-mode forward on micro-batches of {len(rows)} raised {_raised(exc)}") from exc
 
@@ -231,15 +240,22 @@ def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Ten
     settings = ctx.settings.grpo
     size = step.micro_batch_sizes[0]
     total_tokens = max(int(rollout.mask.sum()), 1)
-    logps, loss, kl, clipped = [], 0.0, 0.0, 0.0
+    logps, loss, kl, clipped, aux_total = [], 0.0, 0.0, 0.0, 0.0
     for rows in rollout.micro_batches(size):
-        logp = training_forward(ctx.model, rollout, rows)
+        logp, aux = training_forward(ctx.model, rollout, rows, step.aux.enabled)
         result = grpo_loss(logp, logp.detach(), logp.detach(), advantages[rows], rollout.mask[rows], beta=settings.beta,
                            epsilon_low=settings.epsilon_low, epsilon_high=settings.epsilon_high)
         share = int(rollout.mask[rows].sum()) / total_tokens
+        total = result.loss
+        if step.aux.enabled:
+            if aux is None:
+                raise StepBroke("router_aux_loss", "the config has output_router_logits and router_aux_loss_coef "
+                                                   f"{step.aux.coef}, but the forward asked for the router logits returned no aux_loss")
+            total = total + step.aux.coef * aux
+            aux_total += float(aux.detach()) * share
         try:
-            if result.loss.requires_grad:
-                (result.loss * share).backward()
+            if total.requires_grad:
+                (total * share).backward()
         except Exception as exc:
             if not step.gradient_checkpointing:
                 raise StepBroke("train_backward", f"backward raised {_raised(exc)}") from exc
@@ -254,6 +270,7 @@ def train(ctx: ProbeContext, step: Step, rollout: Rollout, advantages: torch.Ten
         kl += float(result.kl) * share
         clipped += float(result.clip_fraction) * share
     step.loss, step.kl, step.clip_fraction = loss, kl, clipped
+    step.aux_loss = aux_total if step.aux.enabled else None
     return torch.cat(logps)
 
 
@@ -283,7 +300,7 @@ def take_step(ctx: ProbeContext) -> Step:
     advantages = group_advantages(torch.tensor(rewards)).flatten().to(ctx.device)
     if not bool(advantages.any()):
         raise NoLearningSignal(f"reward {settings.reward!r} was equal inside every group {rewards}: zero advantages, no gradient to check", rewards)
-    step = Step(rewards, settings.micro_batch_sizes, gradient_checkpointing=False)
+    step = Step(rewards, settings.micro_batch_sizes, gradient_checkpointing=False, aux=router.aux_loss_setting(ctx.model))
     step.completion_tokens = int(rollout.mask.sum())
     step.times["sample_s"] = time.perf_counter() - start
     try:
@@ -325,7 +342,8 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
         step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
         step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)
         step.norms = {"head": grad_norm([groups.head]), "last_layer": grad_norm(groups.layer),
-                      "vision": grad_norm(groups.vision), "total": grad_norm(groups.trainable)}
+                      "vision": grad_norm(groups.vision), "router": grad_norm(groups.router),
+                      "total": grad_norm(groups.trainable)}
         if groups.trainable:
             torch.optim.AdamW(groups.trainable, lr=ctx.settings.grpo.learning_rate, weight_decay=0.0).step()
         step.changed = max_change(before, watched)
@@ -360,6 +378,12 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
                                                           f"({len(groups.trainable)} parameters require grad)")
     else:
         lora_step.check_adapter(step.adapter, checks.expect)
+    if step.aux_loss is not None:
+        checks.expect("router_aux_loss", math.isfinite(step.aux_loss), f"the router's auxiliary loss is {step.aux_loss}")
+    if any(p.requires_grad for p in groups.router):
+        checks.expect("grad_router", step.norms["router"] > 0,
+                      f"no gradient reached the router weights of {len(groups.router)} MoE layers"
+                      + (" (the loss includes their auxiliary loss)" if step.aux_loss is not None else ""))
     if ctx.modality == "image-text":
         checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
         checks.expect("grad_vision", not vision_trainable or step.adapter is not None or step.norms["vision"] > 0,
@@ -395,6 +419,10 @@ def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
         "grad_norm_last_layer": plain(norms["last_layer"]) if norms else None,
         "grad_norm_vision": plain(norms["vision"]) if norms and vision_trainable else None,
         "grad_norm_total": plain(norms["total"]) if norms else None,
+        **({"grad_norm_router": plain(norms["router"]) if norms else None, "router_layers": len(groups.router)}
+           if groups is not None and groups.router else {}),
+        **({"router_aux_coef": step.aux.coef,
+            "router_aux_loss": None if step.aux_loss is None else plain(step.aux_loss)} if step.aux.enabled else {}),
         "last_layer": groups.last_layer if groups else None,
         "max_param_change": plain(step.changed),
         "reward": ctx.settings.grpo.reward,

@@ -120,12 +120,22 @@ def takes_logits_to_keep(model: Any) -> bool:
 
 
 def completion_logprobs(model: Any, rollout: Rollout, indices: list[int]) -> torch.Tensor:
-    """[len(indices), T] log-probs of these rows' completion tokens from one training-style forward.
+    """[len(indices), T] log-probs of these rows' completion tokens from one training-style forward."""
+    return completion_forward(model, rollout, indices)[0]
+
+
+def completion_forward(model: Any, rollout: Rollout, indices: list[int],
+                       router_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The completion log-probs of `completion_logprobs`, and the router's auxiliary loss when
+    `router_logits` asks the forward for it (`output_router_logits=True`, as TRL does for an MoE).
 
     As TRL's forward: `logits_to_keep` = T + 1 where the model takes it, so the LM head runs only on
     the positions that predict the completion (a model that keeps the wrong ones fails logprob_match)."""
     length = rollout.completion.shape[1]
-    keep = {"logits_to_keep": length + 1} if takes_logits_to_keep(model) else {}
-    logits = model(**rollout.training_inputs(indices, model.config.model_type), use_cache=False, **keep).logits
-    step_logits = logits[:, -(length + 1) : -1].float()
-    return step_logits.log_softmax(dim=-1).gather(-1, rollout.completion[indices][..., None]).squeeze(-1)
+    keep: dict[str, Any] = {"logits_to_keep": length + 1} if takes_logits_to_keep(model) else {}
+    if router_logits:
+        keep["output_router_logits"] = True
+    output = model(**rollout.training_inputs(indices, model.config.model_type), use_cache=False, **keep)
+    step_logits = output.logits[:, -(length + 1) : -1].float()
+    logp = step_logits.log_softmax(dim=-1).gather(-1, rollout.completion[indices][..., None]).squeeze(-1)
+    return logp, getattr(output, "aux_loss", None) if router_logits else None

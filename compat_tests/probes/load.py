@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from compat_tests.experts import layout_details
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.compare import DRIFT, mismatch, other_writer
 from compat_tests.probes.tolerance import differences, within_reference_tolerance
@@ -90,6 +91,10 @@ class LoadProbe:
             "weights": ctx.weights.as_dict(ctx.text_route) if ctx.weights is not None else ctx.weights_note,
             "modality": ctx.modality,
         }
+        adapted = hasattr(ctx.model, "peft_config")  # a LoRA profile's summary says what the adapter covers
+        experts = None if adapted else layout_details(ctx.model, getattr(ctx.checkpoint, "path", None), saves=True)
+        if experts is not None:
+            details["expert_layout"] = experts
         try:
             problem = self._problem(ctx, details)
         except Drifted as drifted:

@@ -60,6 +60,25 @@ MISTRAL = ("{{ bos_token }}{% for message in messages %}{% if message['role'] ==
            "[/INST]{% else %}" + _content("") + "{{ eos_token }}{% endif %}{% endfor %}")
 """Mistral-7B-Instruct-v0.3's [INST] turns (no system role, no generation prompt: the model answers after [/INST])."""
 
+MIXTRAL = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] " + _content("") +
+           " [/INST]{% else %}" + _content("") + "{{ eos_token }}{% endif %}{% endfor %}")
+"""Mixtral-8x7B-Instruct-v0.1's [INST] turns (no system role, no generation prompt)."""
+
+DEEPSEEK_V3 = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}<｜User｜>" + _content("") +
+               "{% elif message['role'] == 'assistant' %}<｜Assistant｜>" + _content("") +
+               "<｜end▁of▁sentence｜>{% else %}" + _content("") + "{% endif %}{% endfor %}"
+               "{% if add_generation_prompt %}<｜Assistant｜>{% endif %}")
+"""DeepSeek-V3's <｜User｜> / <｜Assistant｜> turns after the bos."""
+
+OLMOE = ("{% for message in messages %}<|{{ message['role'] }}|>" + NL + _content("") + NL +
+         "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+         "{% if add_generation_prompt %}<|assistant|>" + NL + "{% endif %}")
+"""OLMoE-1B-7B-0924-Instruct's Tulu turns: <|user|>, <|assistant|>, eos after each answer."""
+
+GPT_OSS = ("{% for message in messages %}<|start|>{{ message['role'] }}<|message|>" + _content("") + "<|end|>{% endfor %}"
+           "{% if add_generation_prompt %}<|start|>assistant{% endif %}")
+"""gpt-oss's harmony turns, without channels or tools."""
+
 PHI3 = ("{% for message in messages %}<|{{ message['role'] }}|>" + NL + _content("") + "<|end|>" + NL +
         "{% endfor %}{% if add_generation_prompt %}<|assistant|>" + NL + "{% else %}{{ eos_token }}{% endif %}")
 """Phi-3-mini's <|user|> ... <|end|> turns."""
@@ -175,6 +194,36 @@ FAMILIES: dict[str, Family] = {
             roles={"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                    "unk_token": "<unk>"}),
         PHI3),
+    "qwen3_moe": Family(QWEN_TOKENIZER, CHATML),
+    "mixtral": Family(
+        TokenizerSpec(
+            class_name="LlamaTokenizer", style="llama", add_bos=True, specials=("<unk>", "<s>", "</s>"),
+            roles={"bos_token": "<s>", "eos_token": "</s>", "pad_token": None, "unk_token": "<unk>"}),
+        MIXTRAL),
+    "deepseek_v3": Family(
+        TokenizerSpec(  # the hub names LlamaTokenizerFast over a byte-level BPE; the plain fast class keeps that pipeline in every release
+            class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
+            specials=("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>",
+                      "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"),
+            roles={"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>",
+                   "pad_token": "<｜▁pad▁｜>", "unk_token": None},
+            model_input_names=LLAMA3_INPUTS),
+        DEEPSEEK_V3),
+    "olmoe": Family(
+        TokenizerSpec(
+            class_name="GPTNeoXTokenizer", style="gpt2",
+            specials=("<|endoftext|>", "<|padding|>", "<|user|>", "<|assistant|>", "<|system|>"),
+            roles={"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|padding|>", "unk_token": None},
+            config_bos="<|endoftext|>"),
+        OLMOE),
+    "gpt_oss": Family(
+        TokenizerSpec(
+            class_name="PreTrainedTokenizerFast", style="qwen",
+            specials=("<|startoftext|>", "<|endoftext|>", "<|return|>", "<|start|>", "<|message|>", "<|end|>",
+                      "<|channel|>", "<|constrain|>", "<|call|>"),
+            roles={"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "pad_token": "<|endoftext|>", "unk_token": None},
+            model_input_names=LLAMA3_INPUTS),
+        GPT_OSS),
     "idefics3": Family(
         TokenizerSpec(
             class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
