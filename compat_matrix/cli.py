@@ -123,7 +123,7 @@ def _releases(matrix: Matrix, requested: list[str] | None, pre: bool = False) ->
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    matrix = load_matrix(args.path or args.matrix, check_model_types=True)
+    matrix = load_matrix(args.path or args.matrix, check_model_types=True, check_files=True)
     print(f"{args.path or args.matrix}: valid ({len(matrix.models)} models, {len(matrix.transformers)} releases, "
           f"{matrix.count_cells()} cells per release)")
     return 0
@@ -751,6 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--out", help="the script (default repro-<cell>-<release>.py); with --causes, a folder")
     repro.add_argument("--report", type=Path, help="report.json of a run that has the cell (else --verify runs the cell)")
     repro.add_argument("--causes", type=Path, help="report.json: one script per cause of its failures, into --out")
+    repro.add_argument("--kinds", nargs="+", choices=["regression", "expected"], default=["regression", "expected"],
+                       help="with --causes: which causes (default: both)")
     repro.add_argument("--verify", action="store_true",
                        help="run the script in the release's environment (and --good's); exit 1 unless it reproduces")
     repro.set_defaults(func=cmd_repro)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's tests, from a fresh clone: the matrix end to end for one 4.x and one 5.x release on
 # the tiny models, each also loading the other's checkpoints (report checked for every cell; --fresh:
-# every cell runs, none comes from the results store), then
+# every cell runs, none comes from the results store), the reproduction scripts of five causes
+# verified against that report (docs/repro.md), then
 # compat-matrix as an installed tool on examples/grpo_trainer from outside the repository (built
 # wheel, init, two releases, report checked), then the unit tests (tox -e unit).
 set -euo pipefail
@@ -50,6 +51,10 @@ for step in "first:4.49.0 4.50.0" "second:4.49.0 4.50.0" "third:4.49.0 4.50.0 4.
 done
 echo "history from the store: ${SECONDS} s"
 .venv/bin/python -m pytest tests/e2e/test_history_store.py -q -p no:cacheprovider --history-dir "$HISTORY_OUT"
+echo "== repro end to end: five causes of different kinds reproduce on their release and pass on the good one; a broken probe does not"
+SECONDS=0
+.venv/bin/python -m pytest tests/e2e/test_repro_verified.py -q -p no:cacheprovider --report-dir "$E2E_OUT"
+echo "repro: ${SECONDS} s"
 echo "== the installed tool from outside the repository: examples/grpo_trainer"
 PYTHON=.venv/bin/python bash scripts/example_e2e.sh
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"

@@ -120,9 +120,12 @@ def python_env(tmp_path: Path, release: str) -> Path:
 
     if transformers.__version__ != release:
         pytest.skip(f"the unit env has transformers {transformers.__version__}, not {release}")
-    bin_dir = tmp_path / "tox" / f"tf{release.replace('.', '_')}" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
+    env = tmp_path / "tox" / f"tf{release.replace('.', '_')}"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    site = env / "lib" / "python3.11" / "site-packages"  # what release_python looks for (this interpreter has it)
+    for name in (f"transformers-{release}.dist-info", "torch"):
+        (site / name).mkdir(parents=True)
     return tmp_path / "tox"
 
 
@@ -161,8 +164,30 @@ def test_an_expectation_repro_path_must_exist(tmp_path: Path) -> None:
         "    repro: repro/missing.py", 1)
     path = tmp_path / "matrix.yaml"
     path.write_text(text)
+    assert load_matrix(path, check_model_types=False), "a copy elsewhere still loads (runs use copies)"
     with pytest.raises(MatrixError, match=r"expectations\[\d+\]\.repro: 'repro/missing\.py' is not a file"):
-        load_matrix(path, check_model_types=False)
-    (tmp_path / "repro").mkdir()
-    (tmp_path / "repro" / "missing.py").write_text("")
-    assert load_matrix(path, check_model_types=False)
+        load_matrix(path, check_model_types=False, check_files=True)
+    for script in [*(DEFAULT_MATRIX.parent / "repro").glob("*.py"), Path("repro/missing.py")]:
+        (tmp_path / "repro").mkdir(exist_ok=True)
+        (tmp_path / "repro" / script.name).write_text("")
+    assert load_matrix(path, check_model_types=False, check_files=True)
+
+
+def test_the_default_matrix_links_scripts_that_exist() -> None:
+    linked = [e.repro for e in MATRIX.expectations if e.repro]
+    assert len(linked) == 5
+    assert load_matrix(DEFAULT_MATRIX, check_model_types=False, check_files=True)
+
+
+def test_the_cause_summary_says_which_causes_have_a_verified_script_and_why_others_have_none() -> None:
+    from compat_matrix.repro.command import CauseScript, summary_md
+
+    rows = [CauseScript("c1", "load: ValueError: x | y", "c1.py", "cell-a", "4.57.6", "5.24.0", 80, True,
+                        "reproduces in 4.57.6 (...); passes in 5.24.0"),
+            CauseScript("c2", "forward: CheckFailed", None, "cell-b", "5.24.0", None, None, False,
+                        "no script: no script template builds gemma3 image inputs")]
+    text = summary_md(rows, verified=True)
+    assert "1 of 2 causes have a verified script" in text
+    assert "| `c1.py` (80 lines) | `4.57.6/cell-a` | ✅ reproduces in 4.57.6" in text
+    assert "| none | `5.24.0/cell-b` | no script: no script template builds gemma3 image inputs |" in text
+    assert "x \\| y" in text

@@ -71,13 +71,17 @@ def image_processor():
 
 QWEN_VL_INPUTS = '''
 
-def image_text_inputs():
+def image_text_inputs(model):
     """What the processor gives for one image and a short prompt, built by hand: __TOKENS__ image tokens."""
+    import inspect
+
     torch.manual_seed(1)
-    pixel_values = torch.randn(__PATCHES__, __PATCH_DIM__)
     input_ids = torch.tensor([[__START__] + [__IMAGE__] * __TOKENS__ + [__END__, 5, 9, 14]])
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values": pixel_values,
-            "image_grid_thw": torch.tensor([[1, __GRID__, __GRID__]])}
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+              "pixel_values": torch.randn(__PATCHES__, __PATCH_DIM__), "image_grid_thw": torch.tensor([[1, __GRID__, __GRID__]])}
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:  # the processor returns it then
+        inputs["mm_token_type_ids"] = (input_ids == __IMAGE__).long()  # 1 at image tokens, as it does
+    return inputs
 '''
 
 LOAD = '''
@@ -115,12 +119,8 @@ FORWARD_IMAGE = '''
 
 def check(model):
     """Training code passes some of the processor's outputs by hand: the logits must not change."""
-    import inspect
-
-    manual = image_text_inputs()
-    full = dict(manual)
-    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:  # then the processor returns it too
-        full["mm_token_type_ids"] = (manual["input_ids"] == __IMAGE__).long()  # 1 at image tokens, as it does
+    full = image_text_inputs(model)
+    manual = {k: v for k, v in full.items() if k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
     print("the processor returns", sorted(full), "; training code passes", sorted(manual))
     with torch.no_grad():
         every, some = model(**full).logits, model(**manual).logits
@@ -146,6 +146,7 @@ def check(model):
     """One LoRA training step as TRL's GRPOTrainer takes it with peft and gradient checkpointing."""
     from peft import LoraConfig, get_peft_model
 
+    inputs = __INPUTS__
     torch.manual_seed(0)
     targets = __TARGETS__
     model = get_peft_model(model, LoraConfig(r=__R__, lora_alpha=__ALPHA__, target_modules=targets, lora_dropout=0.0,
@@ -153,7 +154,7 @@ def check(model):
     model.gradient_checkpointing_enable()  # the release's default variant, as the HF Trainer calls it
     model.enable_input_require_grads()  # what trainers call for peft under gradient checkpointing
     model.train()
-    model(**__INPUTS__).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
+    model(**inputs).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
     adapters = {}  # module -> its lora_A and lora_B weights; lora_B's gradient is non-zero when the output is used
     for name, p in model.named_parameters():
         if ".lora_" in name:

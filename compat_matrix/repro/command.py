@@ -20,6 +20,9 @@ from reports.signature import LOAD_FAILED_PREFIX
 INDEX = "index.json"
 """`--causes` writes one script per cause and this index: cause id -> script, cell, verdict."""
 
+SUMMARY = "README.md"
+"""`--causes` also writes this Markdown table (the nightly appends it to its regression issue)."""
+
 
 class ReproProblem(ValueError):
     """A cell or report that cannot be used (the message names it and the fix)."""
@@ -120,17 +123,20 @@ class CauseScript:
 
 
 def pick_cell(report: Report, cause: Cause) -> tuple[str, str, str | None] | None:
-    """(release, cell id, good release) of the cause to write a script for: a same-release cell of a
-    transformers route before `smart` (ours) and before cross-release ones; good: the nearest release
-    where the same cell passes."""
+    """(release, cell id, good release) of the cause to write a script for: a same-release cell before
+    a cross-release one, a transformers route before `smart` (ours), a load cell before the probes it
+    stopped, the oldest release; good: the nearest release where the same cell passes."""
     releases = [r.transformers for r in report.releases]
     order = {v: i for i, v in enumerate(releases)}
     candidates = sorted((entry.split("/", 1) for entry in cause.cells),
-                        key=lambda rc: ("@" in rc[1], "-smart-" in rc[1], order.get(rc[0], 0), rc[1]))
+                        key=lambda rc: ("@" in rc[1], "-smart-" in rc[1], not rc[1].split("@")[0].endswith("-load"),
+                                        order.get(rc[0], 0), rc[1]))
     if not candidates:
         return None
     release, cell_id = candidates[0]
-    passing = [c.transformers for c in report.cells if c.cell_id == cell_id and c.status == "pass"]
+    body, _, writer = cell_id.partition("@")
+    passing = [c.transformers for c in report.cells if c.status == "pass"
+               and (c.cell_id == cell_id or (c.cell_id == body and c.transformers == writer))]  # the writer's own read
     good = min(passing, key=lambda v: abs(order.get(v, 0) - order.get(release, 0))) if passing else None
     return release, cell_id, good
 
@@ -141,15 +147,33 @@ def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for cause in report.causes:
-        if cause.kind not in ("regression", "expected") or cause.status not in ("fail", "error"):
+        if cause.kind not in args.kinds or cause.status not in ("fail", "error"):
             continue
         rows.append(_cause_script(args, matrix, matrix_file, report, cause, out))
         print(f"{cause.id}: {rows[-1].summary}", file=sys.stderr)
     (out / INDEX).write_text(json.dumps([row.__dict__ for row in rows], indent=1) + "\n", encoding="utf-8")
+    (out / SUMMARY).write_text(summary_md(rows, bool(args.verify)), encoding="utf-8")
     verified = sum(row.verified for row in rows)
     print(f"{len(rows)} causes, {sum(r.script is not None for r in rows)} scripts, "
           f"{verified} verified{'' if args.verify else ' (no --verify)'}; index: {out / INDEX}")
     return 0
+
+
+def summary_md(rows: list[CauseScript], verified: bool) -> str:
+    """One line per cause: its script and whether it reproduces, or why there is none."""
+    if not rows:
+        return "No failing causes: no reproduction scripts.\n"
+    count = sum(r.verified for r in rows)
+    head = (f"**Reproductions**: {count} of {len(rows)} causes have a verified script" if verified
+            else f"**Reproductions**: scripts for {sum(r.script is not None for r in rows)} of {len(rows)} causes, not verified")
+    lines = [head, "", "| cause | script | cell | verdict |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        title = " ".join(r.title.split()).replace("|", "\\|")[:160]
+        script = f"`{r.script}` ({r.lines} lines)" if r.script else "none"
+        cell = f"`{r.release}/{r.cell}`" if r.cell else ""
+        verdict = ("✅ " if r.verified else "") + " ".join(r.summary.split()).replace("|", "\\|")[:300]
+        lines.append(f"| {title} | {script} | {cell} | {verdict} |")
+    return "\n".join(lines) + "\n"
 
 
 def _cause_script(args: argparse.Namespace, matrix: Matrix, matrix_file: Path, report: Report, cause: Cause,

@@ -122,7 +122,8 @@ def write_script(target: Target) -> Script:
         raise NoTemplate(f"strategy {cell.strategy!r} is the user's own loader: a script cannot call it")
     profile = entry.load_kwargs[cell.profile]
     image_text = entry.modality == "image-text"
-    if image_text and entry.recipe.model_type not in QWEN_VL_FAMILIES:
+    qwen_vl = entry.recipe.model_type in QWEN_VL_FAMILIES
+    if image_text and not qwen_vl and cell.probe in ("forward", "grpo_step"):
         raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs (only "
                          f"{', '.join(QWEN_VL_FAMILIES)})")
     needs: tuple[str, ...] = ()
@@ -138,12 +139,15 @@ def write_script(target: Target) -> Script:
         parts = (blocks.QWEN_VL_INPUTS if image_text else "") + _fill(
             blocks.LORA_STEP, R=str(profile.adapter.lora.r), ALPHA=str(profile.adapter.lora.alpha),
             TARGETS=_targets(profile.adapter.lora.target_modules),
-            INPUTS="image_text_inputs()" if image_text else '{"input_ids": INPUT_IDS}')
+            INPUTS="image_text_inputs(model)" if image_text else '{"input_ids": INPUT_IDS}')
+    elif cell.probe == "load" and profile.adapter is not None:
+        raise NoTemplate("no script template applies a LoRA adapter after the load (target_matches); the profile's "
+                         "grpo_step cell has one")
     elif cell.probe != "load":
         raise NoTemplate(f"no script template for the {cell.probe} probe (only load, forward, and grpo_step with a "
                          "LoRA profile); a cell whose load fails is reproduced by its load cell")
     if target.cross_release:
-        parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text else "") + parts
+        parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else "") + parts
     return Script(_text(target, parts, check, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
 
 
@@ -200,7 +204,7 @@ def _text(target: Target, parts: str, check: str, needs: tuple[str, ...]) -> str
             "forward": "the forward gives the same logits with the inputs training code passes by hand",
             "grpo_step": "every LoRA module whose output the loss uses gets a gradient"}[cell.probe]
     values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": "transformers.PreTrainedTokenizerFast",
-              **(_image_values(entry) if entry.modality == "image-text" else {})}
+              **(_image_values(entry) if entry.recipe.model_type in QWEN_VL_FAMILIES else {})}
     body = (_fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call), ABOUT=_about(target, expected))
             + "KWARGS = " + repr(kwargs) + "\n"
             + _fill(blocks.MODEL, CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
@@ -211,7 +215,7 @@ def _text(target: Target, parts: str, check: str, needs: tuple[str, ...]) -> str
     if target.cross_release:
         image_text = entry.modality == "image-text"
         save, read = "tokenizer().save_pretrained(folder)", "transformers.AutoTokenizer.from_pretrained(folder)"
-        if image_text:
+        if image_text and entry.recipe.model_type in QWEN_VL_FAMILIES:
             save += "\n    image_processor().save_pretrained(folder)"
             read += "\n        transformers.AutoImageProcessor.from_pretrained(folder)"
         return body + _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check or "del model", EXPECTED=what)
@@ -254,7 +258,7 @@ def _first_sentence(reason: str) -> str:
     text = " ".join(reason.split())
     end = text.find(". ")
     text = text if end < 0 else text[: end + 1]
-    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+    return text if len(text) <= REASON_CHARS else text[: text.rfind(" ", 0, REASON_CHARS)] + " …"
 
 
 def _wrap(line: str, width: int = 110) -> str:

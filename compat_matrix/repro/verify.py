@@ -61,19 +61,16 @@ def parse_failure(stdout: str) -> tuple[str | None, str]:
 
 
 def release_python(release: str, needs: Iterable[str], tox_workdir: Path | None) -> str | None:
-    """A Python of an existing environment with exactly this transformers release (and `needs`):
-    the release's tox environment, else bisect's cached one; None when there is none."""
+    """A Python of an existing environment with exactly this transformers release, torch and `needs`
+    installed: the release's tox environment, else bisect's cached one; None when there is none.
+    Judged by the installed distributions' folders, without starting Python (torch takes seconds)."""
     folders = [tox_workdir / env_name(release)] if tox_workdir else []
-    folders.append(env_root() / env_name(release))
-    probe = ("import importlib.metadata as m, sys; import torch, transformers; "
-             + "".join(f"import {n}; " for n in needs) + "print(m.version('transformers'))")
-    for folder in folders:
+    for folder in [*folders, env_root() / env_name(release)]:
         python = folder / "bin" / "python"
-        if not python.is_file():
-            continue
-        found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120)
-        if found.returncode == 0 and found.stdout.strip() == release:
-            return str(python)
+        for site in folder.glob("lib/python3*/site-packages"):
+            found = [f"transformers-{release}.dist-info", "torch", *needs]
+            if python.is_file() and all((site / name).exists() for name in found):
+                return str(python)
     return None
 
 
@@ -96,6 +93,8 @@ def _environ() -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     if "UV_FIND_LINKS" not in env and env.get("PIP_FIND_LINKS"):
         env["UV_FIND_LINKS"] = env["PIP_FIND_LINKS"]  # uv sees the local torch wheel only this way
+    if env.get("COMPAT_MATRIX_TORCH_INDEX"):  # as tox.ini: torch from that index, never PyPI's CUDA build
+        env["UV_EXTRA_INDEX_URL"] = env["COMPAT_MATRIX_TORCH_INDEX"]
     return env
 
 

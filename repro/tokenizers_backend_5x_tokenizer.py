@@ -1,0 +1,115 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["transformers==4.57.6", "torch==2.13.0"]
+# ///
+"""meta-llama/Llama-3.2-1B-Instruct (a tiny random copy), transformers 4.57.6 reading a checkpoint 5.24.0 saved:
+LlamaForCausalLM.from_pretrained(folder)
+
+compat-matrix cell llama-explicit_class-default-load@5.24.0 in transformers 4.57.6; passes in 5.24.0.
+matrix.yaml expects fail: 5.x writes tokenizer_class TokenizersBackend into tokenizer_config.json, a class 4.x
+does not have (ValueError): a 5.x fine-tune's tokenizer cannot be read
+Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):
+uv run --with transformers==5.24.0 tokenizers_backend_5x_tokenizer.py write ckpt
+uv run tokenizers_backend_5x_tokenizer.py read ckpt
+"""
+import sys
+import tempfile
+import traceback
+
+import torch
+import transformers
+
+KWARGS = {}
+CONFIG = {"initializer_range": 0.1, "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "max_position_embeddings": 512}
+ARCHITECTURE = "LlamaForCausalLM"
+INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
+
+
+def fail(message):
+    print("got:", message)
+    sys.exit(1)
+
+
+def build(folder):
+    """Save a tiny random LlamaForCausalLM (bfloat16, as the hub's); return its float32 logits."""
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model("llama", **CONFIG)
+    config.architectures = [ARCHITECTURE]
+    model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
+    model.save_pretrained(folder)
+    with torch.no_grad():
+        return model.float()(input_ids=INPUT_IDS).logits
+
+
+def tokenizer():
+    """The smallest tokenizer a checkpoint can ship: a word-level vocabulary up to the special tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    special = {}
+    vocab = {w: i for i, w in enumerate(["<unk>", "<|endoftext|>", "describe", "the", "picture"])}
+    vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), 5)} | special)
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>",
+                               additional_special_tokens=list(special))
+
+
+def load(folder):
+    """The call under test; an exception here is the failure."""
+    try:
+        architectures = transformers.AutoConfig.from_pretrained(folder).architectures  # VLM-R1's model_cls
+        if not architectures:
+            fail(f"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load")
+        model, info = getattr(transformers, architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)
+    except Exception as exc:
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")
+    if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
+        model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
+    return model, info
+
+
+def check_load(model, info, reference):
+    """As compat-matrix's load probe: every tensor used, an LM head, the saved weights' logits."""
+    unclean = {key: names for key, names in info.items() if names and key != "error_msgs"}
+    if unclean:
+        fail(f"CheckFailed: the load was not clean: {unclean}")
+    if model.get_output_embeddings() is None:
+        fail(f"CheckFailed: {type(model).__name__} has no LM head")
+    with torch.no_grad():
+        logits = model(input_ids=INPUT_IDS).logits.float()
+    relative = float((logits - reference).abs().max() / reference.abs().max())
+    if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
+        fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
+    return model
+
+
+def write(folder):
+    """Step 1, run by the release that saves: the checkpoint and what it computes."""
+    torch.save(build(folder), f"{folder}/reference_logits.pt")
+    tokenizer().save_pretrained(folder)
+    print(f"transformers {transformers.__version__} saved the checkpoint in {folder}")
+
+
+def read(folder):
+    """Step 2, run by the release that loads: what a fine-tune's user does."""
+    try:
+        transformers.AutoConfig.from_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")
+    model = check_load(*load(folder), torch.load(f"{folder}/reference_logits.pt"))
+    del model
+    print("ok: the behaviour is right")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "read"):
+        sys.exit(f"usage: {sys.argv[0]} write|read FOLDER (see the top of this file)")
+    print("transformers", transformers.__version__, "torch", torch.__version__)
+    if sys.argv[1] == "read":
+        print("expected: LlamaForCausalLM.from_pretrained(folder) loads the checkpoint cleanly, with its LM head and the saved weights' logits")
+    (write if sys.argv[1] == "write" else read)(sys.argv[2])
