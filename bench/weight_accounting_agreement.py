@@ -28,9 +28,11 @@ def load_lines(folders: list[Path]) -> Iterator[dict[str, Any]]:
                     yield record
 
 
-def sides(record: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """((accounting re-initialised, unused), (transformers missing+mismatched, unexpected)), or None
-    when the cell has no accounting or no loading report."""
+def sides(record: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], int] | None:
+    """((accounting re-initialised, unused), (transformers missing+mismatched, unexpected), constant), or
+    None when the cell has no accounting or no loading report. `constant`: tensors the accounting found
+    only by content, one value throughout (an init gives the same): transformers counts them missing,
+    and their checkpoint copies unexpected."""
     details = record.get("details") or {}
     weights = details.get("weights")
     if not isinstance(weights, dict) or "missing_count" not in details or record.get("callables", {}).get("strategy"):
@@ -38,7 +40,7 @@ def sides(record: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]] | N
     ours = (weights["reinitialised"]["count"], weights["unused"]["count"] + weights["dropped"]["count"])
     theirs = (details["missing_count"] + details.get("mismatched_count", len(details.get("mismatched_keys", []))),
               details["unexpected_count"])
-    return ours, theirs
+    return ours, theirs, weights.get("constant", {}).get("count", 0)
 
 
 def first(weights: dict[str, Any], group: str) -> list[str]:
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
-    table: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    table: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     disagreements, left_out, shares = [], 0, []
     for record in load_lines(args.folders):
         compared = sides(record)
@@ -60,20 +62,31 @@ def main() -> None:
         details = record["details"]
         release = record["transformers"] + (f" <- {record['saved_by']}" if record.get("saved_by") else "")
         row = table[(release, record["model"])]
-        row[0 if compared[0] == compared[1] else 1] += 1
+        (ours, theirs, constant) = compared
+        up_to_constant = (ours[0] + constant, ours[1] + constant) == theirs
+        row[0 if ours == theirs else 1 if up_to_constant else 2] += 1
         if details.get("load_s"):
             shares.append(details.get("weights_s", 0.0) / details["load_s"])
-        if compared[0] != compared[1]:
+        if ours != theirs:
             weights = details["weights"]
             disagreements.append(
-                f"| {release} | {record['cell_id']} | {compared[0][0]} reinit, {compared[0][1]} unused: "
+                f"| {release} | {record['cell_id']} | {ours[0]} reinit, {ours[1]} unused, {constant} constant: "
                 f"{', '.join(first(weights, 'reinitialised')[:3] + first(weights, 'unused')[:3])} | "
-                f"{compared[1][0]} missing, {compared[1][1]} unexpected: "
+                f"{theirs[0]} missing, {theirs[1]} unexpected: "
                 f"{', '.join((details['missing_keys'] + details['mismatched_keys'])[:3] + details['unexpected_keys'][:3])} |")
-    lines = ["| release | model | agree | disagree |", "|---|---|---|---|"]
-    lines += [f"| {release} | {model} | {a} | {d} |" for (release, model), (a, d) in sorted(table.items())]
-    lines += ["", f"cells compared: {sum(a + d for a, d in table.values())}, agreeing: {sum(a for a, _ in table.values())}, "
-                  f"left out (no report or no load): {left_out}"]
+    readers: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for (release, _), row in table.items():
+        reader = readers[release.split(" <- ")[0] + (" (other writers)" if " <- " in release else "")]
+        reader[0] += 1
+        for i in range(3):
+            reader[i + 1] += row[i]
+    lines = ["| release (loading) | models (x writers) | agree | agree up to constant tensors | disagree |", "|---|---|---|---|---|"]
+    lines += [f"| {release} | {m} | {a} | {c} | {d} |" for release, (m, a, c, d) in sorted(readers.items())]
+    lines += ["", "| release | model | agree | agree up to constant tensors | disagree |", "|---|---|---|---|---|"]
+    lines += [f"| {release} | {model} | {a} | {c} | {d} |" for (release, model), (a, c, d) in sorted(table.items())]
+    lines += ["", f"cells compared: {sum(map(sum, table.values()))}, agreeing: {sum(row[0] for row in table.values())}, "
+                  f"up to constant tensors: {sum(row[1] for row in table.values())}, "
+                  f"disagreeing: {sum(row[2] for row in table.values())}, left out (no report or no load): {left_out}"]
     if shares:
         lines.append(f"accounting seconds / load seconds: median {statistics.median(shares):.2f}, max {max(shares):.2f}")
     if disagreements:
