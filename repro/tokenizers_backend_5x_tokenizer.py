@@ -52,8 +52,8 @@ def tokenizer():
     vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), 5)} | special)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>",
-                               additional_special_tokens=list(special))
+    backend.add_special_tokens(list(special))  # in the tokenizer's own file, as the hub's tokenizer.json has them
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>")
 
 
 def load(folder):

@@ -57,8 +57,8 @@ def tokenizer():
     vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), __SPECIAL_BASE__)} | special)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return __TOKENIZER_CLASS__(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>",
-                               additional_special_tokens=list(special))
+    backend.add_special_tokens(list(special))  # in the tokenizer's own file, as the hub's tokenizer.json has them
+    return __TOKENIZER_CLASS__(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>")
 '''
 
 QWEN_VL_IMAGE_PROCESSOR = '''
