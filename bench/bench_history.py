@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-TOX_TIMES = re.compile(r"OK \(([\d.]+)=setup\[([\d.]+)\]\+cmd\[([\d.,]+)\] seconds\)")
+TOX_TIMES = re.compile(r"(?:OK|FAIL code \d+) \(([\d.]+)=setup\[([\d.]+)\]\+cmd\[([\d.,]+)\] seconds\)")
 """tox's last line: total, environment setup, then each command (commands_pre first)."""
 
 
