@@ -57,15 +57,13 @@ def tokenizer():
 
 
 def load(folder):
-    """The call under test; an exception here is the failure."""
-    try:
-        architectures = transformers.AutoConfig.from_pretrained(folder).architectures  # VLM-R1's model_cls
-        if not architectures:
-            fail(f"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load")
-        model, info = getattr(transformers, architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)
-    except Exception as exc:
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    """The call under test."""
+    config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]
+    if not config.architectures:
+        fail(f"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though "
+             f"transformers {config.transformers_version} saved this checkpoint as {ARCHITECTURE}: loaders that take "
+             "the class from config.architectures (VLM-R1's model_cls) cannot load it")
+    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)
     if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
         model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
     return model, info
@@ -78,8 +76,11 @@ def check_load(model, info, reference):
         fail(f"CheckFailed: the load was not clean: {unclean}")
     if model.get_output_embeddings() is None:
         fail(f"CheckFailed: {type(model).__name__} has no LM head")
-    with torch.no_grad():
-        logits = model(input_ids=INPUT_IDS).logits.float()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=INPUT_IDS).logits.float()
+    except Exception as exc:  # the weights are in, the model cannot run
+        fail(f"{type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised {type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
         fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
@@ -95,12 +96,8 @@ def write(folder):
 
 def read(folder):
     """Step 2, run by the release that loads: what a fine-tune's user does."""
-    try:
-        transformers.AutoConfig.from_pretrained(folder)
-        transformers.AutoTokenizer.from_pretrained(folder)
-    except Exception as exc:
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    transformers.AutoConfig.from_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(folder)
     model = check_load(*load(folder), torch.load(f"{folder}/reference_logits.pt"))
     del model
     print("ok: the behaviour is right")
@@ -112,4 +109,8 @@ if __name__ == "__main__":
     print("transformers", transformers.__version__, "torch", torch.__version__)
     if sys.argv[1] == "read":
         print("expected: LlamaForCausalLM.from_pretrained(folder) loads the checkpoint cleanly, with its LM head and the saved weights' logits")
-    (write if sys.argv[1] == "write" else read)(sys.argv[2])
+    try:
+        (write if sys.argv[1] == "write" else read)(sys.argv[2])
+    except Exception as exc:  # an exception is the failure
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")

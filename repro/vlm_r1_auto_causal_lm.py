@@ -46,12 +46,8 @@ def build(folder):
 
 
 def load(folder):
-    """The call under test; an exception here is the failure."""
-    try:
-        model, info = transformers.AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True, **KWARGS)
-    except Exception as exc:
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    """The call under test."""
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True, **KWARGS)
     if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
         model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
     return model, info
@@ -64,8 +60,11 @@ def check_load(model, info, reference):
         fail(f"CheckFailed: the load was not clean: {unclean}")
     if model.get_output_embeddings() is None:
         fail(f"CheckFailed: {type(model).__name__} has no LM head")
-    with torch.no_grad():
-        logits = model(input_ids=INPUT_IDS).logits.float()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=INPUT_IDS).logits.float()
+    except Exception as exc:  # the weights are in, the model cannot run
+        fail(f"{type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised {type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
         fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
@@ -77,5 +76,9 @@ if __name__ == "__main__":
     folder = tempfile.mkdtemp()
     reference = build(folder)
     print("expected: AutoModelForCausalLM.from_pretrained(folder) loads the checkpoint cleanly, with its LM head and the saved weights' logits")
-    check_load(*load(folder), reference)
+    try:
+        check_load(*load(folder), reference)
+    except Exception as exc:  # an exception is the failure
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")
     print("ok: the behaviour is right")

@@ -87,12 +87,8 @@ def image_text_inputs(model):
 LOAD = '''
 
 def load(folder):
-    """The call under test; an exception here is the failure."""
-    try:
-        __LOAD_BODY__
-    except Exception as exc:
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    """The call under test."""
+    __LOAD_BODY__
     if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
         model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
     return model, info
@@ -107,8 +103,11 @@ def check_load(model, info, reference):
         fail(f"CheckFailed: the load was not clean: {unclean}")
     if model.get_output_embeddings() is None:
         fail(f"CheckFailed: {type(model).__name__} has no LM head")
-    with torch.no_grad():
-        logits = model(input_ids=INPUT_IDS).logits.float()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=INPUT_IDS).logits.float()
+    except Exception as exc:  # the weights are in, the model cannot run
+        fail(f"{type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised {type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
         fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
@@ -181,7 +180,11 @@ if __name__ == "__main__":
     folder = tempfile.mkdtemp()
     reference = build(folder)
     print("expected: __EXPECTED__")
-    __CHECK__
+    try:
+        __CHECK__
+    except Exception as exc:  # an exception is the failure
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")
     print("ok: the behaviour is right")
 '''
 
@@ -196,12 +199,8 @@ def write(folder):
 
 def read(folder):
     """Step 2, run by the release that loads: what a fine-tune's user does."""
-    try:
-        transformers.AutoConfig.from_pretrained(folder)
-        __READ_FILES__
-    except Exception as exc:
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    transformers.AutoConfig.from_pretrained(folder)
+    __READ_FILES__
     model = check_load(*load(folder), torch.load(f"{folder}/reference_logits.pt"))
     __CHECK__
     print("ok: the behaviour is right")
@@ -213,5 +212,9 @@ if __name__ == "__main__":
     print("transformers", transformers.__version__, "torch", torch.__version__)
     if sys.argv[1] == "read":
         print("expected: __EXPECTED__")
-    (write if sys.argv[1] == "write" else read)(sys.argv[2])
+    try:
+        (write if sys.argv[1] == "write" else read)(sys.argv[2])
+    except Exception as exc:  # an exception is the failure
+        traceback.print_exc()
+        fail(f"{type(exc).__name__}: {exc}")
 '''

@@ -163,10 +163,12 @@ def _load_body(strategy: str, cross_release: bool) -> str:
         return f"model, info = transformers.{ROUTES[strategy]}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
     if not cross_release:  # the class this script saved
         return "model, info = getattr(transformers, ARCHITECTURE).from_pretrained(folder, output_loading_info=True, **KWARGS)"
-    return ("architectures = transformers.AutoConfig.from_pretrained(folder).architectures  # VLM-R1's model_cls\n"
-            "        if not architectures:\n"
-            "            fail(f\"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load\")\n"
-            "        model, info = getattr(transformers, architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)")
+    return ("config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]\n"
+            "    if not config.architectures:\n"
+            "        fail(f\"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though \"\n"
+            "             f\"transformers {config.transformers_version} saved this checkpoint as {ARCHITECTURE}: loaders that take \"\n"
+            "             \"the class from config.architectures (VLM-R1's model_cls) cannot load it\")\n"
+            "    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)")
 
 
 def _call(target: Target, kwargs: dict[str, Any]) -> str:
