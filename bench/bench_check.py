@@ -21,6 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+STORE = "results-store"
+"""The store folder under --work (beside each call's --out folder, never one of them)."""
 
 
 def check(work: Path, name: str, pair: list[str], models: list[str], *extra: str) -> tuple[float, str]:
@@ -29,12 +31,12 @@ def check(work: Path, name: str, pair: list[str], models: list[str], *extra: str
     shutil.rmtree(out, ignore_errors=True)
     command = [str(REPO / ".venv" / "bin" / "compat-matrix"), "check", "--from", pair[0], "--to", pair[1],
                "--out", str(out), *(["--models", *models] if models else []), *extra]
-    env = {**os.environ, "COMPAT_MATRIX_STORE": str(work / "store")}
+    env = {**os.environ, "COMPAT_MATRIX_STORE": str(work / STORE)}
     start = time.monotonic()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     (work / f"{name}.err").write_text(done.stderr, encoding="utf-8")
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or "Traceback" in done.stderr:
         raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
     return seconds, done.stderr
 
@@ -46,22 +48,23 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=[])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-check"))
     parser.add_argument("--envs-ready", action="store_true", help="skip the untimed call that makes the environments")
+    parser.add_argument("--no-warm", dest="warm", action="store_false", help="skip the --no-store call")
     args = parser.parse_args()
     pair, work = [args.from_release, args.to_release], args.work
     work.mkdir(parents=True, exist_ok=True)
     if not args.envs_ready:
         check(work, "setup", pair, args.models, "--no-store", "--no-drift")  # environments and checkpoints, untimed
-    shutil.rmtree(work / "store", ignore_errors=True)
+    shutil.rmtree(work / STORE, ignore_errors=True)
     cold, _ = check(work, "cold", pair, args.models)
-    warm, _ = check(work, "warm", pair, args.models, "--no-store")
-    stored, err = check(work, "store", pair, args.models)
+    warm = check(work, "warm", pair, args.models, "--no-store")[0] if args.warm else float("nan")
+    stored, err = check(work, "from-store", pair, args.models)
     reused = [(int(a), int(b)) for a, b in re.findall(r"store: reused (\d+) of (\d+) cells", err)]
     drift = [(int(a), int(b)) for a, b in re.findall(r"store: reused (\d+) of (\d+) records", err)]
     hit, total = sum(a for a, _ in reused), sum(b for _, b in reused)
-    size = sum(p.stat().st_size for p in (work / "store").rglob("*.jsonl"))
+    size = sum(p.stat().st_size for p in (work / STORE).rglob("*.jsonl"))
     print(f"check {pair[0]} -> {pair[1]} ({', '.join(args.models) or 'default matrix'}):")
     print(f"  cold (empty store) {cold:.0f} s, warm (--no-store) {warm:.0f} s, from the store {stored:.0f} s "
-          f"(warm / store {warm / stored:.1f}x)")
+          f"(cold / store {cold / stored:.1f}x)")
     print(f"  store: {hit} of {total} cells reused ({100 * hit / max(total, 1):.0f}%), drift records "
           f"{sum(a for a, _ in drift)} of {sum(b for _, b in drift)}; {size / 1024**2:.1f} MiB on disk")
     return 0

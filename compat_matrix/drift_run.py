@@ -95,6 +95,7 @@ def _recorded(matrix: Matrix, matrix_file: Path, release: str, models: list[str]
         store.store.add(release, ({"key": store.keys.drift(m, facts), "stored_at": now(), "record": r}
                                   for m, r in new.items() if r.get("status") != "error"), DRIFT)
     records = {**found, **new}
+    record_file(out, release).parent.mkdir(parents=True, exist_ok=True)
     record_file(out, release).write_text(json.dumps(records, sort_keys=True) + "\n", encoding="utf-8")
     return records
 

@@ -220,3 +220,16 @@ def test_a_release_runs_only_the_cells_the_store_lacks_and_stores_them(tmp_path:
     fresh = runner.StoreUse(store.store, store.keys, fresh=True)
     runner.run_release(MATRIX, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / "fresh", 1, env_dir=env, store=fresh)
     assert ran[-1] == ([c.id for c in cells], False)
+
+
+def test_drift_records_all_from_the_store_are_written_to_a_fresh_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compat_matrix import drift_run, runner
+
+    store = runner.StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
+    record = {"model": "qwen2", "status": "ok", "transformers": "4.57.6"}
+    store.store.add("4.57.6", [{"key": store.keys.drift("qwen2", FACTS), "stored_at": "t", "record": record}], "drift.jsonl")
+    monkeypatch.setattr(drift_run, "_facts", lambda *args: FACTS)
+    monkeypatch.setattr(drift_run, "record_release", lambda *args: pytest.fail("a stored record was recorded again"))
+    found = drift_run._recorded(MATRIX, DEFAULT_MATRIX, "4.57.6", ["qwen2"], tmp_path / "fresh-out", store)
+    assert found == {"qwen2": record}
+    assert json.loads(drift_run.record_file(tmp_path / "fresh-out", "4.57.6").read_text()) == {"qwen2": record}
