@@ -35,6 +35,7 @@ from reports.diff import describe_silent, silent_changes, surface_losses
 from reports.load import load_results
 from reports.report import Cell as Result
 from reports.signature import Signature, signature
+from reports.status import ADAPTER_PROBES
 
 PREPARE_AHEAD = 2
 """Environments made in the background at once, while a release is tested (2 cores: more only competes)."""
@@ -245,9 +246,10 @@ class CrossAxis:
 class CrossReleaseOracle:
     """Cross-release cells as bisect's oracle, keyed by the cell without its `@writer`.
 
-    The writer first builds its tiny checkpoints (the same-release `load` cell of each group, a result
-    kept like any other); the reader then loads them. Where writer and reader are one release, the
-    answer is that release's own cell (a checkpoint read by the release that saved it)."""
+    The writer first builds its tiny checkpoints and adapters (the same-release `load` cell of each
+    group, or the adapter_roundtrip cell itself: a result kept like any other); the reader then loads
+    them. Where writer and reader are one release, the answer is that release's own cell (a
+    checkpoint read by the release that saved it)."""
 
     def __init__(self, releases: ReleaseOracle, axis: CrossAxis):
         self.releases, self.axis = releases, axis
@@ -264,10 +266,11 @@ class CrossReleaseOracle:
 
 
 def _builder(cell_id: str) -> str:
-    """The same-release cell that builds the checkpoint a cross cell reads: its group's `load`."""
+    """The same-release cell that saves what a cross cell reads: its group's `load` for the checkpoint,
+    the cell itself for an adapter (adapter_roundtrip saves it)."""
     cell = Cell.from_id(cell_id)
     assert cell is not None, cell_id
-    return Cell(cell.model, cell.strategy, cell.profile, "load").id
+    return Cell(cell.model, cell.strategy, cell.profile, cell.probe if cell.probe in ADAPTER_PROBES else "load").id
 
 
 def _why_silent(result: Result) -> str:

@@ -1,7 +1,7 @@
 """Cells: (model, strategy, load profile, probe[, saved_by]) for the installed release, in run order.
 
-A cross-release cell loads the checkpoint another release (`saved_by`) wrote; only the `load` and
-`forward` probes run there, against the reference that release recorded. An as-published cell
+A cross-release cell loads the checkpoint another release (`saved_by`) wrote; only the `load`,
+`forward` and `adapter_roundtrip` probes run there, against the references that release recorded. An as-published cell
 loads the checkpoint the model's `written_by` release wrote, what `from_pretrained(<hub id>)` gives
 users: every probe runs there (in the `written_by` release itself, the same-release cells are the
 as-published ones).
@@ -47,8 +47,9 @@ class Cell:
         return cls(model, strategy, profile, probe, saved_by or None)
 
 
-CROSS_RELEASE_PROBES = ("load", "forward")
-"""What a checkpoint from another release is checked with."""
+CROSS_RELEASE_PROBES = ("load", "forward", "adapter_roundtrip")
+"""What a checkpoint from another release is checked with (`adapter_roundtrip`: the adapter that
+release saved for the profile, read onto its checkpoint)."""
 
 
 def _pick(chosen: Iterable[str] | None, available: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -75,7 +76,7 @@ def select_cells(
     With `saved_by` or `published_in`, the cells on checkpoints other releases wrote instead (tiny
     models only): with `published_in` (the installed release), the as-published cells of every
     model whose `written_by` is another release, all probes; with `saved_by`, the cross-release
-    cells, `load` and `forward` only, one set per writer (a writer that is the model's `written_by`
+    cells (CROSS_RELEASE_PROBES only), one set per writer (a writer that is the model's `written_by`
     is left to the as-published cells when those are selected too). `profiles` are load_kwargs
     profile names: a model without one of them simply has no cell for it, but a name no selected
     model has is an error.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from packaging.version import Version
 
-from compat_matrix.cells import Cell, select_cells
+from compat_matrix.cells import CROSS_RELEASE_PROBES, Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
 from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved,
                                         resolve)
@@ -25,6 +25,7 @@ from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_
 from compat_matrix.spec import Matrix, is_specifier
 from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from reports.version import VERSION, generator
+from reports.status import ADAPTER_PROBES
 
 if TYPE_CHECKING:
     from compat_matrix.bisect_run import CrossAxis
@@ -251,7 +252,9 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
             needed |= {(c.saved_by, c.model) for c in cells if c.id not in kept}
         writers = {w: [m for m in models if (w, m) in needed] for w, models in writers.items()}
         writers = {w: models for w, models in writers.items() if models}
-    build_writers(matrix_file, writers, out)
+    adapter_writers = [c for c in select_cells(matrix, args.models, args.strategies, args.probes, profiles=args.profiles)
+                       if c.probe in ADAPTER_PROBES]
+    build_writers(matrix_file, writers, out, writer_cells=adapter_writers)
     for release, (cross, cells) in selections.items():
         if not cells:
             continue
@@ -427,13 +430,13 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     axis = _cross_axis(args, matrix)
     cells = _cells(matrix, args)
     if axis:
-        # cross-release cells (tiny models; load and forward), keyed without the writer, which bisect may walk
+        # cross-release cells (tiny models; CROSS_RELEASE_PROBES), keyed without the writer, which bisect may walk
         fixed = axis.saved_by or axis.loaded_by or ""
         cells = [replace(c, saved_by=None) for c in select_cells(matrix, args.models, args.strategies, args.probes,
                                                                     saved_by=[fixed], profiles=args.profiles)]
         if not cells:
             raise UsageProblem("no cross-release cells in this selection: they exist for tiny models and the "
-                               "load and forward probes only")
+                               f"{', '.join(CROSS_RELEASE_PROBES)} probes only")
     for name, value in (("--good", args.good), ("--bad", args.bad)):
         if not is_version(value):
             raise UsageProblem(f"{name} {value!r}: give an exact release such as 4.57.6 (bisect walks the index between two)")
@@ -634,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pre", action="store_true", help="specifiers also match pre-releases")
     selection(run)
     run.add_argument("--cross-release", action="store_true",
-                     help="then load every release's tiny checkpoints in every other release (load and forward)")
+                     help="then load every release's tiny checkpoints and adapters in every other release (load, forward, adapter_roundtrip)")
     run.add_argument("--round-trip-only", action="store_true",
                      help="only the checkpoints each release writes itself, not the as-published ones (the nightly's "
                           "release jobs; its cross-release job runs those)")

@@ -16,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator,
                       model_validator)
 
-from reports.status import PROBE_ORDER, Status
+from reports.status import ADAPTER_PROBES, PROBE_ORDER, Status
 
 SPECIFIER_START = ("<", ">", "=", "!", "~")
 
@@ -393,6 +393,14 @@ class LoadProfile(BaseModel):
     def _known_strategies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         return _known(value, _allowed(info, STRATEGY_NAMES, "strategies"), "strategy")
 
+    @model_validator(mode="after")
+    def _adapter_for_adapter_probes(self) -> LoadProfile:
+        named = [p for p in self.probes if p in ADAPTER_PROBES]
+        if named and self.adapter is None:
+            raise ValueError(f"probe(s) {named} work on the profile's adapter and this profile has none: add "
+                             "`adapter: {lora: {r: 8, alpha: 16, target_modules: [q_proj, v_proj]}}` or drop them")
+        return self
+
     @property
     def kwargs(self) -> dict[str, Any]:
         """The `from_pretrained` keyword arguments (every key but PROFILE_KEYS)."""
@@ -744,10 +752,12 @@ class Matrix(_Frozen):
         raise KeyError(f"no model {key!r} in the matrix; known: {', '.join(m.key for m in self.models)}")
 
     def profile_dimensions(self, entry: ModelEntry, profile: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The strategies and probes a profile's cells run: the matrix's, narrowed by the profile's own lists."""
+        """The strategies and probes a profile's cells run: the matrix's, narrowed by the profile's own lists
+        (a profile without an adapter runs no ADAPTER_PROBES)."""
         chosen = entry.load_kwargs[profile]
         strategies = tuple(s for s in self.strategy_names if not chosen.strategies or s in chosen.strategies)
-        probes = tuple(p for p in self.probe_names if not chosen.probes or p in chosen.probes)
+        probes = tuple(p for p in self.probe_names if (not chosen.probes or p in chosen.probes)
+                       and (chosen.adapter is not None or p not in ADAPTER_PROBES))
         return strategies, probes
 
     def declared_modality(self, entry: ModelEntry, strategy: str, profile: str) -> str | None:

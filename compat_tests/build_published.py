@@ -1,10 +1,11 @@
 """Build the tiny checkpoints of the models whose `written_by` is the installed release: the
-as-published checkpoints every other release's as-published cells load.
+as-published checkpoints every other release's as-published cells load; then run the given
+same-release cells (`--cells`, the adapter_roundtrip ones: they save the adapters those cells read).
 
 `compat-matrix run` calls it, through tox, in a `written_by` release the run does not test itself:
 `python -m compat_tests.build_published --matrix matrix.yaml --models qwen2_vl,llava`. A model this
 release cannot build leaves the builder's note (unsupported / skipped, with the reason) that the
-readers' cells then report.
+readers' cells then report; an adapter it cannot save leaves the writer's note the same way.
 """
 
 from __future__ import annotations
@@ -33,12 +34,33 @@ def _leave_note(entry: ModelEntry, reason: str) -> None:
     not_built_note(folder).write_text(json.dumps({"status": "skipped", "reason": reason}))
 
 
+def run_writer_cells(matrix_file: str, cell_ids: list[str]) -> None:
+    """Run same-release cells for what they save, installing peft first as a release run would (`tox
+    exec` runs no `commands_pre`); each prints its status."""
+    import os
+
+    from compat_matrix import install_training
+    from compat_matrix.cells import Cell
+    from compat_matrix.validate import load_matrix
+    from compat_tests.execute import MatrixState, run_cell
+
+    cells = [c for c in map(Cell.from_id, cell_ids) if c is not None]
+    os.environ.update(COMPAT_MATRIX_PROBES=",".join(sorted({c.probe for c in cells})), COMPAT_MATRIX_ADAPTERS="1",
+                      COMPAT_MATRIX_FILE=matrix_file)
+    install_training.main()
+    state = MatrixState(load_matrix(matrix_file, check_model_types=False))
+    for cell in cells:
+        record = run_cell(state, cell)
+        print(f"{cell.id}: {record['status']} {record['message'][:500]}".rstrip(), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from compat_matrix.validate import load_matrix
 
     parser = argparse.ArgumentParser(prog="python -m compat_tests.build_published", description=__doc__.splitlines()[0])
     parser.add_argument("--matrix", required=True)
     parser.add_argument("--models", required=True, help="comma-separated model keys")
+    parser.add_argument("--cells", default="", help="comma-separated ids of same-release cells to run after the builds")
     args = parser.parse_args(argv)
     matrix = load_matrix(args.matrix, check_model_types=False)
     failed = 0
@@ -52,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             _leave_note(matrix.model(key), str(exc))
             print(f"{key}: build failed: {exc}", file=sys.stderr)
+    if args.cells:
+        run_writer_cells(args.matrix, args.cells.split(","))
     return 1 if failed else 0
 
 

@@ -30,6 +30,7 @@ from compat_tests.sources import require_model_type, resolve, saved_checkpoint
 from compat_tests.user_code import CallableProbe, CallableStrategy, callables_of, named_path
 from loader import STRATEGIES, LoadResult, NoArchitectureNamed, StrategyUnsupported
 from loader.accounting import WeightAccount, account
+from reports.status import ADAPTER_PROBES
 
 MESSAGE_LIMIT = 4000
 """Characters of an error message kept in a result line."""
@@ -40,6 +41,8 @@ class LoadedGroup:
     """The model of one (model, profile, strategy) group, or why it could not be loaded."""
 
     cell_group: tuple[str, str, str, str | None]
+    with_adapter: bool = True
+    """The profile's adapter applied (not for a cell reading the adapter another release saved)."""
     result: LoadResult | None = None
     error: BaseException | None = None
     load_s: float = 0.0
@@ -126,15 +129,16 @@ class ModelSlot:
     user_strategies: dict[str, UserCallable] = field(default_factory=dict)
     """The matrix's strategies of the user's own code, by name."""
 
-    def load(self, entry: ModelEntry, strategy: str, profile: str, path: str) -> LoadResult:
-        """Load with the strategy and the profile's keyword arguments, then the profile's adapter, as a trainer would."""
+    def load(self, entry: ModelEntry, strategy: str, profile: str, path: str, with_adapter: bool = True) -> LoadResult:
+        """Load with the strategy and the profile's keyword arguments, then (`with_adapter`) the profile's
+        adapter, as a trainer would."""
         own = self.user_strategies.get(strategy)
         if own is not None:
             loaded = CallableStrategy(own).load(str(named_path(Path(path), entry)), **load_kwargs_of(entry, profile))
         else:
             loaded = STRATEGIES[strategy].load(path, **load_kwargs_of(entry, profile))
         adapter = entry.load_kwargs[profile].adapter
-        return apply_adapter(loaded, adapter) if adapter is not None else loaded
+        return apply_adapter(loaded, adapter) if adapter is not None and with_adapter else loaded
 
     def place(self, model: Any, profile_kwargs: dict[str, Any]) -> Any:
         """Move to the device; cast to the compute dtype unless the profile fixed a dtype."""
@@ -144,18 +148,18 @@ class ModelSlot:
             model.to(self.dtype)
         return model.eval()
 
-    def loaded(self, cell: Cell, entry: ModelEntry, prepared: Prepared) -> LoadedGroup:
-        if self.group is not None and self.group.cell_group == cell.group:
+    def loaded(self, cell: Cell, entry: ModelEntry, prepared: Prepared, with_adapter: bool = True) -> LoadedGroup:
+        if self.group is not None and (self.group.cell_group, self.group.with_adapter) == (cell.group, with_adapter):
             return self.group
         # collect once per model, not per group (cheap since release() freezes what survived, see there)
         self.release(collect=self.last_model not in (None, cell.model))
         self.last_model = cell.model
-        group = LoadedGroup(cell.group)
+        group = LoadedGroup(cell.group, with_adapter)
         start = time.perf_counter()
         try:
             reference = getattr(prepared.checkpoint, "reference", {}) or {}
             check_size(prepared.parameters_from_config, reference.get("param_count"), fingerprint(self.device)["transformers"])
-            group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path))
+            group.result = self.load(entry, cell.strategy, cell.profile, str(prepared.checkpoint.path), with_adapter)
             group.loaded_dtype = _param_dtype(group.result.model)
         except Exception as exc:
             group.error = exc
@@ -264,7 +268,8 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         raise
     checkpoint = prepared.checkpoint
     slot = state.slot
-    group = slot.loaded(cell, entry, prepared)
+    # a reader takes the adapter from the folder another release saved (its adapter_config.json), as users do
+    group = slot.loaded(cell, entry, prepared, with_adapter=not (cell.probe in ADAPTER_PROBES and cell.saved_by))
     if group.error is not None:
         if isinstance(group.error, (HarnessError, CellUnsupported)):  # the user's loader does not import here; no peft here
             raise group.error
@@ -295,6 +300,10 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         weights=group.weights,
         weights_note=group.weights_note,
         route_modality=route_modality(state.matrix, entry, cell.strategy, cell.profile),
+        profile=cell.profile,
+        strategy=cell.strategy,
+        reload_base=lambda: slot.place(slot.load(entry, cell.strategy, cell.profile, str(checkpoint.path),
+                                                 with_adapter=False).model, entry.load_kwargs[cell.profile].kwargs),
     )
     probe = state.probe(cell.probe)
     try:

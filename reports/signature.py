@@ -38,6 +38,7 @@ STAGE_OF_PROBE: dict[str, str] = {
     "surface": "API surface",
     "generate": "generation",
     "grpo_step": "training",
+    "adapter_roundtrip": "adapter round trip",
 }
 """The stage a probe exercises, in the words a person debugging it would use."""
 

@@ -18,10 +18,13 @@ STATUS_ORDER: tuple[Status, ...] = ("pass", "skipped", "unsupported", "fail", "e
 FAILING: frozenset[str] = frozenset({"fail", "error"})
 """Statuses that are a problem when no expectation says otherwise."""
 
-PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step", "trl_grpo")
+PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step", "trl_grpo", "adapter_roundtrip")
 """Every probe, in the order they run on one loaded model (`compat_tests.probes.PROBES` lists the
 same); later probes reuse the loaded model, so `surface` runs before `generate` and `grpo_step`
 and sees the model as loaded."""
+
+ADAPTER_PROBES: tuple[str, ...] = ("adapter_roundtrip",)
+"""Probes that work on a load profile's adapter: a profile without `adapter:` has no cells of theirs."""
 
 SYMBOL: dict[str, str] = {"pass": "✓", "skipped": "↷", "unsupported": "∅", "fail": "✗", "error": "‼"}
 """Plain-text symbols (HTML, terminal): each status has its own shape, so colour is optional."""

@@ -26,7 +26,7 @@ def test_every_probe_runs_on_the_written_by_checkpoint_and_only_load_and_forward
     cells = select_cells(MATRIX, ["llama", "qwen2_5_vl_3b_hub"], ["smart"], saved_by=[llama.written_by, "5.0.0"],
                          published_in="4.57.6")
     published = [c for c in cells if c.saved_by == llama.written_by]
-    assert {c.probe for c in published} == set(MATRIX.probe_names)
+    assert {c.probe for c in published} == set(MATRIX.probe_names) - {"adapter_roundtrip"}  # llama has no adapter profile
     assert {c.probe for c in cells if c.saved_by == "5.0.0"} == {"load", "forward"}
     assert {c.model for c in cells} == {"llama"}  # a hub entry is as published already
     assert len({c.id for c in cells}) == len(cells)  # the written_by checkpoint is not run twice

@@ -140,6 +140,21 @@ def test_the_writer_is_walked_with_the_reader_fixed_and_each_writer_builds_first
         assert build < read, f"{writer} builds its checkpoint before 5.6.0 reads it"
 
 
+def test_an_adapter_cell_is_walked_on_the_writer_and_each_writer_saves_its_adapter_first() -> None:
+    """The writer's own adapter_roundtrip cell saves the adapter (its `load` cell would not): 4.51 cannot
+    read what 4.52 and later saved."""
+    adapter = Cell("qwen2_vl", "smart", "lora", "adapter_roundtrip")
+    world = FakeReleases(lambda writer, reader: "fail" if writer >= "5.4.0" and writer != reader else "pass")
+    found = search(world, CrossAxis(loaded_by="5.0.0"), cell=adapter)
+    assert (found.verdict, found.last_good, found.first_bad) == ("boundary", "5.3.0", "5.4.0")
+    for writer in found.tested:
+        if writer == "5.0.0":
+            continue
+        save = world.runs.index((writer, None, (adapter.id,)))
+        read = world.runs.index(("5.0.0", writer, (f"{adapter.id}@{writer}",)))
+        assert save < read, f"{writer} saves its adapter before 5.0.0 reads it"
+
+
 def test_a_writer_that_cannot_be_installed_is_stepped_over_and_its_checkpoint_never_read() -> None:
     world = FakeReleases(lambda writer, reader: "fail" if writer < "5.4.0" else "pass", uninstallable=("5.3.0",))
     found = search(world, CrossAxis(loaded_by="5.6.0"))

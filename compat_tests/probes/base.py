@@ -50,6 +50,12 @@ class ProbeContext:
     """Why there is no weight account (no weight files to read), or None."""
     route_modality: str | None = None
     """`text` when the route (strategy or profile) loads only the text side on purpose, else None."""
+    profile: str = ""
+    """The load profile's name (with `strategy`, names what a probe saves for this group)."""
+    strategy: str = ""
+    """The strategy's name as the matrix lists it."""
+    reload_base: Callable[[], Any] | None = None
+    """Loads the checkpoint as `reload` does but without the profile's adapter (what a saved adapter is read onto)."""
 
     @property
     def model(self) -> Any:

@@ -176,8 +176,8 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _building(folder: Path) -> Any:
-    """The folder's build lock; a process that finds it held says what it waits for."""
+def building(folder: Path, what: str = "tiny checkpoint") -> Any:
+    """The folder's build lock, held (release it); a process that finds it held says what (`what`) it waits for."""
     from filelock import FileLock, Timeout
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def _building(folder: Path) -> Any:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"waiting for tiny checkpoint {folder}: another process is building or checking it",
+        print(f"waiting for {what} {folder}: another process is building or checking it",
               file=sys.__stderr__, flush=True)
         lock.acquire()
     return lock
@@ -200,7 +200,7 @@ def build_checkpoint(key: str, recipe: Recipe, modality: str, cache_root: Path |
     root = Path(cache_root) if cache_root is not None else _default_root()
     folder = tiny_folder(root, version, key, digest)
     if folder not in _BUILT:
-        lock = _building(folder)
+        lock = building(folder)
         try:
             _check_or_build(folder, recipe, modality, version)
         finally:

@@ -70,7 +70,7 @@ def test_every_cell_is_in_the_report_once_per_release(report: dict[str, Any], re
 def test_each_release_loaded_the_as_published_and_every_other_releases_checkpoints(
         report: dict[str, Any], pytestconfig: pytest.Config) -> None:
     """Every release loads its models' as-published checkpoints (all probes), and with
-    --cross-release every other release's fine-tunes (load and forward)."""
+    --cross-release every other release's fine-tunes (load, forward, adapter_roundtrip)."""
     cross = pytestconfig.getoption("--cross-release")
     matrix = load_matrix(DEFAULT_MATRIX)
     version_of = {cell["env"]: cell["transformers"] for cell in report["cells"] if cell.get("saved_by") is None}

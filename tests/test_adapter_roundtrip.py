@@ -1,0 +1,195 @@
+"""adapter_roundtrip: an adapter one release saved, read onto the same base by another.
+
+Planted on tiny Phi-3's `lora_fused` profile (16 saved tensors, every one with an effect on the
+logits): a reader that silently drops some keys, an adapter whose weights the forward ignores, and
+a copy of this release's checkpoint and adapter standing for another release's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+
+from compat_matrix.cells import Cell, select_cells
+from compat_matrix.spec import LoadProfile
+from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_tests.adapter_files import NOT_WRITTEN_SUFFIX
+from compat_tests.execute import MatrixState, run_cell
+from compat_tests.probes.adapter_roundtrip import account, memory_name
+from compat_tests.tiny.checkpoint import build_checkpoint
+
+MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+OTHER = "0.0.1"
+"""A release name no real run uses: the 'other release' whose checkpoint and adapter we plant."""
+ROUND_TRIP = Cell("phi3", "smart", "lora_fused", "adapter_roundtrip")
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A cache holding this release's tiny Phi-3 (built once in the shared cache, copied), and no adapter."""
+    import transformers
+
+    entry = MATRIX.model("phi3")
+    assert entry.recipe is not None
+    original = build_checkpoint("phi3", entry.recipe, entry.modality)
+    shutil.copytree(original.path, tmp_path / "tiny" / transformers.__version__ / original.path.name)
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
+    monkeypatch.setattr("compat_tests.tiny.checkpoint._BUILT", {})
+    yield tmp_path
+
+
+def round_trip(cell: Cell = ROUND_TRIP) -> dict[str, Any]:
+    return run_cell(MatrixState(MATRIX), cell)
+
+
+def planted_reader(monkeypatch: pytest.MonkeyPatch, after: Callable[[Any], None] | None = None,
+                   drop: str | None = None) -> None:
+    """Planted in peft's loading: `drop` removes the saved tensors whose names contain it before they
+    reach the model (silently); `after` changes the model PeftModel.from_pretrained returns."""
+    import peft
+    import peft.peft_model
+
+    if drop is not None:
+        real_load = peft.peft_model.load_peft_weights
+
+        def dropping(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+            return {k: v for k, v in real_load(*args, **kwargs).items() if drop not in k}
+
+        monkeypatch.setattr(peft.peft_model, "load_peft_weights", dropping)
+    if after is not None:
+        real_from_pretrained = peft.PeftModel.from_pretrained.__func__  # type: ignore[attr-defined]
+
+        def from_pretrained(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            model = real_from_pretrained(cls, *args, **kwargs)
+            after(model)
+            return model
+
+        monkeypatch.setattr(peft.PeftModel, "from_pretrained", classmethod(from_pretrained))
+
+
+def skip_lora_in_forward(model: Any) -> None:
+    """Planted: every LoRA layer computes only its base layer; the adapter's weights are loaded, unused."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.forward = module.base_layer.forward
+
+
+def test_a_correct_round_trip_passes_with_every_saved_tensor_found(cache: Path) -> None:
+    record = round_trip()
+    assert record["status"] == "pass", record["message"]
+    details = record["details"]
+    assert details["saved_tensors"] == 16 and details["not_loaded_count"] == 0 and details["renamed_count"] == 0
+    assert details["text_rel_diff"] < 1e-3 and details["writer_effect"]["text"] > 0.1
+    folder = Path(details["adapter_folder"])
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file() and (folder / "adapter" / "adapter_config.json").is_file()
+    written = (folder / "adapter_reference.json").stat().st_mtime_ns
+    assert round_trip()["status"] == "pass" and (folder / "adapter_reference.json").stat().st_mtime_ns == written
+
+
+def test_a_reader_that_silently_drops_the_mlp_keys_fails_naming_them(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MLP of a dense model stands for the experts of an MoE: peft 0.21 loads the rest and warns
+    at most; the check finds the four tensors missing by their values and names them."""
+    assert round_trip()["status"] == "pass"
+    planted_reader(monkeypatch, drop="mlp.down_proj")
+    record = round_trip()
+    assert record["status"] == "fail" and record["error_type"] == "CheckFailed"
+    assert "adapter_keys: 4 of 16 adapter tensors" in record["message"]
+    assert "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" in record["message"]
+    assert record["details"]["not_loaded_count"] == 4 and "adapter_keys" in record["details"]["failed_checks"]
+    assert "adapter_logits" in record["details"]["failed_checks"]
+
+
+def test_an_adapter_ignored_at_inference_fails(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert round_trip()["status"] == "pass"
+    planted_reader(monkeypatch, after=skip_lora_in_forward)
+    record = round_trip()
+    assert record["status"] == "fail" and record["details"]["not_loaded_count"] == 0
+    assert "adapter_logits: text logits with the adapter differ" in record["message"]
+    assert "the adapter is ignored at inference" in record["message"]
+
+
+def _as_other_release(cache: Path) -> None:
+    """This release's checkpoint and adapters, copied as if release OTHER had written them."""
+    import transformers
+
+    here = transformers.__version__
+    for kind in ("tiny", "adapters"):
+        shutil.copytree(cache / kind / here, cache / kind / OTHER)
+
+
+def test_an_adapter_another_release_saved_is_read_onto_its_checkpoint(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert round_trip()["status"] == "pass"
+    _as_other_release(cache)
+    cross = replace(ROUND_TRIP, saved_by=OTHER)
+    record = round_trip(cross)
+    assert record["status"] == "pass", record["message"]
+    assert record["details"]["adapter_written_by"] == OTHER and f"/adapters/{OTHER}/" in record["details"]["adapter_folder"]
+    planted_reader(monkeypatch, drop="self_attn.qkv_proj.lora_B")
+    record = round_trip(cross)
+    assert record["status"] == "fail" and f"2 of 16 adapter tensors transformers {OTHER} saved" in record["message"]
+
+
+def test_a_release_whose_adapter_cells_have_not_run_is_skipped(cache: Path) -> None:
+    import transformers
+
+    shutil.copytree(cache / "tiny" / transformers.__version__, cache / "tiny" / OTHER)
+    record = round_trip(replace(ROUND_TRIP, saved_by=OTHER))
+    assert record["status"] == "skipped"
+    assert f"transformers {OTHER} has saved no adapter for profile 'lora_fused'" in record["message"]
+
+
+def test_a_writer_that_could_not_save_leaves_its_reason_for_the_readers(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model: Any, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("planted: the adapter cannot be saved")
+
+    with monkeypatch.context() as inside:
+        inside.setattr("peft.PeftModel.save_pretrained", broken)
+        record = round_trip()
+    assert record["status"] == "fail" and "planted: the adapter cannot be saved" in record["message"]
+    notes = list((cache / "adapters").rglob(f"*{NOT_WRITTEN_SUFFIX}"))
+    assert len(notes) == 1 and "RuntimeError" in json.loads(notes[0].read_text())["reason"]
+    _as_other_release(cache)
+    record = round_trip(replace(ROUND_TRIP, saved_by=OTHER))
+    assert record["status"] == "skipped" and f"transformers {OTHER} could not save an adapter" in record["message"]
+    assert "planted: the adapter cannot be saved" in record["message"]
+    assert round_trip()["status"] == "pass" and not notes[0].exists()  # the writer tries again, and the note goes
+
+
+def test_memory_name_puts_the_adapter_name_after_the_lora_part() -> None:
+    assert memory_name("base_model.model.model.layers.0.q_proj.lora_A.weight") == \
+        "base_model.model.model.layers.0.q_proj.lora_A.default.weight"
+    assert memory_name("base_model.model.embed_tokens.lora_embedding_B") == "base_model.model.embed_tokens.lora_embedding_B.default"
+
+
+def test_a_tensor_held_under_another_name_counts_as_loaded_and_one_held_nowhere_does_not() -> None:
+    class Held(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Module()
+            self.a.lora_A = torch.nn.ModuleDict({"default": torch.nn.Linear(4, 2, bias=False)})
+
+    model = Held()
+    weight = model.a.lora_A["default"].weight.detach().clone()
+    moved = account({"x.old_path.lora_A.weight": weight, "x.gone.lora_A.weight": torch.ones(2, 4)}, model)
+    assert moved.renamed == {"x.old_path.lora_A.weight": "a.lora_A.default.weight"}
+    assert moved.not_loaded == ["x.gone.lora_A.weight"] and moved.not_from_file == []
+
+
+def test_only_profiles_with_an_adapter_have_adapter_cells_and_cross_release_ones_read_them() -> None:
+    cells = select_cells(MATRIX, ["phi3", "qwen2_vl", "llama"])
+    assert {c.profile for c in cells if c.probe == "adapter_roundtrip"} == {"lora", "lora_fused", "lora_vision"}
+    cross = select_cells(MATRIX, ["phi3"], saved_by=["4.49.0"])
+    assert {(c.profile, c.probe) for c in cross if c.probe == "adapter_roundtrip"} == {("lora", "adapter_roundtrip"),
+                                                                                     ("lora_fused", "adapter_roundtrip")}
+
+
+def test_an_adapter_probe_on_a_profile_without_an_adapter_is_refused() -> None:
+    with pytest.raises(ValueError, match="add `adapter:"):
+        LoadProfile(probes=("load", "adapter_roundtrip"))
