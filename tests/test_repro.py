@@ -54,6 +54,22 @@ def test_each_kind_gets_a_self_contained_script_with_its_pins(cell_id: str) -> N
     assert written.steps == ((("write",), ("read",)) if "@" in cell_id else ((),))
 
 
+def test_every_script_the_default_matrix_can_have_compiles() -> None:
+    """Same-release cells in 4.57.6 and cells on 5.24.0's checkpoints: each written script is valid Python."""
+    from compat_matrix.cells import select_cells
+
+    written = 0
+    for saved_by in (None, ["5.24.0"]):
+        for cell in select_cells(MATRIX, saved_by=saved_by):
+            try:
+                text = write_script(Target(MATRIX, cell, "4.57.6")).text
+            except NoTemplate:
+                continue
+            ast.parse(text, filename=cell.id)
+            written += 1
+    assert written > 100
+
+
 def test_the_recipe_config_is_inline_with_the_builds_init_std() -> None:
     from compat_tests.tiny.checkpoint import INIT_STD as BUILD_INIT_STD
 

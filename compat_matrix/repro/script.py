@@ -219,7 +219,7 @@ def _text(target: Target, parts: str, check: str, needs: tuple[str, ...]) -> str
         save, read = "tokenizer().save_pretrained(folder)", "transformers.AutoTokenizer.from_pretrained(folder)"
         if image_text and entry.recipe.model_type in QWEN_VL_FAMILIES:
             save += "\n    image_processor().save_pretrained(folder)"
-            read += "\n        transformers.AutoImageProcessor.from_pretrained(folder)"
+            read += "\n    transformers.AutoImageProcessor.from_pretrained(folder)"
         return body + _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check or "del model", EXPECTED=what)
     run = "check_load(*load(folder), reference)" if cell.probe == "load" else "check(load(folder)[0])"
     return body + _fill(blocks.MAIN_SAME, CHECK=run, EXPECTED=what)
