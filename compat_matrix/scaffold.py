@@ -120,7 +120,9 @@ def plan_models(hub_ids: list[str]) -> Plan:
 
 
 def _expectations_for(data: dict[str, Any], keys: set[str]) -> list[dict[str, Any]]:
-    """The packaged top-level expectations that concern these models (model lists narrowed to them)."""
+    """The packaged top-level expectations that concern these models (model lists narrowed to them),
+    without `repro:`: those scripts live in compat-matrix's repository, not beside the user's matrix
+    (`compat-matrix repro CELL --out PATH` writes one there)."""
     kept = []
     for expectation in data.get("expectations", []):
         models = expectation.get("models")
@@ -129,7 +131,7 @@ def _expectations_for(data: dict[str, Any], keys: set[str]) -> list[dict[str, An
             if not narrowed:
                 continue
             expectation = {**expectation, "models": narrowed}
-        kept.append(expectation)
+        kept.append({key: value for key, value in expectation.items() if key != "repro"})
     return kept
 
 

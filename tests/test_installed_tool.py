@@ -126,6 +126,8 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
     assert matrix.user_strategies["mine"].callable == "mypkg.models:load" and matrix.install == ("-e .",)
     assert "step" in matrix.user_probes
     assert any("VLM-R1 break" in e.reason for e in matrix.expectations), "the measured expectations come along"
+    assert all(e.repro is None for e in matrix.expectations), "repro scripts stay in compat-matrix's repository"
+    assert cli.main(["--matrix", str(tmp_path / "matrix.yaml"), "validate"]) == 0
     workflow = yaml.safe_load((tmp_path / scaffold.WORKFLOW_PATH).read_text())["jobs"]["matrix"]
     assert workflow["uses"] == f"acme/compat-matrix/.github/workflows/matrix.yml@v{VERSION}"
     assert workflow["with"]["package"] == "compat-matrix==9.9", "a package other than the tag's release is passed on"
