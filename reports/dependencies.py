@@ -46,9 +46,11 @@ def why_needed(cell: Cell) -> str:
 
 def dependency_change(before: Cell, after: Cell) -> DependencyChange | None:
     """The change in what the same cell needs from `before`'s release to `after`'s, or None: a cell
-    starts needing a package where it ran before (or needed another one), and stops where it runs now."""
+    starts needing a package where it ran before (or needed another one), and stops where it passes now.
+    A cell that fails or is unsupported now may have stopped before the point that needed the package
+    (TRL's image-text path in 5.24.0 behind a failed load), so it proves nothing either way."""
     if after.needs and after.needs != before.needs and (before.status != "skipped" or before.needs):
         return DependencyChange(before, after, after.needs, True)
-    if before.needs and before.needs != after.needs and after.status != "skipped":
+    if before.needs and before.needs != after.needs and after.status == "pass":
         return DependencyChange(before, after, before.needs, False)
     return None

@@ -253,3 +253,15 @@ def test_a_release_from_which_a_model_needs_a_missing_package_is_a_dependency_ch
     assert "nothing breaks; new requirements: 1 causes (3 cells)" in text, text
     assert "New requirements in 5.25.0: skipped for want of a package this environment lacks, not broken: 1 causes, " \
            "3 cells\n  ↷    3  smolvlm x smart x 3 probes · smolvlm needs torchvision from 5.25.0" in text, text
+
+
+def test_a_package_is_no_longer_needed_only_where_the_newer_cell_passes(tmp_path):
+    """A cell that needed torchvision in 4.57.6 and fails or is unsupported in 5.24.0 may have stopped before
+    the step that needs it: no 'no longer needs' claim (the CI report made 8 such claims); a pass is evidence."""
+    lines = [_smolvlm("4.57.6", p, "skipped") for p in ("load", "forward", "generate")]
+    lines += [_smolvlm("5.24.0", "load", "pass"), _smolvlm("5.24.0", "forward", "fail"), _smolvlm("5.24.0", "generate", "unsupported")]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dependency = [c for c in build_report([path]).causes if c.kind == "dependency"]
+    assert [(c.title.split(" (")[0], sorted(c.cells)) for c in dependency] == [
+        ("smolvlm no longer needs torchvision from 5.24.0", ["5.24.0/smolvlm-smart-default-load"])]
