@@ -138,7 +138,9 @@ def python_env(tmp_path: Path, release: str) -> Path:
         pytest.skip(f"the unit env has transformers {transformers.__version__}, not {release}")
     env = tmp_path / "tox" / f"tf{release.replace('.', '_')}"
     (env / "bin").mkdir(parents=True)
-    (env / "bin" / "python").symlink_to(sys.executable)
+    # a wrapper, not a link: a linked venv python outside its venv finds no pyvenv.cfg and loses its site-packages
+    (env / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (env / "bin" / "python").chmod(0o755)
     site = env / "lib" / "python3.11" / "site-packages"  # what release_python looks for (this interpreter has it)
     for name in (f"transformers-{release}.dist-info", "torch"):
         (site / name).mkdir(parents=True)
