@@ -562,9 +562,17 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from compat_matrix.store import Store, default_store, summary
+    from compat_matrix.store import Keys, Store, default_store, prune, summary
 
-    summary(Store(args.store or default_store()), sys.stdout)
+    store = Store(args.store or default_store())
+    if args.prune:
+        before = store.size_bytes()
+        for done in prune(store, Keys(_matrix(args))):
+            if done.dropped or done.other_models:
+                other = f", {done.other_models} of models this matrix.yaml does not list kept" if done.other_models else ""
+                print(f"pruned {done.path}: dropped {done.dropped}, kept {done.kept}{other}")
+        print(f"pruned {(before - store.size_bytes()) / 1024**2:.1f} MiB")
+    summary(store, sys.stdout)
     return 0
 
 
@@ -736,6 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     store = sub.add_parser("store", help="what the results store holds: cells and drift records per release, size")
     store.add_argument("--store", type=Path, help="store folder (default: COMPAT_MATRIX_STORE, else ~/.cache/compat-matrix/store)")
+    store.add_argument("--prune", action="store_true",
+                       help="drop the entries no run of this checkout can reuse: cells of other harness code, recipes or "
+                            "settings, drift records of other drift code, entries stored again later (models this "
+                            "matrix.yaml does not list are kept)")
     store.set_defaults(func=cmd_store)
 
     prefetch = sub.add_parser("prefetch", help="download `source: hub` checkpoints (needs the network)")

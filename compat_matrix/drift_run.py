@@ -92,7 +92,8 @@ def _recorded(matrix: Matrix, matrix_file: Path, release: str, models: list[str]
     new = read_records(record_release(matrix_file, release, missing, out, stream)) if missing else {}
     facts = facts or _facts(matrix, matrix_file, release, out)  # the environment exists once a release recorded
     if facts is not None:
-        store.store.add(release, ({"key": store.keys.drift(m, facts), "stored_at": now(), "record": r}
+        store.store.add(release, ({"key": store.keys.drift(m, facts), "stored_at": now(), "record": r,
+                                   "harness": store.keys.drift_code}
                                   for m, r in new.items() if r.get("status") != "error"), DRIFT)
     records = {**found, **new}
     record_file(out, release).parent.mkdir(parents=True, exist_ok=True)

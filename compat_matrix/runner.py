@@ -23,7 +23,8 @@ from compat_matrix.records import FINGERPRINT_KEYS, TRAINING_LIBRARIES, cell_rec
 from compat_matrix.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.releases import env_name
 from compat_matrix.spec import Matrix
-from compat_matrix.store import CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable
+from compat_matrix.store import (CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable,
+                                 unverified_lines)
 from compat_matrix.tox_setup import tox_setup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +133,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
         done = finished(run.results) if resumed else set()
         if not resumed:
             run.results.unlink(missing_ok=True)
+        unverified = unverified_lines(run.results, store.keys.identity(), done if resumed else None) if store else set()
         left = [c for c in cells if c.id not in done]
         if resumed:
             print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
@@ -146,7 +148,12 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
         if not run.interrupted:
             _fill_missing(run, matrix, cells)
         if store is not None:
-            keep(store.store, store.keys, matrix, read_lines(run.results))
+            keep(store.store, store.keys, matrix, [line for line in read_lines(run.results)
+                                                   if line.get("cell_id") not in unverified])
+            if unverified:
+                print(f"[{run.results.stem}] store: {len(unverified)} resumed line(s) not stored: an earlier run "
+                      "wrote them with other harness code or matrix.yaml models/settings (or before this was "
+                      "recorded); `--fresh` reruns them", file=stream, flush=True)
     Progress(run, len(cells), stream).update(force=True)
     run.lines = read_lines(run.results)
     return run

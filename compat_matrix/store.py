@@ -51,6 +51,9 @@ class EnvFacts:
     """major.minor"""
     libraries: dict[str, str | None]
     device: str
+    present: frozenset[str] = frozenset()
+    """Installed distributions and top-level modules, normalised (`package_name`): a cell skipped for
+    needing a package is reused only while that package is still absent."""
 
 
 def machine_device(matrix: Matrix) -> str:
@@ -68,15 +71,29 @@ def env_facts(env_dir: Path, device: str) -> EnvFacts | None:
     site = sorted(env_dir.glob("lib/python3.*/site-packages"))
     if not site:
         return None
-    installed = {}
-    for entry in site[-1].glob("*.dist-info"):
+    installed, modules = {}, set()
+    for entry in site[-1].iterdir():
         match = _DIST_INFO.match(entry.name)
         if match:
-            installed[match.group(1).lower().replace("-", "_")] = match.group(2)
+            installed[package_name(match.group(1))] = match.group(2)
+        elif entry.is_dir() or entry.suffix == ".py":
+            modules.add(package_name(entry.stem))
     if "transformers" not in installed:
         return None
     return EnvFacts(installed["transformers"], installed.get("torch"), site[-1].parent.name.removeprefix("python"),
-                    {name: installed.get(name) for name in ("tokenizers", *TRL_LIBRARIES)}, device)
+                    {name: installed.get(name) for name in ("tokenizers", *TRL_LIBRARIES)}, device,
+                    frozenset(installed) | frozenset(modules))
+
+
+def package_name(name: str) -> str:
+    """A distribution or module name as the store compares them (`Pillow`, `pillow`: `pillow`; `-` and `.` as `_`)."""
+    return re.sub(r"[-.]", "_", name.lower())
+
+
+def _needs(line: dict[str, Any]) -> str | None:
+    """The package a `skipped` line says it needs (None: it needs none)."""
+    needs = (line.get("details") or {}).get("needs")
+    return str(needs) if needs else None
 
 
 def line_facts(line: dict[str, Any]) -> EnvFacts:
@@ -114,7 +131,7 @@ class Keys:
         # the code as the run starts, which is what its cells run: a checkout that changes under a
         # long run must not label old results with the new code's hash
         self._code = {probe: probe_hash(probe) for probe in matrix.probe_names}
-        self._drift = drift_hash()
+        self.drift_code = drift_hash()
         self._callables = {*(f"strategy:{k}" for k in matrix.user_strategies), *(f"probe:{k}" for k in matrix.user_probes)}
 
     def _model(self, key: str) -> Any:
@@ -144,9 +161,18 @@ class Keys:
                      "settings": self.matrix.settings.model_dump(mode="json"), "libraries": libraries,
                      "harness": self._code.get(cell.probe) or probe_hash(cell.probe)})
 
+    def identity(self) -> str:
+        """What every cell key holds besides the environment and the cell: the harness code and matrix.yaml's
+        models, settings and install list (expectations aside). Lines a killed run left behind are stored
+        by the run that resumes it only under the same identity."""
+        return _sha({"code": self._code, "settings": self.matrix.settings.model_dump(mode="json"),
+                     "install": list(self.matrix.install),
+                     "models": [{**m.model_dump(mode="json", exclude={"expectations"}), "remote_code": _remote_code(m)}
+                                for m in self.matrix.models]})
+
     def drift(self, model: str, facts: EnvFacts) -> str:
         """The key of a model's drift record in an environment with `facts`."""
-        return _sha({**self._common(facts, model), "drift": self._drift,
+        return _sha({**self._common(facts, model), "drift": self.drift_code,
                      "tokenizers": facts.libraries.get("tokenizers")})
 
 
@@ -228,11 +254,42 @@ def reusable(store: Store, keys: Keys, matrix: Matrix, cells: list[Cell], releas
         entry = stored.get(key) if key else None
         if entry is None:
             continue
+        needs = _needs(entry["line"])
+        if needs and package_name(needs) in facts.present:  # installed since: the cell gets further now
+            continue
         line = {**entry["line"], "env": env, FROM_STORE: entry["stored_at"],
                 "expected": expected_of(matrix, cell, facts.transformers)}
         lines.append(line)
         when.append(str(entry["stored_at"]))
     return Reuse(lines, when)
+
+
+IDENTITY_SUFFIX = ".store-identity"
+"""Beside a results file: the identity (`Keys.identity`) of the run that writes it, and the cells
+whose lines came from a run with another."""
+
+
+def unverified_lines(results: Path, identity: str, resumed: set[str] | None) -> set[str]:
+    """Cell ids of `results` whose lines an earlier run wrote under another identity (or one not recorded),
+    so that they must not be stored under this run's keys; records this run's identity beside the file.
+    `resumed`: the cells that already had a line when this run started (None: a fresh results file)."""
+    sidecar = results.with_name(results.name + IDENTITY_SUFFIX)
+    try:
+        previous = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    earlier = set(previous.get("unverified") or ()) if isinstance(previous, dict) else set()
+    if resumed is None:
+        unverified: set[str] = set()
+    elif isinstance(previous, dict) and previous.get("identity") == identity:
+        unverified = earlier & resumed
+    else:
+        unverified = set(resumed)
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    temporary = sidecar.with_name(f".{sidecar.name}.tmp")
+    temporary.write_text(json.dumps({"identity": identity, "unverified": sorted(unverified)}) + "\n", encoding="utf-8")
+    os.replace(temporary, sidecar)
+    return unverified
 
 
 def keep(store: Store, keys: Keys, matrix: Matrix, lines: list[dict[str, Any]]) -> int:
@@ -246,12 +303,60 @@ def keep(store: Store, keys: Keys, matrix: Matrix, lines: list[dict[str, Any]]) 
             continue
         if cell.saved_by and line.get("status") == "skipped":  # the writer's checkpoint may exist next time
             continue
-        if (line.get("details") or {}).get("needs"):  # the package may be installed next time (no key holds it)
-            continue
         key = keys.cell(cell, line_facts(line))
         if key:
             by_release.setdefault(str(line["transformers"]), []).append({"key": key, "stored_at": now(), "line": line})
     return sum(store.add(release, entries) for release, entries in by_release.items())
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What pruning did to one store file."""
+
+    path: Path
+    kept: int
+    dropped: int
+    other_models: int
+    """Entries kept because this matrix.yaml does not list their model (another branch's, say)."""
+
+
+def _current(entry: dict[str, Any], keys: Keys, models: set[str], name: str) -> bool | None:
+    """Whether a run of this checkout could reuse `entry` (None: its model is not in this matrix, so it cannot tell)."""
+    if name == DRIFT:
+        record = entry.get("record") or {}
+        if record.get("model") not in models:
+            return None
+        return entry.get("harness") in (None, keys.drift_code)
+    line = entry.get("line") or {}
+    cell = Cell.from_id(str(line.get("cell_id")))
+    if cell is None or cell.model not in models:
+        return None
+    return keys.cell(cell, line_facts(line)) == entry.get("key")
+
+
+def prune(store: Store, keys: Keys) -> list[Pruned]:
+    """Drop the entries no run of this checkout can reuse: cells stored by other harness code, recipes or
+    settings (their key is no longer the one this checkout computes from the line), drift records of
+    other drift code, and entries a later one under the same key replaced. Each file is rewritten
+    under its lock, through a temporary file: a killed prune leaves the old file whole."""
+    models = {m.key for m in keys.matrix.models}
+    done = []
+    for release in store.releases():
+        for name in (CELLS, DRIFT):
+            path = store.file(release, name)
+            if not path.is_file():
+                continue
+            with holding(path):
+                entries = [e for e in read_lines(path) if "key" in e]
+                latest = {str(e["key"]): i for i, e in enumerate(entries)}
+                verdicts = [_current(e, keys, models, name) if latest[str(e["key"])] == i else False
+                            for i, e in enumerate(entries)]
+                kept = [e for e, verdict in zip(entries, verdicts) if verdict is not False]
+                temporary = path.with_name(f".{path.name}.prune")
+                temporary.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in kept), encoding="utf-8")
+                os.replace(temporary, path)
+            done.append(Pruned(path, len(kept), len(entries) - len(kept), sum(v is None for v in verdicts)))
+    return done
 
 
 def summary(store: Store, stream: TextIO) -> None:

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from reports.cell_data import causes_by_cell, cell_file
 from reports.grid import GridCell, ModelGroup, build_grid
+from reports.history import HISTORY_RELEASES, timelines
 from reports.md_causes import SECTIONS, was
 from reports.overview import counts, model_sentences
 from reports.report import Cell, Report
@@ -77,6 +78,7 @@ def render_html(report: Report) -> str:
         symbol=SYMBOL,
         strategies=sorted({row.strategy for g in grid.groups for row in g.rows}),
         trend=trend_bars(report),
+        history=timelines(report) if len(report.releases) >= HISTORY_RELEASES else [],
         css=Markup(_asset("report.css")),
         js=Markup(_asset("report.js")),
     )

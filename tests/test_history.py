@@ -88,3 +88,18 @@ def test_a_corrected_range_is_one_range_or_none() -> None:
     assert corrected_range({"1.1", "1.2"}, releases) == ">=1.1,<1.3"
     assert corrected_range({"1.0", "1.1", "1.2", "1.3"}, releases) == ""
     assert corrected_range({"1.0", "1.2"}, releases) is None
+
+
+def test_the_html_page_has_the_history_with_its_boundaries_and_links(tmp_path: Path) -> None:
+    from reports.render_html import render_html
+
+    report = report_of(write_results(tmp_path / "results", unknown_until="4.56.2"))
+    page = render_html(report)
+    section = page[page.index('<section id="history">'):]
+    section = section[:section.index("</section>")]
+    assert '<td><a href="#qwen3_vl">qwen3_vl</a></td><td>explicit_class · default</td>' in section
+    assert "∅ 4.56.0–4.56.2</span> · <span class=\"s-pass\">✓ 4.57.1–4.57.2" in section
+    assert "4.56.2 ∅ → 4.57.1 ✓ (exact)" in section
+    assert '<a href="#qwen3_vl/explicit_class/default">4.56.2/qwen3_vl-explicit_class-default-load</a>' in section
+    two = report.model_copy(update={"releases": report.releases[:2]})
+    assert '<section id="history">' not in render_html(two)

@@ -74,21 +74,27 @@ def test_errors_and_lines_without_a_needed_library_are_not_stored(tmp_path: Path
                                              line(Cell("qwen2", "smart", "default", "trl_grpo"), "unsupported", no_trl)]) == 0
 
 
-def test_a_cell_skipped_for_a_missing_package_is_not_stored(tmp_path: Path) -> None:
-    """Installing the package (torchvision from COMPAT_MATRIX_TORCH_INDEX) changes the outcome; no key holds it."""
-    cell = Cell("smolvlm", "smart", "default", "load")
+def test_a_cell_skipped_for_a_missing_package_is_reused_only_while_the_package_is_absent(tmp_path: Path) -> None:
+    """Installing the package (torchvision from COMPAT_MATRIX_TORCH_INDEX) lets the cell get further: it runs again."""
+    store, keys, cell = Store(tmp_path), Keys(MATRIX), Cell("smolvlm", "smart", "default", "load")
     needs = {**line(cell, "skipped"), "message": "needs torchvision: ...", "details": {"needs": "torchvision"}}
-    assert keep(Store(tmp_path), Keys(MATRIX), MATRIX, [needs]) == 0
-    assert keep(Store(tmp_path), Keys(MATRIX), MATRIX, [line(cell, "skipped")]) == 1
+    assert keep(store, keys, MATRIX, [needs]) == 1
+    without = EnvFacts(**{**FACTS.__dict__, "present": frozenset({"transformers", "torch", "pillow"})})
+    with_it = EnvFacts(**{**FACTS.__dict__, "present": frozenset({"transformers", "torch", "torchvision"})})
+    assert [e["status"] for e in reusable(store, keys, MATRIX, [cell], "4.57.6", without, "x").lines] == ["skipped"]
+    assert reusable(store, keys, MATRIX, [cell], "4.57.6", with_it, "x").lines == []
 
 
 def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:
     site = tmp_path / "lib" / "python3.11" / "site-packages"
-    for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "trl-0.24.0"):
+    for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "trl-0.24.0", "opencv_python-4.12.0"):
         (site / f"{name}.dist-info").mkdir(parents=True)
+    (site / "cv2").mkdir()
+    (site / "six.py").write_text("")
     facts = env_facts(tmp_path, "cpu")
     assert facts is not None and (facts.transformers, facts.torch, facts.python) == ("4.57.6", "2.13.0+cpu", "3.11")
     assert facts.libraries == {"tokenizers": "0.22.1", "trl": "0.24.0", "peft": None, "accelerate": None}
+    assert {"cv2", "opencv_python", "six", "trl"} <= facts.present and "torchvision" not in facts.present
     assert line_facts(line(Cell("qwen2", "smart", "default", "load"))) == FACTS
     assert env_facts(tmp_path / "absent", "cpu") is None
 
@@ -233,3 +239,74 @@ def test_drift_records_all_from_the_store_are_written_to_a_fresh_out(tmp_path: P
     found = drift_run._recorded(MATRIX, DEFAULT_MATRIX, "4.57.6", ["qwen2"], tmp_path / "fresh-out", store)
     assert found == {"qwen2": record}
     assert json.loads(drift_run.record_file(tmp_path / "fresh-out", "4.57.6").read_text()) == {"qwen2": record}
+
+
+class Killed(BaseException):
+    """The machine lost the run: nothing after it runs (no storing at the release's end)."""
+
+
+def test_a_resumed_run_stores_the_lines_it_found_only_under_the_same_code_and_models(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compat_matrix import runner
+
+    cells = [Cell("qwen2", strategy, "default", "forward") for strategy in ("smart", "explicit_class", "auto_model")]
+    entry = MATRIX.model("qwen2")
+    assert entry.recipe is not None
+    recipe = entry.recipe.model_copy(update={"config": {**entry.recipe.config, "num_hidden_layers": 3}})
+    changed = MATRIX.model_copy(update={"models": tuple(e.model_copy(update={"recipe": recipe}) if e.key == "qwen2" else e
+                                                        for e in MATRIX.models)})
+    env = fake_env(tmp_path / "env", FACTS)
+
+    def killed_after(count: int):  # type: ignore[no-untyped-def]
+        def fake_tox(run: runner.ReleaseRun, matrix: object, matrix_file: Path, out: Path, left: list[Cell], *args: object) -> None:
+            writer = runner.ResultsWriter(run.results, fresh=False)
+            for cell in left[:count]:
+                writer.write(line(cell, "fail"))
+            writer.close()
+            if count < len(left):
+                raise Killed
+        return fake_tox
+
+    def kill_then_resume(name: str, matrix_then: object, matrix_now: object) -> Store:
+        store = Store(tmp_path / name / "store")
+        monkeypatch.setattr(runner, "_run_tox", killed_after(2))
+        with pytest.raises(Killed):
+            runner.run_release(matrix_then, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / name / "out", 1, env_dir=env,
+                               store=runner.StoreUse(store, Keys(matrix_then)))  # type: ignore[arg-type]
+        assert store.entries("4.57.6") == {}  # killed before the release's end: nothing stored
+        monkeypatch.setattr(runner, "_run_tox", killed_after(3))
+        runner.run_release(matrix_now, DEFAULT_MATRIX, "4.57.6", cells, tmp_path / name / "out", 1, env_dir=env,  # type: ignore[arg-type]
+                           resumed=True, store=runner.StoreUse(store, Keys(matrix_now)))  # type: ignore[arg-type]
+        return store
+
+    same = kill_then_resume("same", MATRIX, MATRIX)
+    assert sorted(e["line"]["cell_id"] for e in same.entries("4.57.6").values()) == sorted(c.id for c in cells)
+    other = kill_then_resume("other", MATRIX, changed)  # qwen2's recipe edited between the kill and the resume
+    assert [e["line"]["cell_id"] for e in other.entries("4.57.6").values()] == [cells[2].id]
+    assert [e["cell_id"] for e in reusable(other, Keys(changed), changed, cells, "4.57.6", FACTS, "x").lines] == [cells[2].id]
+
+
+def test_prune_drops_what_this_checkout_cannot_reuse_and_keeps_the_rest(tmp_path: Path) -> None:
+    from compat_matrix.store import DRIFT, prune
+
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    current, older_code, other_model = (Cell("qwen2", "smart", "default", "load"), Cell("qwen2", "smart", "default", "forward"),
+                                        Cell("moe_of_another_branch", "smart", "default", "load"))
+    old_keys = Keys(MATRIX)
+    old_keys._code = {probe: "an older harness" for probe in old_keys._code}
+    keep(store, keys, MATRIX, [line(current)])
+    keep(store, old_keys, MATRIX, [line(older_code)])
+    keep(store, keys, MATRIX, [line(current)])  # stored again: the first entry is replaced
+    store.add("4.57.6", [{"key": "k", "stored_at": "t", "line": {**line(current), "cell_id": other_model.id}}])
+    drift = [{"key": key, "stored_at": "t", "record": {"model": "qwen2"}, **extra}
+             for key, extra in (("old", {"harness": "older drift code"}), ("new", {"harness": keys.drift_code}), ("unknown", {}))]
+    store.add("4.57.6", drift, DRIFT)
+
+    done = {p.path.name: p for p in prune(store, keys)}
+    assert (done["cells.jsonl"].kept, done["cells.jsonl"].dropped, done["cells.jsonl"].other_models) == (2, 2, 1)
+    assert (done["drift.jsonl"].kept, done["drift.jsonl"].dropped) == (2, 1)
+    assert sorted(e["line"]["cell_id"] for e in store.entries("4.57.6").values()) == sorted([current.id, other_model.id])
+    assert set(store.entries("4.57.6", DRIFT)) == {"new", "unknown"}
+    found = reusable(store, keys, MATRIX, [current, older_code], "4.57.6", FACTS, "x")
+    assert [e["cell_id"] for e in found.lines] == [current.id]
+    assert not list(tmp_path.rglob(".*.prune"))
