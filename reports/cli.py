@@ -23,12 +23,18 @@ from reports.report import ReleaseSet, Report
 from reports.support_table import UnknownSelection, support_table
 
 
-def write_outputs(report: Report, out_dir: Path) -> list[Path]:
-    """report.json, then report.md, index.html with its cells/ and one JUnit file per release, all from it."""
+def write_pages(report: Report, out_dir: Path) -> None:
+    """report.json, report.md and index.html: what a later step that adds to the report (`repro --causes`)
+    writes again, without the cell files and JUnit that do not change."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write(out_dir / "report.json")
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (out_dir / "index.html").write_text(render_html(report), encoding="utf-8")
+
+
+def write_outputs(report: Report, out_dir: Path) -> list[Path]:
+    """report.json, then report.md, index.html with its cells/ and one JUnit file per release, all from it."""
+    write_pages(report, out_dir)
     return [out_dir / "report.json", out_dir / "report.md", out_dir / "index.html", *write_cell_files(report, out_dir),
             *write_junit(report, out_dir)]
 

@@ -42,7 +42,7 @@ def models_section(report: Report) -> list[str]:
 
 
 def cause_sections(report: Report) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = reproduction_line(report)
     for kind, heading, unfolded in SECTIONS:
         causes = [c for c in report.causes if c.kind == kind]
         if not causes:
@@ -76,9 +76,32 @@ def _table(causes: list[Cause]) -> list[str]:
             example += " — " + md_inline("; ".join(c.expectations), 200)
         if c.repro:
             example += " — reproduce: " + ", ".join(f"`{md_inline(path, 120)}`" for path in c.repro)
+        if c.reproduction is not None:
+            example += " — " + reproduction_text(c)
         lines.append(f"| {EMOJI.get(c.status, '')} | {md_inline(c.title, 200)} | {md_inline(c.scope, 120)} "
                      f"| {md_inline(releases, 120)} | {c.breaks} ({len(c.cells)}) | {example} |")
     return lines
+
+
+def reproduction_text(cause: Cause) -> str:
+    """The cause's script from `compat-matrix repro --causes`, in words: verified, or why not."""
+    r = cause.reproduction
+    assert r is not None
+    if r.script and r.verified:
+        return f"verified script: [`{md_inline(r.script, 120)}`]({r.script}) ({r.lines} lines; {md_inline(r.verdict, 300)})"
+    if r.script:
+        return f"script [`{md_inline(r.script, 120)}`]({r.script}), **not verified**: {md_inline(r.verdict, 300)}"
+    return f"**no verified script**: {md_inline(r.verdict, 300)}"
+
+
+def reproduction_line(report: Report) -> list[str]:
+    """How many failing causes have a verified script, where `compat-matrix repro --causes` ran on the report."""
+    done = [c for c in report.causes if c.reproduction is not None]
+    if not done:
+        return []
+    verified = sum(bool(c.reproduction and c.reproduction.verified) for c in done)
+    return [f"**Reproductions**: {verified} of {len(done)} failing causes have a verified script "
+            "(`compat-matrix repro --causes`); each cause below says which, or why none.", ""]
 
 
 def _yaml(causes: list[Cause]) -> list[str]:

@@ -73,6 +73,22 @@ class Change(_Frozen):
     message: str = ""
 
 
+class Reproduction(_Frozen):
+    """The script `compat-matrix repro --causes` wrote for a cause, and what verifying it showed."""
+
+    script: str | None
+    """Path relative to report.json's folder (`repro/<cause id>.py`); null where none could be written."""
+    cell: str | None = None
+    """`<transformers>/<cell_id>` the script is for."""
+    good: str | None = None
+    """The release where the same cell passes, where the script was also run."""
+    lines: int | None = None
+    verified: bool = False
+    """The script fails in the cell's release with the cause's signature (and passes in `good`)."""
+    verdict: str
+    """`--verify`'s one line, or why there is no script or no verification."""
+
+
 class Cause(_Frozen):
     """Cells that fail (or change, or got fixed) for one reason, derived from `cells` (reports/causes.py)."""
 
@@ -114,6 +130,8 @@ class Cause(_Frozen):
     """Scripts that reproduce it (the `repro:` of the expectations its cells meet)."""
     expectation_yaml: str = ""
     """matrix.yaml `expectations:` entries that would record it, ready to paste (empty for silent changes)."""
+    reproduction: Reproduction | None = None
+    """Its script from `compat-matrix repro --causes` (null until that step ran on this report)."""
 
 
 class Environment(_Frozen):

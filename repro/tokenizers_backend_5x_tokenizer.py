@@ -7,40 +7,30 @@ LlamaForCausalLM.from_pretrained(folder)
 
 compat-matrix cell llama-explicit_class-default-load@5.24.0 in transformers 4.57.6; passes in 5.24.0.
 matrix.yaml expects fail: 5.x writes tokenizer_class TokenizersBackend into tokenizer_config.json, a class 4.x
-does not have (ValueError): a 5.x fine-tune's tokenizer cannot be read
+does not have (ValueError): a 5.x fine-tune's tokenizer cannot …
 Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):
 uv run --with transformers==5.24.0 tokenizers_backend_5x_tokenizer.py write ckpt
 uv run tokenizers_backend_5x_tokenizer.py read ckpt
 """
-import sys
-import tempfile
-import traceback
+import json, sys
 
 import torch
 import transformers
 
-KWARGS = {}
-CONFIG = {"initializer_range": 0.1, "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-    "max_position_embeddings": 512}
+CONFIG = {"bos_token_id": 990, "eos_token_id": 994, "pad_token_id": 995, "initializer_range": 0.1, "vocab_size": 1000,
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "max_position_embeddings": 512}
 ARCHITECTURE = "LlamaForCausalLM"
 INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
-
-
-def fail(message):
-    print("got:", message)
-    sys.exit(1)
 
 
 def build(folder):
     """Save a tiny random LlamaForCausalLM (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model("llama", **CONFIG)
-    config.architectures = [ARCHITECTURE]
+    config = transformers.AutoConfig.for_model("llama", architectures=[ARCHITECTURE], **CONFIG)
     model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
     model.save_pretrained(folder)
-    with torch.no_grad():
-        return model.float()(input_ids=INPUT_IDS).logits
+    return model.float()(input_ids=INPUT_IDS).logits.detach()
 
 
 def tokenizer():
@@ -57,34 +47,37 @@ def tokenizer():
 
 
 def load(folder):
-    """The call under test."""
+    """The call under test, computing in float32 unless it names a dtype (the default differs by release)."""
     config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]
     if not config.architectures:
-        fail(f"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though "
-             f"transformers {config.transformers_version} saved this checkpoint as {ARCHITECTURE}: loaders that take "
-             "the class from config.architectures (VLM-R1's model_cls) cannot load it")
-    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)
-    if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
-        model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
-    return model, info
+        sys.exit(f"got: ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though "
+                 f"transformers {written_by(folder)} saved this checkpoint as {ARCHITECTURE}: loaders that take "
+                 "the class from config.architectures (VLM-R1's model_cls) cannot load it")
+    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True)
+    return model.float(), info
 
 
 def check_load(model, info, reference):
     """As compat-matrix's load probe: every tensor used, an LM head, the saved weights' logits."""
     unclean = {key: names for key, names in info.items() if names and key != "error_msgs"}
     if unclean:
-        fail(f"CheckFailed: the load was not clean: {unclean}")
+        sys.exit(f"got: CheckFailed: the load was not clean: {unclean}")
     if model.get_output_embeddings() is None:
-        fail(f"CheckFailed: {type(model).__name__} has no LM head")
+        sys.exit(f"got: CheckFailed: {type(model).__name__} has no LM head")
     try:
-        with torch.no_grad():
-            logits = model(input_ids=INPUT_IDS).logits.float()
+        logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
-        fail(f"{type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised {type(exc).__name__}: {exc}")
+        sys.exit(f"got: {type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised "
+                 f"{type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
-        fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
-    return model
+        sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time "
+                 f"({relative:.3g} relative)")
+
+
+def written_by(folder):
+    with open(f"{folder}/config.json") as file:
+        return json.load(file)["transformers_version"]
 
 
 def write(folder):
@@ -98,8 +91,8 @@ def read(folder):
     """Step 2, run by the release that loads: what a fine-tune's user does."""
     transformers.AutoConfig.from_pretrained(folder)
     transformers.AutoTokenizer.from_pretrained(folder)
-    model = check_load(*load(folder), torch.load(f"{folder}/reference_logits.pt"))
-    del model
+    reference = torch.load(f"{folder}/reference_logits.pt")
+    check_load(*load(folder), reference)
     print("ok: the behaviour is right")
 
 
@@ -107,10 +100,7 @@ if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("write", "read"):
         sys.exit(f"usage: {sys.argv[0]} write|read FOLDER (see the top of this file)")
     print("transformers", transformers.__version__, "torch", torch.__version__)
+    folder = sys.argv[2]
     if sys.argv[1] == "read":
         print("expected: LlamaForCausalLM.from_pretrained(folder) loads the checkpoint cleanly, with its LM head and the saved weights' logits")
-    try:
-        (write if sys.argv[1] == "write" else read)(sys.argv[2])
-    except Exception as exc:  # an exception is the failure
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    (write if sys.argv[1] == "write" else read)(folder)  # an exception exits 1 with its traceback

@@ -28,7 +28,10 @@ KINDS = {
     "qwen2_vl-smart-lora_vision-grpo_step": "4.57.6",  # a training-step check
     "llama-explicit_class-default-load@5.24.0": "4.57.6",  # a checkpoint another release wrote
 }
-ALLOWED_IMPORTS = {"sys", "tempfile", "traceback", "inspect", "torch", "transformers", "tokenizers", "peft", "PIL"}
+ALLOWED_IMPORTS = {"collections", "inspect", "json", "sys", "tempfile", "torch", "transformers", "tokenizers", "peft",
+                   "safetensors"}
+SAME_RELEASE_LINES = 90
+"""The longest same-release script the default matrix can have (87 lines: a LoRA profile with MoE target_parameters)."""
 
 
 def script(cell_id: str, release: str, good: str | None = None):
@@ -86,7 +89,8 @@ def test_the_expectation_reason_and_link_head_the_script() -> None:
 
 @pytest.mark.parametrize("cell_id, why", [
     ("remote_decoder-auto_causal_lm-default-load", "not a tiny model built from a transformers class"),
-    ("llama-explicit_class-default-generate", "no script template for the generate probe"),
+    ("llama-explicit_class-default-trl_grpo", "no script template for trl_grpo"),
+    ("llama-explicit_class-default-grpo_step", "no script template for grpo_step"),
     ("gemma3-explicit_class-default-forward", "no script template builds gemma3 image inputs"),
 ])
 def test_cells_without_a_template_say_why(cell_id: str, why: str) -> None:
@@ -99,6 +103,16 @@ def test_the_failure_line_is_read_back_with_multiline_messages() -> None:
         "ValueError", "Unrecognized class\nModel type should be one of A, B")
     assert parse_failure("ok: the behaviour is right\n") == (None, "")
     assert parse_failure("got: CheckFailed: grad_adapter: 4 of 4") == ("CheckFailed", "grad_adapter: 4 of 4")
+
+
+def test_an_exception_is_read_from_the_last_traceback_without_its_module() -> None:
+    """A script lets an exception end it: Python's traceback on stderr is what it got."""
+    output = ("expected: it loads\nTraceback (most recent call last):\n  File \"r.py\", line 3, in <module>\n    x()\n"
+              "KeyError: 'a'\n\nDuring handling of the above exception, another exception occurred:\n\n"
+              "Traceback (most recent call last):\n  File \"r.py\", line 5, in <module>\n    load()\n    ^^^^^^\n"
+              "peft.tuners.tuners_utils.NoMatchingPeftModuleError: Target modules x not found\nPlease check\n")
+    assert parse_failure(output) == ("NoMatchingPeftModuleError", "Target modules x not found\nPlease check")
+    assert parse_failure("Traceback (most recent call last):\n  File \"r.py\", line 1\nStopIteration\n") == ("StopIteration", "")
 
 
 def test_an_unreadable_checkpoint_is_compared_by_the_librarys_own_error() -> None:
@@ -209,3 +223,112 @@ def test_the_cause_summary_says_which_causes_have_a_verified_script_and_why_othe
     assert "| `c1.py` (80 lines) | `4.57.6/cell-a` | ✅ reproduces in 4.57.6" in text
     assert "| none | `5.24.0/cell-b` | no script: no script template builds gemma3 image inputs |" in text
     assert "x \\| y" in text
+
+
+def test_every_same_release_script_of_the_default_matrix_is_short() -> None:
+    """Pasted into an upstream issue: same-release scripts stay under SAME_RELEASE_LINES lines."""
+    from compat_matrix.cells import select_cells
+
+    longest = max(write_script(Target(MATRIX, cell, release)).lines for cell in select_cells(MATRIX)
+                  for release in ("4.57.6", "5.24.0") if _has_template(cell, release))
+    assert 60 < longest <= SAME_RELEASE_LINES
+
+
+def _has_template(cell: Cell, release: str) -> bool:
+    try:
+        write_script(Target(MATRIX, cell, release))
+    except NoTemplate:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("cell_id, has, lacks", [
+    ("phi3-smart-lora-load", ["LoRA target_modules {idle!r} (of {targets!r})", "not found in the base model"],
+     ["target_parameters"]),
+    ("qwen2_5_vl-smart-lora_paths-load", ["not found in the base model", "target_modules=r'model\\.layers"],
+     ["(of {targets!r})", "target_parameters"]),
+    ("deepseek_v3-smart-lora_params-load", ["target_parameters=['mlp.experts.gate_up_proj'", "(of {targets!r})",
+                                            "it keeps one module per expert here"], []),
+])
+def test_a_lora_load_checks_what_its_target_list_can_fail(cell_id: str, has: list[str], lacks: list[str]) -> None:
+    """target_matches as compat-matrix's LoRA load checks it, only the branches the profile's list can reach
+    (a regex matches nothing or something; a list can also leave single names unmatched)."""
+    written = script(cell_id, "4.57.6")
+    assert written.needs == ("peft",) and "adapt(load(folder))" in written.text and "def check_load" not in written.text
+    for text in has:
+        assert text in written.text, text
+    for text in lacks:
+        assert text not in written.text, text
+
+
+def test_generate_and_adapter_roundtrip_scripts_do_the_probes_calls() -> None:
+    generate = script("deepseek_v3-auto_model-default-generate", "4.57.6").text
+    assert "transformers.AutoModel.from_pretrained(folder)" in generate and ".generate(input_ids=INPUT_IDS" in generate
+    assert "repeatable: second call generated" in generate and '"peft"' not in generate
+    roundtrip = script("qwen2_vl-smart-lora_vision-adapter_roundtrip@4.49.0", "5.24.0", good="4.57.6")
+    assert roundtrip.steps == (("write",), ("read",)) and roundtrip.needs == ("peft",)
+    assert "save_adapter(load(folder), folder)" in roundtrip.text and "peft.PeftModel.from_pretrained" in roundtrip.text
+    assert "adapter_keys: {len(lost)} of {len(saved)} adapter tensors transformers " in roundtrip.text
+    assert "{written_by(folder)} saved are not in the loaded model" in roundtrip.text
+    with pytest.raises(NoTemplate, match="adapter_roundtrip"):
+        script("qwen2_vl-smart-lora_vision-adapter_roundtrip", "4.57.6")
+
+
+def test_a_cross_release_read_words_each_probe_as_the_harness_does() -> None:
+    """The forward read runs the forward's checks, not the load probe's (whose wording differs), and the
+    explicit route names the writing release from config.json (not the config the reader re-made)."""
+    forward = script("qwen2_5_vl-auto_image_text_to_text-default-forward@5.24.0", "4.57.6").text
+    assert "check(load(folder))" in forward and "def check_load" not in forward
+    explicit = script("qwen2_5_vl-explicit_class-default-load@5.24.0", "4.57.6").text
+    assert "transformers {written_by(folder)} saved this checkpoint as {ARCHITECTURE}" in explicit
+    assert 'json.load(file)["transformers_version"]' in explicit
+
+
+def test_the_report_names_each_causes_script_verified_or_why_none(tmp_path: Path) -> None:
+    """`repro --causes` beside a report: report.md and index.html say per cause which script verified, which
+    did not, and why a cause has none; the report without that step says nothing of scripts."""
+    from compat_matrix.repro.command import CauseScript, with_reproductions
+    from reports.build import build_report
+    from reports.render_html import render_html
+    from reports.render_md import render_markdown
+    from reports.report import Report
+
+    fixtures = Path(__file__).parent / "fixtures" / "results" / "nightly"
+    report = build_report([fixtures / "tf457.jsonl", fixtures / "tflatest.jsonl"])
+    failing = [c for c in report.causes if c.status in ("fail", "error")]
+    assert len(failing) >= 3
+    before = render_markdown(report)
+    assert "verified script" not in before and "Reproductions" not in before
+    rows = [CauseScript(failing[0].id, failing[0].title, f"{failing[0].id}.py", "cell-a", "4.57.6", "5.24.0", 64, True,
+                        "reproduces in 4.57.6 (load: ValueError: x); passes in 5.24.0"),
+            CauseScript(failing[1].id, failing[1].title, f"{failing[1].id}.py", "cell-b", "5.24.0", None, 70, False,
+                        "does NOT reproduce: the script passes in 5.24.0, where the cell fails with X"),
+            CauseScript(failing[2].id, failing[2].title, None, "cell-c", "5.24.0", None, None, False,
+                        "no script: no script template builds gemma3 image inputs")]
+    updated = with_reproductions(report, rows, Path("repro"))
+    updated.write(tmp_path / "report.json")
+    read = Report.read(tmp_path / "report.json")
+    assert read.causes == updated.causes, "report.json keeps the reproductions"
+    markdown, html = render_markdown(read), render_html(read)
+    assert "**Reproductions**: 1 of 3 failing causes have a verified script" in markdown
+    assert f"verified script: [`repro/{failing[0].id}.py`](repro/{failing[0].id}.py) (64 lines; reproduces in 4.57.6" in markdown
+    assert f"script [`repro/{failing[1].id}.py`](repro/{failing[1].id}.py), **not verified**: does NOT reproduce" in markdown
+    assert "**no verified script**: no script template builds gemma3 image inputs" in markdown
+    assert f'verified script: <a href="repro/{failing[0].id}.py">' in html
+    assert "<strong>no verified script</strong>: no script template builds gemma3 image inputs" in html
+
+
+def test_the_scripts_config_is_the_builds_for_every_tiny_model() -> None:
+    """Special token ids and initializer_range as compat_tests/tiny/checkpoint.py sets them (Phi-3's default
+    pad_token_id 32000 is outside the tiny vocabulary: a script without the build's ids cannot build it)."""
+    from compat_matrix.repro.script import resolved_config
+    from compat_tests.tiny.checkpoint import _config_kwargs
+    from compat_tests.tiny.families import FAMILIES
+
+    checked = 0
+    for entry in MATRIX.models:
+        if entry.source == "tiny" and entry.recipe is not None and entry.recipe.model_type in FAMILIES:
+            assert resolved_config(entry) == _config_kwargs(entry.recipe, FAMILIES[entry.recipe.model_type]), entry.key
+            checked += 1
+    assert checked >= 15
+    assert resolved_config(MATRIX.model("phi3"))["pad_token_id"] < MATRIX.model("phi3").recipe.config["vocab_size"]

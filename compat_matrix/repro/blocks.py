@@ -1,7 +1,7 @@
 """The text of a reproduction script, in blocks put together top to bottom by `script.py`.
 
 Markers `__NAME__` are filled in there; everything else is the script as a maintainer reads it.
-Every block uses transformers, torch, tokenizers and peft only: nothing of compat-matrix.
+Every block uses transformers, torch, tokenizers, safetensors and peft only: nothing of compat-matrix.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ HEADER = '''\
 
 __ABOUT__
 """
-import sys
-import tempfile
-import traceback
+import __IMPORTS__
 
-import torch
-import transformers
+__PACKAGES__
 
 '''
 
@@ -30,20 +27,25 @@ ARCHITECTURE = "__ARCHITECTURE__"
 INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
 
 
-def fail(message):
-    print("got:", message)
-    sys.exit(1)
-
-
 def build(folder):
     """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model("__MODEL_TYPE__", **CONFIG)
-    config.architectures = [ARCHITECTURE]
+    config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
     model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
     model.save_pretrained(folder)
-    with torch.no_grad():
-        return model.float()(input_ids=INPUT_IDS).logits
+    return model.float()(input_ids=INPUT_IDS).logits.detach()
+'''
+
+MODEL_ONLY = '''\
+CONFIG = __CONFIG__
+ARCHITECTURE = "__ARCHITECTURE__"
+
+
+def build(folder):
+    """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's)."""
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
+    getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).save_pretrained(folder)
 '''
 
 TOKENIZER = '''
@@ -73,25 +75,20 @@ QWEN_VL_INPUTS = '''
 
 def image_text_inputs(model):
     """What the processor gives for one image and a short prompt, built by hand: __TOKENS__ image tokens."""
-    import inspect
-
-    torch.manual_seed(1)
-    input_ids = torch.tensor([[__START__] + [__IMAGE__] * __TOKENS__ + [__END__, 5, 9, 14]])
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-              "pixel_values": torch.randn(__PATCHES__, __PATCH_DIM__), "image_grid_thw": torch.tensor([[1, __GRID__, __GRID__]])}
+    ids = torch.tensor([[__START__] + [__IMAGE__] * __TOKENS__ + [__END__, 5, 9, 14]])
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(__PATCHES__, __PATCH_DIM__),
+              "image_grid_thw": torch.tensor([[1, __GRID__, __GRID__]])}
     if "mm_token_type_ids" in inspect.signature(model.forward).parameters:  # the processor returns it then
-        inputs["mm_token_type_ids"] = (input_ids == __IMAGE__).long()  # 1 at image tokens, as it does
+        inputs["mm_token_type_ids"] = (ids == __IMAGE__).long()  # 1 at image tokens, as it does
     return inputs
 '''
 
 LOAD = '''
 
 def load(folder):
-    """The call under test."""
+    """The call under test, computing in float32 unless it names a dtype (the default differs by release)."""
     __LOAD_BODY__
-    if not KWARGS.get("dtype", KWARGS.get("torch_dtype")):
-        model = model.float()  # compute in float32 unless the call names a dtype (the default differs by release)
-    return model, info
+    return __RETURN__
 '''
 
 CHECK_LOAD = '''
@@ -100,18 +97,18 @@ def check_load(model, info, reference):
     """As compat-matrix's load probe: every tensor used, an LM head, the saved weights' logits."""
     unclean = {key: names for key, names in info.items() if names and key != "error_msgs"}
     if unclean:
-        fail(f"CheckFailed: the load was not clean: {unclean}")
+        sys.exit(f"got: CheckFailed: the load was not clean: {unclean}")
     if model.get_output_embeddings() is None:
-        fail(f"CheckFailed: {type(model).__name__} has no LM head")
+        sys.exit(f"got: CheckFailed: {type(model).__name__} has no LM head")
     try:
-        with torch.no_grad():
-            logits = model(input_ids=INPUT_IDS).logits.float()
+        logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
-        fail(f"{type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised {type(exc).__name__}: {exc}")
+        sys.exit(f"got: {type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised "
+                 f"{type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
-        fail(f"CheckFailed: text-only logits differ from the reference recorded at build time ({relative:.3g} relative)")
-    return model
+        sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time "
+                 f"({relative:.3g} relative)")
 '''
 
 FORWARD_IMAGE = '''
@@ -120,61 +117,144 @@ def check(model):
     """Training code passes some of the processor's outputs by hand: the logits must not change."""
     full = image_text_inputs(model)
     manual = {k: v for k, v in full.items() if k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
-    print("the processor returns", sorted(full), "; training code passes", sorted(manual))
-    with torch.no_grad():
-        every = model(**full).logits
-        try:
-            some = model(**manual).logits
-        except Exception as exc:  # as the forward probe words it
-            fail(f"{type(exc).__name__}: forward with only {sorted(manual)} raised {type(exc).__name__}: {exc}")
+    model(input_ids=INPUT_IDS)  # the text-only forward comes first
+    every = model(**full).logits.detach()
+    try:
+        some = model(**manual).logits.detach()
+    except Exception as exc:  # as the forward probe words it
+        sys.exit(f"got: {type(exc).__name__}: forward with only {sorted(manual)} raised {type(exc).__name__}: {exc}")
     relative = float((every - some).abs().max() / every.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
-        fail(f"CheckFailed: forward with only {sorted(manual)} gives different logits than with every processor "
-             f"output (relative max diff {relative:.3g})")
+        sys.exit(f"got: CheckFailed: forward with only {sorted(manual)} gives different logits than with every "
+                 f"processor output (relative max diff {relative:.3g})")
 '''
 
 FORWARD_TEXT = '''
 
 def check(model):
-    """A text forward gives finite logits of the right shape."""
-    with torch.no_grad():
-        logits = model(input_ids=INPUT_IDS).logits
-    if not torch.isfinite(logits).all():
-        fail("CheckFailed: text-only forward: logits contain NaN or inf")
+    """A text forward gives finite logits."""
+    if not torch.isfinite(model(input_ids=INPUT_IDS).logits).all():
+        sys.exit("got: CheckFailed: text-only forward: logits contain NaN or inf")
+'''
+
+GENERATE = '''
+
+def check(model):
+    """Greedy decoding twice on one model object; the second call must match a freshly loaded model's."""
+    options = dict(attention_mask=torch.ones_like(INPUT_IDS), max_new_tokens=__NEW_TOKENS__, do_sample=False,
+                   pad_token_id=0, return_dict_in_generate=True, output_logits=True)
+    first = model.eval().generate(input_ids=INPUT_IDS, **options)
+    second = model.generate(input_ids=INPUT_IDS, **options)
+    fresh = load(folder).eval().generate(input_ids=INPUT_IDS, **options)
+    if not all(torch.isfinite(step).all() for step in first.logits + second.logits):
+        sys.exit("got: CheckFailed: finite_logits: a call produced non-finite logits")
+    if not torch.equal(second.sequences, fresh.sequences):
+        new = INPUT_IDS.shape[1]
+        sys.exit(f"got: CheckFailed: repeatable: second call generated {second.sequences[:, new:].tolist()}, a fresh "
+                 f"model {fresh.sequences[:, new:].tolist()} on the same inputs")
+'''
+
+LORA_TARGETS = '''
+
+def adapt(model):
+    """Every name in LoRA's target list must adapt some part of the model (peft leaves the others out without a word)."""
+    base, targets = model, LORA["target_modules"]
+    try:
+        model = peft.get_peft_model(model, peft.LoraConfig(**LORA))
+    except ValueError as exc:
+        if "not found in the base model" not in str(exc):
+            raise
+        example = next((n for n, _ in base.named_modules() if n.endswith(("q_proj", "qkv"))), "")
+        sys.exit(f"got: TargetsUnmatched: target_matches: LoRA target_modules {targets!r} match no module of "
+                 f"{type(base).__name__} (peft: {str(exc).splitlines()[0]}); its linear layers end in {endings(base)}"
+                 + (f"; a full path here: {example}" if example else ""))
+    adapted = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
+__BRANCHES__    return model
+
+
+def endings(model):
+    """The commonest last names of the model's linear layers."""
+    names = collections.Counter(n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+    return ", ".join(name for name, _ in names.most_common(12))
+'''
+
+TARGET_PARAMETERS = '''\
+    params = [f"{n.replace('.base_layer', '')}.{m.parameter_name}" for n, m in model.named_modules()
+              if hasattr(m, "lora_A") and isinstance(getattr(m, "parameter_name", None), str)]
+    idle = [t for t in LORA["target_parameters"] if not any(p.endswith("." + t) for p in params)]
+    if idle:
+        fused = sorted({n.rsplit(".", 1)[-1] for n, _ in base.named_parameters()
+                        if ".experts." in n and n.rpartition(".experts.")[2].isidentifier()})  # all experts in one
+        sys.exit(f"got: TargetsUnmatched: target_matches: LoRA target_parameters {idle!r} match no parameter of "
+                 f"{type(base).__name__} (peft leaves them out without a word; {len(adapted)} modules train); "
+                 + (f"its fused expert parameters: {', '.join(fused)}" if fused
+                    else "it keeps one module per expert here: name the projections in target_modules"))
+    adapted += params
+'''
+
+TARGET_NAMES = '''\
+    idle = [t for t in targets if not any(a.endswith("." + t) for a in adapted)]
+    if idle:
+        sys.exit(f"got: TargetsUnmatched: target_matches: LoRA target_modules {idle!r} (of {targets!r}) match no module "
+                 f"of {type(base).__name__}, so only the other names' {len(adapted)} modules train; its linear layers "
+                 f"end in {endings(base)}")
 '''
 
 LORA_STEP = '''
 
 def check(model):
-    """One LoRA training step as TRL's GRPOTrainer takes it with peft and gradient checkpointing."""
-    from peft import LoraConfig, get_peft_model
-
-    inputs = __INPUTS__
-    torch.manual_seed(0)
-    targets = __TARGETS__
-    model = get_peft_model(model, LoraConfig(r=__R__, lora_alpha=__ALPHA__, target_modules=targets, lora_dropout=0.0,
-                                             task_type="CAUSAL_LM"))
+    """One LoRA step as TRL's GRPOTrainer takes it (peft, gradient checkpointing): every adapter module learns."""
+    model = peft.get_peft_model(model, peft.LoraConfig(**LORA)).train()
     model.gradient_checkpointing_enable()  # the release's default variant, as the HF Trainer calls it
     model.enable_input_require_grads()  # what trainers call for peft under gradient checkpointing
-    model.train()
-    model(**inputs).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
-    adapters = {}  # module -> its lora_A and lora_B weights; lora_B's gradient is non-zero when the output is used
-    for name, p in model.named_parameters():
-        if ".lora_" in name:
-            adapters.setdefault(name.split(".lora_")[0].removeprefix("base_model.model."), []).append(p)
-    silent = [m for m, ps in adapters.items() if any(p.grad is None for p in ps) or not any(p.grad.any() for p in ps)]
-    failed = []
-    if silent:
-        names = ", ".join(silent[:6]) + (f" and {len(silent) - 6} more" if len(silent) > 6 else "")
-        failed.append(f"grad_adapter: {len(silent)} of {len(adapters)} adapter modules got no gradient although the loss "
-                      f"uses their output (the gradient is cut on the way): {names}")
-    weights = [p for ps in adapters.values() for p in ps]
-    before = [p.detach().clone() for p in weights]
-    torch.optim.SGD(weights, lr=1e-3).step()
-    if all(torch.equal(b, p) for b, p in zip(before, weights)):
-        failed.append(f"adapter_changed: no adapter weight moved after the optimizer step ({len(adapters)} modules)")
+    model(**__INPUTS__).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
+    lora_b = {n.split(".lora_B")[0].removeprefix("base_model.model."): p
+              for n, p in model.named_parameters() if ".lora_B." in n}  # one per adapted module
+    silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]  # the gradient was cut
+    before = {p: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
+    torch.optim.SGD(list(before), lr=1e-3).step()
+    failed = [f"grad_adapter: {len(silent)} of {len(lora_b)} adapter modules got no gradient although the loss uses their "
+              f"output (the gradient is cut on the way): {', '.join(silent[:6])}"
+              + (f" and {len(silent) - 6} more" if len(silent) > 6 else "")] if silent else []
+    if all(torch.equal(b, p) for p, b in before.items()):
+        failed.append(f"adapter_changed: no adapter weight moved after the optimizer step ({len(lora_b)} modules)")
     if failed:
-        fail("CheckFailed: " + "; ".join(failed))
+        sys.exit("got: CheckFailed: " + "; ".join(failed))
+'''
+
+ADAPTER_READ = '''
+
+def save_adapter(model, folder):
+    """As a fine-tune saves its LoRA (trainer.save_model): the profile's adapter, trained (lora_B not zero)."""
+    model = peft.get_peft_model(model, peft.LoraConfig(**LORA))
+    for name, p in model.named_parameters():
+        if ".lora_B." in name:
+            torch.nn.init.normal_(p, std=0.1)
+    model.save_pretrained(f"{folder}/adapter")
+
+
+def check(model):
+    """The adapter read onto the same base as a fine-tune's user does: every saved tensor must be in the model."""
+    from safetensors.torch import load_file
+
+    try:
+        model = peft.PeftModel.from_pretrained(model, f"{folder}/adapter")
+    except Exception as exc:
+        sys.exit(f"got: CheckFailed: adapter_load: PeftModel.from_pretrained raised {type(exc).__name__}: {exc}")
+    held = [t for n, t in model.state_dict().items() if ".lora_" in n]
+    saved = load_file(f"{folder}/adapter/adapter_model.safetensors")
+    lost = [k for k, t in saved.items() if not any(h.shape == t.shape and torch.equal(h, t.to(h.dtype)) for h in held)]
+    if lost:
+        sys.exit(f"got: CheckFailed: adapter_keys: {len(lost)} of {len(saved)} adapter tensors transformers "
+                 f"{written_by(folder)} saved are not in the loaded model: {', '.join(lost[:8])}"
+                 + (f" and {len(lost) - 8} more" if len(lost) > 8 else ""))
+'''
+
+WRITTEN_BY = '''
+
+def written_by(folder):
+    with open(f"{folder}/config.json") as file:
+        return json.load(file)["transformers_version"]
 '''
 
 MAIN_SAME = '''
@@ -182,13 +262,9 @@ MAIN_SAME = '''
 if __name__ == "__main__":
     print("transformers", transformers.__version__, "torch", torch.__version__)
     folder = tempfile.mkdtemp()
-    reference = build(folder)
+    __BUILD__
     print("expected: __EXPECTED__")
-    try:
-        __CHECK__
-    except Exception as exc:  # an exception is the failure
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    __CHECK__  # a check that fails exits 1 with "got: ..."; an exception, with its traceback
     print("ok: the behaviour is right")
 '''
 
@@ -205,7 +281,7 @@ def read(folder):
     """Step 2, run by the release that loads: what a fine-tune's user does."""
     transformers.AutoConfig.from_pretrained(folder)
     __READ_FILES__
-    model = check_load(*load(folder), torch.load(f"{folder}/reference_logits.pt"))
+    reference = torch.load(f"{folder}/reference_logits.pt")
     __CHECK__
     print("ok: the behaviour is right")
 
@@ -214,11 +290,8 @@ if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("write", "read"):
         sys.exit(f"usage: {sys.argv[0]} write|read FOLDER (see the top of this file)")
     print("transformers", transformers.__version__, "torch", torch.__version__)
+    folder = sys.argv[2]
     if sys.argv[1] == "read":
         print("expected: __EXPECTED__")
-    try:
-        (write if sys.argv[1] == "write" else read)(sys.argv[2])
-    except Exception as exc:  # an exception is the failure
-        traceback.print_exc()
-        fail(f"{type(exc).__name__}: {exc}")
+    (write if sys.argv[1] == "write" else read)(folder)  # an exception exits 1 with its traceback
 '''

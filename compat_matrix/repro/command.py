@@ -16,14 +16,22 @@ from compat_matrix.repro.script import NoTemplate, Script, Target, write_script
 from compat_matrix.repro.verify import CellOutcome, Verdict, judge, run_script
 from compat_matrix.spec import Matrix
 from compat_matrix.tox_setup import tox_setup
-from reports.report import Cause, Report
+from reports.cli import write_pages
+from reports.report import Cause, Report, Reproduction
 from reports.signature import LOAD_FAILED_PREFIX
 
 INDEX = "index.json"
 """`--causes` writes one script per cause and this index: cause id -> script, cell, verdict."""
 
+REPRO_FOLDER = "repro"
+"""`--causes` writes into this folder beside the report unless `--out` says otherwise."""
+
 SUMMARY = "README.md"
 """`--causes` also writes this Markdown table (the nightly appends it to its regression issue)."""
+
+
+ADAPTER_READ_CHECKS = ("adapter_keys", "adapter_load")
+"""The adapter_roundtrip checks its script makes (its `adapter_logits` needs the writer's inputs and logits)."""
 
 
 class ReproProblem(ValueError):
@@ -70,6 +78,10 @@ def script_for(matrix: Matrix, cell: Cell, release: str, good: str | None, name:
     """The cell's script; a cell whose probe never ran because its load failed gets its load cell's."""
     if outcome is not None and outcome.message.startswith(LOAD_FAILED_PREFIX) and cell.probe != "load":
         cell = Cell(cell.model, cell.strategy, cell.profile, "load", cell.saved_by)
+    if (outcome is not None and cell.probe == "adapter_roundtrip" and outcome.status in ("fail", "error")
+            and not outcome.message.startswith(ADAPTER_READ_CHECKS)):
+        raise NoTemplate(f"the adapter_roundtrip script checks that the adapter reads whole ({', '.join(ADAPTER_READ_CHECKS)}); "
+                         f"this cell fails {outcome.message.split(':')[0]}, which compares the logits on the family's inputs")
     return write_script(Target(matrix, cell, release, good, name))
 
 
@@ -146,8 +158,9 @@ def pick_cell(report: Report, cause: Cause) -> tuple[str, str, str | None] | Non
 
 
 def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
-    report = Report.read(Path(args.causes))
-    out = Path(args.out or "repro")
+    report_path = Path(args.causes)
+    report = Report.read(report_path)
+    out = Path(args.out) if args.out else report_path.parent / REPRO_FOLDER
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for cause in report.causes:
@@ -155,12 +168,35 @@ def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
             continue
         rows.append(_cause_script(args, matrix, matrix_file, report, cause, out))
         print(f"{cause.id}: {rows[-1].summary}", file=sys.stderr)
-    (out / INDEX).write_text(json.dumps([row.__dict__ for row in rows], indent=1) + "\n", encoding="utf-8")
+        # after each cause: a run stopped midway (a nightly's time limit) keeps what it verified
+        (out / INDEX).write_text(json.dumps([row.__dict__ for row in rows], indent=1) + "\n", encoding="utf-8")
     (out / SUMMARY).write_text(summary_md(rows, bool(args.verify)), encoding="utf-8")
     verified = sum(row.verified for row in rows)
     print(f"{len(rows)} causes, {sum(r.script is not None for r in rows)} scripts, "
           f"{verified} verified{'' if args.verify else ' (no --verify)'}; index: {out / INDEX}")
+    if out.resolve().is_relative_to(report_path.parent.resolve()):
+        write_pages(with_reproductions(report, rows, out.resolve().relative_to(report_path.parent.resolve())),
+                    report_path.parent)
+        print(f"report.json, report.md and index.html in {report_path.parent} now name each cause's script")
+    else:
+        print(f"{out} is not beside {report_path}: the report is left as it was (its pages link scripts beside them)")
     return 0
+
+
+def with_reproductions(report: Report, rows: list[CauseScript], folder: Path) -> Report:
+    """`report` with each cause's script (its path relative to the report's folder, under `folder`) and verdict."""
+    by_cause = {row.cause: row for row in rows}
+    causes = []
+    for cause in report.causes:
+        row = by_cause.get(cause.id)
+        if row is None:
+            causes.append(cause)
+            continue
+        causes.append(cause.model_copy(update={"reproduction": Reproduction(
+            script=(folder / row.script).as_posix() if row.script else None,
+            cell=f"{row.release}/{row.cell}" if row.cell else None, good=row.good, lines=row.lines,
+            verified=row.verified, verdict=row.summary.removeprefix("no script: "))}))
+    return report.model_copy(update={"causes": tuple(causes)})
 
 
 def summary_md(rows: list[CauseScript], verified: bool) -> str:

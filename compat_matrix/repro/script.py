@@ -17,7 +17,8 @@ from typing import Any
 from compat_matrix.cells import Cell
 from compat_matrix.records import expected_of
 from compat_matrix.repro import blocks
-from compat_matrix.spec import Matrix, ModelEntry
+from compat_matrix.repro.special_ids import special_ids
+from compat_matrix.spec import LoraSpec, Matrix, ModelEntry
 
 INIT_STD = 0.1
 """The tiny recipes' `initializer_range` where they set none (compat_tests/tiny/checkpoint.py's
@@ -93,20 +94,22 @@ def _fill(text: str, **values: str) -> str:
 
 
 def resolved_config(entry: ModelEntry) -> dict[str, Any]:
-    """The recipe's config as a build uses it: `initializer_range` where the recipe sets none."""
+    """The recipe's config as a build uses it: `initializer_range` and the tokenizer's bos/eos/pad ids where
+    the recipe sets none (compat_tests/tiny/checkpoint.py's `_config_kwargs`)."""
     assert entry.recipe is not None
-    config = {"initializer_range": INIT_STD, **entry.recipe.config}
+    special = special_ids(entry.recipe.model_type)
+    config = {**special, "initializer_range": INIT_STD, **entry.recipe.config}
     if isinstance(config.get("text_config"), dict):
-        config["text_config"] = {"initializer_range": INIT_STD, **config["text_config"]}
+        config["text_config"] = {**special, "initializer_range": INIT_STD, **config["text_config"]}
     return config
 
 
 def _literal(value: Any) -> str:
-    """A Python literal of JSON-like data, wrapped before 110 characters."""
+    """A Python literal of JSON-like data, wrapped before 116 characters."""
     text = json.dumps(value).replace("true", "True").replace("false", "False").replace("null", "None")
     lines = [""]
-    for part in re.split(r"(?<=,) ", text):
-        if lines[-1].strip() and len(lines[-1]) + len(part) > 108:
+    for part in re.split(r"(?<=,) (?=\")", text):
+        if lines[-1].strip() and len(lines[-1]) + len(part) > 114:
             lines.append("    ")
         lines[-1] += part if not lines[-1].strip() else " " + part
     return "\n".join(lines)
@@ -120,35 +123,51 @@ def write_script(target: Target) -> Script:
                          "a script would need the real checkpoint")
     if cell.strategy not in ROUTES and cell.strategy not in CLASS_ROUTES:
         raise NoTemplate(f"strategy {cell.strategy!r} is the user's own loader: a script cannot call it")
-    profile = entry.load_kwargs[cell.profile]
+    adapter = entry.load_kwargs[cell.profile].adapter
     image_text = entry.modality == "image-text"
     qwen_vl = entry.recipe.model_type in QWEN_VL_FAMILIES
-    if image_text and not qwen_vl and cell.probe in ("forward", "grpo_step"):
+    if image_text and not qwen_vl and cell.probe in ("forward", "grpo_step", "generate"):
         raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs (only "
-                         f"{', '.join(QWEN_VL_FAMILIES)})")
-    needs: tuple[str, ...] = ()
-    check, parts = "", ""
-    if cell.probe == "forward":
-        check = "check(model)"
+                         f"{', '.join(QWEN_VL_FAMILIES)}: their layout is built by hand; another family's needs its processor)")
+    inputs = blocks.QWEN_VL_INPUTS if image_text else ""
+    probe = cell.probe
+    if probe == "load":
+        parts = _target_checks(adapter.lora) if adapter is not None else ""
+    elif probe == "forward":
+        parts = inputs + blocks.FORWARD_IMAGE if image_text else blocks.FORWARD_TEXT
+    elif probe == "generate" and adapter is None:
         if image_text:
-            parts = blocks.QWEN_VL_INPUTS + blocks.FORWARD_IMAGE
-        else:
-            parts = blocks.FORWARD_TEXT
-    elif cell.probe == "grpo_step" and profile.adapter is not None and not target.cross_release:
-        needs, check = ("peft",), "check(model)"
-        parts = (blocks.QWEN_VL_INPUTS if image_text else "") + _fill(
-            blocks.LORA_STEP, R=str(profile.adapter.lora.r), ALPHA=str(profile.adapter.lora.alpha),
-            TARGETS=_targets(profile.adapter.lora.target_modules),
-            INPUTS="image_text_inputs(model)" if image_text else '{"input_ids": INPUT_IDS}')
-    elif cell.probe == "load" and profile.adapter is not None:
-        raise NoTemplate("no script template applies a LoRA adapter after the load (target_matches); the profile's "
-                         "grpo_step cell has one")
-    elif cell.probe != "load":
-        raise NoTemplate(f"no script template for the {cell.probe} probe (only load, forward, and grpo_step with a "
-                         "LoRA profile); a cell whose load fails is reproduced by its load cell")
+            raise NoTemplate("no script template generates from image inputs (the generate probe's image-text prompt)")
+        parts = _fill(blocks.GENERATE, NEW_TOKENS=str(target.matrix.settings.generate_max_new_tokens))
+    elif probe == "grpo_step" and adapter is not None and not target.cross_release:
+        parts = inputs + _fill(blocks.LORA_STEP, INPUTS="image_text_inputs(model)" if image_text
+                                      else '{"input_ids": INPUT_IDS}')
+    elif probe == "adapter_roundtrip" and adapter is not None and target.cross_release:
+        parts = blocks.ADAPTER_READ
+    else:
+        kind = " ".join([probe, *(["with a LoRA profile"] if adapter else []),
+                         *(["on another release's checkpoint"] if target.cross_release else [])])
+        raise NoTemplate(f"no script template for {kind} (templates: load, forward, generate without an adapter, grpo_step "
+                         "with a LoRA adapter, adapter_roundtrip across releases); a cell whose load fails is reproduced "
+                         "by its load cell")
     if target.cross_release:
         parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else "") + parts
-    return Script(_text(target, parts, check, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
+    needs = ("peft",) if "peft." in parts else ()
+    return Script(_text(target, parts, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
+
+
+def _target_checks(lora: LoraSpec) -> str:
+    """`adapt()`: the profile's adapter applied, with the target_matches checks its target list can fail."""
+    branches = (blocks.TARGET_PARAMETERS if lora.target_parameters else "") + (
+        "" if isinstance(lora.target_modules, str) else blocks.TARGET_NAMES)  # a regex fails only by matching nothing
+    return _fill(blocks.LORA_TARGETS, BRANCHES=branches)
+
+
+def _lora(lora: LoraSpec) -> str:
+    """The profile's LoRA as the keyword arguments of peft's LoraConfig (TRL's peft_config), one line."""
+    extra = f", target_parameters={list(lora.target_parameters)!r}" if lora.target_parameters else ""
+    return (f'LORA = dict(r={lora.r}, lora_alpha={lora.alpha}, lora_dropout=0.0, task_type="CAUSAL_LM",  # as TRL\'s '
+            f"peft_config\n            target_modules={_targets(lora.target_modules)}{extra})\n")
 
 
 def _targets(targets: str | tuple[str, ...]) -> str:
@@ -158,16 +177,23 @@ def _targets(targets: str | tuple[str, ...]) -> str:
     return repr(list(targets))
 
 
-def _load_body(strategy: str, cross_release: bool) -> str:
+def _load_body(strategy: str, cross_release: bool, info: bool, kwargs: bool) -> str:
+    """The strategy's call; with `info`, the loading info the load probe checks; `kwargs`: the profile has some."""
+    body = _load_call(strategy, cross_release)
+    body = body if kwargs else body.replace(", **KWARGS", "")
+    return body if info else body.replace("model, info =", "model =").replace(", output_loading_info=True", "")
+
+
+def _load_call(strategy: str, cross_release: bool) -> str:
     if strategy in ROUTES:
         return f"model, info = transformers.{ROUTES[strategy]}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
     if not cross_release:  # the class this script saved
         return "model, info = getattr(transformers, ARCHITECTURE).from_pretrained(folder, output_loading_info=True, **KWARGS)"
     return ("config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]\n"
             "    if not config.architectures:\n"
-            "        fail(f\"ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though \"\n"
-            "             f\"transformers {config.transformers_version} saved this checkpoint as {ARCHITECTURE}: loaders that take \"\n"
-            "             \"the class from config.architectures (VLM-R1's model_cls) cannot load it\")\n"
+            "        sys.exit(f\"got: ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though \"\n"
+            "                 f\"transformers {written_by(folder)} saved this checkpoint as {ARCHITECTURE}: loaders that take \"\n"
+            "                 \"the class from config.architectures (VLM-R1's model_cls) cannot load it\")\n"
             "    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)")
 
 
@@ -195,41 +221,83 @@ def _image_values(entry: ModelEntry) -> dict[str, str]:
             "TOKENIZER_CLASS": '(getattr(transformers, "Qwen2TokenizerFast", None) or transformers.Qwen2Tokenizer)'}
 
 
-def _text(target: Target, parts: str, check: str, needs: tuple[str, ...]) -> str:
+def _load_return(info: bool, kwargs: bool) -> str:
+    """What `load()` returns: the model in float32 unless the call names a dtype (and the loading info)."""
+    model = 'model if "dtype" in KWARGS or "torch_dtype" in KWARGS else model.float()' if kwargs else "model.float()"
+    return f"({model}), info" if info and kwargs else f"{model}, info" if info else model
+
+EXPECTED = {"load": "{call} loads the checkpoint cleanly, with its LM head and the saved weights' logits",
+            "adapt": "every name in the LoRA target list adapts a part of the model",
+            "forward": "the forward gives the same logits with the inputs training code passes by hand",
+            "generate": "greedy generation runs, and a second call matches a freshly loaded model's",
+            "grpo_step": "every LoRA module whose output the loss uses gets a gradient",
+            "adapter_roundtrip": "every adapter tensor the writing release saved is in the model read here"}
+"""What each script prints as expected (the right behaviour)."""
+
+
+def _check(target: Target, parts: str) -> str:
+    """The statements under test in the script's main block (`folder` and `reference` are set there)."""
+    if target.cell.probe != "load":
+        return "check(load(folder))"
+    return "adapt(load(folder))" if "def adapt(" in parts else "check_load(*load(folder), reference)"
+
+
+def _imports(text: str) -> str:
+    """The standard-library modules the script's body uses, on one line."""
+    used = [name for name in ("collections", "inspect", "json", "sys", "tempfile")
+            if f"{name}." in text]
+    return ", ".join(used)
+
+
+def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     entry, cell = target.entry, target.cell
     assert entry.recipe is not None
     kwargs = entry.load_kwargs[cell.profile].kwargs
     expected = expected_of(target.matrix, cell, target.release)
     call = _call(target, kwargs)
     dependencies = ", ".join(f'"{p}"' for p in (f"transformers=={target.release}", f"torch=={target.matrix.torch}", *needs))
-    what = {"load": f"{call} loads the checkpoint cleanly, with its LM head and the saved weights' logits",
-            "forward": "the forward gives the same logits with the inputs training code passes by hand",
-            "grpo_step": "every LoRA module whose output the loss uses gets a gradient"}[cell.probe]
     values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": "transformers.PreTrainedTokenizerFast",
               **(_image_values(entry) if entry.recipe.model_type in QWEN_VL_FAMILIES else {})}
-    body = (_fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call), ABOUT=_about(target, expected))
-            + "KWARGS = " + repr(kwargs) + "\n"
-            + _fill(blocks.MODEL, CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
+    check = _check(target, parts)
+    info = "check_load(" in check
+    adapter = entry.load_kwargs[cell.profile].adapter
+    body = ((f"KWARGS = {kwargs!r}\n" if kwargs else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
+            + _fill(blocks.MODEL if target.cross_release or "INPUT_IDS" in parts + check else blocks.MODEL_ONLY,
+                    CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
                     MODEL_TYPE=entry.recipe.model_type)
             + _fill(parts, **{k: v for k, v in values.items() if f"__{k}__" in parts})
-            + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release))
-            + (blocks.CHECK_LOAD if target.cross_release or cell.probe == "load" else ""))
+            + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release, info, bool(kwargs)),
+                    RETURN=_load_return(info, bool(kwargs)))
+            + (blocks.CHECK_LOAD if info else ""))
+    what = EXPECTED["adapt" if "adapt(" in check else cell.probe].format(call=call)
     if target.cross_release:
         image_text = entry.modality == "image-text"
         save, read = "tokenizer().save_pretrained(folder)", "transformers.AutoTokenizer.from_pretrained(folder)"
         if image_text and entry.recipe.model_type in QWEN_VL_FAMILIES:
             save += "\n    image_processor().save_pretrained(folder)"
             read += "\n    transformers.AutoImageProcessor.from_pretrained(folder)"
-        return body + _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check or "del model", EXPECTED=what)
-    run = "check_load(*load(folder), reference)" if cell.probe == "load" else "check(load(folder)[0])"
-    return body + _fill(blocks.MAIN_SAME, CHECK=run, EXPECTED=what)
+        if cell.probe == "adapter_roundtrip":
+            save += "\n    save_adapter(load(folder), folder)"
+        main = _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check, EXPECTED=what)
+    else:
+        main = _fill(blocks.MAIN_SAME, CHECK=check, EXPECTED=what,
+                     BUILD="reference = build(folder)" if "reference" in check else "build(folder)")
+    if "written_by(" in body:
+        body += blocks.WRITTEN_BY
+    body += main
+    header = _fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call, parts), ABOUT=_about(target, expected),
+                   IMPORTS=_imports(body), PACKAGES="\n".join(f"import {p}" for p in sorted({"torch", "transformers", *needs})))
+    return header + body
 
 
-def _title(target: Target, call: str) -> str:
+def _title(target: Target, call: str, parts: str) -> str:
     entry, cell = target.entry, target.cell
     where = (f"transformers {target.release} reading a checkpoint {cell.saved_by} saved"
              if target.cross_release else f"transformers {target.release}")
-    step = {"load": call, "forward": f"{call}, then a forward", "grpo_step": f"{call}, then a LoRA training step"}
+    step = {"load": f"{call}{', then its LoRA adapter' if 'def adapt(' in parts else ''}",
+            "forward": f"{call}, then a forward", "generate": f"{call}, then generate()",
+            "grpo_step": f"{call}, then a LoRA training step",
+            "adapter_roundtrip": f"{call}, then the LoRA adapter transformers {cell.saved_by} saved"}
     return _wrap(f"{entry.hub_id} (a tiny random copy), {where}: {step[cell.probe]}")
 
 
@@ -241,8 +309,6 @@ def _about(target: Target, expected: dict[str, Any] | None) -> str:
         lines.append(f"matrix.yaml expects {expected['status']}: {_first_sentence(str(expected['reason']))}")
     if expected and expected.get("link"):
         lines.append(f"Upstream: {expected['link']}")
-    if cell.strategy == "smart":
-        lines.append("(compat-matrix's `smart` loader takes the class config.architectures names, as this script does.)")
     if target.cross_release:
         lines += ["Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):",
                   f"  uv run --with transformers=={cell.saved_by} {target.name} write ckpt",
@@ -252,7 +318,7 @@ def _about(target: Target, expected: dict[str, Any] | None) -> str:
     return "\n".join(_wrap(line) for line in lines)
 
 
-REASON_CHARS = 220
+REASON_CHARS = 150
 """A script quotes the expectation's reason up to its first full stop, at most this many characters."""
 
 

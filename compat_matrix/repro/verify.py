@@ -27,7 +27,9 @@ STEP_TIMEOUT_S = 600
 """One run of a script (build, load, one step of a tiny model: seconds; uv may install first)."""
 
 GOT = "got: "
-"""What a script prints before its failure (`<ErrorType>: <message>`): the rest of its output."""
+"""What a script prints (with sys.exit, on stderr) before a check's failure: `<ErrorType>: <message>`."""
+
+TRACEBACK = "Traceback (most recent call last):"
 
 OUTPUT_KEPT = 1500
 """Characters of a script's output kept for the verdict."""
@@ -48,16 +50,25 @@ class ScriptRun:
         return self.exit_code == 1 and self.error_type is not None
 
 
-def parse_failure(stdout: str) -> tuple[str | None, str]:
-    """(error type, message) after the last `got: ` line, or (None, "") when the script printed none."""
-    at = stdout.rfind("\n" + GOT) + 1 if ("\n" + GOT) in stdout else (0 if stdout.startswith(GOT) else -1)
-    if at < 0:
-        return None, ""
-    text = stdout[at + len(GOT):].strip()
+def parse_failure(output: str) -> tuple[str | None, str]:
+    """(error type, message) of a script's failure: after its last `got: ` line, else the exception its
+    last traceback ends with (the type without its module); (None, "") when there is neither."""
+    lines = output.splitlines()
+    at = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(GOT)), None)
+    if at is not None:
+        text = "\n".join([lines[at][len(GOT):], *lines[at + 1:]]).strip()
+    else:
+        start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(TRACEBACK)), None)
+        if start is None:
+            return None, ""
+        end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), None)
+        if end is None:
+            return None, ""
+        text = "\n".join(lines[end:]).strip()
     kind, sep, message = text.partition(": ")
-    if not sep or not re.fullmatch(r"[A-Za-z_][\w.]*", kind):
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", kind):
         return None, text
-    return kind, message
+    return kind.rsplit(".", 1)[-1], message if sep else ""
 
 
 def release_python(release: str, needs: Iterable[str], tox_workdir: Path | None) -> str | None:
@@ -115,7 +126,7 @@ def run_script(script: Script, path: Path, release: str, pinned: str, writer: st
             if result.returncode != 0:
                 break
     assert result is not None
-    error_type, message = parse_failure(result.stdout)
+    error_type, message = parse_failure(result.stdout + "\n" + result.stderr)
     return ScriptRun(release, result.returncode, error_type, message, "\n".join(output)[-OUTPUT_KEPT:])
 
 

@@ -1,0 +1,75 @@
+"""The bos/eos/pad token ids a tiny build writes into its config, for a script to build the same model.
+
+`compat_tests/tiny/checkpoint.py` takes them from the family's tokenizer (`compat_tests/tiny/families.py`),
+which imports transformers; the CLI has none, so the families' data is read here with `ast`, as
+`harness_hash.py` reads imports. A recipe's own ids win, as in the build.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+def _tiny_folder() -> Path:
+    spec = importlib.util.find_spec("compat_tests")
+    assert spec is not None and spec.submodule_search_locations, "compat_tests is installed with compat_matrix"
+    return Path(list(spec.submodule_search_locations)[0]) / "tiny"
+
+
+class UnreadableFamilies(ValueError):
+    """families.py no longer has the shape this reader expects (the message says where)."""
+
+
+@lru_cache(maxsize=1)
+def _assignments() -> dict[str, ast.expr]:
+    found: dict[str, ast.expr] = {}
+    for name in ("tokenizer.py", "families.py"):
+        for node in ast.parse((_tiny_folder() / name).read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                found[node.targets[0].id] = node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                found[node.target.id] = node.value
+    return found
+
+
+def _value(node: ast.expr) -> Any:
+    """A literal, or a module-level name bound to one."""
+    if isinstance(node, ast.Name):
+        return _value(_assignments()[node.id])
+    return ast.literal_eval(node)
+
+
+def _tokenizer_call(node: ast.expr, model_type: str) -> ast.Call:
+    """The `TokenizerSpec(...)` of a `Family(...)`, `TokenizerSpec(...)` or a name bound to either."""
+    if isinstance(node, ast.Name):
+        return _tokenizer_call(_assignments()[node.id], model_type)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == "TokenizerSpec":
+            return node
+        if node.func.id == "Family":
+            given = node.args[0] if node.args else next(k.value for k in node.keywords if k.arg == "tokenizer")
+            return _tokenizer_call(given, model_type)
+    raise UnreadableFamilies(f"{_tiny_folder() / 'families.py'}: FAMILIES[{model_type!r}]: expected Family(TokenizerSpec(...), ...), "
+                             f"found {ast.unparse(node)[:80]}")
+
+
+@lru_cache(maxsize=None)
+def special_ids(model_type: str) -> dict[str, int]:
+    """`{"bos_token_id": ..., "eos_token_id": ..., "pad_token_id": ...}` as the build sets them (roles the
+    family lacks are left out); empty for a model_type with no tiny family."""
+    families = _assignments()["FAMILIES"]
+    assert isinstance(families, ast.Dict)
+    entry = next((v for k, v in zip(families.keys, families.values) if k is not None and _value(k) == model_type), None)
+    if entry is None:
+        return {}
+    spec = {k.arg: _value(k.value) for k in _tokenizer_call(entry, model_type).keywords if k.arg}
+    base = int(_value(_assignments()["SPECIAL_BASE"]))
+    ids = {token: base + i for i, token in enumerate(spec["specials"])}
+    roles = spec.get("roles", {})
+    wanted = {"bos": roles.get("bos_token") or spec.get("config_bos"), "eos": roles.get("eos_token"),
+              "pad": roles.get("pad_token")}
+    return {f"{role}_token_id": ids[token] for role, token in wanted.items() if token}
