@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -18,7 +20,7 @@ from packaging.version import Version
 
 from compat_matrix.cells import CROSS_RELEASE_PROBES, Cell, select_cells
 from compat_matrix.layout import results_file, results_folder
-from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved,
+from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved, span,
                                         resolve)
 from compat_matrix.results_io import ResultsNotWritten, holding
 from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from compat_matrix.bisect_run import CrossAxis
     from reports.report import Report
     from compat_matrix.runner import StoreUse
+    from compat_matrix.store import Keys, Store
 
 DEFAULT_OUT = Path("compat-report")
 
@@ -110,7 +113,9 @@ def _release_set(matrix: Matrix, requested: list[str] | None, pre: bool = False)
         exact = [r for r in resolved.releases if r not in SPECIAL]
         versions = tuple(r for r in exact if is_version(r))
         if versions:
-            check_releases(exact, index.answer(f"the releases {', '.join(versions)}", must_have=versions).versions)
+            answer = index.answer(f"the releases {', '.join(versions)}", must_have=versions)
+            check_releases(exact, answer.versions)
+            resolved = replace(resolved, index_releases=span(answer.versions, versions, pre))
         else:
             check_releases(exact)
     except (ReleaseSetError, UnknownRelease) as exc:
@@ -479,12 +484,12 @@ def cmd_pins(args: argparse.Namespace) -> int:
     from compat_matrix.pins import pin
 
     source: Path = args.source
-    report = _report_of(source)
+    report = _source_report(args)
     wanted = {"model": args.models, "strategy": args.strategies, "probe": args.probes, "load_kwargs": args.profiles}
     chosen = [c for c in report.cells if c.as_published
               and all(not values or getattr(c, key) in values for key, values in wanted.items())]
     if not chosen:
-        raise UsageProblem(f"{source}: no cell matches the selection")
+        raise UsageProblem(f"{'the results store' if args.from_store else source}: no cell matches the selection")
     outcomes: dict[str, bool] = {}
     for cell in chosen:
         if cell.status != "skipped":
@@ -504,6 +509,22 @@ def cmd_pins(args: argparse.Namespace) -> int:
     for gap in found.gaps:
         print(f"  {gap}")
     return 0
+
+
+def _source_report(args: argparse.Namespace) -> Report:
+    """The report `pins` and `history` read: `source`, or with --from-store every release the store holds."""
+    if not args.from_store:
+        return _report_of(args.source, args.matrix if args.func is cmd_history else None)
+    from compat_matrix.store import Keys, Store, default_store
+    from compat_matrix.store_report import write_store_results
+    from reports.cli import read_release_set
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        if not write_store_results(Store(args.store or default_store()), Keys(_matrix(args)), out):
+            raise UsageProblem("the results store has no cell this checkout can reuse; `compat-matrix run` fills it")
+        report = _report_of(results_folder(out), args.matrix)
+        return report.model_copy(update={"release_set": read_release_set(out / "release-set.json")})
 
 
 def _report_of(source: Path, matrix_file: str | None = None) -> Report:
@@ -529,7 +550,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from reports.history import history_markdown
 
     matrix = _matrix(args)
-    report = _report_of(args.source, args.matrix)
+    report = _source_report(args)
     print("\n".join(history_markdown(report, min_releases=2)))
     wrong = check_expectations(matrix, report)
     print(f"\nExpectation ranges the history contradicts: {len(wrong)}")
@@ -565,6 +586,8 @@ def cmd_store(args: argparse.Namespace) -> int:
     from compat_matrix.store import Keys, Store, default_store, prune, summary
 
     store = Store(args.store or default_store())
+    if args.report:
+        return _store_report(store, Keys(_matrix(args)), args)
     if args.prune:
         before = store.size_bytes()
         for done in prune(store, Keys(_matrix(args))):
@@ -574,6 +597,25 @@ def cmd_store(args: argparse.Namespace) -> int:
         print(f"pruned {(before - store.size_bytes()) / 1024**2:.1f} MiB")
     summary(store, sys.stdout)
     return 0
+
+
+def _store_report(store: Store, keys: Keys, args: argparse.Namespace) -> int:
+    """The report (History section included) of every release the store holds, as a run's --out."""
+    from compat_matrix.store_report import write_store_results
+
+    out: Path = args.report
+    results_folder(out).mkdir(parents=True, exist_ok=True)
+    with holding(results_folder(out.resolve())):
+        shutil.rmtree(results_folder(out), ignore_errors=True)  # only the store's lines: an earlier run's would mix in
+        releases = write_store_results(store, keys, out)
+        if not releases:
+            raise UsageProblem(f"{store.root}: no stored cell this checkout can reuse; `compat-matrix run` fills the store")
+        print(f"{len(releases)} stored releases: {', '.join(releases)}", file=sys.stderr)
+        extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
+        code = _report(results_folder(out), out, extra + (["--support-table"] if args.support_table else []))
+    print(f"report: {out / 'report.md'}, {out / 'index.html'}, {out / 'report.json'}; "
+          f"`compat-matrix pins {out / 'report.json'}` and `compat-matrix history {out / 'report.json'}` read it", file=sys.stderr)
+    return code
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
@@ -712,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
     pins.add_argument("--strategies", nargs="+", help="strategies (default: all)")
     pins.add_argument("--probes", nargs="+", help="probes (default: all)")
     pins.add_argument("--profiles", nargs="+", help="load_kwargs profiles (default: all)")
+    pins.add_argument("--from-store", action="store_true",
+                      help="read every release the results store holds (what a run of this checkout would reuse), "
+                           "not a report")
+    pins.add_argument("--store", type=Path, help="with --from-store: the store folder (default: COMPAT_MATRIX_STORE, "
+                                                 "else ~/.cache/compat-matrix/store)")
     pins.set_defaults(func=cmd_pins)
 
     history = sub.add_parser("history", help="each route's timeline over a report's releases, and the matrix.yaml "
@@ -719,6 +766,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("source", nargs="?", type=Path, default=DEFAULT_OUT / "report.json",
                          help="report.json or a results folder (default: compat-report/report.json)")
     history.add_argument("--record", action="store_true", help="write the ranges the data gives into matrix.yaml")
+    history.add_argument("--from-store", action="store_true",
+                      help="read every release the results store holds (what a run of this checkout would reuse), "
+                           "not a report")
+    history.add_argument("--store", type=Path, help="with --from-store: the store folder (default: COMPAT_MATRIX_STORE, "
+                                                 "else ~/.cache/compat-matrix/store)")
     history.set_defaults(func=cmd_history)
 
     envs = sub.add_parser("envs", help="bisect's cached release environments: list, or prune to the size cap")
@@ -744,6 +796,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     store = sub.add_parser("store", help="what the results store holds: cells and drift records per release, size")
     store.add_argument("--store", type=Path, help="store folder (default: COMPAT_MATRIX_STORE, else ~/.cache/compat-matrix/store)")
+    store.add_argument("--report", type=Path, metavar="OUT",
+                       help="build the report of every stored release into OUT (report.md with its History, index.html, "
+                            "report.json for `pins` and `history`), from the cells a run of this checkout would reuse")
+    store.add_argument("--support-table", action="store_true", help="with --report: also OUT/support.md")
     store.add_argument("--prune", action="store_true",
                        help="drop the entries no run of this checkout can reuse: cells of other harness code, recipes or "
                             "settings, drift records of other drift code, entries stored again later (models this "

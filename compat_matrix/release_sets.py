@@ -130,9 +130,22 @@ class ResolvedSet:
     requested: tuple[str, ...]
     releases: tuple[str, ...]
     index_note: str | None
+    index_releases: tuple[str, ...] = ()
+    """Every final release on the index from the oldest of `releases` to the newest (empty: index not
+    asked): two releases of the set are neighbours when no final release lies between them here."""
 
     def to_json(self) -> dict[str, object]:
-        return {"requested": list(self.requested), "releases": list(self.releases), "index": self.index_note}
+        return {"requested": list(self.requested), "releases": list(self.releases), "index": self.index_note,
+                "index_releases": list(self.index_releases)}
+
+
+def span(versions: tuple[str, ...], releases: list[str] | tuple[str, ...], pre: bool = False) -> tuple[str, ...]:
+    """The final releases among the index's `versions` from the oldest of `releases` to the newest."""
+    parsed = [Version(r) for r in releases if is_version(r)]
+    if not parsed:
+        return ()
+    low, high = min(parsed), max(parsed)
+    return tuple(str(v) for v in final_releases(versions, pre) if low <= v <= high)
 
 
 def resolve(items: list[str] | tuple[str, ...], index: ReleaseIndex, pre: bool = False) -> ResolvedSet:

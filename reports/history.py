@@ -65,10 +65,18 @@ def _outcome(cells: list[Cell]) -> str:
 
 
 def _neighbours(report: Report) -> set[tuple[str, str]]:
-    """Pairs of releases with no final release between them, as far as the report knows."""
-    if report.release_set is None:
+    """Pairs of releases with no final release between them, as far as the report knows: from the
+    index's releases over the set's span, else (an older release-set.json) from a set expanded from
+    specifiers only (every final release in their ranges is in it)."""
+    chosen = report.release_set
+    if chosen is None:
         return set()
-    expanded = sorted(report.release_set.releases, key=version_key)
+    if chosen.index_releases:
+        expanded = sorted(chosen.index_releases, key=version_key)
+    elif chosen.requested and all(item.strip().startswith(("<", ">", "=", "!", "~")) for item in chosen.requested):
+        expanded = sorted(chosen.releases, key=version_key)
+    else:
+        return set()
     return set(zip(expanded, expanded[1:]))
 
 

@@ -187,6 +187,9 @@ class ReleaseSet(_Frozen):
     releases: tuple[str, ...]
     index: str | None = None
     """Where the expansion came from (index asked now, or a cached answer and its age)."""
+    index_releases: tuple[str, ...] = ()
+    """Every final release on the index over the set's span (empty: not known): a boundary between two
+    releases of the report is exact when they are neighbours here."""
 
 
 class Report(_Frozen):

@@ -103,3 +103,46 @@ def test_the_html_page_has_the_history_with_its_boundaries_and_links(tmp_path: P
     assert '<a href="#qwen3_vl/explicit_class/default">4.56.2/qwen3_vl-explicit_class-default-load</a>' in section
     two = report.model_copy(update={"releases": report.releases[:2]})
     assert '<section id="history">' not in render_html(two)
+
+
+def test_a_boundary_between_releases_listed_by_hand_is_exact_only_where_the_index_says_so(tmp_path: Path) -> None:
+    """`--transformers 4.56.0 4.57.2` lists two releases with three between: not neighbours (claimed exact before)."""
+    from reports.history import _neighbours
+
+    report = report_of(write_results(tmp_path / "results", unknown_until="4.56.2"))
+    listed = ReleaseSet(requested=("4.56.0", "4.56.2", "4.57.2"), releases=("4.56.0", "4.56.2", "4.57.2"))
+    assert _neighbours(report.model_copy(update={"release_set": listed})) == set()
+    indexed = listed.model_copy(update={"index_releases": tuple(RELEASES)})
+    assert _neighbours(report.model_copy(update={"release_set": indexed})) == set(zip(RELEASES, RELEASES[1:]))
+
+
+def test_the_store_report_covers_every_stored_release_and_leaves_other_code_out(
+        tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from compat_matrix import store_report
+    from compat_matrix.release_sets import ReleaseIndex
+    from compat_matrix.store import Keys, Store, keep
+    from reports.cli import read_release_set
+
+    results = write_results(tmp_path / "results", unknown_until="4.56.2")
+    lines = [{**json.loads(text), "libraries": {"tokenizers": "0.22.1"}}
+             for path in sorted(results.glob("*.jsonl")) for text in path.read_text().splitlines()]
+    store, keys, stale = Store(tmp_path / "store"), Keys(MATRIX), Keys(MATRIX)
+    stale._code = {probe: "an older harness" for probe in stale._code}
+    keep(store, keys, MATRIX, [line for line in lines if line["transformers"] != "4.57.1"])
+    keep(store, stale, MATRIX, [{**line, "status": "fail"} for line in lines if line["transformers"] == "4.57.1"])
+    index = ReleaseIndex(tmp_path / "index.json", lambda: tuple(RELEASES))
+
+    out = tmp_path / "out"
+    assert store_report.write_store_results(store, keys, out, index) == ["4.56.0", "4.56.1", "4.56.2", "4.57.2"]
+    report = build_report([out / "results"]).model_copy(update={"release_set": read_release_set(out / "release-set.json")})
+    [timeline] = [t for t in timelines(report) if t.model == "qwen3_vl"]
+    assert timeline.spans() == [("unsupported", "4.56.0", "4.56.2"), ("pass", "4.57.2", "4.57.2")]
+    [boundary] = timeline.boundaries
+    assert (boundary.before, boundary.after, boundary.exact) == ("4.56.2", "4.57.2", False)  # 4.57.1: stored by other code
+
+    keep(store, keys, MATRIX, [line for line in lines if line["transformers"] == "4.57.1"])
+    monkeypatch.setattr(store_report, "ReleaseIndex", lambda: index)
+    assert cli.main(["--matrix", str(DEFAULT_MATRIX), "history", "--from-store", "--store", str(store.root)]) == 0
+    printed = capsys.readouterr().out
+    assert "**qwen3\\_vl** explicit\\_class · default: 4.56.2 ➖ → 4.57.1 ✅ (exact)" in printed
+    assert "Expectation ranges the history contradicts: 0" in printed

@@ -128,9 +128,19 @@ def test_the_report_keeps_and_shows_what_a_specifier_expanded_to(tmp_path: Path)
             "loaded_class": "LlamaForCausalLM", "load_path": None, "expected": None, "duration_s": 0.1,
             "peak_memory_mb": None, "dtype": "float32", "details": {}, "timestamp": "2026-01-01T00:00:00+00:00"}
     (tmp_path / "tf5_1_0.jsonl").write_text(json.dumps(line) + "\n")
-    chosen = {"requested": [">=5.1,<5.2"], "releases": ["5.1.0"], "index": "package index asked now"}
+    chosen = {"requested": [">=5.1,<5.2"], "releases": ["5.1.0"], "index": "package index asked now",
+              "index_releases": ["5.1.0"]}
     (tmp_path / "release-set.json").write_text(json.dumps(chosen))
     assert report_main([str(tmp_path / "tf5_1_0.jsonl"), "--out", str(tmp_path / "out"),
                         "--release-set", str(tmp_path / "release-set.json")]) == 0
     assert Report.read(tmp_path / "out" / "report.json").release_set.model_dump(mode="json") == chosen
     assert "Releases asked for: &gt;=5.1,&lt;5.2 → 5.1.0 (package index asked now)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_span_is_every_final_release_from_the_oldest_to_the_newest_given() -> None:
+    """What the history calls neighbours: `4.56.1` and `4.57.1` are not (4.56.2 lies between), pre-releases aside."""
+    from compat_matrix.release_sets import span
+
+    index = ("4.56.0", "4.56.1", "4.56.2", "4.57.0rc1", "4.57.1", "5.0.0")
+    assert span(index, ["4.57.1", "4.56.1", "latest"]) == ("4.56.1", "4.56.2", "4.57.1")
+    assert span(index, ["main"]) == ()
