@@ -146,3 +146,32 @@ def test_the_store_report_covers_every_stored_release_and_leaves_other_code_out(
     printed = capsys.readouterr().out
     assert "**qwen3\\_vl** explicit\\_class · default: 4.56.2 ➖ → 4.57.1 ✅ (exact)" in printed
     assert "Expectation ranges the history contradicts: 0" in printed
+
+
+def test_published_only_runs_a_releases_own_cells_only_where_they_are_what_users_load(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The history reads as-published cells: phi3 (written_by 4.49.0) runs its own cells in 4.49.0 only,
+    the hub entry everywhere; the as-published cells of the other releases come after, as in every run."""
+    import argparse
+
+    from compat_matrix import runner
+    from compat_matrix.cells import select_cells
+
+    ran: dict[str, list[Cell]] = {}
+
+    class Ran:
+        interrupted, lines = False, []
+
+    def fake_release(matrix, matrix_file, release, cells, *args, **kwargs):  # type: ignore[no-untyped-def]
+        ran[release] = cells
+        return Ran()
+
+    monkeypatch.setattr(runner, "run_release", fake_release)
+    monkeypatch.setattr(cli, "_other_checkpoints", lambda *args: False)
+    monkeypatch.setattr(cli, "_report", lambda *args: 0)
+    cells = select_cells(MATRIX, ["phi3", "qwen2_5_vl_3b_hub"], None, ["load"])
+    args = argparse.Namespace(out=tmp_path, workers=1, resume=False, no_store=True, published_only=True,
+                              round_trip_only=False, matrix=str(DEFAULT_MATRIX), fail_on_regression=False, baseline=None)
+    assert cli._run(MATRIX, cells, ["4.49.0", "5.0.0"], args) == 0
+    assert {c.model for c in ran["4.49.0"]} == {"phi3", "qwen2_5_vl_3b_hub"} and len(ran["4.49.0"]) == len(cells)
+    assert {c.model for c in ran["5.0.0"]} == {"qwen2_5_vl_3b_hub"}
