@@ -33,8 +33,8 @@ def fastest_seconds(run: Callable[[], Any], repeats: int) -> float:
 def measure(key: str, repeats: int) -> dict[str, float]:
     import torch
 
-    from compat_matrix.cells import Cell
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.spec.cells import Cell
+    from compat_matrix.spec.validate import load_matrix
     from compat_tests.execute import MatrixState, run_cell
     from compat_tests.fingerprint import ModuleTrace
     from compat_tests.sources import resolve

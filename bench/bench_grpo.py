@@ -78,10 +78,10 @@ def run(model: str, repeats: int, threads: int) -> dict[str, list[dict[str, Any]
         import trl
     except ImportError as exc:
         raise SystemExit(f"bench_grpo compares with TRL, which this environment lacks ({exc}); "
-                         "tox's release environments get it from compat_matrix/install_training.py") from None
+                         "tox's release environments get it from compat_matrix/envs/install_training.py") from None
 
-    from compat_matrix.cells import Cell
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.spec.cells import Cell
+    from compat_matrix.spec.validate import load_matrix
     from compat_tests.execute import MatrixState, run_cell
 
     state = MatrixState(load_matrix(check_model_types=False))

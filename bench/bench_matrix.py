@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from compat_matrix.cells import Cell
+    from compat_matrix.spec.cells import Cell
     from compat_tests.execute import MatrixState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 def _cells_and_state(models: list[str] | None) -> tuple[list[Cell], MatrixState]:
     """The tiny cells (or those of `models`) and a fresh per-process state to run them in."""
-    from compat_matrix.cells import select_cells
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.spec.cells import select_cells
+    from compat_matrix.spec.validate import load_matrix
     from compat_tests.execute import MatrixState
 
     matrix = load_matrix(check_model_types=False)

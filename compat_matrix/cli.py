@@ -18,22 +18,22 @@ from typing import TYPE_CHECKING, Sequence
 
 from packaging.version import Version
 
-from compat_matrix.cells import AS_PUBLISHED, CROSS_RELEASE_PROBES, Cell, checkpoint_kind, select_cells
-from compat_matrix.layout import results_file, results_folder
-from compat_matrix.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved, span,
+from compat_matrix.spec.cells import AS_PUBLISHED, CROSS_RELEASE_PROBES, Cell, checkpoint_kind, select_cells
+from compat_matrix.spec.layout import results_file, results_folder
+from compat_matrix.envs.release_sets import (ReleaseIndex, ReleaseSetError, ResolvedSet, is_version, print_resolved, span,
                                         resolve)
-from compat_matrix.results_io import ResultsNotWritten, holding
-from compat_matrix.releases import SPECIAL, UnknownRelease, check_releases, env_name
-from compat_matrix.spec import Matrix, is_specifier
-from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
-from reports.version import VERSION, generator
+from compat_matrix.envs.releases import SPECIAL, UnknownRelease, check_releases, env_name
+from compat_matrix.spec.results_io import ResultsNotWritten, holding
+from compat_matrix.spec.schema import Matrix, is_specifier
+from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from reports.status import ADAPTER_PROBES
+from reports.version import VERSION, generator
 
 if TYPE_CHECKING:
-    from compat_matrix.bisect_run import CrossAxis
+    from compat_matrix.bisect.run import CrossAxis
+    from compat_matrix.run.runner import StoreUse
+    from compat_matrix.run.store import Keys, Store
     from reports.report import Report
-    from compat_matrix.runner import StoreUse
-    from compat_matrix.store import Keys, Store
 
 DEFAULT_OUT = Path("compat-report")
 
@@ -56,7 +56,7 @@ def _cells(matrix: Matrix, args: argparse.Namespace) -> list[Cell]:
 
 def _require_tox() -> None:
     """Release environments are tox environments: without tox no cell could run, so say so before any."""
-    from compat_matrix.runner import tox_available
+    from compat_matrix.run.runner import tox_available
 
     if not tox_available():
         raise UsageProblem(f"tox is not installed in the Python that runs compat-matrix ({sys.executable}), and every "
@@ -77,7 +77,7 @@ def find_matrix(cwd: Path) -> Path:
 
 def _ready_to_run(out: Path) -> None:
     """Refuse a run that could not keep its results: no tox, bad environment variables, an unwritable --out."""
-    from compat_matrix.env_vars import environment_problems
+    from compat_matrix.run.env_vars import environment_problems
 
     _require_tox()
     problems = environment_problems()
@@ -140,7 +140,7 @@ def _matrix_or_the_packaged_one(cwd: Path) -> Path:
     try:
         return find_matrix(cwd)
     except UsageProblem:
-        from compat_matrix.scaffold import TEMPLATES
+        from compat_matrix.init.scaffold import TEMPLATES
 
         print("no matrix.yaml here or above: the matrix compat-matrix ships (`compat-matrix init` writes yours)",
               file=sys.stderr)
@@ -199,8 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _store(matrix: Matrix, args: argparse.Namespace) -> StoreUse | None:
     """The results store this run reads (unless --fresh) and adds to; None with --no-store."""
-    from compat_matrix.runner import StoreUse
-    from compat_matrix.store import Keys, Store, default_store
+    from compat_matrix.run.runner import StoreUse
+    from compat_matrix.run.store import Keys, Store, default_store
 
     if args.no_store:
         return None
@@ -208,7 +208,7 @@ def _store(matrix: Matrix, args: argparse.Namespace) -> StoreUse | None:
 
 
 def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.Namespace) -> int:
-    from compat_matrix.runner import run_release
+    from compat_matrix.run.runner import run_release
 
     out: Path = args.out
     interrupted = False
@@ -244,8 +244,8 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
     """Each release loads the as-published checkpoints (its models' `written_by` release wrote them,
     built first where the run does not test that release and a cell that reads them is not stored)
     and, with `--cross-release`, the tiny checkpoints every other release saved; True when interrupted."""
-    from compat_matrix.published import build_writers, writers_to_build
-    from compat_matrix.runner import installed_release, run_release, stored
+    from compat_matrix.run.published import build_writers, writers_to_build
+    from compat_matrix.run.runner import installed_release, run_release, stored
 
     matrix_file = Path(args.matrix).resolve()
     installed = {r: installed_release(results_file(results_folder(out), env_name(r))) for r in releases}
@@ -280,7 +280,7 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
 
 
 def _complete(path: Path, cells: list[Cell]) -> bool:
-    from compat_matrix.results_io import read_lines
+    from compat_matrix.spec.results_io import read_lines
 
     return {c.id for c in cells} <= {line.get("cell_id") for line in read_lines(path)}
 
@@ -298,8 +298,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.Namespace) -> int:
-    from compat_matrix.expectations import read_expectations
-    from compat_matrix.runner import run_release
+    from compat_matrix.judge.expectations import read_expectations
+    from compat_matrix.run.runner import run_release
     from reports.build import build_report
     from reports.check_view import format_by_cause
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
@@ -325,7 +325,7 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         raise UsageProblem(str(exc)) from None
     print(format_upgrade(view) if args.cells else format_by_cause(view, everything=args.all))
     if args.drift:
-        from compat_matrix.drift_run import adjacent, record_all
+        from compat_matrix.run.drift import adjacent, record_all
         from reports.drift import format_drift
 
         models = [m for m in dict.fromkeys(c.model for c in cells)]
@@ -343,7 +343,7 @@ def _drift_models(matrix: Matrix, models: list[str] | None) -> list[str]:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from compat_matrix.drift_run import adjacent, record_all
+    from compat_matrix.run.drift import adjacent, record_all
     from reports.drift import drift_table
 
     matrix = _matrix(args)
@@ -375,7 +375,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from compat_matrix import scaffold
+    from compat_matrix.init import scaffold
 
     folder = Path(args.dir)
     matrix_text = scaffold.render_matrix(args.models or [], args.install or [], _pairs(args.strategy, "strategy"),
@@ -406,7 +406,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
-    from compat_matrix.expectations import read_expectations
+    from compat_matrix.judge.expectations import read_expectations
     from reports.cli import main as report_main
 
     return report_main(argv, read_expectations)
@@ -414,7 +414,7 @@ def cmd_report(argv: list[str]) -> int:
 
 def _cross_axis(args: argparse.Namespace, matrix: Matrix) -> CrossAxis | None:
     """`--cross-release` with exactly one of `--saved-by` (walk the readers) or `--loaded-by` (walk the writers)."""
-    from compat_matrix.bisect_run import CrossAxis
+    from compat_matrix.bisect.run import CrossAxis
 
     fixed = {"--saved-by": args.saved_by, "--loaded-by": args.loaded_by}
     given = {name: value for name, value in fixed.items() if value}
@@ -434,11 +434,11 @@ def _cross_axis(args: argparse.Namespace, matrix: Matrix) -> CrossAxis | None:
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
-    """First release where each selected cell takes B's outcome (see compat_matrix/bisect_search.py)."""
-    from compat_matrix.bisect_run import bisect_cells, format_text, grouped, to_json
-    from compat_matrix.env_cache import EnvCacheError
-    from compat_matrix.record_boundary import proposals as proposals_for, record, snippet, unsplit
-    from compat_matrix.release_sets import between
+    """First release where each selected cell takes B's outcome (see compat_matrix/bisect/search.py)."""
+    from compat_matrix.bisect.record import proposals as proposals_for, record, snippet, unsplit
+    from compat_matrix.bisect.run import bisect_cells, format_text, grouped, to_json
+    from compat_matrix.envs.env_cache import EnvCacheError
+    from compat_matrix.envs.release_sets import between
 
     matrix = _matrix(args)
     axis = _cross_axis(args, matrix)
@@ -490,7 +490,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 def cmd_pins(args: argparse.Namespace) -> int:
     """The releases where every selected cell passes, as a specifier, from a report or results."""
-    from compat_matrix.pins import pin
+    from compat_matrix.judge.pins import pin
 
     source: Path = args.source
     report = _source_report(args)
@@ -524,8 +524,8 @@ def _source_report(args: argparse.Namespace) -> Report:
     """The report `pins` and `history` read: `source`, or with --from-store every release the store holds."""
     if not args.from_store:
         return _report_of(args.source, args.matrix if args.func is cmd_history else None)
-    from compat_matrix.store import Keys, Store, default_store
-    from compat_matrix.store_report import write_store_results
+    from compat_matrix.run.store import Keys, Store, default_store
+    from compat_matrix.run.store_report import write_store_results
     from reports.cli import read_release_set
 
     with tempfile.TemporaryDirectory() as folder:
@@ -538,7 +538,7 @@ def _source_report(args: argparse.Namespace) -> Report:
 
 def _report_of(source: Path, matrix_file: str | None = None) -> Report:
     """A report.json, or the report of a results folder (judged against `matrix_file`'s expectations, given one)."""
-    from compat_matrix.expectations import read_expectations
+    from compat_matrix.judge.expectations import read_expectations
     from reports.build import build_report
     from reports.report import Report
 
@@ -554,8 +554,8 @@ def _report_of(source: Path, matrix_file: str | None = None) -> Report:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Each route's timeline over the report's releases, and the expectation ranges the data contradicts."""
-    from compat_matrix.history_check import check_expectations
-    from compat_matrix.record_boundary import record
+    from compat_matrix.bisect.record import record
+    from compat_matrix.judge.history_check import check_expectations
     from reports.history import history_markdown
 
     matrix = _matrix(args)
@@ -578,7 +578,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    from compat_matrix.env_cache import EnvCacheError, cap_bytes, describe, list_envs, prune
+    from compat_matrix.envs.env_cache import EnvCacheError, cap_bytes, describe, list_envs, prune
 
     try:
         cap = cap_bytes(args.max_gb)
@@ -592,7 +592,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from compat_matrix.store import Keys, Store, default_store, prune, summary
+    from compat_matrix.run.store import Keys, Store, default_store, prune, summary
 
     store = Store(args.store or default_store())
     if args.report:
@@ -610,7 +610,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 def _store_report(store: Store, keys: Keys, args: argparse.Namespace) -> int:
     """The report (History section included) of every release the store holds, as a run's --out."""
-    from compat_matrix.store_report import write_store_results
+    from compat_matrix.run.store_report import write_store_results
 
     out: Path = args.report
     results_folder(out).mkdir(parents=True, exist_ok=True)
@@ -628,7 +628,7 @@ def _store_report(store: Store, keys: Keys, args: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from compat_matrix.prefetch import Patience, prefetch
+    from compat_matrix.run.prefetch import Patience, prefetch
 
     matrix = _matrix(args)
     keys = set(args.models or [m.key for m in matrix.models])

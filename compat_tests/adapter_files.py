@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from compat_matrix.layout import cache_root
+from compat_matrix.spec.layout import cache_root
 from compat_tests.outcomes import CellSkipped, CellUnsupported
 from compat_tests.tiny.checkpoint import CONTENT_HASHES, building
 
 if TYPE_CHECKING:
     import torch
 
-    from compat_matrix.spec import AdapterSpec, GrpoSettings
+    from compat_matrix.spec.schema import AdapterSpec, GrpoSettings
 
 ADAPTER_FORMAT = 1
 """Part of the folder's hash: bump it when a writer saves something else for the same profile."""

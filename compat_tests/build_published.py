@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from compat_matrix.spec import ModelEntry
+from compat_matrix.spec.schema import ModelEntry
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
 from compat_tests.sources import resolve
 
@@ -39,9 +39,9 @@ def run_writer_cells(matrix_file: str, cell_ids: list[str]) -> None:
     exec` runs no `commands_pre`); each prints its status."""
     import os
 
-    from compat_matrix import install_training
-    from compat_matrix.cells import Cell
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.envs import install_training
+    from compat_matrix.spec.cells import Cell
+    from compat_matrix.spec.validate import load_matrix
     from compat_tests.execute import MatrixState, run_cell
 
     cells = [c for c in map(Cell.from_id, cell_ids) if c is not None]
@@ -55,7 +55,7 @@ def run_writer_cells(matrix_file: str, cell_ids: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.spec.validate import load_matrix
 
     parser = argparse.ArgumentParser(prog="python -m compat_tests.build_published", description=__doc__.splitlines()[0])
     parser.add_argument("--matrix", required=True)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from compat_matrix.spec import ModelEntry
+from compat_matrix.spec.schema import ModelEntry
 from compat_tests.fingerprint import ModuleTrace, tensor_fingerprint
 from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, HarnessError
 
@@ -153,7 +153,7 @@ def record_entry(entry: ModelEntry) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from compat_matrix.validate import load_matrix
+    from compat_matrix.spec.validate import load_matrix
 
     parser = argparse.ArgumentParser(prog="python -m compat_tests.drift_record", description=__doc__.splitlines()[0])
     parser.add_argument("--matrix", required=True)

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from compat_matrix.records import TRAINING_LIBRARIES
+from compat_matrix.spec.records import TRAINING_LIBRARIES
 from compat_tests.needs import optional_packages
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from compat_matrix.spec import Matrix, ModelEntry, UserCallable
-from compat_matrix.cells import Cell
-from compat_matrix.records import cell_record, now
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import cell_record, now
+from compat_matrix.spec.schema import Matrix, ModelEntry, UserCallable
 from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.lora import AdaptedLoad, apply_adapter

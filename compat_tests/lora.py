@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from compat_matrix.spec import AdapterSpec
+from compat_matrix.spec.schema import AdapterSpec
 from compat_tests.experts import FUSED, PER_EXPERT, fused_sources
 from compat_tests.outcomes import CellUnsupported, CheckFailed
 from compat_tests.training import require

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
-from compat_matrix.cells import Cell, select_cells
-from compat_matrix.layout import results_file
-from compat_matrix.records import FINGERPRINT_KEYS, cell_record
-from compat_matrix.results_io import LOCK_HELD_ENV, ResultsNotWritten, ResultsWriter, holding, resume
+from compat_matrix.spec.cells import Cell, select_cells
+from compat_matrix.spec.layout import results_file
+from compat_matrix.spec.records import FINGERPRINT_KEYS, cell_record
+from compat_matrix.spec.results_io import LOCK_HELD_ENV, ResultsNotWritten, ResultsWriter, holding, resume
+from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 
 RESULT_PROPERTY = "compat_cell"
 DISK_EXIT = 3

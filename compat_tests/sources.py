@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compat_matrix.layout import hub_note
-from compat_matrix.spec import ModelEntry
+from compat_matrix.spec.layout import hub_note
+from compat_matrix.spec.schema import ModelEntry
 from compat_tests.needs import needed_package
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError, NeedsPackage
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from compat_matrix.cells import Cell
+from compat_matrix.spec.cells import Cell
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.plugin import RESULT_PROPERTY
 

@@ -1,6 +1,6 @@
 """Which training libraries this release environment has, and why one is missing.
 
-`compat_matrix/install_training.py` installs trl and peft beside each release and writes what it asked for
+`compat_matrix/envs/install_training.py` installs trl and peft beside each release and writes what it asked for
 and what failed to `<env>/compat-matrix-training.json`; a probe that needs a missing one ends its
 cell `unsupported` with that reason rather than failing the model.
 """
@@ -36,6 +36,6 @@ def require(package: str) -> ModuleType:
     try:
         importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        reason = install_error(package) or "not installed (compat_matrix/install_training.py installs it into release environments)"
+        reason = install_error(package) or "not installed (compat_matrix/envs/install_training.py installs it into release environments)"
         raise CellUnsupported(f"{package} is not available beside this transformers release: {reason}") from None
     return importlib.import_module(package)

@@ -16,9 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from compat_matrix.cells import Cell
-from compat_matrix.spec import Matrix, ModelEntry, UserCallable
-from compat_matrix.user import ProbeInput, ProbeResult
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.schema import Matrix, ModelEntry, UserCallable
+from compat_matrix.spec.user import ProbeInput, ProbeResult
 from compat_tests.outcomes import HarnessError
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from loader.result import Attempt, LoadResult
@@ -141,4 +141,4 @@ class CallableProbe:
             return ProbeOutcome(status, returned.message, None if returned.passed else "CheckFailed",
                                 _plain(returned.details))
         raise HarnessError(f"{self.ref.callable} returned {type(returned).__name__}; return a bool or a "
-                           "compat_matrix.user.ProbeResult")
+                           "compat_matrix.spec.user.ProbeResult")

@@ -24,7 +24,7 @@ def build_report(
 ) -> Report:
     """Merge `results` into a report; ValueError when the baseline cannot be read (it was asked for).
 
-    With `expectations` (a matrix file's, `compat_matrix.expectations`), cells are judged against them,
+    With `expectations` (a matrix file's, `compat_matrix.judge.expectations`), cells are judged against them,
     not against the ones recorded when they ran."""
     loaded = load_results(results)
     merged = merge(loaded.cells)

@@ -5,7 +5,7 @@ effect in the next report without re-running a cell. Cells of models the file no
 what they recorded, and the report says so.
 
 `reports` does not read matrix files (it sits below `compat_matrix`, which imports it): the caller
-hands over the expectations as an object (`compat_matrix.expectations.read_expectations`).
+hands over the expectations as an object (`compat_matrix.judge.expectations.read_expectations`).
 """
 
 from __future__ import annotations

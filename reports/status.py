@@ -1,7 +1,7 @@
 """The status vocabulary: cell statuses and their order, the probe order, the worst-status rule,
 and what meeting an expectation means.
 
-One place for these rules so the matrix file (`compat_matrix.spec`), the harness, the grid, the
+One place for these rules so the matrix file (`compat_matrix.spec.schema`), the harness, the grid, the
 regressions, the upgrade view and JUnit agree. Plain Python: importable without torch.
 """
 

@@ -11,7 +11,7 @@ PYTHON="${PYTHON:-python3}"
 OUT="${1:-${OUT:-gpu-smoke}}"
 DEVICE="${GPU_SMOKE_DEVICE:-cuda}"
 MODELS="${GPU_SMOKE_MODELS:-}"
-[ -n "$MODELS" ] || MODELS=$("$PYTHON" -c "from compat_matrix.validate import load_matrix
+[ -n "$MODELS" ] || MODELS=$("$PYTHON" -c "from compat_matrix.spec.validate import load_matrix
 m = load_matrix(check_model_types=False)
 print(','.join(e.key for e in m.models if e.modality == 'image-text' and e.source == 'tiny'))")
 if [ "$DEVICE" = cuda ]; then

@@ -17,8 +17,8 @@ import torch
 import transformers
 from transformers import AutoConfig
 
-from compat_matrix.spec import ModelEntry, Settings
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.schema import ModelEntry, Settings
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.probes.base import ProbeContext
 from compat_tests.tiny.checkpoint import fill_zero_matrices, with_init_std
 from loader.result import LoadResult

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator
 import pytest
 import torch
 
-from compat_matrix.cells import Cell, select_cells
-from compat_matrix.spec import LoadProfile
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import Cell, select_cells
+from compat_matrix.spec.schema import LoadProfile
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests.adapter_files import NOT_WRITTEN_SUFFIX
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.probes.adapter_roundtrip import account, memory_name

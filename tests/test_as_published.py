@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import AS_PUBLISHED, CROSS_RELEASE, ROUND_TRIP, checkpoint_kind, select_cells
-from compat_matrix.published import writers_to_build
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.run.published import writers_to_build
+from compat_matrix.spec.cells import AS_PUBLISHED, CROSS_RELEASE, ROUND_TRIP, checkpoint_kind, select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from reports.build import build_report
 from reports.diff import compare_releases
 from reports.grid import build_grid

@@ -12,16 +12,16 @@ from typing import Any, Callable
 
 import pytest
 
-from compat_matrix.bisect_run import (BisectRun, CrossAxis, CrossReleaseOracle, ReleaseOracle, describe_change,
+from compat_matrix.bisect.run import (BisectRun, CrossAxis, CrossReleaseOracle, ReleaseOracle, describe_change,
                                       format_text, grouped, same_outcome)
-from compat_matrix.bisect_search import Bisect, Boundary
-from compat_matrix.cells import Cell
-from compat_matrix.layout import results_file
-from compat_matrix.record_boundary import proposals, propose, record, unsplit
-from compat_matrix.releases import env_name
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
-from tests.test_record_boundary import result
+from compat_matrix.bisect.record import proposals, propose, record, unsplit
+from compat_matrix.bisect.search import Bisect, Boundary
+from compat_matrix.envs.releases import env_name
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.layout import results_file
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from reports.report import Cell as Result
+from tests.test_record_boundary import result
 
 RELEASES = ["5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.5.0", "5.6.0"]
 CELL = Cell("qwen2_5_vl", "smart", "default", "forward")

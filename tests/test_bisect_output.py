@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from compat_matrix import runner
-from compat_matrix.bisect_run import bisect_cells, format_text, store_folder, to_json
-from compat_matrix.cells import Cell
-from compat_matrix.layout import results_file, results_folder
-from compat_matrix.releases import env_name
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.bisect.run import bisect_cells, format_text, store_folder, to_json
+from compat_matrix.envs.releases import env_name
+from compat_matrix.run import runner
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.layout import results_file, results_folder
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from tests.test_record_boundary import result
 
 RELEASES = ["5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.5.0", "5.6.0", "5.7.0", "5.8.0"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compat_matrix.bisect_search import Bisect
+from compat_matrix.bisect.search import Bisect
 
 RELEASES = [f"5.{minor}.0" for minor in range(25)]  # 5.0.0 .. 5.24.0, A first
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import Cell, select_cells
-from compat_matrix.runner import selection_args
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.run.runner import selection_args
+from compat_matrix.spec.cells import Cell, select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compat_matrix.cli import main
-from compat_matrix.releases import check_releases, nearest, UnknownRelease
+from compat_matrix.envs.releases import check_releases, nearest, UnknownRelease
 
 AVAILABLE = ("5.1.0", "5.0.0", "4.57.6", "4.57.5", "4.56.2", "4.49.0")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import select_cells
-from compat_matrix.releases import env_name
-from compat_matrix.runner import tox_available
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.envs.releases import env_name
+from compat_matrix.run.runner import tox_available
+from compat_matrix.spec.cells import select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS, STRATEGIES, PROBES = ["llama", "qwen2_vl"], ["auto_causal_lm", "explicit_class"], ["load", "forward"]

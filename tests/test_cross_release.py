@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import Cell, select_cells
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import Cell, select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.tiny.checkpoint import build_checkpoint
 

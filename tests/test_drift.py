@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import loader
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.drift_record import record_model
 from compat_tests.tiny.checkpoint import build_checkpoint
 from reports.drift import compare_records, drift_table, locate
@@ -190,7 +190,7 @@ def test_tracing_skips_torchs_own_leaves_and_leaves_no_hooks() -> None:
 def test_a_release_without_a_record_is_said_and_bridged(baseline: dict[str, Any]) -> None:
     """5.4.0 cannot run Qwen2-VL here (its image processor wants torchvision): its row says so,
     and 5.5.0 is compared with the last release that had a record, not left out."""
-    from compat_matrix.drift_run import adjacent
+    from compat_matrix.run.drift import adjacent
 
     skipped = {"model": "qwen2_vl", "transformers": "5.4.0", "status": "skipped", "reason": "needs torchvision"}
     records = {"5.3.0": {"qwen2_vl": {**baseline, "transformers": "5.3.0"}}, "5.4.0": {"qwen2_vl": skipped},

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.cli import main
-from compat_matrix.env_cache import EnvCacheError, cap_bytes, list_envs, mark_used, prune
+from compat_matrix.envs.env_cache import EnvCacheError, cap_bytes, list_envs, mark_used, prune
 
 
 def make_env(root: Path, name: str, size: int, used: float) -> None:

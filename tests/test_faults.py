@@ -26,10 +26,10 @@ import psutil
 import pytest
 from filelock import FileLock
 
-from compat_matrix import results_io
-from compat_matrix.cells import select_cells
-from compat_matrix.results_io import ResultsNotWritten, ResultsWriter, read_lines
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec import results_io
+from compat_matrix.spec.cells import select_cells
+from compat_matrix.spec.results_io import ResultsNotWritten, ResultsWriter, read_lines
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from tests.test_results_file import REPO, run_matrix
 
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
@@ -113,7 +113,7 @@ def test_disk_full_cuts_the_torn_line_and_keeps_the_others(tmp_path: Path, monke
 
 DISK_FULL_PLANT = '''
 import errno
-from compat_matrix import results_io
+from compat_matrix.spec import results_io
 real, calls = results_io._os_write, {"n": 0}
 def write(fd, data):
     calls["n"] += 1
@@ -135,7 +135,8 @@ def test_disk_full_during_a_run_stops_it_with_a_clear_error(tmp_path: Path) -> N
 
 def test_the_cli_says_what_to_do_when_results_cannot_be_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from compat_matrix import cli, runner
+    from compat_matrix import cli
+    from compat_matrix.run import runner
 
     def full(*args: object, **kwargs: object) -> object:
         raise ResultsNotWritten(errno.ENOSPC, "cannot write results to x.jsonl (No space left on device); the 4 "
@@ -188,7 +189,7 @@ def cells_of(out: Path) -> dict[str, dict]:
 
 
 def needs_tox() -> None:
-    from compat_matrix.runner import tox_available
+    from compat_matrix.run.runner import tox_available
 
     if not tox_available():
         pytest.skip("tox is not installed in this interpreter (the unit tox env has it: tox -e unit)")

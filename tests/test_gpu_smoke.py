@@ -9,8 +9,8 @@ from pathlib import Path
 
 from collections import Counter
 
-from compat_matrix.cells import select_cells
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix import tox_setup
+from compat_matrix.envs import tox_setup
 
 
 def test_threads_of_one_process_make_the_harness_folder_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

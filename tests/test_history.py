@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 from compat_matrix import cli
-from compat_matrix.cells import Cell
-from compat_matrix.history_check import check_expectations, corrected_range
-from compat_matrix.records import cell_record
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.judge.history_check import check_expectations, corrected_range
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import cell_record
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from reports.build import build_report
 from reports.history import timelines
 from reports.report import ReleaseSet
@@ -42,7 +42,7 @@ def write_results(folder: Path, unknown_until: str) -> Path:
 
 
 def report_of(folder: Path, matrix_file: Path = DEFAULT_MATRIX):  # type: ignore[no-untyped-def]
-    from compat_matrix.expectations import read_expectations
+    from compat_matrix.judge.expectations import read_expectations
 
     report = build_report([folder], expectations=read_expectations(matrix_file))
     return report.model_copy(update={"release_set": ReleaseSet(requested=(">=4.56,<4.58",), releases=tuple(RELEASES))})
@@ -118,9 +118,9 @@ def test_a_boundary_between_releases_listed_by_hand_is_exact_only_where_the_inde
 
 def test_the_store_report_covers_every_stored_release_and_leaves_other_code_out(
         tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from compat_matrix import store_report
-    from compat_matrix.release_sets import ReleaseIndex
-    from compat_matrix.store import Keys, Store, keep
+    from compat_matrix.envs.release_sets import ReleaseIndex
+    from compat_matrix.run import store_report
+    from compat_matrix.run.store import Keys, Store, keep
     from reports.cli import read_release_set
 
     results = write_results(tmp_path / "results", unknown_until="4.56.2")
@@ -154,8 +154,8 @@ def test_published_only_runs_a_releases_own_cells_only_where_they_are_what_users
     the hub entry everywhere; the as-published cells of the other releases come after, as in every run."""
     import argparse
 
-    from compat_matrix import runner
-    from compat_matrix.cells import select_cells
+    from compat_matrix.run import runner
+    from compat_matrix.spec.cells import select_cells
 
     ran: dict[str, list[Cell]] = {}
 

@@ -113,8 +113,8 @@ def run(code: list[str], endpoint: str, tmp_path: Path, offline: bool) -> subpro
 
 CELLS = '''
 import json, sys
-from compat_matrix.cells import Cell
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.execute import MatrixState, run_cell
 state = MatrixState(load_matrix(sys.argv[1], check_model_types=False))
 print(json.dumps({key: run_cell(state, Cell(key, "explicit_class", "default", "load")) for key in sys.argv[2:]}))

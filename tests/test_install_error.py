@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import select_cells
-from compat_matrix.runner import REPO, run_release, tox_available
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.run.runner import REPO, run_release, tox_available
+from compat_matrix.spec.cells import select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 pytestmark = pytest.mark.slow
 

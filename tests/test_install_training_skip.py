@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from compat_matrix import install_training
+from compat_matrix.envs import install_training
 
 
 def test_only_training_probes_and_probes_of_the_users_own_need_trl() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from compat_matrix import install_vision
+from compat_matrix.envs import install_vision
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compat_matrix import cli, scaffold
-from compat_matrix.spec import REVISION_PLACEHOLDER
-from compat_matrix.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
-from compat_matrix.validate import MatrixError, load_matrix
+from compat_matrix import cli
+from compat_matrix.envs.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
+from compat_matrix.init import scaffold
+from compat_matrix.spec.schema import REVISION_PLACEHOLDER
+from compat_matrix.spec.validate import MatrixError, load_matrix
 from reports.version import VERSION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +31,9 @@ def test_the_packaged_tox_files_are_the_repositorys_own() -> None:
     assert {"tox.ini", "requirements/harness.txt"} <= PACKAGED
     for name in PACKAGED:
         assert (ENVS / name).resolve() == (REPO / name).resolve(), f"compat_matrix/envs/{name} must be a link to ../../{name}"
-    assert {str(p.relative_to(ENVS)) for p in ENVS.rglob("*") if p.is_file()} == PACKAGED, \
-        "compat_matrix/envs/ holds exactly what tox.ini names (add or remove the link)"
+    data = {str(p.relative_to(ENVS)) for p in ENVS.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
+    assert data == PACKAGED, "compat_matrix/envs/ holds exactly what tox.ini names besides its modules (add or remove the link)"
 
 
 @pytest.mark.slow
@@ -45,10 +47,10 @@ def test_the_wheel_carries_what_release_environments_need(tmp_path: Path) -> Non
     needed = {"compat_tests/plugin.py", "compat_tests/conftest.py", "compat_tests/test_matrix.py",
               "compat_tests/tiny/checkpoint.py", "compat_tests/remote_code/tiny_decoder/modeling_tiny_decoder.py",
               "compat_tests/probes/grpo.py", "reports/index_template.html", "loader/kwargs.py",
-              "compat_matrix/templates/matrix.yml", "compat_matrix/templates/nightly.yml",
-              "compat_matrix/templates/known-models.yaml"}
+              "compat_matrix/init/templates/matrix.yml", "compat_matrix/init/templates/nightly.yml",
+              "compat_matrix/init/templates/known-models.yaml"}
     assert needed <= names, sorted(needed - names)
-    assert wheel.read("compat_matrix/templates/known-models.yaml") == (REPO / "matrix.yaml").read_bytes()
+    assert wheel.read("compat_matrix/init/templates/known-models.yaml") == (REPO / "matrix.yaml").read_bytes()
 
 
 def test_install_entries_are_made_absolute_from_the_matrix_folder(tmp_path: Path) -> None:
@@ -95,11 +97,11 @@ def test_matrix_yaml_is_found_upward_from_the_current_folder(tmp_path: Path, mon
 
 def test_without_tox_the_run_stops_before_any_cell_and_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    import compat_matrix.runner
+    import compat_matrix.run.runner
 
     started: list[object] = []
-    monkeypatch.setattr(compat_matrix.runner, "tox_available", lambda: False)
-    monkeypatch.setattr(compat_matrix.runner, "run_release", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(compat_matrix.run.runner, "tox_available", lambda: False)
+    monkeypatch.setattr(compat_matrix.run.runner, "run_release", lambda *a, **k: started.append(a))
     code = cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
                      "--out", str(tmp_path)])
     assert code == 2 and started == []
@@ -157,8 +159,8 @@ def test_a_known_model_type_is_found_by_the_longest_key_in_the_id() -> None:
 @pytest.mark.parametrize("round_trip_only", [False, True])
 def test_round_trip_only_leaves_the_as_published_cells_to_the_cross_release_job(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_trip_only: bool) -> None:
-    import compat_matrix.published
-    import compat_matrix.runner
+    import compat_matrix.run.published
+    import compat_matrix.run.runner
 
     runs: list[dict[str, object]] = []
 
@@ -166,10 +168,10 @@ def test_round_trip_only_leaves_the_as_published_cells_to_the_cross_release_job(
         runs.append(kwargs)
         return type("Run", (), {"interrupted": False, "env": "tf4_57_6", "lines": []})()
 
-    monkeypatch.setattr(compat_matrix.runner, "tox_available", lambda: True)
-    monkeypatch.setattr(compat_matrix.runner, "run_release", run_release)
-    monkeypatch.setattr(compat_matrix.runner, "installed_release", lambda path: "4.57.6")
-    monkeypatch.setattr(compat_matrix.published, "build_writers", lambda *a, **k: None)
+    monkeypatch.setattr(compat_matrix.run.runner, "tox_available", lambda: True)
+    monkeypatch.setattr(compat_matrix.run.runner, "run_release", run_release)
+    monkeypatch.setattr(compat_matrix.run.runner, "installed_release", lambda path: "4.57.6")
+    monkeypatch.setattr(compat_matrix.run.published, "build_writers", lambda *a, **k: None)
     monkeypatch.setattr(cli, "_report", lambda *a, **k: 0)
     flags = ["--round-trip-only"] if round_trip_only else []
     assert cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",

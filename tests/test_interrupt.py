@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.runner import REPO, tox_available
+from compat_matrix.run.runner import REPO, tox_available
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,8 @@
-"""Who may import whom: `reports` sits below `compat_matrix` (no cycle); the spec is the bottom of
-`compat_matrix`; probes and fixtures (which run inside release environments) take from `reports`
-only its shared vocabulary, never the read side; and the outcome exceptions sit at the bottom of
-`compat_tests`, so fixtures and probes do not depend on each other."""
+"""Who may import whom: `reports` sits below `compat_matrix` (no cycle); inside `compat_matrix` the
+subpackages form layers, the spec at the bottom; release environments (probes and fixtures) take from
+`compat_matrix` only the spec and the environment setup, and from `reports` only its shared
+vocabulary, never the read side; and the outcome exceptions sit at the bottom of `compat_tests`, so
+fixtures and probes do not depend on each other."""
 
 from __future__ import annotations
 
@@ -52,18 +53,63 @@ def test_outcomes_import_nothing_of_the_project() -> None:
 
 def test_the_check_sees_a_planted_cycle(tmp_path: Path) -> None:
     planted = tmp_path / "rejudge.py"
-    planted.write_text("def f():\n    from compat_matrix.validate import load_matrix\n")
-    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.validate"]
+    planted.write_text("def f():\n    from compat_matrix.spec.validate import load_matrix\n")
+    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.spec.validate"]
 
 
 VOCABULARY = ("reports.status", "reports.module_paths")
 """What of `reports` the spec and the harness may import: names and statuses, module paths; no reading of results."""
 
 
+LAYERS = {
+    "spec": (),
+    "envs": ("spec",),
+    "run": ("spec", "envs"),
+    "bisect": ("spec", "envs", "run"),
+    "judge": ("spec", "envs", "run", "bisect"),
+    "repro": ("spec", "envs", "run"),
+    "init": ("spec",),
+}
+"""What each subpackage of `compat_matrix` may import of it besides itself; only the CLI takes from all."""
+IN_RELEASE_ENVIRONMENTS = ("compat_matrix.spec", "compat_matrix.envs")
+"""What of `compat_matrix` the harness (run inside release environments) may import."""
+
+
+def outside_layer(file: Path, package: str) -> list[str]:
+    allowed = tuple(f"compat_matrix.{p}" for p in (package, *LAYERS[package]))
+    return [m for m in offending(file, ("compat_matrix",)) if not any(m == a or m.startswith(a + ".") for a in allowed)]
+
+
+@pytest.mark.parametrize("file", [p for name in LAYERS for p in files(f"compat_matrix/{name}")],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_each_subpackage_imports_only_the_layers_below_it(file: Path) -> None:
+    assert outside_layer(file, file.relative_to(REPO / "compat_matrix").parts[0]) == []
+
+
+def test_every_subpackage_has_its_layer() -> None:
+    packages = {p.parent.name for p in (REPO / "compat_matrix").glob("*/__init__.py")}
+    assert packages - {"cli"} == set(LAYERS)
+
+
 def test_the_spec_is_the_bottom_of_compat_matrix() -> None:
-    spec = REPO / "compat_matrix" / "spec.py"
-    assert offending(spec, ("compat_matrix", "compat_tests", "loader")) == []
-    assert [m for m in offending(spec, ("reports",)) if m not in VOCABULARY] == []
+    for spec in files("compat_matrix/spec"):
+        assert offending(spec, ("compat_tests", "loader")) == []
+        assert [m for m in offending(spec, ("reports",)) if m not in VOCABULARY] == []
+
+
+@pytest.mark.parametrize("file", files("compat_tests", "loader"), ids=lambda p: str(p.relative_to(REPO)))
+def test_the_harness_takes_only_the_spec_and_the_environment_setup(file: Path) -> None:
+    assert [m for m in offending(file, ("compat_matrix",))
+            if not any(m == a or m.startswith(a + ".") for a in IN_RELEASE_ENVIRONMENTS)] == []
+
+
+def test_the_layer_check_sees_a_planted_import_upwards(tmp_path: Path) -> None:
+    planted = tmp_path / "compat_matrix" / "spec" / "cells.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("def f():\n    from compat_matrix.envs.release_sets import between\n"
+                       "from compat_matrix.spec.schema import Matrix\n")
+    assert outside_layer(planted, "spec") == ["compat_matrix.envs.release_sets"]
+    assert outside_layer(planted, "run") == []
 
 
 @pytest.mark.parametrize("file", files("compat_tests"), ids=lambda p: str(p.relative_to(REPO)))
@@ -79,6 +125,6 @@ def test_the_vocabulary_imports_nothing_of_the_project(name: str) -> None:
 
 def test_the_checks_see_a_planted_import_against_the_layers(tmp_path: Path) -> None:
     planted = tmp_path / "lora.py"
-    planted.write_text("from reports.drift import normalised\nfrom compat_matrix.release_sets import is_specifier\n")
+    planted.write_text("from reports.drift import normalised\nfrom compat_matrix.envs.release_sets import is_specifier\n")
     assert [m for m in offending(planted, ("reports",)) if m not in VOCABULARY] == ["reports.drift"]
-    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.release_sets"]
+    assert offending(planted, ("compat_matrix",)) == ["compat_matrix.envs.release_sets"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from compat_matrix.spec import AdapterSpec, GrpoSettings, LoraSpec, Settings
+from compat_matrix.spec.schema import AdapterSpec, GrpoSettings, LoraSpec, Settings
 from compat_tests.lora import TargetsUnmatched, apply_adapter, matched_summary, module_pattern
 from compat_tests.probes.base import ProbeContext
 from compat_tests.probes.grpo import PROBE
@@ -138,8 +138,8 @@ def test_module_patterns_name_one_module_alike_in_every_release():
 
 
 def test_a_profile_runs_only_its_own_probes_and_strategies():
-    from compat_matrix.cells import select_cells
-    from compat_matrix.spec import Matrix
+    from compat_matrix.spec.cells import select_cells
+    from compat_matrix.spec.schema import Matrix
 
     lora = {"adapter": {"lora": {"target_modules": list(LANGUAGE)}}, "probes": ["load", "grpo_step"],
             "strategies": ["explicit_class", "smart"], "attn_implementation": "sdpa"}

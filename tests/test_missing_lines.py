@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compat_matrix.cells import Cell
-from compat_matrix.records import TRAINING_LIBRARIES, cell_record
-from compat_matrix.results_io import ResultsWriter, read_lines
-from compat_matrix.runner import ReleaseRun, _fill_missing
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.run.runner import ReleaseRun, _fill_missing
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import TRAINING_LIBRARIES, cell_record
+from compat_matrix.spec.results_io import ResultsWriter, read_lines
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
 CELLS = [Cell("llama", "smart", "default", probe) for probe in ("load", "forward")]

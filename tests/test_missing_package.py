@@ -17,8 +17,8 @@ import pytest
 import transformers
 from transformers.utils import is_torchvision_available
 
-from compat_matrix.cells import Cell
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.sources import resolve
 

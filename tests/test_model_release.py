@@ -8,8 +8,8 @@ import weakref
 
 import pytest
 
-from compat_matrix.cells import Cell
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests import execute
 from compat_tests.execute import MatrixState, run_cell
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import transformers
 
-from compat_matrix.spec import AdapterSpec, LoraSpec
+from compat_matrix.spec.schema import AdapterSpec, LoraSpec
 from compat_tests import lora
 from compat_tests.experts import layout_details, layout_of
 from compat_tests.lora import HalfFusedPair, apply_adapter, coverage, half_fused_pairs

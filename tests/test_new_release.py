@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compat_matrix import new_release
-from compat_matrix.new_release import RootCause, markdown, root_causes, training_libraries, with_first_bad
+from compat_matrix.bisect import new_release
+from compat_matrix.bisect.new_release import RootCause, markdown, root_causes, training_libraries, with_first_bad
 from reports.build import build_report
 from tests.test_reports_diff import BASE, NEEDS_TORCHVISION
 

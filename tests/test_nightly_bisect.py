@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compat_matrix.nightly_bisect import plan, summary
+from compat_matrix.bisect.nightly import plan, summary
 from reports.report import Report
 
 

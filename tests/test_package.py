@@ -16,8 +16,8 @@ import yaml
 from reports.version import VERSION
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = ("compat_matrix/envs/tox.ini", "compat_matrix/envs/requirements/harness.txt", "compat_matrix/templates/matrix.yml",
-           "compat_matrix/templates/nightly.yml", "compat_matrix/templates/known-models.yaml",
+SHIPPED = ("compat_matrix/envs/tox.ini", "compat_matrix/envs/requirements/harness.txt", "compat_matrix/init/templates/matrix.yml",
+           "compat_matrix/init/templates/nightly.yml", "compat_matrix/init/templates/known-models.yaml",
            "compat_tests/tiny/checkpoint.py", "compat_tests/tiny/tokenizer.py", "compat_tests/plugin.py",
            "reports/index_template.html", "reports/report.js")
 """What a user's run needs from the package: the tox configuration, what `init` writes, the tiny-model code, the page."""

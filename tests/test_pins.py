@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compat_matrix.pins import pin
+from compat_matrix.judge.pins import pin
 
 INDEX = ["4.49.0", "4.50.0", "4.51.3", "4.52.4", "4.57.6", "5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.4.0", "5.24.0"]
 

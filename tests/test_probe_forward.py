@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from compat_matrix.spec import Settings
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.schema import Settings
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests.probes.base import ProbeContext
 from compat_tests.probes.forward import PROBE
 from compat_tests.tiny.checkpoint import build_checkpoint

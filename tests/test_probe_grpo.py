@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from compat_matrix.spec import GrpoSettings, Settings
+from compat_matrix.spec.schema import GrpoSettings, Settings
 from compat_tests.probes import memory
 from compat_tests.probes.grpo import PROBE
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_mask

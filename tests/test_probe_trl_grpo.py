@@ -12,8 +12,8 @@ from unittest import mock
 import pytest
 from transformers.utils import is_torchvision_available
 
-from compat_matrix.cells import Cell
-from compat_matrix.spec import GrpoSettings, Settings, TrainingPin
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.schema import GrpoSettings, Settings, TrainingPin
 from compat_tests import training
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.outcomes import CellUnsupported
@@ -21,7 +21,7 @@ from compat_tests.probes import trl_grpo
 from compat_tests.probes.trl_grpo import PROBE, TORCHVISION_MISSING, MicroBatching
 from tests.probe_fixtures import MATRIX, keep_generation_batch, make_context, nan_gradients, one_thread  # noqa: F401
 
-trl = pytest.importorskip("trl", reason="the unit env installs trl through compat_matrix/install_training.py (tox commands_pre)")
+trl = pytest.importorskip("trl", reason="the unit env installs trl through compat_matrix/envs/install_training.py (tox commands_pre)")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from compat_matrix.bisect_run import grouped, same_outcome
-from compat_matrix.bisect_search import Boundary
-from compat_matrix.cells import Cell
-from compat_matrix.record_boundary import narrowed, propose, record, snippet
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.bisect.record import narrowed, propose, record, snippet
+from compat_matrix.bisect.run import grouped, same_outcome
+from compat_matrix.bisect.search import Boundary
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from reports.report import Cell as Result
 
 

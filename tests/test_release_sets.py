@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.cli import main
-from compat_matrix.release_sets import ReleaseIndex, ReleaseSetError, between, resolve
+from compat_matrix.envs.release_sets import ReleaseIndex, ReleaseSetError, between, resolve
 
 INDEX = ("5.6.0", "5.5.4", "5.5.0", "5.4.0", "5.3.0", "5.2.0", "5.1.0", "5.0.0", "5.0.0rc1", "4.57.6", "4.57.1",
          "4.57.0.dev0", "4.49.0")
@@ -93,7 +93,7 @@ def test_cli_plan_expands_and_exits_2_naming_the_specifier_offline(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
     fetch = CountingFetch(fail=True)
-    monkeypatch.setattr("compat_matrix.release_sets.index_versions", lambda pre=False: fetch())
+    monkeypatch.setattr("compat_matrix.envs.release_sets.index_versions", lambda pre=False: fetch())
     assert main(["plan", "--transformers", ">=5.0,<5.6"]) == 2
     assert "'>=5.0,<5.6'" in capsys.readouterr().err
     fetch.fail = False
@@ -106,7 +106,7 @@ def test_cli_plan_expands_and_exits_2_naming_the_specifier_offline(tmp_path: Pat
 def test_matrix_yaml_accepts_a_specifier_and_rejects_a_bad_one(tmp_path: Path) -> None:
     import yaml
 
-    from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+    from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 
     data = yaml.safe_load(DEFAULT_MATRIX.read_text(encoding="utf-8"))
     for name, releases in (("good", [">=5.0,<5.3", "latest"]), ("bad", [">=5.0,<<5.3"])):
@@ -139,7 +139,7 @@ def test_the_report_keeps_and_shows_what_a_specifier_expanded_to(tmp_path: Path)
 
 def test_span_is_every_final_release_from_the_oldest_to_the_newest_given() -> None:
     """What the history calls neighbours: `4.56.1` and `4.57.1` are not (4.56.2 lies between), pre-releases aside."""
-    from compat_matrix.release_sets import span
+    from compat_matrix.envs.release_sets import span
 
     index = ("4.56.0", "4.56.1", "4.56.2", "4.57.0rc1", "4.57.1", "5.0.0")
     assert span(index, ["4.57.1", "4.56.1", "latest"]) == ("4.56.1", "4.56.2", "4.57.1")

@@ -12,9 +12,9 @@ import pytest
 import transformers
 from packaging.version import Version
 
-from compat_matrix.cells import Cell
-from compat_matrix.spec import Matrix, ModelEntry
-from compat_matrix.validate import MatrixError, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.schema import Matrix, ModelEntry
+from compat_matrix.spec.validate import MatrixError, load_matrix
 from compat_tests.execute import MatrixState, Prepared, run_cell
 from compat_tests.tiny import checkpoint as tiny
 from compat_tests.tiny import remote_code

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compat_matrix.spec import Expectation
+from compat_matrix.spec.schema import Expectation
 from reports.build import build_report
 from reports.signature import signature
 

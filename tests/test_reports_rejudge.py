@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.cli import main
-from compat_matrix.expectations import read_expectations
+from compat_matrix.judge.expectations import read_expectations
 from reports.build import build_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import Cell
 from compat_matrix.repro.script import INIT_STD, NoTemplate, Target, write_script
 from compat_matrix.repro.verify import CellOutcome, ScriptRun, judge, parse_failure, run_script
-from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from reports.signature import UNREADABLE_PREFIX, inner_error
 
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
@@ -59,7 +59,7 @@ def test_each_kind_gets_a_self_contained_script_with_its_pins(cell_id: str) -> N
 
 def test_every_script_the_default_matrix_can_have_compiles() -> None:
     """Same-release cells in 4.57.6 and cells on 5.24.0's checkpoints: each written script is valid Python."""
-    from compat_matrix.cells import select_cells
+    from compat_matrix.spec.cells import select_cells
 
     written = 0
     for saved_by in (None, ["5.24.0"]):
@@ -227,7 +227,7 @@ def test_the_cause_summary_says_which_causes_have_a_verified_script_and_why_othe
 
 def test_every_same_release_script_of_the_default_matrix_is_short() -> None:
     """Pasted into an upstream issue: same-release scripts stay under SAME_RELEASE_LINES lines."""
-    from compat_matrix.cells import select_cells
+    from compat_matrix.spec.cells import select_cells
 
     longest = max(write_script(Target(MATRIX, cell, release)).lines for cell in select_cells(MATRIX)
                   for release in ("4.57.6", "5.24.0") if _has_template(cell, release))

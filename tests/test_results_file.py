@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compat_matrix.records import TRAINING_LIBRARIES
+from compat_matrix.spec.records import TRAINING_LIBRARIES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,9 +89,9 @@ def test_the_controller_writes_a_crash_line_without_importing_torch(tmp_path: Pa
 import gc, json, sys
 from pathlib import Path
 from types import SimpleNamespace
-from compat_matrix.cells import Cell
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.plugin import ResultsRecorder, _MATRIX
-from compat_matrix.validate import load_matrix
 config = SimpleNamespace(stash={{_MATRIX: load_matrix({str(REPO / "matrix.yaml")!r}, check_model_types=False)}})
 recorder = ResultsRecorder(config, Path({str(tmp_path)!r}))
 report = SimpleNamespace(longrepr="worker 'gw0' crashed while running", when="call")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from compat_matrix.cells import Cell
-from compat_matrix.records import cell_record
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import cell_record
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from compat_tests.execute import MatrixState, run_cell
 from reports.results import CellResult
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix import harness_hash
-from compat_matrix.cells import Cell
-from compat_matrix.records import cell_record
-from compat_matrix.store import (CELLS, FROM_STORE, EnvFacts, Keys, Store, env_facts, keep, line_facts,
+from compat_matrix.run import harness_hash
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import cell_record
+from compat_matrix.run.store import (CELLS, FROM_STORE, EnvFacts, Keys, Store, env_facts, keep, line_facts,
                                  needed_libraries, reusable)
-from compat_matrix.spec import UserCallable
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.schema import UserCallable
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
@@ -158,7 +158,7 @@ def test_a_torn_last_line_is_skipped_and_cut_before_the_next_append(tmp_path: Pa
 
 KILLED_WRITER = """
 import sys
-from compat_matrix.store import Store
+from compat_matrix.run.store import Store
 store = Store(__import__("pathlib").Path(sys.argv[1]))
 print("started", flush=True)
 for i in range(10**6):
@@ -201,7 +201,7 @@ def fake_env(folder: Path, facts: EnvFacts) -> Path:
 
 
 def test_a_release_runs_only_the_cells_the_store_lacks_and_stores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from compat_matrix import runner
+    from compat_matrix.run import runner
 
     cells = [Cell("qwen2", strategy, "default", "load") for strategy in ("smart", "explicit_class", "auto_model")]
     store = runner.StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
@@ -229,16 +229,16 @@ def test_a_release_runs_only_the_cells_the_store_lacks_and_stores_them(tmp_path:
 
 
 def test_drift_records_all_from_the_store_are_written_to_a_fresh_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from compat_matrix import drift_run, runner
+    from compat_matrix.run import drift, runner
 
     store = runner.StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
     record = {"model": "qwen2", "status": "ok", "transformers": "4.57.6"}
     store.store.add("4.57.6", [{"key": store.keys.drift("qwen2", FACTS), "stored_at": "t", "record": record}], "drift.jsonl")
-    monkeypatch.setattr(drift_run, "_facts", lambda *args: FACTS)
-    monkeypatch.setattr(drift_run, "record_release", lambda *args: pytest.fail("a stored record was recorded again"))
-    found = drift_run._recorded(MATRIX, DEFAULT_MATRIX, "4.57.6", ["qwen2"], tmp_path / "fresh-out", store)
+    monkeypatch.setattr(drift, "_facts", lambda *args: FACTS)
+    monkeypatch.setattr(drift, "record_release", lambda *args: pytest.fail("a stored record was recorded again"))
+    found = drift._recorded(MATRIX, DEFAULT_MATRIX, "4.57.6", ["qwen2"], tmp_path / "fresh-out", store)
     assert found == {"qwen2": record}
-    assert json.loads(drift_run.record_file(tmp_path / "fresh-out", "4.57.6").read_text()) == {"qwen2": record}
+    assert json.loads(drift.record_file(tmp_path / "fresh-out", "4.57.6").read_text()) == {"qwen2": record}
 
 
 class Killed(BaseException):
@@ -247,7 +247,7 @@ class Killed(BaseException):
 
 def test_a_resumed_run_stores_the_lines_it_found_only_under_the_same_code_and_models(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from compat_matrix import runner
+    from compat_matrix.run import runner
 
     cells = [Cell("qwen2", strategy, "default", "forward") for strategy in ("smart", "explicit_class", "auto_model")]
     entry = MATRIX.model("qwen2")
@@ -287,7 +287,7 @@ def test_a_resumed_run_stores_the_lines_it_found_only_under_the_same_code_and_mo
 
 
 def test_prune_drops_what_this_checkout_cannot_reuse_and_keeps_the_rest(tmp_path: Path) -> None:
-    from compat_matrix.store import DRIFT, prune
+    from compat_matrix.run.store import DRIFT, prune
 
     store, keys = Store(tmp_path), Keys(MATRIX)
     current, older_code, other_model = (Cell("qwen2", "smart", "default", "load"), Cell("qwen2", "smart", "default", "forward"),

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from compat_matrix.spec import Settings, SurfaceSettings
-from reports.status import PROBE_ORDER
-from compat_matrix.validate import MatrixError, load_matrix
+from compat_matrix.spec.schema import Settings, SurfaceSettings
+from compat_matrix.spec.validate import MatrixError, load_matrix
 from compat_tests.probes.surface import PROBE, describe, record
 from reports.build import build_report
 from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
+from reports.status import PROBE_ORDER
 from tests.probe_fixtures import MATRIX, make_context, one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")

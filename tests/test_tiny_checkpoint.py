@@ -13,8 +13,8 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from compat_matrix.spec import ModelEntry, Recipe
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.schema import ModelEntry, Recipe
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.tiny import checkpoint as tiny
 from compat_tests.tiny.checkpoint import TinyCheckpoint, UnknownModelType, build_checkpoint
 from compat_tests.tiny.inputs import InputBuilder

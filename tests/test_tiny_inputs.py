@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.tiny.checkpoint import TinyCheckpoint, build_checkpoint
 from compat_tests.tiny.families import FAMILIES
 from compat_tests.tiny.inputs import MANUAL_KEYS, InputBuilder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compat_matrix.spec import ModelEntry
-from compat_matrix.validate import load_matrix
+from compat_matrix.spec.schema import ModelEntry
+from compat_matrix.spec.validate import load_matrix
 from compat_tests.tiny.families import FAMILIES
 from compat_tests.tiny.inputs import DEFAULT_IMAGE_PROMPT, DEFAULT_PROMPT, PROMPTS
 from compat_tests.tiny.tokenizer import SPECIAL_BASE, _learn_merges, backend_tokenizer

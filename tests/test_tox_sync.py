@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.releases import env_name
-from compat_matrix.runner import tox_available
-from compat_matrix.tox_setup import listed_envs
-from compat_matrix.spec import REWARD_NAMES, STRATEGY_NAMES
+from compat_matrix.envs.releases import env_name
+from compat_matrix.envs.tox_setup import listed_envs
+from compat_matrix.run.runner import tox_available
+from compat_matrix.spec.schema import REWARD_NAMES, STRATEGY_NAMES
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 from reports.status import PROBE_ORDER
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
 
 TOX_INI = Path(__file__).resolve().parent.parent / "tox.ini"
 
@@ -65,11 +65,11 @@ def test_strategy_and_probe_registries_match_the_vocabulary() -> None:
     import loader
     from compat_tests.probes import PROBES
 
-    assert tuple(loader.STRATEGIES) == STRATEGY_NAMES, "loader.STRATEGIES and compat_matrix.spec.STRATEGY_NAMES differ"
+    assert tuple(loader.STRATEGIES) == STRATEGY_NAMES, "loader.STRATEGIES and compat_matrix.spec.schema.STRATEGY_NAMES differ"
     assert tuple(PROBES) == PROBE_ORDER, "compat_tests.probes.PROBES and reports.status.PROBE_ORDER differ"
     from compat_tests.probes.rewards import REWARDS
 
-    assert tuple(REWARDS) == REWARD_NAMES, "compat_tests.probes.rewards.REWARDS and compat_matrix.spec.REWARD_NAMES differ"
+    assert tuple(REWARDS) == REWARD_NAMES, "compat_tests.probes.rewards.REWARDS and compat_matrix.spec.schema.REWARD_NAMES differ"
 
 
 def _tox_set_env(environ: dict[str, str]) -> set[str]:

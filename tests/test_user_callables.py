@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.cells import Cell
-from compat_matrix.validate import MatrixError, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import MatrixError, load_matrix
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.user_code import provenance
 
@@ -55,7 +55,7 @@ def load_and_reset_head(path, **kwargs):
 
 CHECKS_PY = '''
 import torch
-from compat_matrix.user import ProbeResult
+from compat_matrix.spec.user import ProbeResult
 
 def one_step(ctx):
     model = ctx.model.train()
@@ -130,7 +130,7 @@ def test_user_probes_pass_fail_raise_and_record_their_callable(state: MatrixStat
     raised = run_cell(state, cell("smart", "raises"))
     assert raised["status"] == "fail" and raised["error_type"] == "RuntimeError" and "broke" in raised["message"]
     odd = run_cell(state, cell("my_loader", "odd_return"))
-    assert odd["status"] == "error" and "return a bool or a compat_matrix.user.ProbeResult" in odd["message"]
+    assert odd["status"] == "error" and "return a bool or a compat_matrix.spec.user.ProbeResult" in odd["message"]
     assert set(odd["callables"]) == {"strategy", "probe"}
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from compat_matrix.cli import main
-from compat_matrix.spec import Matrix
-from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from compat_matrix.spec.schema import Matrix
+from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 
 GOOD = """\
 transformers: [4.57.6, latest]

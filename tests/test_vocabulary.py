@@ -9,7 +9,7 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from compat_matrix.spec import Expectation, Matrix
+from compat_matrix.spec.schema import Expectation, Matrix
 from reports.results import CellResult
 from reports.status import EMOJI, PROBE_ORDER, STATUS_ORDER, SYMBOL, Status
 
@@ -34,6 +34,6 @@ def test_the_matrix_runs_the_probes_in_the_report_order():
 
 
 def test_vocabulary_and_matrix_spec_import_without_torch():
-    code = ("import sys, reports.status, compat_matrix.spec, compat_matrix.cli; "
+    code = ("import sys, reports.status, compat_matrix.spec.schema, compat_matrix.cli; "
             "heavy = sorted({'torch', 'transformers'} & set(sys.modules)); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from compat_matrix.cells import Cell
-from compat_matrix.validate import DEFAULT_MATRIX, MatrixError, load_matrix
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.validate import DEFAULT_MATRIX, MatrixError, load_matrix
 from compat_tests.execute import MatrixState, Prepared, run_cell
 from compat_tests.tiny.checkpoint import build_checkpoint
 from compat_tests.tiny.inputs import InputBuilder

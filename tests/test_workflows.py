@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from compat_matrix import scaffold
-from compat_matrix.runner import tox_available
+from compat_matrix.init import scaffold
+from compat_matrix.run.runner import tox_available
 from reports.version import VERSION
 import yaml
 
@@ -375,7 +375,7 @@ def test_pipeline_report_deploy_and_regression_jobs() -> None:
     assert jobs["deploy"]["environment"]["name"] == "github-pages"
     assert "needs.report.outputs.regressions" in jobs["regressions"]["if"]
     assert "gh issue comment" in step(workflow, "regressions", "Comment")["run"]
-    assert "nightly_bisect" in step(workflow, "report", "Bisect a regression of latest")["run"]
+    assert "compat_matrix.bisect.nightly" in step(workflow, "report", "Bisect a regression of latest")["run"]
 
 
 def test_ci_runs_the_same_script_as_local_ci() -> None:
@@ -598,7 +598,7 @@ def test_regression_issue_step(tmp_path: Path, shims: Path, open_issue: str) -> 
 
 def test_a_new_latest_is_triaged_and_filed_as_its_own_issue(tmp_path: Path, shims: Path) -> None:
     workflow = load(REUSABLE)
-    assert "compat_matrix.new_release site/report.json baseline/report.json triage.md" in \
+    assert "compat_matrix.bisect.new_release site/report.json baseline/report.json triage.md" in \
         step(workflow, "report", "Triage a new latest")["run"]
     assert workflow["jobs"]["report"]["outputs"]["new_release"] == "${{ steps.triage.outputs.release }}"
     assert "needs.report.outputs.new_release != ''" in workflow["jobs"]["new-release"]["if"]

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compat_matrix.cells import Cell
+from compat_matrix.envs.tox_setup import tox_setup
 from compat_matrix.repro.script import NoTemplate, Script, Target, write_script
 from compat_matrix.repro.verify import CellOutcome, Verdict, judge, run_script
-from compat_matrix.spec import Matrix
-from compat_matrix.tox_setup import tox_setup
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.schema import Matrix
 from reports.cli import write_pages
 from reports.report import Cause, Report, Reproduction
 from reports.signature import LOAD_FAILED_PREFIX
@@ -60,7 +60,7 @@ def outcome_in(cells: Iterable[dict[str, Any]], cell_id: str, release: str) -> C
 
 def run_cell(matrix: Matrix, matrix_file: Path, cell: Cell, release: str) -> CellOutcome:
     """The cell's outcome from a run of just this cell in the release's environment."""
-    from compat_matrix.runner import run_release
+    from compat_matrix.run.runner import run_release
 
     if cell.saved_by and cell.saved_by != release:
         raise ReproProblem(f"{cell.id}: a cross-release cell needs the writer's checkpoint; give --report REPORT.json "

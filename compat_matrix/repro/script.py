@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from compat_matrix.cells import Cell
-from compat_matrix.records import expected_of
 from compat_matrix.repro import blocks
 from compat_matrix.repro.special_ids import special_ids
-from compat_matrix.spec import LoraSpec, Matrix, ModelEntry
+from compat_matrix.spec.cells import Cell
+from compat_matrix.spec.records import expected_of
+from compat_matrix.spec.schema import LoraSpec, Matrix, ModelEntry
 
 INIT_STD = 0.1
 """The tiny recipes' `initializer_range` where they set none (compat_tests/tiny/checkpoint.py's

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat_matrix.env_cache import env_root
-from compat_matrix.releases import env_name
+from compat_matrix.envs.env_cache import env_root
+from compat_matrix.envs.releases import env_name
 from compat_matrix.repro.script import Script
 from reports.signature import Signature, inner_error, signature
 

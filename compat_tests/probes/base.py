@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from compat_matrix.spec import ModelEntry, Settings
+    from compat_matrix.spec.schema import ModelEntry, Settings
     from compat_tests.tiny.checkpoint import TinyCheckpoint
     from compat_tests.tiny.inputs import InputBuilder
     from loader.accounting import WeightAccount

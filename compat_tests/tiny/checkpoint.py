@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compat_matrix.layout import cache_root
+from compat_matrix.spec.layout import cache_root
 from compat_tests.needs import needed_package
 from compat_tests.tiny import remote_code
 from compat_tests.tiny.families import FAMILIES, Family
@@ -30,7 +30,7 @@ from loader.kwargs import dtype_keyword
 if TYPE_CHECKING:
     import torch
 
-    from compat_matrix.spec import Recipe
+    from compat_matrix.spec.schema import Recipe
 
 BUILD_FORMAT = 4
 """Part of the recipe hash: bump it when a build writes different files for the same recipe

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compat_matrix.spec import REMOTE_CODE_ROOT
+from compat_matrix.spec.schema import REMOTE_CODE_ROOT
 
 if TYPE_CHECKING:
-    from compat_matrix.spec import Recipe, RemoteCode
+    from compat_matrix.spec.schema import Recipe, RemoteCode
 
 
 def source_files(sources: str) -> list[Path]:

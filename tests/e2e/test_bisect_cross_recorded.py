@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 
 @pytest.fixture(scope="module")

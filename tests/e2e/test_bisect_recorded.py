@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from compat_matrix.store import FROM_STORE
+from compat_matrix.run.store import FROM_STORE
 from reports.report import Report
 
 OLD, NEW = ("tf4_49_0", "tf4_50_0"), "tf4_50_1"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from compat_matrix.cells import select_cells
-from compat_matrix.releases import env_name
-from compat_matrix.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.envs.releases import env_name
+from compat_matrix.spec.cells import select_cells
+from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from compat_matrix.user import ProbeInput, ProbeResult
+from compat_matrix.spec.user import ProbeInput, ProbeResult
 
 
 def one_step(ctx: ProbeInput) -> ProbeResult:

@@ -1,0 +1,1 @@
+"""`compat-matrix init`: a matrix.yaml and a workflow for another repository."""

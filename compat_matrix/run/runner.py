@@ -1,0 +1,311 @@
+"""Run the matrix for several releases through tox, one release at a time, with visible progress.
+
+Releases run one after another: each already spreads its cells over the cores with xdist. A
+release whose environment cannot be installed, or whose run stops early, still gets a line for
+every selected cell (`error`, with the reason), so the report never silently loses cells.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from compat_matrix.envs.releases import env_name
+from compat_matrix.spec.cells import Cell, select_cells
+from compat_matrix.spec.layout import cells_file, log_file, results_file, results_folder
+from compat_matrix.spec.records import FINGERPRINT_KEYS, TRAINING_LIBRARIES, cell_record
+from compat_matrix.spec.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
+from compat_matrix.spec.schema import Matrix
+from compat_matrix.run.store import (CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable,
+                                 unverified_lines)
+from compat_matrix.envs.tox_setup import tox_setup
+
+REPO = Path(__file__).resolve().parents[2]
+STOP = threading.Event()
+"""Set: every release run in progress stops as on Ctrl-C. Only the main thread receives Ctrl-C; bisect
+runs releases in threads and sets this for them."""
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class ReleaseRun:
+    """What happened to one release: where its lines are, and how the run ended."""
+
+    release: str
+    env: str
+    results: Path
+    log: Path
+    exit_code: int | None = None
+    interrupted: bool = False
+    lines: list[dict] = field(default_factory=list)
+
+
+def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The tox call for a release: its own env when tox.ini lists it, else `tfany` in its own dir
+    (`env_dir`, e.g. bisect's environment cache, else `.tox/<env>`)."""
+    env = env_name(release)
+    extra_env = {"COMPAT_MATRIX_REQUESTED": release, "COMPAT_MATRIX_ENV_NAME": env}
+    if env in listed_envs and env_dir is None:
+        return ["-e", env], extra_env
+    if env_dir is None:
+        return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={{work_dir}}/{env}"], extra_env
+    # tox's own temp and log folders go with the env too: several `tfany` envs may be made at once (bisect)
+    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir}", "-x", f"testenv:tfany.env_tmp_dir={env_dir}/.tox-tmp",
+            "-x", f"testenv:tfany.env_log_dir={env_dir}/.tox-log"], extra_env
+
+
+@dataclass(frozen=True)
+class StoreUse:
+    """How a run uses the results store: reads it unless `fresh`, and always adds what it ran."""
+
+    store: Store
+    keys: Keys
+    fresh: bool = False
+
+
+def prepare_env(matrix: Matrix, matrix_file: Path, release: str, out: Path, env_dir: Path | None, log: Path) -> subprocess.Popen:
+    """Start making a release's environment in `env_dir` (tox --notest) without waiting: bisect makes the
+    next candidates' environments while it tests the current release. A run in the same env_dir must
+    wait for this process first."""
+    setup = tox_setup(matrix_file, out, matrix.install)
+    tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as stream:
+        return subprocess.Popen(setup.tox(*tox_args, "--notest"), stdout=stream, stderr=subprocess.STDOUT, cwd=setup.root,
+                                env={**os.environ, **extra_env, **setup.environ()}, start_new_session=True)
+
+
+def installed_release(results: Path) -> str | None:
+    """The transformers version a release's run actually installed (`latest` resolved), from its lines."""
+    return next((line["transformers"] for line in read_lines(results) if line.get("device") != "unknown"), None)
+
+
+def _unexpected(line: dict) -> bool:
+    expected = (line.get("expected") or {}).get("status")
+    return line.get("status") in ("fail", "error") and expected != line.get("status")
+
+
+class Progress:
+    """Prints `[env] done/total cells, N unexpected failures` as the results file grows."""
+
+    def __init__(self, run: ReleaseRun, total: int, stream: TextIO):
+        self.run, self.total, self.stream = run, total, stream
+        self.last_count, self.last_time = -1, 0.0
+
+    def update(self, force: bool = False) -> None:
+        lines = read_lines(self.run.results)
+        if not force and (len(lines) == self.last_count or time.monotonic() - self.last_time < PROGRESS_EVERY_S):
+            return
+        self.last_count, self.last_time = len(lines), time.monotonic()
+        failures = sum(_unexpected(line) for line in lines)
+        print(f"[{self.run.results.stem}] {len(lines)}/{self.total} cells done, {failures} unexpected failure(s)",
+              file=self.stream, flush=True)
+
+
+def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, workers: int,
+                stream: TextIO = sys.stderr, saved_by: list[str] | None = None, env_dir: Path | None = None,
+                resumed: bool = False, published_in: str | None = None, store: StoreUse | None = None) -> ReleaseRun:
+    """Run `cells` for one release through tox; fill in an `error` line for any cell left without one.
+
+    With `saved_by`, the cells are cross-release ones (`select_cells(..., saved_by=...)`): this
+    release loads the checkpoints those releases saved; with `published_in` (the version the release
+    installed), the as-published cells (`select_cells(..., published_in=...)`) too; lines go to
+    `<env>-cross.jsonl`. With
+    `env_dir`, the release's environment lives there (bisect's throwaway ones).
+    With `resumed`, cells that already have a line keep it and are not run again; with `store`,
+    cells stored under their current key are copied in and not run either (a resumed pytest keeps
+    them), and the lines that ran are stored. Whoever writes
+    the results file holds its lock (pytest's controller, then this function for the missing
+    cells' lines): a second run sharing the folder waits, saying what for.
+    """
+    env = env_name(release)
+    cross = bool(saved_by) or bool(published_in)
+    run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    with holding(run.results, stream) as lock:  # another run writing this file (or its orphaned tox) finishes first
+        done = finished(run.results) if resumed else set()
+        if not resumed:
+            run.results.unlink(missing_ok=True)
+        unverified = unverified_lines(run.results, store.keys.identity(), done if resumed else None) if store else set()
+        left = [c for c in cells if c.id not in done]
+        if resumed:
+            print(f"[{run.results.stem}] resuming: {len(cells) - len(left)} of {len(cells)} cells already have a line",
+                  file=stream, flush=True)
+        reused = store is not None and bool(left) and _reuse(run, matrix, matrix_file, out, left, env_dir, store, stream)
+        if reused:
+            finished_now = finished(run.results)
+            left = [c for c in left if c.id not in finished_now]
+        if left:
+            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed or reused, lock, env_dir,
+                     published_in)
+        if not run.interrupted:
+            _fill_missing(run, matrix, cells)
+        if store is not None:
+            keep(store.store, store.keys, matrix, [line for line in read_lines(run.results)
+                                                   if line.get("cell_id") not in unverified])
+            if unverified:
+                print(f"[{run.results.stem}] store: {len(unverified)} resumed line(s) not stored: an earlier run "
+                      "wrote them with other harness code or matrix.yaml models/settings (or before this was "
+                      "recorded); `--fresh` reruns them", file=stream, flush=True)
+    Progress(run, len(cells), stream).update(force=True)
+    run.lines = read_lines(run.results)
+    return run
+
+
+def stored(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, env_dir: Path | None,
+           store: StoreUse, stream: TextIO, label: str) -> Reuse | None:
+    """The stored lines of `cells` in `release` (None: nothing to look up). The key needs the
+    environment's library versions: an environment not made yet is made first (tox --notest),
+    unless the store has nothing for this release."""
+    if store.fresh or not storable(release) or not cells or not store.store.file(release, CELLS).is_file():
+        return None
+    env = env_name(release)
+    folder = env_dir or tox_setup(matrix_file, out, matrix.install).workdir / env
+    device = machine_device(matrix)
+    facts = env_facts(folder, device)
+    if facts is None:
+        print(f"[{label}] making the environment to read its versions (the store has cells for {release})",
+              file=stream, flush=True)
+        prepare_env(matrix, matrix_file, release, out, env_dir, log_file(out, f"{env}-setup")).wait()
+        facts = env_facts(folder, device)
+    if facts is None or facts.transformers != release:
+        return None
+    return reusable(store.store, store.keys, matrix, cells, release, facts, env)
+
+
+def _reuse(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, cells: list[Cell], env_dir: Path | None,
+           store: StoreUse, stream: TextIO) -> bool:
+    """Copy the stored lines of `cells` into the results file, saying how many and from when; True when any."""
+    found = stored(matrix, matrix_file, run.release, cells, out, env_dir, store, stream, run.results.stem)
+    if found is None:
+        why = "--fresh" if store.fresh else f"nothing stored for {run.release}" if storable(run.release) else \
+            f"'{run.release}' moves: its lines are stored under the release it installs"
+        print(f"[{run.results.stem}] store: {why} ({len(cells)} to run)", file=stream, flush=True)
+        return False
+    print(f"[{run.results.stem}] {found.describe(len(cells))}", file=stream, flush=True)
+    if not found.lines:
+        return False
+    writer = ResultsWriter(run.results, fresh=False)
+    try:
+        for line in found.lines:
+            writer.write(line)
+    finally:
+        writer.close()
+    return True
+
+
+def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None, listing: Path,
+                   published_in: str | None = None) -> list[str]:
+    """pytest options selecting exactly `cells`: the model/strategy/profile/probe filters (and the
+    as-published cells of the release `published_in`), plus a file of cell ids (written to
+    `listing`) when those filters alone would select more, as bisect's undecided cells often would
+    (cells of other profiles or probes, run for nothing)."""
+    chosen = {"--cm-models": {c.model for c in cells}, "--cm-strategies": {c.strategy for c in cells},
+              "--cm-profiles": {c.profile for c in cells}, "--cm-probes": {c.probe for c in cells}}
+    args = [part for option, values in chosen.items() for part in (option, ",".join(sorted(values)))]
+    if saved_by:
+        args += ["--cm-saved-by", ",".join(saved_by)]
+    if published_in:
+        args.append("--cm-published")
+    broad = select_cells(matrix, chosen["--cm-models"], chosen["--cm-strategies"], chosen["--cm-probes"], saved_by,
+                         chosen["--cm-profiles"], published_in)
+    if {c.id for c in broad} != {c.id for c in cells}:
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{c.id}\n" for c in cells), encoding="utf-8")
+        args += ["--cm-cells", str(listing)]
+    return args
+
+
+def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left: list[Cell], workers: int,
+             stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None,
+             published_in: str | None = None) -> None:
+    """pytest in the release's tox env, for the cells `left`; tox inherits the results lock, so a
+    tox orphaned by a killed controller keeps it until its pytest has finished writing."""
+    release = run.release
+    setup = tox_setup(matrix_file, out, matrix.install)
+    tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
+    pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent),
+                   *selection_args(matrix, left, saved_by, cells_file(out, run.env, bool(saved_by) or bool(published_in)),
+                                   published_in)]
+    if resumed:
+        pytest_args.append("--cm-resume")
+    command = setup.tox(*tox_args, "--", *pytest_args)
+    environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
+               "COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in left})),  # trl/peft only where a probe trains
+               "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter for c in left) else "",
+               "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.envs.install_training (trl/peft pins)
+               LOCK_HELD_ENV: str(run.results.resolve())}
+    what = " and ".join(filter(None, ["as-published checkpoints" if published_in else "",
+                                      f"checkpoints saved by {', '.join(saved_by)}" if saved_by else ""]))
+    what = what or f"transformers {release}"
+    print(f"[{run.results.stem}] {what}: {len(left)} cells (log: {run.log})", file=stream, flush=True)
+    progress = Progress(run, len(left) + len(read_lines(run.results)), stream)
+    with run.log.open("a" if resumed else "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=setup.root, env=environ,
+                                   start_new_session=True, pass_fds=(lock,))
+        try:
+            while process.poll() is None:
+                if STOP.is_set():
+                    raise KeyboardInterrupt
+                progress.update()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            run.interrupted = True
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    run.exit_code = process.returncode
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.is_file() else []
+    return "\n".join(text[-lines:])
+
+
+def _fill_missing(run: ReleaseRun, matrix: Matrix, cells: list[Cell]) -> None:
+    """Write an `error` line for each selected cell the run did not report."""
+    done = {line.get("cell_id") for line in read_lines(run.results)}
+    missing = [c for c in cells if c.id not in done]
+    if not missing:
+        return
+    log_text = run.log.read_text(encoding="utf-8", errors="replace") if run.log.is_file() else ""
+    setup_failed = not done and "commands[0]>" not in log_text
+    reason = (f"the environment for transformers {run.release} could not be set up (tox exit {run.exit_code}):\n"
+              if setup_failed else f"the run stopped before this cell (tox exit {run.exit_code}):\n") + _log_tail(run.log)
+    fingerprint = _fingerprint_of(run, matrix)
+    writer = ResultsWriter(run.results, fresh=False)
+    try:
+        for cell in missing:
+            record = cell_record(matrix, cell, run.env, fingerprint)
+            record.update(error_type="InstallError" if setup_failed else "HarnessError", message=reason[-4000:],
+                          details={PLACEHOLDER: True})
+            writer.write(record)
+    finally:
+        writer.close()
+
+
+def _fingerprint_of(run: ReleaseRun, matrix: Matrix) -> dict[str, Any]:
+    """The facts of a line for a cell that did not run: those of the release's cells that did (same
+    environment: its installed transformers and libraries), on device `unknown`; when none ran, what
+    the run asked for, and the libraries as null (the environment never ran a cell)."""
+    ran = next((line for line in read_lines(run.results) if line.get("device") != "unknown"), None)
+    if ran is not None:
+        return {**{key: ran.get(key) for key in FINGERPRINT_KEYS}, "device": "unknown", "gpu_name": None}
+    return {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
+            "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None,
+            "libraries": dict.fromkeys(TRAINING_LIBRARIES), "packages": {}}
+
+
+def tox_available() -> bool:
+    """True when `python -m tox` works from this interpreter (how `run_release` calls it)."""
+    return subprocess.run([sys.executable, "-m", "tox", "--version"], capture_output=True).returncode == 0
