@@ -12,7 +12,7 @@ forwards the top-level attribute to text_config and so accepts it, 5.x …
 Upstream: https://github.com/tenstorrent/tt-forge-models/issues/600
 Run: uv run use_cache_keyword_5x.py   (exit 1: the failure reproduces; 0: right)
 """
-import sys, tempfile
+import collections, re, sys, tempfile
 
 import torch
 import transformers
@@ -25,13 +25,18 @@ CONFIG = {"bos_token_id": 994, "eos_token_id": 996, "pad_token_id": 994, "initia
     "temporal_patch_size": 2}, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
     "image_token_id": 990, "video_token_id": 991, "vision_start_token_id": 992, "vision_end_token_id": 993}
 ARCHITECTURE = "Qwen2VLForConditionalGeneration"
+INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
+# the names of the vision side's parameters, as compat-matrix's loader knows them
+VISION = re.compile(r"(^|\.)(\w*vision\w*|visual\w*|multi_modal_projector|connector|mm_projector)(\.|$)")
 
 
 def build(folder):
-    """Save a tiny random Qwen2VLForConditionalGeneration (bfloat16, as the hub's)."""
+    """Save a tiny random Qwen2VLForConditionalGeneration (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model("qwen2_vl", architectures=[ARCHITECTURE], **CONFIG)
-    getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).save_pretrained(folder)
+    model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
+    model.save_pretrained(folder)
+    return model.float()(input_ids=INPUT_IDS).logits.detach()
 
 
 def load(folder):
@@ -41,21 +46,38 @@ def load(folder):
 
 
 def check_load(model, info, reference):
-    """As compat-matrix's load probe: every tensor used, an LM head, the saved weights' logits."""
-    unclean = {key: names for key, names in info.items() if names and key != "error_msgs"}
-    if unclean:
-        sys.exit(f"got: CheckFailed: the load was not clean: {unclean}")
+    """As compat-matrix's load probe: the whole model (LM head, a vision tower), every saved tensor used, the logits."""
+    name, problems = type(model).__name__, []
     if model.get_output_embeddings() is None:
-        sys.exit(f"got: CheckFailed: {type(model).__name__} has no LM head")
+        problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
+    if not any(VISION.search(n) for n, _ in model.named_parameters()):
+        problems.append(f"{name} has no vision tower although the config has a vision_config")
+    new = info["missing_keys"] + [key for key, *_ in info.get("mismatched_keys", [])]
+    if new:
+        problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
+    unused = info["unexpected_keys"]
+    if unused:
+        problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
+    if problems:
+        sys.exit("got: CheckFailed: " + "; ".join(problems))
     try:
         logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
-        sys.exit(f"got: {type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised "
-                 f"{type(exc).__name__}: {exc}")
+        sys.exit(f"got: {type(exc).__name__}: {name} loaded, but a text forward raised {type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
         sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time "
                  f"({relative:.3g} relative)")
+
+
+def parts(keys):
+    """The parts of the model the tensors belong to, as the load probe names them."""
+    found = collections.defaultdict(list)
+    for key in keys:
+        found["LM head" if "lm_head" in key else "vision tower" if VISION.search(key) else "embeddings"
+              if "embed_tokens" in key or "wte" in key else "other weights"].append(key)
+    return "; ".join(f"{part}: {len(k)} tensor(s) ({', '.join(k[:2])}{f', and {len(k) - 2} more' if len(k) > 2 else ''})"
+                     for part, k in found.items())
 
 
 if __name__ == "__main__":

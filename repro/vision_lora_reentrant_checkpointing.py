@@ -11,7 +11,7 @@ matrix.yaml expects fail: LoRA in the vision tower gets no gradient under reentr
 Upstream: https://github.com/huggingface/peft/issues/2880
 Run: uv run vision_lora_reentrant_checkpointing.py   (exit 1: the failure reproduces; 0: right)
 """
-import inspect, sys, tempfile
+import inspect, re, sys, tempfile
 
 import peft
 import torch

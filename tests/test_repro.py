@@ -7,6 +7,7 @@ a planted harness failure (a forward cell failing as a broken probe would) is re
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -28,10 +29,10 @@ KINDS = {
     "qwen2_vl-smart-lora_vision-grpo_step": "4.57.6",  # a training-step check
     "llama-explicit_class-default-load@5.24.0": "4.57.6",  # a checkpoint another release wrote
 }
-ALLOWED_IMPORTS = {"collections", "inspect", "json", "sys", "tempfile", "torch", "transformers", "tokenizers", "peft",
+ALLOWED_IMPORTS = {"collections", "inspect", "json", "re", "sys", "tempfile", "torch", "transformers", "tokenizers", "peft",
                    "safetensors"}
-SAME_RELEASE_LINES = 90
-"""The longest same-release script the default matrix can have (87 lines: a LoRA profile with MoE target_parameters)."""
+SAME_RELEASE_LINES = 92
+"""The longest same-release script the default matrix can have (92: Qwen3-VL's trainer-profile load: its config, its kwargs, the load probe's checks)."""
 
 
 def script(cell_id: str, release: str, good: str | None = None):
@@ -266,7 +267,8 @@ def test_generate_and_adapter_roundtrip_scripts_do_the_probes_calls() -> None:
     assert "transformers.AutoModel.from_pretrained(folder)" in generate and ".generate(input_ids=INPUT_IDS" in generate
     assert "repeatable: second call generated" in generate and '"peft"' not in generate
     roundtrip = script("qwen2_vl-smart-lora_vision-adapter_roundtrip@4.49.0", "5.24.0", good="4.57.6")
-    assert roundtrip.steps == (("write",), ("read",)) and roundtrip.needs == ("peft",)
+    assert roundtrip.steps == (("write",), ("read",)) and roundtrip.needs == ("peft", "pillow")
+    assert '"peft", "pillow"]' in roundtrip.text, "Qwen2VLImageProcessor needs PIL to be made (4.49.0: ImportError)"
     assert "save_adapter(load(folder), folder)" in roundtrip.text and "peft.PeftModel.from_pretrained" in roundtrip.text
     assert "adapter_keys: {len(lost)} of {len(saved)} adapter tensors transformers " in roundtrip.text
     assert "{written_by(folder)} saved are not in the loaded model" in roundtrip.text
@@ -332,3 +334,28 @@ def test_the_scripts_config_is_the_builds_for_every_tiny_model() -> None:
             checked += 1
     assert checked >= 15
     assert resolved_config(MATRIX.model("phi3"))["pad_token_id"] < MATRIX.model("phi3").recipe.config["vocab_size"]
+
+
+def test_the_scripts_word_each_failure_as_the_harness_does() -> None:
+    """The cause signature compares the wording: each phrase a script prints is the harness's own."""
+    from compat_matrix.repro import blocks
+
+    root = Path(__file__).parents[1]
+    harness = "".join((root / path).read_text() for path in (
+        "compat_tests/probes/load.py", "loader/inspection.py", "compat_tests/probes/forward.py", "compat_tests/lora.py",
+        "compat_tests/probes/adapter_roundtrip.py", "compat_tests/probes/generate.py", "compat_tests/probes/lora_step.py",
+        "compat_tests/execute.py", "loader/strategies/explicit.py"))
+    harness = re.sub(r"\"\s*\n\s*f?\"", "", harness)  # one message's string literals, joined
+    phrases = ["has no LM head (get_output_embeddings() is None)", "has no vision tower although the config has a vision_config",
+               "weights newly initialised (found in the checkpoint neither by name nor by content): ",
+               "checkpoint tensors left unused (no model tensor holds them): ", "loaded, but a text forward raised ",
+               "returns no logits (", "logits contain NaN or inf", "match no parameter of ", "(peft leaves them out without a word; ",
+               "it keeps one module per expert here: name the projections in target_modules", ", so only the other names' ",
+               "adapter tensors transformers ", "saved are not in the loaded model: ", "adapter_load: PeftModel.from_pretrained raised ",
+               "gives different logits than with every ", "config.architectures is empty; there is no explicit class to load",
+               "tensor(s) (", "on the same inputs", "got no gradient although the loss uses their ",
+               "no adapter weight moved after the optimizer step ("]
+    text = "".join(v for k, v in vars(blocks).items() if k.isupper()) + Path(blocks.__file__).with_name("script.py").read_text()
+    for phrase in phrases:
+        assert phrase in text, f"scripts no longer print {phrase!r}"
+        assert phrase in harness or phrase.replace("(", "") in harness, f"the harness no longer words {phrase!r} so"

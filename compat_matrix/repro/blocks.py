@@ -94,21 +94,46 @@ def load(folder):
 CHECK_LOAD = '''
 
 def check_load(model, info, reference):
-    """As compat-matrix's load probe: every tensor used, an LM head, the saved weights' logits."""
-    unclean = {key: names for key, names in info.items() if names and key != "error_msgs"}
-    if unclean:
-        sys.exit(f"got: CheckFailed: the load was not clean: {unclean}")
+    """As compat-matrix's load probe: the whole model (LM head__VISION_DOC__), every saved tensor used, the logits."""
+    name, problems = type(model).__name__, []
     if model.get_output_embeddings() is None:
-        sys.exit(f"got: CheckFailed: {type(model).__name__} has no LM head")
+        problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
+__VISION_CHECK__    new = info["missing_keys"] + [key for key, *_ in info.get("mismatched_keys", [])]
+    if new:
+        problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
+    unused = __UNUSED__
+    if unused:
+        problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
+    if problems:
+        sys.exit("got: CheckFailed: " + "; ".join(problems))
     try:
         logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
-        sys.exit(f"got: {type(exc).__name__}: {type(model).__name__} loaded, but a text forward raised "
-                 f"{type(exc).__name__}: {exc}")
+        sys.exit(f"got: {type(exc).__name__}: {name} loaded, but a text forward raised {type(exc).__name__}: {exc}")
     relative = float((logits - reference).abs().max() / reference.abs().max())
     if relative > (1e-3 if model.dtype == torch.float32 else 0.1):
         sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time "
                  f"({relative:.3g} relative)")
+
+
+def parts(keys):
+    """The parts of the model the tensors belong to, as the load probe names them."""
+    found = collections.defaultdict(list)
+    for key in keys:
+        found["LM head" if "lm_head" in key else "vision tower" if VISION.search(key) else "embeddings"
+              if "embed_tokens" in key or "wte" in key else "other weights"].append(key)
+    return "; ".join(f"{part}: {len(k)} tensor(s) ({', '.join(k[:2])}{f', and {len(k) - 2} more' if len(k) > 2 else ''})"
+                     for part, k in found.items())
+'''
+
+VISION = '''\
+# the names of the vision side's parameters, as compat-matrix's loader knows them
+VISION = re.compile(r"__PATTERN__")
+'''
+
+VISION_CHECK = '''\
+    if not any(VISION.search(n) for n, _ in model.named_parameters()):
+        problems.append(f"{name} has no vision tower although the config has a vision_config")
 '''
 
 FORWARD_IMAGE = '''
@@ -132,8 +157,15 @@ def check(model):
 FORWARD_TEXT = '''
 
 def check(model):
-    """A text forward gives finite logits."""
-    if not torch.isfinite(model(input_ids=INPUT_IDS).logits).all():
+    """A text forward gives finite logits of the right shape."""
+    output = model(input_ids=INPUT_IDS)
+    logits = getattr(output, "logits", None)
+    if logits is None:
+        sys.exit(f"got: CheckFailed: text-only forward: {type(model).__name__} returns no logits ({type(output).__name__})")
+    expected = (1, INPUT_IDS.shape[1], CONFIG.get("text_config", CONFIG)["vocab_size"])
+    if tuple(logits.shape) != expected:
+        sys.exit(f"got: CheckFailed: text-only forward: logits shape {tuple(logits.shape)}, expected {expected}")
+    if not torch.isfinite(logits).all():
         sys.exit("got: CheckFailed: text-only forward: logits contain NaN or inf")
 '''
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compat_matrix.repro import blocks
-from compat_matrix.repro.special_ids import special_ids
+from compat_matrix.repro.harness_data import special_ids, vision_pattern
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.records import expected_of
 from compat_matrix.spec.schema import LoraSpec, Matrix, ModelEntry
@@ -77,7 +77,7 @@ class Script:
     steps: tuple[tuple[str, ...], ...]
     """Argument lists, each run by its release: `((),)` for one run; `(("write",), ("read",))`."""
     needs: tuple[str, ...]
-    """Packages beyond transformers and torch (`peft`)."""
+    """Packages beyond transformers and torch (`peft`; `pillow`, which image processors need), as pip names them."""
 
     @property
     def lines(self) -> int:
@@ -152,7 +152,7 @@ def write_script(target: Target) -> Script:
                          "by its load cell")
     if target.cross_release:
         parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else "") + parts
-    needs = ("peft",) if "peft." in parts else ()
+    needs = tuple(package for package, used in (("peft", "peft."), ("pillow", "image_processor()")) if used in parts)
     return Script(_text(target, parts, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
 
 
@@ -242,9 +242,20 @@ def _check(target: Target, parts: str) -> str:
     return "adapt(load(folder))" if "def adapt(" in parts else "check_load(*load(folder), reference)"
 
 
+def _check_load(target: Target) -> str:
+    """The load probe's checks; the vision tower's only where the route is not declared text-only."""
+    entry, cell = target.entry, target.cell
+    text_route = target.matrix.declared_modality(entry, cell.strategy, cell.profile) == "text"
+    vision = entry.modality == "image-text" and not text_route
+    return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "",
+                 VISION_CHECK=blocks.VISION_CHECK if vision else "",
+                 UNUSED='[key for key in info["unexpected_keys"] if not VISION.search(key)]' if text_route
+                 else 'info["unexpected_keys"]')
+
+
 def _imports(text: str) -> str:
     """The standard-library modules the script's body uses, on one line."""
-    used = [name for name in ("collections", "inspect", "json", "sys", "tempfile")
+    used = [name for name in ("collections", "inspect", "json", "re", "sys", "tempfile")
             if f"{name}." in text]
     return ", ".join(used)
 
@@ -262,13 +273,13 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     info = "check_load(" in check
     adapter = entry.load_kwargs[cell.profile].adapter
     body = ((f"KWARGS = {kwargs!r}\n" if kwargs else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
-            + _fill(blocks.MODEL if target.cross_release or "INPUT_IDS" in parts + check else blocks.MODEL_ONLY,
+            + _fill(blocks.MODEL if target.cross_release or info or "INPUT_IDS" in parts else blocks.MODEL_ONLY,
                     CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
                     MODEL_TYPE=entry.recipe.model_type)
             + _fill(parts, **{k: v for k, v in values.items() if f"__{k}__" in parts})
             + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release, info, bool(kwargs)),
                     RETURN=_load_return(info, bool(kwargs)))
-            + (blocks.CHECK_LOAD if info else ""))
+            + (_check_load(target) if info else ""))
     what = EXPECTED["adapt" if "adapt(" in check else cell.probe].format(call=call)
     if target.cross_release:
         image_text = entry.modality == "image-text"
@@ -282,11 +293,14 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     else:
         main = _fill(blocks.MAIN_SAME, CHECK=check, EXPECTED=what,
                      BUILD="reference = build(folder)" if "reference" in check else "build(folder)")
+    if "VISION.search(" in body:
+        body = body.replace("\n\n\ndef build(", "\n" + _fill(blocks.VISION, PATTERN=vision_pattern()) + "\n\ndef build(", 1)
     if "written_by(" in body:
         body += blocks.WRITTEN_BY
     body += main
     header = _fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call, parts), ABOUT=_about(target, expected),
-                   IMPORTS=_imports(body), PACKAGES="\n".join(f"import {p}" for p in sorted({"torch", "transformers", *needs})))
+                   IMPORTS=_imports(body),
+                   PACKAGES="\n".join(f"import {p}" for p in sorted({"torch", "transformers", *needs} - {"pillow"})))
     return header + body
 
 

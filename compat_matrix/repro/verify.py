@@ -35,6 +35,10 @@ OUTPUT_KEPT = 1500
 """Characters of a script's output kept for the verdict."""
 
 
+IMPORT_NAMES = {"pillow": "PIL"}
+"""A script's dependencies whose folder in site-packages is not their pip name."""
+
+
 @dataclass(frozen=True)
 class ScriptRun:
     """One run of a script (all its steps) under one reading release."""
@@ -79,7 +83,7 @@ def release_python(release: str, needs: Iterable[str], tox_workdir: Path | None)
     for folder in [*folders, env_root() / env_name(release)]:
         python = folder / "bin" / "python"
         for site in folder.glob("lib/python3*/site-packages"):
-            found = [f"transformers-{release}.dist-info", "torch", *needs]
+            found = [f"transformers-{release}.dist-info", "torch", *(IMPORT_NAMES.get(n, n) for n in needs)]
             if python.is_file() and all((site / name).exists() for name in found):
                 return str(python)
     return None

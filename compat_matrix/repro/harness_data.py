@@ -1,8 +1,9 @@
-"""The bos/eos/pad token ids a tiny build writes into its config, for a script to build the same model.
+"""What a script needs of the harness's data, read from its source with `ast` (as `harness_hash.py` reads
+imports): the harness's modules import transformers, which the CLI has not.
 
-`compat_tests/tiny/checkpoint.py` takes them from the family's tokenizer (`compat_tests/tiny/families.py`),
-which imports transformers; the CLI has none, so the families' data is read here with `ast`, as
-`harness_hash.py` reads imports. A recipe's own ids win, as in the build.
+- the bos/eos/pad token ids a tiny build writes into its config (`compat_tests/tiny/checkpoint.py` takes
+  them from the family's tokenizer in `compat_tests/tiny/families.py`; a recipe's own ids win);
+- the names of the vision side's parameters (`loader/inspection.py`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,27 @@ from pathlib import Path
 from typing import Any
 
 
+def _package_folder(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations, f"{package} is installed with compat_matrix"
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def _tiny_folder() -> Path:
-    spec = importlib.util.find_spec("compat_tests")
-    assert spec is not None and spec.submodule_search_locations, "compat_tests is installed with compat_matrix"
-    return Path(list(spec.submodule_search_locations)[0]) / "tiny"
+    return _package_folder("compat_tests") / "tiny"
+
+
+def vision_pattern() -> str:
+    """The regular expression `loader.inspection.is_vision_name` uses."""
+    for node in ast.parse((_package_folder("loader") / "inspection.py").read_text(encoding="utf-8")).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "_VISION_PART"
+                and isinstance(node.value, ast.Call) and node.value.args):
+            return str(ast.literal_eval(node.value.args[0]))
+    raise UnreadableFamilies(f"{_package_folder('loader') / 'inspection.py'}: no _VISION_PART = re.compile(...)")
 
 
 class UnreadableFamilies(ValueError):
-    """families.py no longer has the shape this reader expects (the message says where)."""
+    """The harness's source no longer has the shape this reader expects (the message says where)."""
 
 
 @lru_cache(maxsize=1)
