@@ -24,8 +24,7 @@ CONFIG = {"bos_token_id": 994, "eos_token_id": 996, "pad_token_id": 994, "initia
     "vision_start_token_id": 992, "vision_end_token_id": 993}
 ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
 INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
-# the names of the vision side's parameters, as compat-matrix's loader knows them
-VISION = re.compile(r"(^|\.)(\w*vision\w*|visual\w*|multi_modal_projector|connector|mm_projector)(\.|$)")
+VISION = re.compile(r"(^|\.)(\w*vision\w*|visual\w*|multi_modal_projector|connector|mm_projector)(\.|$)")  # the vision side's names
 
 
 def build(folder):
@@ -71,11 +70,11 @@ def check_load(model, info, reference):
 def parts(keys):
     """The parts of the model the tensors belong to, as the load probe names them."""
     found = collections.defaultdict(list)
-    for key in keys:
-        found["LM head" if "lm_head" in key else "vision tower" if VISION.search(key) else "embeddings"
-              if "embed_tokens" in key or "wte" in key else "other weights"].append(key)
-    return "; ".join(f"{part}: {len(k)} tensor(s) ({', '.join(k[:2])}{f', and {len(k) - 2} more' if len(k) > 2 else ''})"
-                     for part, k in found.items())
+    for k in keys:
+        found["LM head" if "lm_head" in k else "vision tower" if VISION.search(k) else "embeddings"
+              if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
+    more = {p: f", and {len(ks) - 2} more" if len(ks) > 2 else "" for p, ks in found.items()}
+    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}{more[p]})" for p, ks in found.items())
 
 
 if __name__ == "__main__":

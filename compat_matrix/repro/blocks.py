@@ -119,16 +119,15 @@ __VISION_CHECK__    new = info["missing_keys"] + [key for key, *_ in info.get("m
 def parts(keys):
     """The parts of the model the tensors belong to, as the load probe names them."""
     found = collections.defaultdict(list)
-    for key in keys:
-        found["LM head" if "lm_head" in key else "vision tower" if VISION.search(key) else "embeddings"
-              if "embed_tokens" in key or "wte" in key else "other weights"].append(key)
-    return "; ".join(f"{part}: {len(k)} tensor(s) ({', '.join(k[:2])}{f', and {len(k) - 2} more' if len(k) > 2 else ''})"
-                     for part, k in found.items())
+    for k in keys:
+        found["LM head" if "lm_head" in k else "vision tower" if VISION.search(k) else "embeddings"
+              if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
+    more = {p: f", and {len(ks) - 2} more" if len(ks) > 2 else "" for p, ks in found.items()}
+    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}{more[p]})" for p, ks in found.items())
 '''
 
 VISION = '''\
-# the names of the vision side's parameters, as compat-matrix's loader knows them
-VISION = re.compile(r"__PATTERN__")
+VISION = re.compile(r"__PATTERN__")  # the vision side's names
 '''
 
 VISION_CHECK = '''\
