@@ -135,7 +135,7 @@ def test_disk_full_during_a_run_stops_it_with_a_clear_error(tmp_path: Path) -> N
 
 def test_the_cli_says_what_to_do_when_results_cannot_be_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from compat_matrix import cli
+    from compat_matrix.cli import main
     from compat_matrix.run import runner
 
     def full(*args: object, **kwargs: object) -> object:
@@ -143,7 +143,7 @@ def test_the_cli_says_what_to_do_when_results_cannot_be_written(monkeypatch: pyt
                                 "line(s) this run wrote before stay valid")
 
     monkeypatch.setattr(runner, "run_release", full)
-    code = cli.main(["run", "--transformers", "latest", "--models", "llama", "--out", str(tmp_path)])
+    code = main(["run", "--transformers", "latest", "--models", "llama", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 3 and "No space left on device" in err and "--resume" in err and "Traceback" not in err
 

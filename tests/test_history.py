@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from compat_matrix import cli
+from compat_matrix.cli import run as run_commands
+from compat_matrix.cli import main
 from compat_matrix.judge.history_check import check_expectations, corrected_range
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.records import cell_record
@@ -71,10 +72,10 @@ def test_a_range_too_wide_is_listed_with_its_wrong_releases_and_recorded(tmp_pat
     assert found.expectation.transformers == "<4.57.1"
     assert found.wrong == ("4.56.1", "4.56.2") and found.corrected == "<4.56.1"
     assert "in range but no cell unsupported for its cause: 4.56.1-4.56.2" in found.describe()
-    assert cli.main(["--matrix", str(matrix_file), "history", str(results)]) == 1
-    assert cli.main(["--matrix", str(matrix_file), "history", str(results), "--record"]) == 0
+    assert main(["--matrix", str(matrix_file), "history", str(results)]) == 1
+    assert main(["--matrix", str(matrix_file), "history", str(results), "--record"]) == 0
     assert load_matrix(matrix_file).model("qwen3_vl").expectations[0].transformers == "<4.56.1"
-    assert cli.main(["--matrix", str(matrix_file), "history", str(results)]) == 0
+    assert main(["--matrix", str(matrix_file), "history", str(results)]) == 0
 
 
 def test_a_range_too_narrow_is_listed_where_the_same_cause_fails_outside_it(tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_the_store_report_covers_every_stored_release_and_leaves_other_code_out(
 
     keep(store, keys, MATRIX, [line for line in lines if line["transformers"] == "4.57.1"])
     monkeypatch.setattr(store_report, "ReleaseIndex", lambda: index)
-    assert cli.main(["--matrix", str(DEFAULT_MATRIX), "history", "--from-store", "--store", str(store.root)]) == 0
+    assert main(["--matrix", str(DEFAULT_MATRIX), "history", "--from-store", "--store", str(store.root)]) == 0
     printed = capsys.readouterr().out
     assert "**qwen3\\_vl** explicit\\_class · default: 4.56.2 ➖ → 4.57.1 ✅ (exact)" in printed
     assert "Expectation ranges the history contradicts: 0" in printed
@@ -167,11 +168,11 @@ def test_published_only_runs_a_releases_own_cells_only_where_they_are_what_users
         return Ran()
 
     monkeypatch.setattr(runner, "run_release", fake_release)
-    monkeypatch.setattr(cli, "_other_checkpoints", lambda *args: False)
-    monkeypatch.setattr(cli, "_report", lambda *args: 0)
+    monkeypatch.setattr(run_commands, "_other_checkpoints", lambda *args: False)
+    monkeypatch.setattr(run_commands, "report_into", lambda *args: 0)
     cells = select_cells(MATRIX, ["phi3", "qwen2_5_vl_3b_hub"], None, ["load"])
     args = argparse.Namespace(out=tmp_path, workers=1, resume=False, no_store=True, published_only=True,
                               round_trip_only=False, matrix=str(DEFAULT_MATRIX), fail_on_regression=False, baseline=None)
-    assert cli._run(MATRIX, cells, ["4.49.0", "5.0.0"], args) == 0
+    assert run_commands._run(MATRIX, cells, ["4.49.0", "5.0.0"], args) == 0
     assert {c.model for c in ran["4.49.0"]} == {"phi3", "qwen2_5_vl_3b_hub"} and len(ran["4.49.0"]) == len(cells)
     assert {c.model for c in ran["5.0.0"]} == {"qwen2_5_vl_3b_hub"}

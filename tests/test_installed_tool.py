@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compat_matrix import cli
+from compat_matrix.cli import common, run as run_commands
+from compat_matrix.cli.common import UsageProblem, find_matrix
+from compat_matrix.cli import main
 from compat_matrix.envs.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
 from compat_matrix.init import scaffold
 from compat_matrix.spec.schema import REVISION_PLACEHOLDER
@@ -89,10 +91,10 @@ def test_matrix_yaml_is_found_upward_from_the_current_folder(tmp_path: Path, mon
     (tmp_path / "matrix.yaml").write_text("transformers: [4.57.6]\nmodels: []\n")
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
-    assert cli.find_matrix(deep) == tmp_path / "matrix.yaml"
-    monkeypatch.setattr(cli, "DEFAULT_MATRIX", tmp_path / "absent.yaml")
-    with pytest.raises(cli.UsageProblem, match="no matrix.yaml in .* or any folder above it: pass --matrix FILE"):
-        cli.find_matrix(Path("/"))
+    assert find_matrix(deep) == tmp_path / "matrix.yaml"
+    monkeypatch.setattr(common, "DEFAULT_MATRIX", tmp_path / "absent.yaml")
+    with pytest.raises(UsageProblem, match="no matrix.yaml in .* or any folder above it: pass --matrix FILE"):
+        find_matrix(Path("/"))
 
 
 def test_without_tox_the_run_stops_before_any_cell_and_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -102,7 +104,7 @@ def test_without_tox_the_run_stops_before_any_cell_and_says_what_to_install(tmp_
     started: list[object] = []
     monkeypatch.setattr(compat_matrix.run.runner, "tox_available", lambda: False)
     monkeypatch.setattr(compat_matrix.run.runner, "run_release", lambda *a, **k: started.append(a))
-    code = cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
+    code = main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
                      "--out", str(tmp_path)])
     assert code == 2 and started == []
     assert "pip install 'tox>=4.20'" in capsys.readouterr().err
@@ -111,7 +113,7 @@ def test_without_tox_the_run_stops_before_any_cell_and_says_what_to_install(tmp_
 def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_otherwise(tmp_path: Path,
                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = cli.main(["init", str(tmp_path), "--models", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
+    code = main(["init", str(tmp_path), "--models", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
                      "meta-llama/Llama-3.2-1B-Instruct", "tiiuae/falcon-7b", "--install", "-e .",
                      "--strategy", "mine=mypkg.models:load", "--probe", "step=mypkg.checks:step", "--package", "compat-matrix==9.9",
                      "--workflow-repo", "acme/compat-matrix"])
@@ -129,16 +131,16 @@ def test_init_writes_tiny_recipes_for_known_types_and_a_pinned_placeholder_other
     assert "step" in matrix.user_probes
     assert any("VLM-R1 break" in e.reason for e in matrix.expectations), "the measured expectations come along"
     assert all(e.repro is None for e in matrix.expectations), "repro scripts stay in compat-matrix's repository"
-    assert cli.main(["--matrix", str(tmp_path / "matrix.yaml"), "validate"]) == 0
+    assert main(["--matrix", str(tmp_path / "matrix.yaml"), "validate"]) == 0
     workflow = yaml.safe_load((tmp_path / scaffold.WORKFLOW_PATH).read_text())["jobs"]["matrix"]
     assert workflow["uses"] == f"acme/compat-matrix/.github/workflows/matrix.yml@v{VERSION}"
     assert workflow["with"]["package"] == "compat-matrix==9.9", "a package other than the tag's release is passed on"
-    assert cli.main(["init", str(tmp_path)]) == 2, "an existing matrix.yaml is not overwritten without --force"
+    assert main(["init", str(tmp_path)]) == 2, "an existing matrix.yaml is not overwritten without --force"
 
 
 def test_init_standalone_writes_the_whole_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert cli.main(["init", str(tmp_path), "--models", "meta-llama/Llama-3.2-1B-Instruct", "--standalone",
+    assert main(["init", str(tmp_path), "--models", "meta-llama/Llama-3.2-1B-Instruct", "--standalone",
                      "--package", "compat-matrix==9.9"]) == 0
     workflow = yaml.safe_load((tmp_path / scaffold.WORKFLOW_PATH).read_text())
     assert {"plan", "test", "cross-release", "report", "deploy", "regressions"} <= set(workflow["jobs"])
@@ -172,18 +174,18 @@ def test_round_trip_only_leaves_the_as_published_cells_to_the_cross_release_job(
     monkeypatch.setattr(compat_matrix.run.runner, "run_release", run_release)
     monkeypatch.setattr(compat_matrix.run.runner, "installed_release", lambda path: "4.57.6")
     monkeypatch.setattr(compat_matrix.run.published, "build_writers", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "_report", lambda *a, **k: 0)
+    monkeypatch.setattr(run_commands, "report_into", lambda *a, **k: 0)
     flags = ["--round-trip-only"] if round_trip_only else []
-    assert cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
+    assert main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--models", "llama",
                      "--out", str(tmp_path), *flags]) == 0
     assert [run.get("published_in") for run in runs] == ([None] if round_trip_only else [None, "4.57.6"])
-    assert cli.main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--round-trip-only",
+    assert main(["--matrix", str(REPO / "matrix.yaml"), "run", "--transformers", "4.57.6", "--round-trip-only",
                      "--cross-release", "--out", str(tmp_path)]) == 2, "the two flags contradict each other"
 
 
 def test_version_is_the_one_the_package_and_the_report_name(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["--version"])
+        main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"compat-matrix {VERSION}"
     assert re.fullmatch(r"\d+\.\d+\.\d+", VERSION)
     assert (REPO / "CHANGELOG.md").read_text(encoding="utf-8").count(f"\n## {VERSION} ") == 1, "CHANGELOG.md has this version"

@@ -88,7 +88,7 @@ def test_each_subpackage_imports_only_the_layers_below_it(file: Path) -> None:
 
 def test_every_subpackage_has_its_layer() -> None:
     packages = {p.parent.name for p in (REPO / "compat_matrix").glob("*/__init__.py")}
-    assert packages - {"cli"} == set(LAYERS)
+    assert packages == set(LAYERS) | {"cli"}
 
 
 def test_the_spec_is_the_bottom_of_compat_matrix() -> None:

@@ -67,7 +67,7 @@ CALLS = re.compile(r"^\s*uses:\s+(?:\./|[\w.-]+/[\w.-]+/)\.github/workflows/[\w.
 """A call of the reusable workflow: this repository's own file, or compat-matrix's at a release tag."""
 
 needs_cli = pytest.mark.skipif(
-    not (REPO / "compat_matrix" / "cli.py").is_file(), reason="runs `compat-matrix plan`: compat_matrix/cli.py is not there yet"
+    not (REPO / "compat_matrix" / "cli" / "__init__.py").is_file(), reason="runs `compat-matrix plan`: compat_matrix/cli/ is not there yet"
 )
 needs_report = pytest.mark.skipif(
     not (REPO / "reports" / "cli.py").is_file(), reason="runs `compat-matrix report`: reports/cli.py is not there yet"
