@@ -359,3 +359,12 @@ def test_the_scripts_word_each_failure_as_the_harness_does() -> None:
     for phrase in phrases:
         assert phrase in text, f"scripts no longer print {phrase!r}"
         assert phrase in harness or phrase.replace("(", "") in harness, f"the harness no longer words {phrase!r} so"
+
+
+def test_a_cross_release_script_saves_the_familys_tokenizer_class() -> None:
+    """As the tiny build: Mistral's LlamaTokenizer (which 4.57.6 reads back from 5.24.0), Llama 3's
+    PreTrainedTokenizerFast (which 5.24.0 saves as TokenizersBackend: the llama cause)."""
+    mistral = script("mistral-auto_model-default-load@5.24.0", "4.57.6").text
+    assert '(getattr(transformers, "LlamaTokenizerFast", None) or transformers.LlamaTokenizer)(tokenizer_object=' in mistral
+    assert "transformers.PreTrainedTokenizerFast(tokenizer_object=" in script("llama-explicit_class-default-load@5.24.0",
+                                                                             "4.57.6").text

@@ -3,6 +3,7 @@ imports): the harness's modules import transformers, which the CLI has not.
 
 - the bos/eos/pad token ids a tiny build writes into its config (`compat_tests/tiny/checkpoint.py` takes
   them from the family's tokenizer in `compat_tests/tiny/families.py`; a recipe's own ids win);
+- the tokenizer class of the family (`compat_tests/tiny/tokenizer.py`'s `build_tokenizer`);
 - the names of the vision side's parameters (`loader/inspection.py`).
 """
 
@@ -71,16 +72,34 @@ def _tokenizer_call(node: ast.expr, model_type: str) -> ast.Call:
                              f"found {ast.unparse(node)[:80]}")
 
 
-@lru_cache(maxsize=None)
-def special_ids(model_type: str) -> dict[str, int]:
-    """`{"bos_token_id": ..., "eos_token_id": ..., "pad_token_id": ...}` as the build sets them (roles the
-    family lacks are left out); empty for a model_type with no tiny family."""
+def _spec(model_type: str) -> dict[str, Any] | None:
+    """The literal arguments of the family's TokenizerSpec; None for a model_type with no tiny family."""
     families = _assignments()["FAMILIES"]
     assert isinstance(families, ast.Dict)
     entry = next((v for k, v in zip(families.keys, families.values) if k is not None and _value(k) == model_type), None)
     if entry is None:
+        return None
+    return {k.arg: _value(k.value) for k in _tokenizer_call(entry, model_type).keywords if k.arg}
+
+
+@lru_cache(maxsize=None)
+def tokenizer_class(model_type: str) -> str:
+    """The transformers tokenizer class a tiny build uses (`build_tokenizer`: its Fast twin where the release
+    has one), as a Python expression on `transformers`."""
+    spec = _spec(model_type)
+    name = str(spec["class_name"]) if spec else "PreTrainedTokenizerFast"
+    if name.endswith("Fast"):
+        return f"transformers.{name}"
+    return f'(getattr(transformers, "{name}Fast", None) or transformers.{name})'
+
+
+@lru_cache(maxsize=None)
+def special_ids(model_type: str) -> dict[str, int]:
+    """`{"bos_token_id": ..., "eos_token_id": ..., "pad_token_id": ...}` as the build sets them (roles the
+    family lacks are left out); empty for a model_type with no tiny family."""
+    spec = _spec(model_type)
+    if spec is None:
         return {}
-    spec = {k.arg: _value(k.value) for k in _tokenizer_call(entry, model_type).keywords if k.arg}
     base = int(_value(_assignments()["SPECIAL_BASE"]))
     ids = {token: base + i for i, token in enumerate(spec["specials"])}
     roles = spec.get("roles", {})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compat_matrix.repro import blocks
-from compat_matrix.repro.harness_data import special_ids, vision_pattern
+from compat_matrix.repro.harness_data import special_ids, tokenizer_class, vision_pattern
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.records import expected_of
 from compat_matrix.spec.schema import LoraSpec, Matrix, ModelEntry
@@ -217,8 +217,7 @@ def _image_values(entry: ModelEntry) -> dict[str, str]:
             "TOKENS": str(grid * grid // (merge * merge)), "PATCHES": str(grid * grid), "GRID": str(grid),
             "PATCH_DIM": str(channels * temporal * patch * patch), "IMAGE": str(ids["<|image_pad|>"]),
             "START": str(ids["<|vision_start|>"]), "END": str(ids["<|vision_end|>"]),
-            "SPECIAL_IDS": repr(ids), "SPECIAL_BASE": str(min(ids.values())),
-            "TOKENIZER_CLASS": '(getattr(transformers, "Qwen2TokenizerFast", None) or transformers.Qwen2Tokenizer)'}
+            "SPECIAL_IDS": repr(ids), "SPECIAL_BASE": str(min(ids.values()))}
 
 
 def _load_return(info: bool, kwargs: bool) -> str:
@@ -267,7 +266,7 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     expected = expected_of(target.matrix, cell, target.release)
     call = _call(target, kwargs)
     dependencies = ", ".join(f'"{p}"' for p in (f"transformers=={target.release}", f"torch=={target.matrix.torch}", *needs))
-    values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": "transformers.PreTrainedTokenizerFast",
+    values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": tokenizer_class(entry.recipe.model_type),
               **(_image_values(entry) if entry.recipe.model_type in QWEN_VL_FAMILIES else {})}
     check = _check(target, parts)
     info = "check_load(" in check
