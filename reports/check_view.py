@@ -19,8 +19,9 @@ from reports.report import Cell
 from reports.signature import Signature, mask, signature
 from reports.status import SYMBOL, probe_rank, rank
 
-CAUSES_SHOWN = 6
-"""Causes listed per direction other than the breaks (all of which are listed); the rest are counted."""
+SCREEN_LINES = 60
+"""What `check` prints by default fits this many lines, its drift section included: the breaks'
+causes first, then one more cause per direction in turn while lines remain; the rest are counted."""
 
 LINE_CHARS = 300
 """A cause's line is cut to this many characters (an error's first line may name the argument
@@ -166,33 +167,60 @@ def _same_failure(cell: Cell, names: set[str]) -> Signature:
     return signature(cell.probe, cell.error_type, cell.message, False, names, cell.status, cell.details.get("root"))
 
 
-def format_by_cause(view: UpgradeView, everything: bool = False) -> str:
+def format_by_cause(view: UpgradeView, everything: bool = False, lines: int = SCREEN_LINES) -> str:
     """The default text of `check`: a header with counts, then per direction one line per cause
-    (count, scope, what it is), worst first; every break is listed, the other directions show their
-    CAUSES_SHOWN worst causes and count the rest, and cross-release sections leave out what the
-    reading release's own cells already fail, so the default matrix fits a screen. `everything`
-    (`check --all`) lists every cause of every section."""
+    (count, scope, what it is), worst first, in at most `lines` lines (`shown_causes`), the rest
+    counted; cross-release sections leave out what the reading release's own cells already fail.
+    `everything` (`check --all`) lists every cause of every section."""
     sections = by_cause(view, everything)
     counts = "".join(f"; {s.label}: {len(s.causes)} causes ({s.cells} cells)" for s in sections)
     verdict = "something breaks" if upgrade_exit_code(view) else "nothing breaks"
-    lines = [f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; {verdict}{counts}"]
-    for section in sections:
+    text = [f"transformers {view.from_release} -> {view.to_release}: {view.compared} cells in both; {verdict}{counts}"]
+    only = [(release, ids) for release, ids in ((view.from_release, view.only_in_from), (view.to_release, view.only_in_to))
+            if ids]
+    fixed = 1 + len(sections) + len(only) + 1 + (0 if sections else 1)
+    shown = [len(s.causes) for s in sections] if everything else shown_causes(sections, lines - fixed)
+    for section, count in zip(sections, shown):
         apart = f"; {section.left_out} more left out: {section.left_out_why} (--all lists them)" if section.left_out else ""
-        lines.append(f"{section.title}: {len(section.causes)} causes, {section.cells} cells{apart}")
-        shown = section.causes if section.label == "breaks" or everything else section.causes[:CAUSES_SHOWN]
-        for cause in shown:
+        text.append(f"{section.title}: {len(section.causes)} causes, {section.cells} cells{apart}")
+        for cause in section.causes[:count]:
             line = f"  {SYMBOL.get(cause.status, '?')} {len(cause.cells):>4}  {cause.scope} · {cause.title}"
-            lines.append(line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…")
-        rest = section.causes[len(shown):]
+            text.append(line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…")
+        rest = section.causes[count:]
         if rest:
-            lines.append(f"  … {len(rest)} more causes ({sum(len(c.cells) for c in rest)} cells; --all lists them)")
-    for release, ids in ((view.from_release, view.only_in_from), (view.to_release, view.only_in_to)):
-        if ids:
-            lines.append(f"Only in {release}, not compared: {len(ids)} cells")
+            text.append(f"  … {len(rest)} more causes ({sum(len(c.cells) for c in rest)} cells; --all lists them)")
+    text += [f"Only in {release}, not compared: {len(ids)} cells" for release, ids in only]
     if not sections:
-        lines.append("No differences.")
-    lines.append("Every cause: the same command with --all; every cell: with --cells")
-    return "\n".join(lines) + "\n"
+        text.append("No differences.")
+    text.append("Every cause: the same command with --all; every cell: with --cells")
+    return "\n".join(text) + "\n"
+
+
+def shown_causes(sections: Sequence[Section], budget: int) -> list[int]:
+    """How many causes each section lists in `budget` lines, a section that lists fewer than it has
+    taking one more line to count the rest: the breaks first, as many as fit, then one more cause per
+    section in turn, worst section first."""
+    shown = [0] * len(sections)
+
+    def cost() -> int:
+        return sum(shown) + sum(1 for section, n in zip(sections, shown) if n < len(section.causes))
+
+    def grow(i: int) -> bool:
+        if shown[i] >= len(sections[i].causes):
+            return False
+        shown[i] += 1
+        if cost() <= budget:
+            return True
+        shown[i] -= 1
+        return False
+
+    for i, section in enumerate(sections):
+        if section.label == "breaks":
+            while grow(i):
+                pass
+    while any([grow(i) for i in range(len(sections))]):
+        pass
+    return shown
 
 
 def _text(sig: Signature | str) -> str:

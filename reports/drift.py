@@ -282,19 +282,24 @@ def _cell(outputs: tuple[OutputDiff, ...], prefix: str) -> str:
 
 
 def format_drift(comparisons: Sequence[DriftComparison], before: str, after: str, everything: bool = False) -> str:
-    """`check`'s drift section: the models whose numbers move (or that a release cannot read), and
-    the others counted in one line; `everything` describes every comparison."""
-    listed = [c for c in comparisons if everything or c.status not in ("same", "not compared")
-              or any(o.note for o in c.outputs)]
+    """`check`'s drift section: the models whose numbers move, and the others counted in one line
+    (by what their records say); `everything` describes every comparison."""
+    listed = [c for c in comparisons if everything or c.status == "drift"]
     lines = [f"Drift on the as-published checkpoints ({before} -> {after}):"]
     lines += ["  " + c.describe().replace("\n", "\n  ") for c in listed]
-    same = [c.model for c in comparisons if c not in listed and c.status == "same"]
-    absent = [c.model for c in comparisons if c not in listed and c.status == "not compared"]
-    if same or absent:
-        parts = [f"{len(same)} compute the same numbers ({', '.join(same)})" if same else "",
-                 f"{len(absent)} have no record to compare ({', '.join(absent)})" if absent else ""]
-        others = len(same) + len(absent)
-        lines.append(f"  {others} more model{'s' if others != 1 else ''}: " + "; ".join(p for p in parts if p)
+    kinds = {
+        "compute the same numbers": [c.model for c in comparisons
+                                     if c not in listed and c.status == "same" and not any(o.note for o in c.outputs)],
+        "compute the same numbers, their processor giving other outputs": [
+            c.model for c in comparisons if c not in listed and c.status == "same" and any(o.note for o in c.outputs)],
+        "cannot be read by one release (not drift)": [c.model for c in comparisons
+                                                      if c not in listed and c.status == "unreadable"],
+        "have no record to compare": [c.model for c in comparisons if c not in listed and c.status == "not compared"],
+    }
+    others = sum(len(models) for models in kinds.values())
+    if others:
+        lines.append(f"  {others} more model{'s' if others != 1 else ''}: "
+                     + "; ".join(f"{len(models)} {kind} ({', '.join(models)})" for kind, models in kinds.items() if models)
                      + " (--all describes them)")
     if not comparisons:
         lines.append("  nothing to compare")

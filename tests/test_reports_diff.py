@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reports.build import build_report
-from reports.check_view import format_by_cause
+from reports.check_view import CauseLine, Section, format_by_cause
 from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -171,6 +171,29 @@ def test_check_prints_one_line_per_cause(nightly):
     assert len(lines) < len(format_upgrade(compare_releases(nightly, "4.57.6", "5.0.0")).splitlines())
 
 
+def test_check_fits_the_lines_it_is_given_breaks_first_the_rest_counted(nightly):
+    from reports.check_view import by_cause, shown_causes
+
+    view = compare_releases(nightly, "4.57.6", "5.0.0")
+    everything = format_by_cause(view, everything=True).splitlines()
+    least = format_by_cause(view, lines=0).splitlines()  # header, footer; per section its title and a count
+    assert len(least) == 2 + 2 * len(by_cause(view)) + 1, least  # + "Only in 4.57.6" (a cell 5.0.0 lacks)
+    floor = len(least)
+    for lines in range(floor, len(everything) + 1):
+        text = format_by_cause(view, lines=lines).splitlines()
+        assert len(text) <= lines, text
+        assert text[0] == everything[0] and text[-1] == everything[-1]
+        assert [line for line in text if "causes, " in line] == [line for line in everything if "causes, " in line]
+    assert format_by_cause(view, lines=len(everything)).splitlines() == everything, "what fits is all listed"
+    breaks = [Section("breaks", "b", [CauseLine(f"b{i}", "fail", ()) for i in range(5)]),
+              Section("fixes", "f", [CauseLine(f"f{i}", "pass", ()) for i in range(4)]),
+              Section("silent", "s", [CauseLine("s", "pass", ())])]
+    # 5 breaks; then a fix (and its "… 3 more" line), the silent change, a second fix: 9 lines
+    assert shown_causes(breaks, 9) == [5, 2, 1]
+    assert shown_causes(breaks, 3) == [0, 0, 1], "a cause that completes its section costs no line: its count goes"
+    assert shown_causes(breaks, 100) == [5, 4, 1]
+
+
 UNRECOGNIZED = "Unrecognized configuration class <class 'transformers.X'> for this kind of AutoModel: AutoModelForCausalLM."
 
 
@@ -214,9 +237,9 @@ def test_check_describes_only_the_models_whose_numbers_move():
     comparisons = [*same, noted, moved, absent]
     text = format_drift(comparisons, "4.57.6", "5.24.0").splitlines()
     assert text[0] == "Drift on the as-published checkpoints (4.57.6 -> 5.24.0):"
-    assert [line.split()[0] for line in text[1:3]] == ["qwen2_vl", "mllama"]
-    assert text[3:] == ["  3 more models: 2 compute the same numbers (llama, qwen2); 1 have no record to compare (smolvlm) "
-                        "(--all describes them)"]
+    assert [line.split()[0] for line in text[1:]] == ["mllama", "4"]
+    assert text[2] == ("  4 more models: 2 compute the same numbers (llama, qwen2); 1 compute the same numbers, their "
+                       "processor giving other outputs (qwen2_vl); 1 have no record to compare (smolvlm) (--all describes them)")
     assert len(format_drift(comparisons, "4.57.6", "5.24.0", everything=True).splitlines()) == 1 + len(comparisons)
 
 

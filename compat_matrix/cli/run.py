@@ -132,7 +132,7 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
     from compat_matrix.judge.expectations import read_expectations
     from compat_matrix.run.runner import run_release
     from reports.build import build_report
-    from reports.check_view import format_by_cause
+    from reports.check_view import SCREEN_LINES, format_by_cause
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
@@ -154,14 +154,19 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         view = compare_releases(report, args.from_release, args.to_release)
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
-    print(format_upgrade(view) if args.cells else format_by_cause(view, everything=args.all))
+    drift = ""
     if args.drift:
         from compat_matrix.run.drift import adjacent, record_all
         from reports.drift import format_drift
 
         models = [m for m in dict.fromkeys(c.model for c in cells)]
         records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse, store=store)
-        print(format_drift(adjacent(records, models), releases[0], releases[1], everything=args.all or args.cells))
+        drift = format_drift(adjacent(records, models), releases[0], releases[1], everything=args.all or args.cells)
+    # one screen together: the causes get the lines the drift section and the blank line before it leave
+    room = SCREEN_LINES - (len(drift.splitlines()) + 1 if drift else 0)
+    print(format_upgrade(view) if args.cells else format_by_cause(view, everything=args.all, lines=room))
+    if drift:
+        print(drift)
     return upgrade_exit_code(view)
 
 
