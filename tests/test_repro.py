@@ -318,6 +318,8 @@ def test_the_report_names_each_causes_script_verified_or_why_none(tmp_path: Path
     assert "**no verified script**: no script template builds gemma3 image inputs" in markdown
     assert f'verified script: <a href="repro/{failing[0].id}.py">' in html
     assert "<strong>no verified script</strong>: no script template builds gemma3 image inputs" in html
+    assert "<strong>Reproductions</strong>: 1 of 3 failing causes have a verified script" in html
+    assert "Reproductions" not in render_html(report)
 
 
 def test_the_scripts_config_is_the_builds_for_every_tiny_model() -> None:
