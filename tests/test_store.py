@@ -83,6 +83,10 @@ def test_a_cell_skipped_for_a_missing_package_is_reused_only_while_the_package_i
     with_it = EnvFacts(**{**FACTS.__dict__, "present": frozenset({"transformers", "torch", "torchvision"})})
     assert [e["status"] for e in reusable(store, keys, MATRIX, [cell], "4.57.6", without, "x").lines] == ["skipped"]
     assert reusable(store, keys, MATRIX, [cell], "4.57.6", with_it, "x").lines == []
+    published = Cell("smolvlm", "smart", "default", "load", "4.51.3")  # loads what 4.51.3 wrote: the same
+    waiting = {**line(published, "skipped"), "message": "transformers 4.51.3 has saved no adapter ...", "details": {}}
+    assert keep(store, keys, MATRIX, [{**needs, "cell_id": published.id, "saved_by": "4.51.3"}, waiting]) == 1
+    assert [e["cell_id"] for e in reusable(store, keys, MATRIX, [published], "4.57.6", without, "x").lines] == [published.id]
 
 
 def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:

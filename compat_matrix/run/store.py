@@ -197,13 +197,26 @@ class Store:
 
     def __init__(self, root: Path):
         self.root = root
+        self._read: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
 
     def file(self, release: str, name: str) -> Path:
         return self.root / release / name
 
     def entries(self, release: str, name: str = CELLS) -> dict[str, dict[str, Any]]:
-        """{key: entry} of a release (a later entry under the same key wins)."""
-        return {str(e["key"]): e for e in read_lines(self.file(release, name)) if "key" in e}
+        """{key: entry} of a release (a later entry under the same key wins); a file read before and not
+        changed since is not parsed again (a run looks a release up for its own cells, its as-published
+        writers and its as-published cells)."""
+        path = self.file(release, name)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return {}
+        seen = (stat.st_mtime_ns, stat.st_size)
+        cached = self._read.get(path)
+        if cached is None or cached[0] != seen:
+            cached = (seen, {str(e["key"]): e for e in read_lines(path) if "key" in e})
+            self._read[path] = cached
+        return cached[1]
 
     def add(self, release: str, entries: Iterable[dict[str, Any]], name: str = CELLS) -> int:
         """Append keyed entries (one write each, under the file's lock); how many."""
@@ -301,8 +314,8 @@ def keep(store: Store, keys: Keys, matrix: Matrix, lines: list[dict[str, Any]]) 
         cell = Cell.from_id(str(line.get("cell_id")))
         if cell is None or cell.model not in {m.key for m in matrix.models}:
             continue
-        if cell.saved_by and line.get("status") == "skipped":  # the writer's checkpoint may exist next time
-            continue
+        if cell.saved_by and line.get("status") == "skipped" and not _needs(line):
+            continue  # the writer's checkpoint or adapter may exist next time
         key = keys.cell(cell, line_facts(line))
         if key:
             by_release.setdefault(str(line["transformers"]), []).append({"key": key, "stored_at": now(), "line": line})
