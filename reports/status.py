@@ -19,8 +19,8 @@ FAILING: frozenset[str] = frozenset({"fail", "error"})
 """Statuses that are a problem when no expectation says otherwise."""
 
 PROBE_ORDER: tuple[str, ...] = ("load", "forward", "surface", "generate", "grpo_step", "trl_grpo", "adapter_roundtrip")
-"""Every probe, in the order they run on one loaded model (`compat_tests.probes.PROBES` lists the
-same); later probes reuse the loaded model, so `surface` runs before `generate` and `grpo_step`
+"""Every probe, in the order they run on one loaded model: the one list of probe names
+(`compat_tests.probes.PROBES` imports `compat_tests/probes/<name>.py` for each); later probes reuse the loaded model, so `surface` runs before `generate` and `grpo_step`
 and sees the model as loaded."""
 
 ADAPTER_PROBES: tuple[str, ...] = ("adapter_roundtrip",)

@@ -48,7 +48,7 @@ def test_the_wheel_carries_what_release_environments_need(tmp_path: Path) -> Non
         assert wheel.read(f"compat_matrix/envs/{name}") == (REPO / name).read_bytes(), name
     needed = {"compat_tests/plugin.py", "compat_tests/conftest.py", "compat_tests/test_matrix.py",
               "compat_tests/tiny/checkpoint.py", "compat_tests/remote_code/tiny_decoder/modeling_tiny_decoder.py",
-              "compat_tests/probes/grpo.py", "reports/index_template.html", "loader/kwargs.py",
+              "compat_tests/probes/grpo_step.py", "reports/index_template.html", "loader/kwargs.py",
               "compat_matrix/init/templates/matrix.yml", "compat_matrix/init/templates/nightly.yml",
               "compat_matrix/init/templates/known-models.yaml"}
     assert needed <= names, sorted(needed - names)

@@ -13,7 +13,7 @@ import torch
 from compat_matrix.spec.schema import AdapterSpec, GrpoSettings, LoraSpec, Settings
 from compat_tests.lora import TargetsUnmatched, apply_adapter, matched_summary, module_pattern
 from compat_tests.probes.base import ProbeContext
-from compat_tests.probes.grpo import PROBE
+from compat_tests.probes.grpo_step import PROBE
 from loader.result import LoadResult
 from tests.probe_fixtures import Plant, make_context, one_thread  # noqa: F401
 

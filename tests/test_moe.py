@@ -17,7 +17,7 @@ from compat_matrix.spec.schema import AdapterSpec, LoraSpec
 from compat_tests import lora
 from compat_tests.experts import layout_details, layout_of
 from compat_tests.lora import HalfFusedPair, apply_adapter, coverage, half_fused_pairs
-from compat_tests.probes.grpo import PROBE
+from compat_tests.probes.grpo_step import PROBE
 from tests.probe_fixtures import make_context, one_thread  # noqa: F401
 from tests.test_planted_load import load_cell, planted_state
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def test_the_installed_wheel_runs_from_an_empty_folder(dist: Path, tmp_path: Pat
     assert "no matrix.yaml here" in listed.stderr and "releases:" in listed.stdout and "qwen2_5_vl" in listed.stdout
     _run(tool, "init", "--models", "meta-llama/Llama-3.2-1B-Instruct", cwd=empty)
     call = yaml.safe_load((empty / ".github" / "workflows" / "compat-matrix.yml").read_text())["jobs"]["matrix"]
-    assert call["uses"].endswith(f"/compat-matrix/.github/workflows/matrix.yml@v{VERSION}")
+    source = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Source"]
+    assert call["uses"] == f"{source.removeprefix('https://github.com/')}/.github/workflows/matrix.yml@v{VERSION}", \
+        "init calls the workflow of the repository pyproject names as Source, at this version's tag"
     assert "package" not in call.get("with", {}), "a wheel from a file installs as the tag's release"
     assert "llama" in _run(tool, "list", cwd=empty).stdout

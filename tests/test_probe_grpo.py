@@ -9,9 +9,9 @@ import torch
 
 from compat_matrix.spec.schema import GrpoSettings, Settings
 from compat_tests.probes import memory
-from compat_tests.probes.grpo import PROBE
+from compat_tests.probes.grpo_step import PROBE
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_mask
-from compat_tests.probes.rewards import REWARDS, get_reward, token_diversity
+from compat_tests.rewards import REWARDS, get_reward, token_diversity
 from tests.probe_fixtures import (  # noqa: F401
     break_batched_training,
     break_checkpointed_backward,

@@ -139,15 +139,19 @@ def test_a_changed_core_module_reruns_every_probe(harness_copy: Path) -> None:
     assert all(before[p] != after[p] for p in before) and before.keys() == after.keys()
 
 
-def test_a_new_probe_in_the_registry_reruns_no_other_probe(harness_copy: Path) -> None:
+def test_a_new_probe_is_hashed_from_its_module_and_its_place_in_the_order_reruns_the_others(
+        harness_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A built-in probe is its module and its name in PROBE_ORDER; the order is part of every cell's
+    code (later probes reuse the model earlier ones loaded), so adding a name reruns every probe."""
     before = hashes()
-    probes = harness_copy / "compat_tests" / "probes"
-    (probes / "extra.py").write_text('class Extra:\n    name = "extra"\n\n\nPROBE = Extra()\n')
-    registry = probes / "__init__.py"
-    registry.write_text(registry.read_text().replace("from compat_tests.probes import ", "from compat_tests.probes import extra, "))
+    (harness_copy / "compat_tests" / "probes" / "extra.py").write_text('class Extra:\n    name = "extra"\n\n\nPROBE = Extra()\n')
+    status = harness_copy / "reports" / "status.py"
+    status.write_text(status.read_text().replace('"adapter_roundtrip")', '"adapter_roundtrip", "extra")', 1))
+    monkeypatch.setattr(harness_hash, "PROBE_ORDER", (*harness_hash.PROBE_ORDER, "extra"))
     harness_hash.probe_modules.cache_clear()
     after = hashes()
-    assert "extra" in after and all(after[p] == before[p] for p in before)
+    assert harness_hash.probe_modules()["extra"] == "compat_tests.probes.extra"
+    assert "extra" in after and all(after[p] != before[p] for p in before)
 
 
 def test_a_torn_last_line_is_skipped_and_cut_before_the_next_append(tmp_path: Path) -> None:

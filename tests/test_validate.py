@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,18 @@ def test_for_a_cross_release_cell_a_saved_by_expectation_wins_over_the_models_ow
     assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "5.0.0").reason == "unreadable tokenizer"
     assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default", "4.49.0").reason == "own"
     assert matrix.expectation_for(entry, "4.57.6", "explicit_class", "load", "default").reason == "own"
+
+
+@pytest.mark.parametrize(("planted", "where", "bad", "registry"), [
+    ("strategies: [auto_model, auto_magic]\n", "strategies", "auto_magic", "loader.strategies:STRATEGIES"),
+    ("probes: [load, fly]\n", "probes", "fly", "reports.status:PROBE_ORDER"),
+    ("settings: {grpo: {reward: entropy}}\n", "settings.grpo.reward", "entropy", "compat_tests.rewards:REWARDS"),
+], ids=["strategy", "probe", "reward"])
+def test_a_name_no_registry_implements_is_refused_naming_the_registrys_names(
+        tmp_path: Path, planted: str, where: str, bad: str, registry: str) -> None:
+    """The allowed names are the registries' own (loader.STRATEGIES; PROBE_ORDER, from which
+    compat_tests.probes.PROBES imports each probe's module; compat_tests.rewards.REWARDS), not a copy."""
+    module, _, name = registry.partition(":")
+    names = list(getattr(importlib.import_module(module), name))
+    [found] = [p for p in problems_of(tmp_path, GOOD.replace("models:", planted + "models:")) if where in p]
+    assert f"{bad!r}" in found and f"allowed: {', '.join(names)}" in found, found

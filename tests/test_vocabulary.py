@@ -37,3 +37,18 @@ def test_vocabulary_and_matrix_spec_import_without_torch():
     code = ("import sys, reports.status, compat_matrix.spec.schema, compat_matrix.cli; "
             "heavy = sorted({'torch', 'transformers'} & set(sys.modules)); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_probe_module_whose_probe_has_another_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry takes each probe from the module named as it: a module whose PROBE is named
+    otherwise would run under one name and be reported under another."""
+    import types
+
+    from compat_tests import probes
+
+    planted = types.ModuleType("compat_tests.probes.planted")
+    planted.PROBE = types.SimpleNamespace(name="other")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "compat_tests.probes.planted", planted)
+    with pytest.raises(ImportError, match="compat_tests/probes/planted.py's PROBE is named 'other': name it 'planted'"):
+        probes._probe("planted")
+    assert tuple(probes.PROBES) == PROBE_ORDER

@@ -3,7 +3,9 @@
 A stored cell is reused only while the code that produced it is unchanged. The code of a cell is:
 - the core: every harness module that `compat_tests/test_matrix.py` imports, followed import by
   import (function-level imports too), except the probe registry (`compat_tests/probes/__init__.py`)
-  and the probe modules it lists: adding a probe reruns no other probe's cells;
+  and the probe modules (`compat_tests/probes/<name>.py` for each name of PROBE_ORDER): a change to
+  one probe reruns no other probe's cells (PROBE_ORDER itself is core: the order is what a probe
+  finds the loaded model in);
 - its probe: the probe's module and every harness module that one imports (`forward` imports
   `load`, so a change to `load` reruns both).
 Imports are read with `ast`, not by importing (the CLI never imports torch). Only the harness
@@ -15,18 +17,18 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import re
 from functools import lru_cache
 from pathlib import Path
+
+from reports.status import PROBE_ORDER
 
 HARNESS_PACKAGES = ("compat_matrix", "compat_tests", "loader", "reports")
 CELL_ROOT = "compat_tests.test_matrix"
 """The module pytest runs for every cell: where the core's imports start."""
 PROBE_REGISTRY = "compat_tests.probes"
-"""The package whose `__init__` imports every built-in probe module."""
+"""The package whose `__init__` imports the module of each probe of `PROBE_ORDER`, named as the probe."""
 DRIFT_ROOT = "compat_tests.drift_record"
 """What a release runs to record drift (`compat-matrix drift`)."""
-_PROBE_NAME = re.compile(r"^\s+name(?:\s*:\s*str)?\s*=\s*[\"'](\w+)[\"']", re.MULTILINE)
 
 
 @lru_cache(maxsize=None)
@@ -90,17 +92,9 @@ def closure(roots: tuple[str, ...], stop: frozenset[str] = frozenset()) -> dict[
 
 @lru_cache(maxsize=None)
 def probe_modules() -> dict[str, str]:
-    """{probe name: module} for the built-in probes the registry imports."""
-    registry = module_file(PROBE_REGISTRY)
-    if registry is None:
-        return {}
-    found = {}
-    for module in sorted(_imports(PROBE_REGISTRY, registry)):
-        path = module_file(module)
-        match = _PROBE_NAME.search(path.read_text(encoding="utf-8")) if path else None
-        if match and module.startswith(PROBE_REGISTRY + "."):
-            found[match.group(1)] = module
-    return found
+    """{probe name: module} for the built-in probes: the registry's `compat_tests/probes/<name>.py`."""
+    modules = {name: f"{PROBE_REGISTRY}.{name}" for name in PROBE_ORDER}
+    return {name: module for name, module in modules.items() if module_file(module) is not None}
 
 
 def digest(modules: dict[str, Path]) -> str:

@@ -16,6 +16,8 @@ from packaging.version import InvalidVersion, Version
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator,
                       model_validator)
 
+from compat_tests.rewards import REWARDS
+from loader.strategies import STRATEGIES
 from reports.status import ADAPTER_PROBES, PROBE_ORDER, Status
 
 SPECIFIER_START = ("<", ">", "=", "!", "~")
@@ -26,22 +28,15 @@ def is_specifier(item: str) -> bool:
     return item.strip().startswith(SPECIFIER_START)
 
 
-STRATEGY_NAMES = (
-    "auto_causal_lm",
-    "auto_model",
-    "auto_image_text_to_text",
-    "auto_vision2seq",
-    "explicit_class",
-    "smart",
-)
-"""Every loading strategy the harness knows; `loader.STRATEGIES` must list the same names."""
+STRATEGY_NAMES = tuple(STRATEGIES)
+"""Every loading strategy the harness knows: the names of `loader.STRATEGIES`, the registry that implements them."""
 
 TRAINING_PACKAGES = ("trl", "peft")
 """Training libraries installed into every release environment, each at the newest release whose
 requirements accept the installed transformers unless `training_pins` pins it (accelerate comes with them)."""
 
-REWARD_NAMES = ("token_diversity", "mean_token_id", "completion_length")
-"""Rule-based GRPO rewards; `compat_tests.probes.rewards.REWARDS` must list the same names."""
+REWARD_NAMES = tuple(REWARDS)
+"""Rule-based GRPO rewards: the names of `compat_tests.rewards.REWARDS`, the registry that implements them."""
 
 REMOTE_CODE_ROOT = Path(__file__).resolve().parents[2] / "compat_tests" / "remote_code"
 """Folders of modeling code written for this project, one per remote-code recipe (`sources`)."""

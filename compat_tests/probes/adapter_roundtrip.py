@@ -6,7 +6,7 @@ Writing, once, in the release that wrote the checkpoint (`compat_tests.adapter_f
   bf16's 10% reference tolerance, so an adapter dropped on reading would pass unseen. The draw is
   doubled until the adapter moves the logits by EFFECT_MARGIN tolerances (Qwen2-VL's vision LoRA:
   10% on image logits at INIT_STD);
-- one GRPO step (`grpo.take_step`) trains it, and peft's `save_pretrained` saves it, as
+- one GRPO step (`grpo_step.take_step`) trains it, and peft's `save_pretrained` saves it, as
   `trainer.save_model` does;
 - the writer records its float32 logits on the fixed inputs with and without the adapter.
 Reading, in every release: the base loaded as the cell loads it, without the profile's adapter, then
@@ -31,7 +31,7 @@ import torch
 from compat_tests.adapter_files import (REFERENCE_JSON, REFERENCE_LOGITS, SAVED, SavedAdapter, adapter_digest,
                                         adapter_folder, base_identity, not_saved, open_saved, write_once, writer_of)
 from compat_tests.outcomes import CellUnsupported, CheckFailed, HarnessError
-from compat_tests.probes import grpo, lora_step
+from compat_tests.probes import grpo_step, lora_step
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.compare import DRIFT
 from compat_tests.probes.generate import Checks
@@ -112,7 +112,7 @@ def write_adapter(ctx: ProbeContext, into: Path) -> None:
     batches = adapter_inputs(ctx)
     needed = EFFECT_MARGIN * tolerance(ctx.dtype, 1.0, "reference")
     scale = draw_lora_b(model, batches, ctx.device, needed)
-    step = grpo.take_step(ctx)
+    step = grpo_step.take_step(ctx)
     if step.broke is not None:
         raise CheckFailed(f"adapter_write: the GRPO step broke, so this release saves no adapter: {step.broke}")
     model.eval()
@@ -272,7 +272,7 @@ class AdapterRoundtripProbe:
         if writer == transformers.__version__:
             try:
                 saved = write_once(folder, lambda into: write_adapter(ctx, into))
-            except grpo.NoLearningSignal as exc:
+            except grpo_step.NoLearningSignal as exc:
                 return ProbeOutcome("error", str(exc), "NoLearningSignal", {"group_rewards": exc.rewards})
             assert ctx.reload_base is not None, "the harness gives adapter_roundtrip a base loader"
             base = ctx.reload_base()

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 from compat_tests.outcomes import NeedsPackage
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import Checks, plain
-from compat_tests.probes.grpo import max_change, parameter_groups
-from compat_tests.probes.rewards import get_reward
+from compat_tests.probes.grpo_step import max_change, parameter_groups
+from compat_tests.rewards import get_reward
 from compat_tests.training import require
 
 TORCHVISION_MISSING = ("TRL's GRPOTrainer prepares image-text inputs with torchvision (PyPI's torchvision wheels "

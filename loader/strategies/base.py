@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import transformers
-
 from loader.errors import StrategyUnsupported
 from loader.result import LoadResult
 
@@ -22,7 +20,12 @@ class Strategy(Protocol):
 
 
 def transformers_class(name: str) -> Any:
-    """`getattr(transformers, name)`, or `StrategyUnsupported` naming the installed release."""
+    """`getattr(transformers, name)`, or `StrategyUnsupported` naming the installed release.
+
+    transformers is imported here, not with the module: the registry's names are read where
+    transformers is not installed (the matrix file's validation)."""
+    import transformers
+
     try:
         return getattr(transformers, name)
     except (AttributeError, ImportError, RuntimeError) as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import AutoConfig
-
 from loader.errors import NoArchitectureNamed
 from loader.loading import load_with_info
 from loader.result import Attempt, LoadResult
@@ -20,6 +18,8 @@ class ExplicitClassStrategy:
     name: str = "explicit_class"
 
     def load(self, path: str, **kwargs: Any) -> LoadResult:
+        from transformers import AutoConfig  # when loading (see base.transformers_class)
+
         config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
         architectures = getattr(config, "architectures", None) or []
         if not architectures:

@@ -14,9 +14,6 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any
 
-import transformers
-from transformers import AutoConfig
-
 from loader.errors import LoadFailed
 from loader.inspection import expects_vision, shortfall
 from loader.kwargs import translate
@@ -37,6 +34,8 @@ class SmartStrategy:
 
     def routes(self, config: Any, *, trust_remote_code: bool = False) -> list[tuple[str, Any]]:
         """(route name, class) pairs in the order they are tried, without duplicates."""
+        import transformers  # when loading (see base.transformers_class)
+
         candidates: list[tuple[str, Any]] = [
             (f"registry:{cls.__name__}", cls) for cls in self.registry.classes_for(config)
         ]
@@ -54,6 +53,9 @@ class SmartStrategy:
         return [(route, cls) for cls, route in ordered.items()]
 
     def load(self, path: str, **kwargs: Any) -> LoadResult:
+        import transformers  # when loading (see base.transformers_class)
+        from transformers import AutoConfig
+
         trust_remote_code = bool(kwargs.get("trust_remote_code", False))
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         translation = translate(kwargs, config, transformers.__version__)

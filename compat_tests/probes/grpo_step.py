@@ -38,7 +38,7 @@ from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import Checks, generate, pad_token_id, placeholder_token_ids, plain, prompt_inputs
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_forward, completion_logprobs, completion_mask
 from compat_tests.probes.grpo_loss import group_advantages, grpo_loss
-from compat_tests.probes.rewards import get_reward
+from compat_tests.rewards import get_reward
 from compat_tests.probes.tolerance import logit_scale, tolerance
 from loader.inspection import is_vision_name
 
