@@ -370,3 +370,30 @@ def test_a_cross_release_script_saves_the_familys_tokenizer_class() -> None:
     assert '(getattr(transformers, "LlamaTokenizerFast", None) or transformers.LlamaTokenizer)(tokenizer_object=' in mistral
     assert "transformers.PreTrainedTokenizerFast(tokenizer_object=" in script("llama-explicit_class-default-load@5.24.0",
                                                                              "4.57.6").text
+
+
+def test_causes_reuses_a_verdict_only_for_the_same_script_and_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `--causes --verify` into the same folder runs only the scripts that changed (a nightly rerun,
+    a run cut short): the verdict of an identical script on the same cell and releases is kept."""
+    import argparse
+
+    from compat_matrix.repro import command
+    from reports.build import build_report
+
+    fixtures = Path(__file__).parent / "fixtures" / "results" / "nightly"
+    report = build_report([fixtures / "tf457.jsonl", fixtures / "tflatest.jsonl"])
+    cause = next(c for c in report.causes if c.status == "fail" and "qwen2_5_vl-auto_causal_lm-default-load" in " ".join(c.cells))
+    runs: list[str] = []
+
+    def fake_verify(*args: object) -> object:
+        runs.append(cause.id)
+        return command.Verdict("c", "4.57.6", None, True, None, "reproduces in 4.57.6 (...)", ScriptRun("4.57.6", 1, "E", "", ""))
+
+    monkeypatch.setattr(command, "verify", fake_verify)
+    args = argparse.Namespace(verify=True)
+    first = command._cause_script(args, MATRIX, DEFAULT_MATRIX, report, cause, tmp_path, None)
+    again = command._cause_script(args, MATRIX, DEFAULT_MATRIX, report, cause, tmp_path, first)
+    assert first.verified and first.checked and again == first and runs == [cause.id]
+    stale = command.CauseScript(**{**first.__dict__, "checked": "0" * 64})
+    command._cause_script(args, MATRIX, DEFAULT_MATRIX, report, cause, tmp_path, stale)
+    assert runs == [cause.id, cause.id], "another script (or cell, or release) is verified again"

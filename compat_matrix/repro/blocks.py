@@ -235,10 +235,11 @@ LORA_STEP = '''
 
 def check(model):
     """One LoRA step as TRL's GRPOTrainer takes it (peft, gradient checkpointing): every adapter module learns."""
+    inputs = __INPUTS__  # of the model itself, before peft wraps it
     model = peft.get_peft_model(model, peft.LoraConfig(**LORA)).train()
     model.gradient_checkpointing_enable()  # the release's default variant, as the HF Trainer calls it
     model.enable_input_require_grads()  # what trainers call for peft under gradient checkpointing
-    model(**__INPUTS__).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
+    model(**inputs).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
     lora_b = {n.split(".lora_B")[0].removeprefix("base_model.model."): p
               for n, p in model.named_parameters() if ".lora_B." in n}  # one per adapted module
     silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]  # the gradient was cut

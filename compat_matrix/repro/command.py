@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -136,6 +137,8 @@ class CauseScript:
     lines: int | None
     verified: bool
     summary: str
+    checked: str | None = None
+    """sha256 of the script, the cell's outcome and the releases `--verify` ran it with (None: not run)."""
 
 
 def pick_cell(report: Report, cause: Cause) -> tuple[str, str, str | None] | None:
@@ -162,11 +165,12 @@ def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
     report = Report.read(report_path)
     out = Path(args.out) if args.out else report_path.parent / REPRO_FOLDER
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[CauseScript] = []
+    earlier = _read_index(out / INDEX)
     for cause in report.causes:
         if cause.kind not in args.kinds or cause.status not in ("fail", "error"):
             continue
-        rows.append(_cause_script(args, matrix, matrix_file, report, cause, out))
+        rows.append(_cause_script(args, matrix, matrix_file, report, cause, out, earlier.get(cause.id)))
         print(f"{cause.id}: {rows[-1].summary}", file=sys.stderr)
         # after each cause: a run stopped midway (a nightly's time limit) keeps what it verified
         (out / INDEX).write_text(json.dumps([row.__dict__ for row in rows], indent=1) + "\n", encoding="utf-8")
@@ -181,6 +185,14 @@ def _causes(args: argparse.Namespace, matrix: Matrix, matrix_file: Path) -> int:
     else:
         print(f"{out} is not beside {report_path}: the report is left as it was (its pages link scripts beside them)")
     return 0
+
+
+def _read_index(path: Path) -> dict[str, CauseScript]:
+    """An earlier run's rows by cause (none when there is no index or it is not one)."""
+    try:
+        return {row["cause"]: CauseScript(**row) for row in json.loads(path.read_text(encoding="utf-8"))}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def with_reproductions(report: Report, rows: list[CauseScript], folder: Path) -> Report:
@@ -217,7 +229,8 @@ def summary_md(rows: list[CauseScript], verified: bool) -> str:
 
 
 def _cause_script(args: argparse.Namespace, matrix: Matrix, matrix_file: Path, report: Report, cause: Cause,
-                  out: Path) -> CauseScript:
+                  out: Path, previous: CauseScript | None) -> CauseScript:
+    """The cause's script, verified with --verify unless `previous` (the folder's index) verified the same one."""
     picked = pick_cell(report, cause)
     if picked is None:
         return CauseScript(cause.id, cause.title, None, None, None, None, None, False, "no cell")
@@ -231,7 +244,10 @@ def _cause_script(args: argparse.Namespace, matrix: Matrix, matrix_file: Path, r
     except (NoTemplate, ReproProblem) as exc:
         return CauseScript(cause.id, cause.title, None, cell_id, release, good, None, False, f"no script: {exc}")
     path.write_text(script.text, encoding="utf-8")
-    verdict = (verify(matrix, matrix_file, cell, script, path, release, good, outcome)
-               if args.verify and outcome else None)
+    checked = hashlib.sha256(json.dumps([script.text, outcome.__dict__, release, good]).encode()).hexdigest()
+    if args.verify and previous is not None and previous.checked == checked:
+        return previous  # the same script was verified against the same cell: its verdict holds
+    verdict = verify(matrix, matrix_file, cell, script, path, release, good, outcome) if args.verify else None
     return CauseScript(cause.id, cause.title, path.name, cell_id, release, good, script.lines,
-                       bool(verdict and verdict.verified), verdict.summary if verdict else "written, not verified")
+                       bool(verdict and verdict.verified), verdict.summary if verdict else "written, not verified",
+                       checked if verdict else None)
