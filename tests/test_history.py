@@ -176,3 +176,15 @@ def test_published_only_runs_a_releases_own_cells_only_where_they_are_what_users
     assert run_commands._run(MATRIX, cells, ["4.49.0", "5.0.0"], args) == 0
     assert {c.model for c in ran["4.49.0"]} == {"phi3", "qwen2_5_vl_3b_hub"} and len(ran["4.49.0"]) == len(cells)
     assert {c.model for c in ran["5.0.0"]} == {"qwen2_5_vl_3b_hub"}
+
+
+def test_as_published_cells_are_checked_against_the_ranges_too(tmp_path: Path) -> None:
+    """A `--published-only` history has the as-published cells alone (`cell@written_by`): a range too wide
+    is found from them as from same-release cells (they were left out, and the range looked right)."""
+    results = write_results(tmp_path / "results", unknown_until="4.56.0")
+    for path in results.glob("*.jsonl"):
+        lines = [json.loads(text) for text in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**line, "cell_id": f"{line['cell_id']}@4.55.0", "saved_by": "4.55.0"}) + "\n"
+                                for line in lines))
+    [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
+    assert found.wrong == ("4.56.1", "4.56.2") and found.corrected == "<4.56.1"

@@ -2,8 +2,8 @@
 does not show, or the data shows the failure (same cause) outside the range, and the range the data
 gives instead.
 
-An expectation's cells are the same-release cells it is the first match for, its `transformers:`
-range left aside. It holds in a release when one of them there has its status for one of the causes
+An expectation's cells are the same-release and as-published cells it is the first match for (a
+history run with `--published-only` has little else), its `transformers:` range left aside. It holds in a release when one of them there has its status for one of the causes
 seen inside the range (outside it, one no other expectation explains). Only a failing expectation without `saved_by` is checked (cross-release
 ranges span two axes). The corrected range is exact where the history has every release between
 two neighbours: `<first release where it no longer holds`, `>=first release where it holds`.
@@ -76,7 +76,7 @@ def _scope(matrix: Matrix, cells: list[Cell]) -> dict[int, tuple[Expectation, li
     found: dict[int, tuple[Expectation, list[Cell]]] = {}
     keys = {m.key for m in matrix.models}
     for cell in cells:
-        if cell.cross_release or cell.model not in keys:
+        if (cell.cross_release and not cell.as_published) or cell.model not in keys:
             continue
         entry = matrix.model(cell.model)
         for expectation in matrix.expectation_order(entry):
