@@ -196,6 +196,13 @@ def format_by_cause(view: UpgradeView, everything: bool = False, lines: int = SC
     return "\n".join(text) + "\n"
 
 
+def format_check(view: UpgradeView, drift: str = "", everything: bool = False, lines: int = SCREEN_LINES) -> str:
+    """All `check` prints by default: the causes, then the drift section after a blank line, in
+    `lines` lines together (the causes get what the drift section leaves)."""
+    room = lines - (len(drift.splitlines()) + 1 if drift else 0)
+    return format_by_cause(view, everything, room) + ("\n" + drift + "\n" if drift else "\n")
+
+
 def shown_causes(sections: Sequence[Section], budget: int) -> list[int]:
     """How many causes each section lists in `budget` lines, a section that lists fewer than it has
     taking one more line to count the rest: the breaks first, as many as fit, then one more cause per

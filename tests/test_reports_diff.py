@@ -172,7 +172,7 @@ def test_check_prints_one_line_per_cause(nightly):
 
 
 def test_check_fits_the_lines_it_is_given_breaks_first_the_rest_counted(nightly):
-    from reports.check_view import by_cause, shown_causes
+    from reports.check_view import by_cause, format_check, shown_causes
 
     view = compare_releases(nightly, "4.57.6", "5.0.0")
     everything = format_by_cause(view, everything=True).splitlines()
@@ -185,6 +185,10 @@ def test_check_fits_the_lines_it_is_given_breaks_first_the_rest_counted(nightly)
         assert text[0] == everything[0] and text[-1] == everything[-1]
         assert [line for line in text if "causes, " in line] == [line for line in everything if "causes, " in line]
     assert format_by_cause(view, lines=len(everything)).splitlines() == everything, "what fits is all listed"
+    drift = "Drift on the as-published checkpoints (4.57.6 -> 5.0.0):\n  llama ...\n  3 more models: ..."
+    for lines in range(floor + 4, len(everything) + 5):
+        text = format_check(view, drift, lines=lines).splitlines()
+        assert len(text) <= lines and text[-4:] == ["", *drift.splitlines()], text
     breaks = [Section("breaks", "b", [CauseLine(f"b{i}", "fail", ()) for i in range(5)]),
               Section("fixes", "f", [CauseLine(f"f{i}", "pass", ()) for i in range(4)]),
               Section("silent", "s", [CauseLine("s", "pass", ())])]

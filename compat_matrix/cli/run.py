@@ -132,7 +132,7 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
     from compat_matrix.judge.expectations import read_expectations
     from compat_matrix.run.runner import run_release
     from reports.build import build_report
-    from reports.check_view import SCREEN_LINES, format_by_cause
+    from reports.check_view import format_check
     from reports.diff import compare_releases, format_upgrade, upgrade_exit_code
 
     out: Path = args.out.resolve()
@@ -162,11 +162,10 @@ def _check(matrix: Matrix, cells: list[Cell], releases: list[str], args: argpars
         models = [m for m in dict.fromkeys(c.model for c in cells)]
         records = record_all(matrix, Path(args.matrix).resolve(), models, releases, out, reuse=args.reuse, store=store)
         drift = format_drift(adjacent(records, models), releases[0], releases[1], everything=args.all or args.cells)
-    # one screen together: the causes get the lines the drift section and the blank line before it leave
-    room = SCREEN_LINES - (len(drift.splitlines()) + 1 if drift else 0)
-    print(format_upgrade(view) if args.cells else format_by_cause(view, everything=args.all, lines=room))
-    if drift:
-        print(drift)
+    if args.cells:
+        print(format_upgrade(view) + ("\n" + drift if drift else ""))
+    else:
+        print(format_check(view, drift, everything=args.all), end="")
     return upgrade_exit_code(view)
 
 
