@@ -188,3 +188,15 @@ def test_as_published_cells_are_checked_against_the_ranges_too(tmp_path: Path) -
                                 for line in lines))
     [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
     assert found.wrong == ("4.56.1", "4.56.2") and found.corrected == "<4.56.1"
+
+
+def test_a_release_whose_cells_were_all_skipped_does_not_contradict_a_range(tmp_path: Path) -> None:
+    """A release stored in part (a hub entry skipped for the network, the rest still running) cannot say
+    the failure is gone: it was listed as 'in range but no cell fails' before."""
+    results = write_results(tmp_path / "results", unknown_until="4.57.2")  # unsupported everywhere: past '<4.57.1'
+    skipped = results / "tf4.56.1.jsonl"
+    skipped.write_text("".join(json.dumps({**json.loads(text), "status": "skipped", "error_type": None,
+                                           "message": "needs the network"}) + "\n"
+                               for text in skipped.read_text().splitlines()))
+    [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
+    assert "4.56.1" not in found.releases and found.wrong == ("4.57.1", "4.57.2")

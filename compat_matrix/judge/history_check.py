@@ -3,10 +3,13 @@ does not show, or the data shows the failure (same cause) outside the range, and
 gives instead.
 
 An expectation's cells are the same-release and as-published cells it is the first match for (a
-history run with `--published-only` has little else), its `transformers:` range left aside. It holds in a release when one of them there has its status for one of the causes
-seen inside the range (outside it, one no other expectation explains). Only a failing expectation without `saved_by` is checked (cross-release
-ranges span two axes). The corrected range is exact where the history has every release between
-two neighbours: `<first release where it no longer holds`, `>=first release where it holds`.
+history run with `--published-only` has little else), its `transformers:` range left aside; a
+release where they were all skipped or stopped (`error`) is left out. It holds in a release when
+one of them there has its status for one of the causes seen inside the range (outside it, one no
+other expectation explains). Only a failing expectation without `saved_by` is checked
+(cross-release ranges span two axes). The corrected range is exact where the history has every
+release between two neighbours: `<first release where it no longer holds`, `>=first release where
+it holds`.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def check_expectations(matrix: Matrix, report: Report) -> list[Disagreement]:
         by_release: dict[str, list[Cell]] = defaultdict(list)
         for cell in cells:
             by_release[cell.transformers].append(cell)
-        releases = sorted((r for r in by_release if _version(r)), key=version_key)
+        releases = sorted((r for r in by_release if _version(r) and _decides(by_release[r], expectation)), key=version_key)
         signatures = {cause_of.get(f"{c.transformers}/{c.cell_id}") for r in releases if _in(r, expectation.transformers)
                       for c in by_release[r] if c.status == expectation.status}
         holds = {r for r in releases if any(c.status == expectation.status
@@ -124,6 +127,13 @@ def check_expectations(matrix: Matrix, report: Report) -> list[Disagreement]:
         found.append(Disagreement(models, expectation, tuple(r for r in releases if r in holds), tuple(wrong),
                                   tuple(releases), corrected))
     return found
+
+
+def _decides(cells: list[Cell], expectation: Expectation) -> bool:
+    """Whether a release's cells can tell if `expectation` holds there: one of them ran (passed or
+    failed) or has its status; cells that were all skipped (no network, a missing package) or stopped
+    by `error` say nothing about the failure it names."""
+    return any(c.status in ("pass", "fail", "unsupported") or c.status == expectation.status for c in cells)
 
 
 def _version(release: str) -> bool:
