@@ -1,7 +1,8 @@
 """The history: for each model x route (strategy and load profile), the releases where its
 as-published cells pass, and at each change between two neighbouring releases, what changed and why.
 
-A route passes in a release when every probe of it passes there. A boundary is exact when the two
+A route passes in a release when every probe of it passes there (the probes every release of the
+route has: one that a release lacks is left out of the route's timeline). A boundary is exact when the two
 releases are neighbours on the package index (the report's release set was expanded from a
 specifier, so every final release between them is in it); else the releases between are untested.
 """
@@ -90,8 +91,12 @@ def timelines(report: Report) -> list[Timeline]:
         if cell.as_published:
             routes[(cell.model, f"{cell.strategy} · {cell.load_kwargs}")][cell.transformers].append(cell)
     merged: dict[tuple[str, tuple[tuple[str, str], ...], tuple[Boundary, ...]], list[str]] = defaultdict(list)
-    for (model, route), by_release in routes.items():
-        present = [r for r in releases if r in by_release]
+    for (model, route), found_in in routes.items():
+        # the probes every release of the route has: a release that lacks one (stored in part, a
+        # cell the store never keeps) would otherwise make a boundary that no cell shows
+        common = set.intersection(*({c.grid_id for c in cells} for cells in found_in.values()))
+        by_release = {r: [c for c in cells if c.grid_id in common] for r, cells in found_in.items()}
+        present = [r for r in releases if by_release.get(r)]
         outcomes = tuple((r, _outcome(by_release[r])) for r in present)
         bounds = tuple(_boundary(a, b, by_release, cause_of, neighbours)
                        for (a, was), (b, now) in zip(outcomes, outcomes[1:]) if was != now)

@@ -200,3 +200,16 @@ def test_a_release_whose_cells_were_all_skipped_does_not_contradict_a_range(tmp_
                                for text in skipped.read_text().splitlines()))
     [found] = [d for d in check_expectations(MATRIX, report_of(results)) if "qwen3_vl" in d.models]
     assert "4.56.1" not in found.releases and found.wrong == ("4.57.1", "4.57.2")
+
+
+def test_a_probe_one_release_lacks_makes_no_boundary(tmp_path: Path) -> None:
+    """The store keeps no `error` line: a release without a probe's cell must not look like a change."""
+    results = write_results(tmp_path / "results", unknown_until="4.56.2")
+    last = results / "tf4.57.2.jsonl"
+    lines = [json.loads(text) for text in last.read_text().splitlines()]
+    extra = {**lines[0], "cell_id": lines[0]["cell_id"].replace("-load", "-surface"), "probe": "surface",
+             "status": "skipped", "message": "needs torchvision"}
+    last.write_text("".join(json.dumps(line) + "\n" for line in [*lines, extra]))
+    [timeline] = [t for t in timelines(report_of(results)) if t.model == "qwen3_vl"]
+    assert timeline.spans() == [("unsupported", "4.56.0", "4.56.2"), ("pass", "4.57.1", "4.57.2")]
+    assert len(timeline.boundaries) == 1
