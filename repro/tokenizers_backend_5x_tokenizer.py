@@ -29,8 +29,11 @@ def build(folder):
     """Save a tiny random LlamaForCausalLM (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model("llama", architectures=[ARCHITECTURE], **CONFIG)
-    model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
-    model.save_pretrained(folder)
+    model = getattr(transformers, ARCHITECTURE)(config)
+    for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
+        if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
+            torch.nn.init.normal_(p, 0.0, 0.1) if p.dim() >= 2 else torch.nn.init.ones_(p)
+    model.to(torch.bfloat16).eval().save_pretrained(folder)
     return model.float()(input_ids=INPUT_IDS).logits.detach()
 
 

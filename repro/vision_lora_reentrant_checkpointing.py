@@ -32,7 +32,11 @@ def build(folder):
     """Save a tiny random Qwen2VLForConditionalGeneration (bfloat16, as the hub's)."""
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model("qwen2_vl", architectures=[ARCHITECTURE], **CONFIG)
-    getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).save_pretrained(folder)
+    model = getattr(transformers, ARCHITECTURE)(config)
+    for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
+        if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
+            torch.nn.init.normal_(p, 0.0, 0.1) if p.dim() >= 2 else torch.nn.init.ones_(p)
+    model.to(torch.bfloat16).save_pretrained(folder)
 
 
 def image_text_inputs(model):
@@ -54,7 +58,14 @@ def check(model):
     model(**inputs).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
     lora_b = {n.split(".lora_B")[0].removeprefix("base_model.model."): p
               for n, p in model.named_parameters() if ".lora_B." in n}  # one per adapted module
-    silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]  # the gradient was cut
+    silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]
+    with torch.no_grad():  # silent and used (noise on its output moves the logits): the gradient was cut on the way
+        plain, noise = model(**inputs).logits, lambda module, args, out: out + torch.randn_like(out)
+        for name in list(silent):
+            hook = model.get_submodule("base_model.model." + name).register_forward_hook(noise)
+            if torch.equal(model(**inputs).logits, plain):
+                silent.remove(name)  # not used by this forward (LLaVA's last vision layer, SigLIP's pooling head)
+            hook.remove()
     before = {p: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
     torch.optim.SGD(list(before), lr=1e-3).step()
     failed = [f"grad_adapter: {len(silent)} of {len(lora_b)} adapter modules got no gradient although the loss uses their "

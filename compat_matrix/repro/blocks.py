@@ -31,8 +31,11 @@ def build(folder):
     """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
-    model = getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).eval()
-    model.save_pretrained(folder)
+    model = getattr(transformers, ARCHITECTURE)(config)
+    for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
+        if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
+            torch.nn.init.normal_(p, 0.0, __INIT_STD__) if p.dim() >= 2 else torch.nn.init.ones_(p)
+    model.to(torch.bfloat16).eval().save_pretrained(folder)
     return model.float()(input_ids=INPUT_IDS).logits.detach()
 '''
 
@@ -45,7 +48,11 @@ def build(folder):
     """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's)."""
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
-    getattr(transformers, ARCHITECTURE)(config).to(torch.bfloat16).save_pretrained(folder)
+    model = getattr(transformers, ARCHITECTURE)(config)
+    for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
+        if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
+            torch.nn.init.normal_(p, 0.0, __INIT_STD__) if p.dim() >= 2 else torch.nn.init.ones_(p)
+    model.to(torch.bfloat16).save_pretrained(folder)
 '''
 
 TOKENIZER = '''
@@ -81,6 +88,14 @@ def image_text_inputs(model):
     if "mm_token_type_ids" in inspect.signature(model.forward).parameters:  # the processor returns it then
         inputs["mm_token_type_ids"] = (ids == __IMAGE__).long()  # 1 at image tokens, as it does
     return inputs
+'''
+
+IMAGE_INPUTS = '''
+
+def image_text_inputs(model):
+    """One image and a short prompt as the processor lays them out, built by hand: __TOKENS__ image tokens."""
+    ids = torch.tensor([[5] + [__IMAGE__] * __TOKENS__ + [9, 14, 20]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(1, 3, __SIDE__, __SIDE__)__EXTRA__}
 '''
 
 LOAD = '''
@@ -242,7 +257,14 @@ def check(model):
     model(**inputs).logits.float().log_softmax(-1).mean().backward()  # a loss that uses every output
     lora_b = {n.split(".lora_B")[0].removeprefix("base_model.model."): p
               for n, p in model.named_parameters() if ".lora_B." in n}  # one per adapted module
-    silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]  # the gradient was cut
+    silent = [name for name, p in lora_b.items() if p.grad is None or not p.grad.any()]
+    with torch.no_grad():  # silent and used (noise on its output moves the logits): the gradient was cut on the way
+        plain, noise = model(**inputs).logits, lambda module, args, out: out + torch.randn_like(out)
+        for name in list(silent):
+            hook = model.get_submodule("base_model.model." + name).register_forward_hook(noise)
+            if torch.equal(model(**inputs).logits, plain):
+                silent.remove(name)  # not used by this forward (LLaVA's last vision layer, SigLIP's pooling head)
+            hook.remove()
     before = {p: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
     torch.optim.SGD(list(before), lr=1e-3).step()
     failed = [f"grad_adapter: {len(silent)} of {len(lora_b)} adapter modules got no gradient although the loss uses their "

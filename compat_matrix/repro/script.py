@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from compat_matrix.repro import blocks
 from compat_matrix.repro.harness_data import special_ids, tokenizer_class, vision_pattern
@@ -126,10 +126,12 @@ def write_script(target: Target) -> Script:
     adapter = entry.load_kwargs[cell.profile].adapter
     image_text = entry.modality == "image-text"
     qwen_vl = entry.recipe.model_type in QWEN_VL_FAMILIES
-    if image_text and not qwen_vl and cell.probe in ("forward", "grpo_step", "generate"):
-        raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs (only "
-                         f"{', '.join(QWEN_VL_FAMILIES)}: their layout is built by hand; another family's needs its processor)")
-    inputs = blocks.QWEN_VL_INPUTS if image_text else ""
+    family_inputs = _family_inputs(entry) if image_text and not qwen_vl and cell.probe == "grpo_step" else None
+    if image_text and not qwen_vl and family_inputs is None and cell.probe in ("forward", "grpo_step", "generate"):
+        raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs for {cell.probe} (Qwen-VL's "
+                         f"layout is built by hand, and {', '.join(IMAGE_TOKEN_COUNT)}'s for a LoRA step; another "
+                         "family's needs its processor)")
+    inputs = family_inputs or (blocks.QWEN_VL_INPUTS if image_text else "")
     probe = cell.probe
     if probe == "load":
         parts = _target_checks(adapter.lora) if adapter is not None else ""
@@ -154,6 +156,37 @@ def write_script(target: Target) -> Script:
         parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else "") + parts
     needs = tuple(package for package, used in (("peft", "peft."), ("pillow", "image_processor()")) if used in parts)
     return Script(_text(target, parts, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
+
+
+IMAGE_TOKEN_COUNT: dict[str, Callable[[dict[str, Any], int, int], int]] = {
+    "llava": lambda config, side, patch: (side // patch) ** 2,  # one per patch, CLS dropped (`default`)
+    "paligemma": lambda config, side, patch: (side // patch) ** 2,
+    "gemma3": lambda config, side, patch: int(config["mm_tokens_per_image"]),
+    "internvl": lambda config, side, patch: int((side // patch) ** 2 * float(config["downsample_ratio"]) ** 2),
+}
+"""Image-text families whose image input for a LoRA step is one square image at the vision tower's size and
+this many image tokens (compat_tests/tiny/processors.py sizes their processors so)."""
+
+TOKEN_TYPES = {"gemma3": "(ids == __IMAGE__).long()", "paligemma": "torch.zeros_like(ids)"}
+"""`token_type_ids` as these families' processors return them (image tokens; PaliGemma's prefix)."""
+
+
+def _family_inputs(entry: ModelEntry) -> str | None:
+    """IMAGE_INPUTS filled for `entry`'s family, or None where its sizes are not in the recipe."""
+    assert entry.recipe is not None
+    config, family = entry.recipe.config, entry.recipe.model_type
+    vision = config.get("vision_config") or {}
+    image = config.get("image_token_index", config.get("image_token_id"))
+    if family not in IMAGE_TOKEN_COUNT or image is None or "image_size" not in vision or "patch_size" not in vision:
+        return None
+    side, patch = (v if isinstance(v, int) else v[0] for v in (vision["image_size"], vision["patch_size"]))
+    try:
+        tokens = IMAGE_TOKEN_COUNT[family](config, side, patch)
+    except KeyError:
+        return None
+    extra = (f',\n            "token_type_ids": {TOKEN_TYPES[family]}'.replace("__IMAGE__", str(image))
+             if family in TOKEN_TYPES else "")
+    return _fill(blocks.IMAGE_INPUTS, IMAGE=str(image), TOKENS=str(tokens), SIDE=str(side), EXTRA=extra)
 
 
 def _target_checks(lora: LoraSpec) -> str:
@@ -273,7 +306,7 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     adapter = entry.load_kwargs[cell.profile].adapter
     body = ((f"KWARGS = {kwargs!r}\n" if kwargs else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
             + _fill(blocks.MODEL if target.cross_release or info or "INPUT_IDS" in parts else blocks.MODEL_ONLY,
-                    CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture,
+                    CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture, INIT_STD=str(INIT_STD),
                     MODEL_TYPE=entry.recipe.model_type)
             + _fill(parts, **{k: v for k, v in values.items() if f"__{k}__" in parts})
             + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release, info, bool(kwargs)),
