@@ -104,6 +104,12 @@ def open_saved(folder: Path, writer: str, profile: str) -> SavedAdapter | None:
     return None
 
 
+def leave_note(folder: Path, status: str, reason: str) -> None:
+    """Tell the readers why the writer saved no adapter into `folder` (its cell's status and message)."""
+    note_of(folder).parent.mkdir(parents=True, exist_ok=True)
+    note_of(folder).write_text(json.dumps({"status": status, "reason": reason[:2000]}))
+
+
 def not_saved(writer: str, profile: str, folder: Path) -> CellSkipped:
     """A reader's skip when the writer's cells have not run on this machine."""
     return CellSkipped(f"transformers {writer} has saved no adapter for profile {profile!r} in {folder.parent}: its "
@@ -131,8 +137,7 @@ def _write(folder: Path, fill: Callable[[Path], None]) -> None:
         os.rename(temporary, folder)
     except Exception as exc:
         status = {CellSkipped: "skipped", CellUnsupported: "unsupported"}.get(type(exc), "fail")
-        reason = str(exc) if status != "fail" else f"{type(exc).__name__}: {exc}"
-        note_of(folder).write_text(json.dumps({"status": status, "reason": reason[:2000]}))
+        leave_note(folder, status, str(exc) if status != "fail" else f"{type(exc).__name__}: {exc}")
         raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -22,7 +22,7 @@ from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.lora import AdaptedLoad, apply_adapter
 from compat_tests.needs import needed_package
 from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, CheckFailed, HarnessError, NeedsPackage
-from compat_tests.probes import PROBES
+from compat_tests.probes import PROBES, adapter_roundtrip
 from compat_tests.probes.base import Probe, ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
 from compat_tests.size_guard import check_size, estimated_parameters
@@ -276,13 +276,11 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
         need = needed_package(group.error)
         if need is not None:
             raise NeedsPackage(need.package, need.why) from group.error
-        prefix = "" if cell.probe == "load" else "not run, the load failed: "
-        if isinstance(group.error, NoArchitectureNamed) and entry.recipe is not None:
-            return ProbeOutcome("fail", prefix + _architecture_lost(group.error, entry, cell), "ArchitectureLost")
-        if isinstance(group.error, StrategyUnsupported):
-            raise CellUnsupported(str(group.error))
-        details = {"attempts": [a.as_dict() for a in getattr(group.error, "attempts", [])]}
-        return ProbeOutcome("fail", prefix + str(group.error), type(group.error).__name__, details)
+        failed = _load_failed(group.error, entry, cell)
+        if cell.probe == adapter_roundtrip.PROBE.name and cell.saved_by is None:  # this release writes the adapter
+            adapter_roundtrip.note_load_failure(entry, checkpoint, cell.profile, cell.strategy,
+                                                load_kwargs_of(entry, cell.profile), state.matrix.settings.grpo, failed)
+        return failed
     assert group.result is not None
     record.update(loaded_class=group.result.loaded_class, load_path=group.result.path, dtype=group.loaded_dtype)
     context = ProbeContext(
@@ -324,6 +322,17 @@ def _outcome(state: MatrixState, cell: Cell, record: dict[str, Any]) -> ProbeOut
     if isinstance(group.result, AdaptedLoad):
         outcome.details["adapter"] = group.result.adapter
     return outcome
+
+
+def _load_failed(error: BaseException, entry: ModelEntry, cell: Cell) -> ProbeOutcome:
+    """The cell's outcome when its group's model did not load (CellUnsupported where the strategy cannot load it)."""
+    prefix = "" if cell.probe == "load" else "not run, the load failed: "
+    if isinstance(error, NoArchitectureNamed) and entry.recipe is not None:
+        return ProbeOutcome("fail", prefix + _architecture_lost(error, entry, cell), "ArchitectureLost")
+    if isinstance(error, StrategyUnsupported):
+        raise CellUnsupported(str(error))
+    details = {"attempts": [a.as_dict() for a in getattr(error, "attempts", [])]}
+    return ProbeOutcome("fail", prefix + str(error), type(error).__name__, details)
 
 
 def root_cause(error: BaseException) -> dict[str, str]:

@@ -11,8 +11,8 @@ Writing, once, in the release that wrote the checkpoint (`compat_tests.adapter_f
 - the writer records its float32 logits on the fixed inputs with and without the adapter.
 Reading, in every release: the base loaded as the cell loads it, without the profile's adapter, then
 `PeftModel.from_pretrained`. Checks, each a `fail` named after it:
-- `adapter_keys`: every saved tensor is in the loaded model, found under peft's name or else by value
-  (peft's own load report is not trusted);
+- `adapter_keys`: every saved tensor is in the loaded model, found under peft's name, else by value, else
+  by its values inside a tensor the reader merged it into (peft's own load report is not trusted);
 - `adapter_logits`: with the adapter, the logits equal the writer's within the dtype's reference
   tolerance. Said as `ignored` when the adapter changes nothing here, as drift when the base's
   own logits moved on a clean load (error type `Drift` when that is all), as the reading when the
@@ -28,8 +28,10 @@ from typing import Any
 
 import torch
 
+from compat_matrix.spec.schema import AdapterSpec, GrpoSettings, ModelEntry
 from compat_tests.adapter_files import (REFERENCE_JSON, REFERENCE_LOGITS, SAVED, SavedAdapter, adapter_digest,
-                                        adapter_folder, base_identity, not_saved, open_saved, write_once, writer_of)
+                                        adapter_folder, base_identity, leave_note, not_saved, open_saved, write_once,
+                                        writer_of)
 from compat_tests.outcomes import CellUnsupported, CheckFailed, HarnessError
 from compat_tests.probes import grpo_step, lora_step
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
@@ -158,6 +160,9 @@ class KeyAccount:
     """Saved tensors whose values no adapter tensor of the loaded model holds."""
     renamed: dict[str, str] = field(default_factory=dict)
     """Saved key -> the loaded tensor holding its values under another name than peft's rule gives."""
+    converted: dict[str, str] = field(default_factory=dict)
+    """Saved key -> the loaded tensor its values went into, merged with others' (5.x reading a 4.x adapter:
+    per-expert LoRA concatenated into the fused experts' LoRA)."""
     not_from_file: list[str] = field(default_factory=list)
     """Adapter tensors of the loaded model that no saved tensor filled (left as initialised)."""
 
@@ -166,8 +171,17 @@ def _same(held: torch.Tensor, saved: torch.Tensor) -> bool:
     return held.shape == saved.shape and torch.equal(held.detach().cpu(), saved.to(held.dtype))
 
 
+def _holds(held: torch.Tensor, saved: torch.Tensor) -> bool:
+    """Every non-zero value of `saved` is somewhere in `held` (a trained adapter's values are distinct floats,
+    so a conversion that copies them into a larger tensor keeps them; an initialised tensor does not hold them)."""
+    values = saved.to(held.dtype).flatten()
+    values = values[values != 0]
+    return values.numel() > 0 and held.numel() > saved.numel() and bool(torch.isin(values, held.detach().cpu().flatten()).all())
+
+
 def account(saved: dict[str, torch.Tensor], model: Any) -> KeyAccount:
-    """Find every saved tensor in `model`'s state: by peft's name first, else by value."""
+    """Find every saved tensor in `model`'s state: by peft's name first, else by value, else by its values
+    inside a larger tensor no saved tensor filled (a conversion's merge)."""
     held = {name: t for name, t in model.state_dict().items() if _is_adapter_tensor(name)}
     result = KeyAccount(saved=len(saved))
     claimed: set[str] = set()
@@ -185,7 +199,13 @@ def account(saved: dict[str, torch.Tensor], model: Any) -> KeyAccount:
         else:
             claimed.add(found)
             result.renamed[key] = found
-    result.not_from_file = [name for name in held if name not in claimed]
+    for key in list(result.not_loaded):
+        merged = next((name for name, t in held.items() if name not in claimed and _holds(t, saved[key])), None)
+        if merged is not None:
+            result.not_loaded.remove(key)
+            result.converted[key] = merged
+    targets = set(result.converted.values())
+    result.not_from_file = [name for name in held if name not in claimed and name not in targets]
     return result
 
 
@@ -253,6 +273,22 @@ def judge(ctx: ProbeContext, writer: str, saved: SavedAdapter, model: Any, keys:
     return outcome
 
 
+def folder_of(adapter: AdapterSpec, checkpoint: Any, profile: str, strategy: str, load_kwargs: dict[str, Any],
+              grpo: GrpoSettings) -> Path:
+    """Where the checkpoint's writer saves (and every reader finds) this profile's adapter."""
+    digest = adapter_digest(adapter, load_kwargs, strategy, grpo, base_identity(checkpoint))
+    return adapter_folder(checkpoint, profile, strategy, digest)
+
+
+def note_load_failure(entry: ModelEntry, checkpoint: Any, cell_profile: str, strategy: str, load_kwargs: dict[str, Any],
+                      grpo: GrpoSettings, outcome: ProbeOutcome) -> None:
+    """The writer's cell failed before the probe (its load): the readers are told so, not that it never ran."""
+    profile = entry.load_kwargs.get(cell_profile)
+    if profile is not None and profile.adapter is not None:
+        leave_note(folder_of(profile.adapter, checkpoint, cell_profile, strategy, load_kwargs, grpo), outcome.status,
+                   outcome.message)
+
+
 class AdapterRoundtripProbe:
     """See the module docstring."""
 
@@ -266,8 +302,7 @@ class AdapterRoundtripProbe:
         profile = ctx.entry.load_kwargs.get(ctx.profile)
         if profile is None or profile.adapter is None:
             raise CellUnsupported(f"load profile {ctx.profile!r} has no adapter to save and read")
-        digest = adapter_digest(profile.adapter, ctx.load_kwargs, ctx.strategy, ctx.settings.grpo, base_identity(ctx.checkpoint))
-        folder = adapter_folder(ctx.checkpoint, ctx.profile, ctx.strategy, digest)
+        folder = folder_of(profile.adapter, ctx.checkpoint, ctx.profile, ctx.strategy, ctx.load_kwargs, ctx.settings.grpo)
         writer = writer_of(ctx.checkpoint)
         if writer == transformers.__version__:
             try:
@@ -291,6 +326,7 @@ class AdapterRoundtripProbe:
         model, keys = read_adapter(base, saved)
         details.update(not_loaded=keys.not_loaded[:SHOWN], not_loaded_count=len(keys.not_loaded),
                        renamed_count=len(keys.renamed), renamed=dict(list(keys.renamed.items())[:2]),
+                       converted_count=len(keys.converted), converted=dict(list(keys.converted.items())[:2]),
                        not_from_file_count=len(keys.not_from_file), not_from_file=keys.not_from_file[:SHOWN])
         return judge(ctx, writer, saved, model, keys, details)
 
