@@ -251,7 +251,7 @@ def test_mllamas_old_adapter_read_by_5x_is_expected_for_its_lost_keys_not_for_it
     """Both causes show on these cells; the keys 5.x loses are what the reader must hear first."""
     entry = MATRIX.model("mllama")
     found = MATRIX.expectation_for(entry, "5.24.0", "smart", "adapter_roundtrip", "lora", saved_by="4.49.0")
-    assert found is not None and "loads silently empty in 5.x" in found.reason
+    assert found is not None and "loads silently empty or in part" in found.reason
     drift = MATRIX.expectation_for(entry, "5.24.0", "smart", "forward", "lora", saved_by="4.49.0")
     assert drift is not None and "vision encoder" in drift.reason
 
