@@ -52,10 +52,10 @@ def check_load(model, info, reference):
         problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
     if not any(VISION.search(n) for n, _ in model.named_parameters()):
         problems.append(f"{name} has no vision tower although the config has a vision_config")
-    new = info["missing_keys"] + [key for key, *_ in info.get("mismatched_keys", [])]
+    new = sorted(info["missing_keys"]) + sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", []))
     if new:
         problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
-    unused = info["unexpected_keys"]
+    unused = sorted(info["unexpected_keys"])
     if unused:
         problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
     if problems:

@@ -429,3 +429,17 @@ def inspect_source(function: object) -> str:
     import inspect
 
     return inspect.getsource(function)  # type: ignore[arg-type]
+
+
+def test_the_load_check_reads_loading_info_as_lists_or_sets() -> None:
+    """4.57.6 gives lists, 5.24.0 sets (a set + list raised TypeError in the good release's run)."""
+    import types
+
+    text = script("deepseek_v3-auto_model-default-load", "4.57.6").text
+    namespace: dict[str, object] = {"__name__": "lib"}
+    exec(compile(text.split('if __name__ == "__main__":')[0], "repro", "exec"), namespace)  # the functions, no run
+    for info in ({"missing_keys": set(), "unexpected_keys": {"lm_head.weight"}, "mismatched_keys": set()},
+                 {"missing_keys": [], "unexpected_keys": ["lm_head.weight"], "mismatched_keys": [("a.b.c", (1,), (2,))]}):
+        model = types.SimpleNamespace(get_output_embeddings=lambda: None)
+        with pytest.raises(SystemExit, match="has no LM head .*checkpoint tensors left unused .*LM head: 1 tensor"):
+            namespace["check_load"](model, info, None)  # type: ignore[operator]

@@ -113,7 +113,7 @@ def check_load(model, info, reference):
     name, problems = type(model).__name__, []
     if model.get_output_embeddings() is None:
         problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
-__VISION_CHECK__    new = info["missing_keys"] + [key for key, *_ in info.get("mismatched_keys", [])]
+__VISION_CHECK__    new = sorted(info["missing_keys"]) + sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", []))
     if new:
         problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
     unused = __UNUSED__

@@ -281,8 +281,8 @@ def _check_load(target: Target) -> str:
     vision = entry.modality == "image-text" and not text_route
     return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "",
                  VISION_CHECK=blocks.VISION_CHECK if vision else "",
-                 UNUSED='[key for key in info["unexpected_keys"] if not VISION.search(key)]' if text_route
-                 else 'info["unexpected_keys"]')
+                 UNUSED='sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
+                 else 'sorted(info["unexpected_keys"])')
 
 
 def _imports(text: str) -> str:
