@@ -279,7 +279,13 @@ def _check_load(target: Target) -> str:
     entry, cell = target.entry, target.cell
     text_route = target.matrix.declared_modality(entry, cell.strategy, cell.profile) == "text"
     vision = entry.modality == "image-text" and not text_route
-    return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "",
+    mismatch = ('sys.exit(f"got: Drift: text-only logits differ from what transformers {written_by(folder)} computed on "\n'
+                '                 f"this checkpoint (max diff {absolute:.3g}, {relative:.3g} relative); it loads cleanly (every "\n'
+                '                 "tensor used, none re-initialised): the computation changed between the releases (drift, see "\n'
+                '                 "`compat-matrix drift`), not the reading of the checkpoint")' if target.cross_release else
+                'sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time (max diff "\n'
+                '                 f"{absolute:.3g}, {relative:.3g} relative), over the {model.dtype} tolerance: weights loaded wrong")')
+    return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "", MISMATCH=mismatch,
                  VISION_CHECK=blocks.VISION_CHECK if vision else "",
                  UNUSED='sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
                  else 'sorted(info["unexpected_keys"])')
