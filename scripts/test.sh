@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's tests, from a fresh clone: the matrix end to end for one 4.x and one 5.x release on
+# The project's tests, from a fresh clone: the matrix end to end (the README's main command,
+# scripts/matrix.sh, on a slice) for one 4.x and one 5.x release on
 # the tiny models, each also loading the other's checkpoints (report checked for every cell; --fresh:
 # every cell runs, none comes from the results store), the reproduction scripts of five causes
 # verified against that report (docs/repro.md), then
@@ -14,7 +15,7 @@ E2E_OUT="${E2E_OUT:-compat-report-ci}"
 E2E_RELEASES="${E2E_RELEASES:-4.57.6 5.24.0}"
 echo "== matrix end to end: transformers $E2E_RELEASES -> $E2E_OUT"
 # shellcheck disable=SC2086
-.venv/bin/compat-matrix run --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression --fresh
+bash scripts/matrix.sh --transformers $E2E_RELEASES --cross-release --out "$E2E_OUT" --fail-on-regression --fresh
 echo "== report holds every cell"
 .venv/bin/python -m pytest tests/e2e/test_report_complete.py -q -p no:cacheprovider --report-dir "$E2E_OUT" --releases "$E2E_RELEASES" --cross-release
 echo "== bisect end to end: since when does qwen3_vl load (explicit_class), between 4.52.4 and 4.57.6; --record"
