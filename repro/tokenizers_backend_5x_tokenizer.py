@@ -2,40 +2,33 @@
 # requires-python = ">=3.10"
 # dependencies = ["transformers==4.57.6", "torch==2.13.0"]
 # ///
-"""meta-llama/Llama-3.2-1B-Instruct (a tiny random copy), transformers 4.57.6 reading a checkpoint 5.24.0 saved:
+"""meta-llama/Llama-3.2-1B-Instruct, transformers 4.57.6 reading a checkpoint 5.24.0 saved:
 LlamaForCausalLM.from_pretrained(folder)
 
-compat-matrix cell llama-explicit_class-default-load@5.24.0 in transformers 4.57.6; passes in 5.24.0.
-matrix.yaml expects fail: 5.x writes tokenizer_class TokenizersBackend into tokenizer_config.json, a class 4.x
-does not have (ValueError): a 5.x fine-tune's tokenizer cannot …
+compat-matrix cell llama-explicit_class-default-load@5.24.0, tiny random weights; passes in 5.24.0.
+matrix.yaml expects fail: 5.x writes tokenizer_class TokenizersBackend into tokenizer_config.json, a class 4.x does
+not have (ValueError): a 5.x fine-tune's tokenizer cannot …
 Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):
 uv run --with transformers==5.24.0 tokenizers_backend_5x_tokenizer.py write ckpt
 uv run tokenizers_backend_5x_tokenizer.py read ckpt
 """
-import collections, json, re, sys
-
-import torch
-import transformers
+import collections, json, sys
+import torch, transformers
 
 CONFIG = {"bos_token_id": 990, "eos_token_id": 994, "pad_token_id": 995, "initializer_range": 0.1, "vocab_size": 1000,
     "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "max_position_embeddings": 512}
-ARCHITECTURE = "LlamaForCausalLM"
 INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
-VISION = re.compile(r"(^|\.)(\w*vision\w*|visual\w*|multi_modal_projector|connector|mm_projector)(\.|$)")  # the vision side's names
-
 
 def build(folder):
     """Save a tiny random LlamaForCausalLM (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model("llama", architectures=[ARCHITECTURE], **CONFIG)
-    model = getattr(transformers, ARCHITECTURE)(config)
+    model = transformers.LlamaForCausalLM(transformers.AutoConfig.for_model("llama", **CONFIG))
     for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
         if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
             torch.nn.init.normal_(p, 0.0, 0.1) if p.dim() >= 2 else torch.nn.init.ones_(p)
     model.to(torch.bfloat16).eval().save_pretrained(folder)
     return model.float()(input_ids=INPUT_IDS).logits.detach()
-
 
 def tokenizer():
     """The smallest tokenizer a checkpoint can ship: a word-level vocabulary up to the special tokens."""
@@ -49,28 +42,24 @@ def tokenizer():
     backend.add_special_tokens(list(special))  # in the tokenizer's own file, as the hub's tokenizer.json has them
     return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>")
 
-
 def load(folder):
-    """The call under test, computing in float32 unless it names a dtype (the default differs by release)."""
+    """The call under test, computing in float32 (the default dtype differs by release)."""
     config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]
     if not config.architectures:
         sys.exit(f"got: ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though "
-                 f"transformers {written_by(folder)} saved this checkpoint as {ARCHITECTURE}: loaders that take "
+                 f"transformers {written_by(folder)} saved this checkpoint as LlamaForCausalLM: loaders that take "
                  "the class from config.architectures (VLM-R1's model_cls) cannot load it")
     model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True)
     return model.float(), info
 
-
 def check_load(model, info, reference):
     """As compat-matrix's load probe: the whole model (LM head), every saved tensor used, the logits."""
-    name, problems = type(model).__name__, []
-    if model.get_output_embeddings() is None:
-        problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
+    name = type(model).__name__
+    problems = [f"{name} has no LM head (get_output_embeddings() is None)"] if model.get_output_embeddings() is None else []
     new = sorted(info["missing_keys"]) + sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", []))
     if new:
         problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
-    unused = sorted(info["unexpected_keys"])
-    if unused:
+    if unused := sorted(info["unexpected_keys"]):
         problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
     if problems:
         sys.exit("got: CheckFailed: " + "; ".join(problems))
@@ -86,28 +75,23 @@ def check_load(model, info, reference):
                  "tensor used, none re-initialised): the computation changed between the releases (drift, see "
                  "`compat-matrix drift`), not the reading of the checkpoint")
 
-
 def parts(keys):
     """The parts of the model the tensors belong to, as the load probe names them."""
     found = collections.defaultdict(list)
     for k in keys:
-        found["LM head" if "lm_head" in k else "vision tower" if VISION.search(k) else "embeddings"
-              if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
-    more = {p: f", and {len(ks) - 2} more" if len(ks) > 2 else "" for p, ks in found.items()}
-    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}{more[p]})" for p, ks in found.items())
-
+        found["LM head" if "lm_head" in k else "embeddings" if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
+    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}" + (f", and {len(ks) - 2} more)" if len(ks) > 2 else ")")
+                     for p, ks in found.items())
 
 def written_by(folder):
     with open(f"{folder}/config.json") as file:
         return json.load(file)["transformers_version"]
-
 
 def write(folder):
     """Step 1, run by the release that saves: the checkpoint and what it computes."""
     torch.save(build(folder), f"{folder}/reference_logits.pt")
     tokenizer().save_pretrained(folder)
     print(f"transformers {transformers.__version__} saved the checkpoint in {folder}")
-
 
 def read(folder):
     """Step 2, run by the release that loads: what a fine-tune's user does."""
@@ -116,7 +100,6 @@ def read(folder):
     reference = torch.load(f"{folder}/reference_logits.pt")
     check_load(*load(folder), reference)
     print("ok: the behaviour is right")
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("write", "read"):

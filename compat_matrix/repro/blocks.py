@@ -16,22 +16,19 @@ HEADER = '''\
 __ABOUT__
 """
 import __IMPORTS__
-
 __PACKAGES__
 
 '''
 
 MODEL = '''\
-CONFIG = __CONFIG__
-ARCHITECTURE = "__ARCHITECTURE__"
+__CONFIG__
 INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary
 
 
 def build(folder):
     """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's); return its float32 logits."""
     torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
-    model = getattr(transformers, ARCHITECTURE)(config)
+    model = transformers.__ARCHITECTURE__(transformers.AutoConfig.for_model("__MODEL_TYPE__", **CONFIG))
     for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
         if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
             torch.nn.init.normal_(p, 0.0, __INIT_STD__) if p.dim() >= 2 else torch.nn.init.ones_(p)
@@ -39,21 +36,10 @@ def build(folder):
     return model.float()(input_ids=INPUT_IDS).logits.detach()
 '''
 
-MODEL_ONLY = '''\
-CONFIG = __CONFIG__
-ARCHITECTURE = "__ARCHITECTURE__"
-
-
-def build(folder):
-    """Save a tiny random __ARCHITECTURE__ (bfloat16, as the hub's)."""
-    torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model("__MODEL_TYPE__", architectures=[ARCHITECTURE], **CONFIG)
-    model = getattr(transformers, ARCHITECTURE)(config)
-    for p in model.parameters():  # no all-zero matrix or shut scalar gate: trained checkpoints have none
-        if p.is_floating_point() and not p.any() and (p.dim() >= 2 or p.numel() == 1):
-            torch.nn.init.normal_(p, 0.0, __INIT_STD__) if p.dim() >= 2 else torch.nn.init.ones_(p)
-    model.to(torch.bfloat16).save_pretrained(folder)
-'''
+MODEL_ONLY = MODEL.replace("; return its float32 logits", "").replace(".eval().save_pretrained", ".save_pretrained").replace(
+    "\n    return model.float()(input_ids=INPUT_IDS).logits.detach()", "").replace(
+    "INPUT_IDS = torch.tensor([[1, 5, 9, 14, 20, 27, 35]])  # a few ordinary tokens of the tiny vocabulary\n", "")
+"""The build without the reference logits (a script that runs no text forward)."""
 
 TOKENIZER = '''
 
@@ -101,7 +87,7 @@ def image_text_inputs(model):
 LOAD = '''
 
 def load(folder):
-    """The call under test, computing in float32 unless it names a dtype (the default differs by release)."""
+    """__LOAD_DOC__"""
     __LOAD_BODY__
     return __RETURN__
 '''
@@ -110,14 +96,12 @@ CHECK_LOAD = '''
 
 def check_load(model, info, reference):
     """As compat-matrix's load probe: the whole model (LM head__VISION_DOC__), every saved tensor used, the logits."""
-    name, problems = type(model).__name__, []
-    if model.get_output_embeddings() is None:
-        problems.append(f"{name} has no LM head (get_output_embeddings() is None)")
+    name = type(model).__name__
+    problems = [f"{name} has no LM head (get_output_embeddings() is None)"] if model.get_output_embeddings() is None else []
 __VISION_CHECK__    new = sorted(info["missing_keys"]) + sorted(k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", []))
     if new:
         problems.append(f"weights newly initialised (found in the checkpoint neither by name nor by content): {parts(new)}")
-    unused = __UNUSED__
-    if unused:
+    if unused := __UNUSED__:
         problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
     if problems:
         sys.exit("got: CheckFailed: " + "; ".join(problems))
@@ -135,10 +119,24 @@ def parts(keys):
     """The parts of the model the tensors belong to, as the load probe names them."""
     found = collections.defaultdict(list)
     for k in keys:
-        found["LM head" if "lm_head" in k else "vision tower" if VISION.search(k) else "embeddings"
-              if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
-    more = {p: f", and {len(ks) - 2} more" if len(ks) > 2 else "" for p, ks in found.items()}
-    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}{more[p]})" for p, ks in found.items())
+        found["LM head" if "lm_head" in k else__VISION_PART__ "embeddings" if "embed_tokens" in k or "wte" in k else "other weights"].append(k)
+    return "; ".join(f"{p}: {len(ks)} tensor(s) ({', '.join(ks[:2])}" + (f", and {len(ks) - 2} more)" if len(ks) > 2 else ")")
+                     for p, ks in found.items())
+'''
+
+SMART_CHAIN = '''
+
+def load(folder):
+    """compat-matrix's `smart` loader: the routes the cell tried (config.architectures, Auto classes); the first that loads."""
+    failed = []
+    for route in __ROUTES__:
+        try:
+            model, info = getattr(transformers, route.split(":")[1]).from_pretrained(folder, output_loading_info=True, **KWARGS)
+            return __MODEL__, info
+        except Exception as exc:  # smart notes the route's error (its first line, up to 300 characters) and goes on
+            line = (str(exc).strip().splitlines() or [""])[0]
+            failed.append(f"{route}: {type(exc).__name__}: {line if len(line) <= 300 else line[:300] + '...'}")
+    sys.exit("got: LoadFailed: no route loaded a usable model:\\n  " + "\\n  ".join(failed))
 '''
 
 VISION = '''\
@@ -267,13 +265,60 @@ def check(model):
             hook.remove()
     before = {p: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
     torch.optim.SGD(list(before), lr=1e-3).step()
-    failed = [f"grad_adapter: {len(silent)} of {len(lora_b)} adapter modules got no gradient although the loss uses their "
-              f"output (the gradient is cut on the way): {', '.join(silent[:6])}"
-              + (f" and {len(silent) - 6} more" if len(silent) > 6 else "")] if silent else []
+    failed = [f"grad_adapter: {len(silent)} of {len(lora_b)} adapter modules got no gradient although the loss uses their output "
+              f"(the gradient is cut on the way): {', '.join(silent[:6])}" + f" and {len(silent) - 6} more" * (len(silent) > 6)] if silent else []
     if all(torch.equal(b, p) for p, b in before.items()):
         failed.append(f"adapter_changed: no adapter weight moved after the optimizer step ({len(lora_b)} modules)")
     if failed:
         sys.exit("got: CheckFailed: " + "; ".join(failed))
+'''
+
+GRPO_STEP = '''
+
+def check(model):
+    """One GRPO step as trainers take it: sample __G__ completions of each prompt (eval mode, one left-padded batch), then
+    train on them (train mode, gradient checkpointing as the HF Trainer enables it): the log-probs must agree."""
+__ROWS__    width = max(map(len, rows))
+    ids = torch.tensor([[__PAD__] * (width - len(p)) + p for p in rows])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
+__EXTRA__    torch.manual_seed(0)
+    out = model.eval().generate(input_ids=ids, attention_mask=mask, max_new_tokens=__NEW_TOKENS__, do_sample=True, top_k=0,
+                                pad_token_id=__PAD__, return_dict_in_generate=True, output_logits=True__GEN_EXTRA__)
+    completion, logits = out.sequences[:, width:], torch.stack(out.logits, 1).float()
+    sampled = logits.log_softmax(-1).gather(-1, completion[..., None])[..., 0]
+    eos = torch.isin(completion, torch.tensor(__EOS__)).long()
+    keep = eos.cumsum(1) - eos == 0  # up to the first EOS
+__TRAIN_TYPES__    model.train().gradient_checkpointing_enable()
+    model.config.use_cache = False  # as trainers set it under gradient checkpointing
+    try:
+        trained = model(input_ids=torch.cat([ids, completion], 1), attention_mask=torch.cat([mask, keep.long()], 1)__TRAIN_EXTRA__).logits
+    except Exception as exc:  # as the probe words it
+        sys.exit(f"got: CheckFailed: train_forward: a train-mode forward on a micro-batch of {len(rows)} raised "
+                 f"{type(exc).__name__}: {exc} (the same rows ran in eval mode while sampling)")
+    logp = trained[:, width - 1:-1].float().log_softmax(-1).gather(-1, completion[..., None])[..., 0]
+    (logp * keep).sum().backward()
+    diff, scale = float((logp.detach() - sampled)[keep].abs().max()), float(logits.nan_to_num(0.0, 0.0, 0.0).abs().max())
+    allowed = 1e-5 + 1e-5 * scale if model.dtype == torch.float32 else 1e-3 + 2**-6 * scale  # rounding only
+    head = model.get_output_embeddings().weight.grad
+    failed = [] if head is not None and head.any() else ["grad_head: no gradient reached the LM head"]
+    if diff > allowed:
+        failed.append(f"logprob_match: training log-probs of the sampled tokens differ from the generation logits by "
+                      f"{diff:.3g} (tolerance {allowed:.3g} for {model.dtype}): positions, rope or the KV cache disagree")
+    if failed:
+        sys.exit("got: CheckFailed: " + "; ".join(failed))
+'''
+
+TEXT_ROWS = '''\
+    rows = [p for p in ([5, 9, 14], [20, 27, 35, 41, 50]) for _ in range(__G__)]  # prompts of two lengths: left padding
+'''
+
+IMAGE_ROWS = '''\
+    prompt = [5] + [__IMAGE__] * __TOKENS__ + [9, 14, 20]  # one image and a short prompt, as the processor lays them out
+    rows = [prompt + p for p in ([], [27, 35]) for _ in range(__G__)]  # two lengths: left padding
+'''
+
+IMAGE_EXTRA = '''\
+    extra = {"pixel_values": torch.randn(len(rows), 3, __SIDE__, __SIDE__)__TOKEN_TYPES__}  # one __SIDE__x__SIDE__ image a row
 '''
 
 ADAPTER_READ = '''

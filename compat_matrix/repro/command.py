@@ -19,7 +19,7 @@ from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.schema import Matrix
 from reports.cli import write_pages
 from reports.report import Cause, Report, Reproduction
-from reports.signature import LOAD_FAILED_PREFIX
+from reports.signature import LOAD_FAILED_PREFIX, load_message
 
 INDEX = "index.json"
 """`--causes` writes one script per cause and this index: cause id -> script, cell, verdict."""
@@ -33,6 +33,10 @@ SUMMARY = "README.md"
 
 ADAPTER_READ_CHECKS = ("adapter_keys", "adapter_load")
 """The adapter_roundtrip checks its script makes (its `adapter_logits` needs the writer's inputs and logits)."""
+
+
+LOAD_FAILED_WORDS = "no route loaded a usable model:"
+"""How `smart`'s LoadFailed starts (loader/errors.py): every route of its chain failed."""
 
 
 class ReproProblem(ValueError):
@@ -83,7 +87,16 @@ def script_for(matrix: Matrix, cell: Cell, release: str, good: str | None, name:
             and not outcome.message.startswith(ADAPTER_READ_CHECKS)):
         raise NoTemplate(f"the adapter_roundtrip script checks that the adapter reads whole ({', '.join(ADAPTER_READ_CHECKS)}); "
                          f"this cell fails {outcome.message.split(':')[0]}, which compares the logits on the family's inputs")
-    return write_script(Target(matrix, cell, release, good, name))
+    return write_script(Target(matrix, cell, release, good, name, smart_routes=smart_routes(outcome)))
+
+
+def smart_routes(outcome: CellOutcome | None) -> tuple[str, ...]:
+    """The routes `smart`'s LoadFailed lists (`  route: Error: message`, loader/errors.py), in order; () for
+    any other outcome."""
+    message = load_message(outcome.message) if outcome is not None else ""
+    if not message.startswith(LOAD_FAILED_WORDS):
+        return ()
+    return tuple(line.strip().split(": ", 1)[0] for line in message.splitlines()[1:] if line.startswith("  ") and ": " in line)
 
 
 def verify(matrix: Matrix, matrix_file: Path, cell: Cell, script: Script, path: Path, release: str,

@@ -58,6 +58,9 @@ class Target:
     good: str | None = None
     name: str = "repro.py"
     """The script's file name, as its run instructions say it."""
+    smart_routes: tuple[str, ...] = ()
+    """The routes of `smart`'s chain where the cell's load failed on every one (LoadFailed's lines, e.g.
+    `architectures:GptOssForCausalLM`): the script tries them in turn too."""
 
     @property
     def entry(self) -> ModelEntry:
@@ -104,6 +107,19 @@ def resolved_config(entry: ModelEntry) -> dict[str, Any]:
     return config
 
 
+def config_source(entry: ModelEntry) -> str:
+    """`CONFIG = {...}` as resolved_config gives it; where the recipe has a text_config, what the build adds to
+    both levels is written once (`BUILD`), ahead of the recipe's own keys (which win, as in the build)."""
+    assert entry.recipe is not None
+    config = entry.recipe.config
+    if not isinstance(config.get("text_config"), dict):
+        return "CONFIG = " + _literal(resolved_config(entry))
+    added = {**special_ids(entry.recipe.model_type), "initializer_range": INIT_STD}
+    marked = _literal({"__BUILD__": 0, **config, "text_config": {"__BUILD__": 0, **config["text_config"]}})
+    return (f"BUILD = {_literal(added)}  # the tiny build adds its tokenizer's ids, its init std\n"
+            "CONFIG = " + marked.replace('"__BUILD__": 0', "**BUILD"))
+
+
 def _literal(value: Any) -> str:
     """A Python literal of JSON-like data, wrapped before 116 characters."""
     text = json.dumps(value).replace("true", "True").replace("false", "False").replace("null", "None")
@@ -118,7 +134,12 @@ def _literal(value: Any) -> str:
 def write_script(target: Target) -> Script:
     """The script for `target`, or NoTemplate saying why none can be written."""
     entry, cell = target.entry, target.cell
-    if entry.source != "tiny" or entry.recipe is None or entry.recipe.remote_code is not None:
+    if entry.recipe is not None and entry.recipe.remote_code is not None:
+        raise NoTemplate(f"{entry.key} runs the checkpoint's own modeling code (auto_map, trust_remote_code: the files of "
+                         f"compat_tests/remote_code/{entry.recipe.remote_code.sources}, hundreds of lines): a script of its "
+                         "own would have to carry them, far over what an issue can paste; the failure is that code's "
+                         "against this release, for the hub repository that ships it")
+    if entry.source != "tiny" or entry.recipe is None:
         raise NoTemplate(f"{entry.key} is not a tiny model built from a transformers class (source {entry.source}): "
                          "a script would need the real checkpoint")
     if cell.strategy not in ROUTES and cell.strategy not in CLASS_ROUTES:
@@ -141,6 +162,8 @@ def write_script(target: Target) -> Script:
         if image_text:
             raise NoTemplate("no script template generates from image inputs (the generate probe's image-text prompt)")
         parts = _fill(blocks.GENERATE, NEW_TOKENS=str(target.matrix.settings.generate_max_new_tokens))
+    elif probe == "grpo_step" and adapter is None and not (image_text and not family_inputs) and not target.cross_release:
+        parts = _grpo_step(target, image_text)
     elif probe == "grpo_step" and adapter is not None and not target.cross_release:
         parts = inputs + _fill(blocks.LORA_STEP, INPUTS="image_text_inputs(model)" if image_text
                                       else '{"input_ids": INPUT_IDS}')
@@ -149,7 +172,8 @@ def write_script(target: Target) -> Script:
     else:
         kind = " ".join([probe, *(["with a LoRA profile"] if adapter else []),
                          *(["on another release's checkpoint"] if target.cross_release else [])])
-        raise NoTemplate(f"no script template for {kind} (templates: load, forward, generate without an adapter, grpo_step "
+        raise NoTemplate(f"no script template for {kind} (templates: load, forward, generate without an adapter, grpo_step of a "
+                         f"text model or of {', '.join(IMAGE_TOKEN_COUNT)}, grpo_step "
                          "with a LoRA adapter, adapter_roundtrip across releases); a cell whose load fails is reproduced "
                          "by its load cell")
     if target.cross_release:
@@ -168,11 +192,15 @@ IMAGE_TOKEN_COUNT: dict[str, Callable[[dict[str, Any], int, int], int]] = {
 this many image tokens (compat_tests/tiny/processors.py sizes their processors so)."""
 
 TOKEN_TYPES = {"gemma3": "(ids == __IMAGE__).long()", "paligemma": "torch.zeros_like(ids)"}
+COMPLETION_TOKEN_TYPE = {"paligemma": 1}
+"""`token_type_ids` over a completion, as the grpo_step probe extends them (compat_tests/probes/grpo_batch.py: PaliGemma's
+causal suffix; the others repeat a text token's 0)."""
 """`token_type_ids` as these families' processors return them (image tokens; PaliGemma's prefix)."""
 
 
-def _family_inputs(entry: ModelEntry) -> str | None:
-    """IMAGE_INPUTS filled for `entry`'s family, or None where its sizes are not in the recipe."""
+def _image_layout(entry: ModelEntry) -> tuple[int, int, int] | None:
+    """(image token id, image tokens, image side) of one square image for `entry`'s family; None where its sizes
+    are not in the recipe."""
     assert entry.recipe is not None
     config, family = entry.recipe.config, entry.recipe.model_type
     vision = config.get("vision_config") or {}
@@ -181,12 +209,49 @@ def _family_inputs(entry: ModelEntry) -> str | None:
         return None
     side, patch = (v if isinstance(v, int) else v[0] for v in (vision["image_size"], vision["patch_size"]))
     try:
-        tokens = IMAGE_TOKEN_COUNT[family](config, side, patch)
+        return int(image), IMAGE_TOKEN_COUNT[family](config, side, patch), side
     except KeyError:
         return None
+
+
+def _family_inputs(entry: ModelEntry) -> str | None:
+    """IMAGE_INPUTS filled for `entry`'s family, or None where its sizes are not in the recipe."""
+    assert entry.recipe is not None
+    layout = _image_layout(entry)
+    if layout is None:
+        return None
+    image, tokens, side = layout
+    family = entry.recipe.model_type
     extra = (f',\n            "token_type_ids": {TOKEN_TYPES[family]}'.replace("__IMAGE__", str(image))
              if family in TOKEN_TYPES else "")
     return _fill(blocks.IMAGE_INPUTS, IMAGE=str(image), TOKENS=str(tokens), SIDE=str(side), EXTRA=extra)
+
+
+def _grpo_step(target: Target, image_text: bool) -> str:
+    """GRPO_STEP with the matrix's GRPO settings and the build's pad and EOS ids (the probe pads with the
+    tokenizer's pad id, else its EOS; ends completions at the EOS ids of the tokenizer and generation config)."""
+    config = resolved_config(target.entry)
+    text = config.get("text_config", config)
+    eos = text.get("eos_token_id", config.get("eos_token_id", 0))
+    eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]))
+    pad = text.get("pad_token_id", config.get("pad_token_id", eos_ids[0]))
+    grpo = target.matrix.settings.grpo
+    extra = {"ROWS": blocks.TEXT_ROWS, "EXTRA": "", "GEN_EXTRA": "", "TRAIN_EXTRA": "", "TRAIN_TYPES": ""}
+    layout = _image_layout(target.entry) if image_text else None
+    if layout is not None:
+        assert target.entry.recipe is not None
+        family, (image, tokens, side) = target.entry.recipe.model_type, layout
+        types = f', "token_type_ids": {TOKEN_TYPES[family]}'.replace("__IMAGE__", str(image)) if family in TOKEN_TYPES else ""
+        tail = COMPLETION_TOKEN_TYPE.get(family, 0)
+        extra = {"ROWS": _fill(blocks.IMAGE_ROWS, IMAGE=str(image), TOKENS=str(tokens), G=str(grpo.group_size)),
+                 "EXTRA": _fill(blocks.IMAGE_EXTRA, TOKEN_TYPES=types, SIDE=str(side)),
+                 "GEN_EXTRA": f",\n                                suppress_tokens=[{image}], **extra",
+                 "TRAIN_EXTRA": ", **extra",
+                 "TRAIN_TYPES": "" if not types else (
+                     f'    extra["token_type_ids"] = torch.cat([extra["token_type_ids"], torch.full_like(completion, {tail})], 1)'
+                     + ("  # a causal suffix\n" if tail else "\n"))}
+    return _fill(blocks.GRPO_STEP.replace("__ROWS__", extra.pop("ROWS")), G=str(grpo.group_size),
+                 NEW_TOKENS=str(grpo.max_new_tokens), PAD=str(pad), EOS=repr(eos_ids), **extra)
 
 
 def _target_checks(lora: LoraSpec) -> str:
@@ -210,22 +275,48 @@ def _targets(targets: str | tuple[str, ...]) -> str:
     return repr(list(targets))
 
 
-def _load_body(strategy: str, cross_release: bool, info: bool, kwargs: bool) -> str:
-    """The strategy's call; with `info`, the loading info the load probe checks; `kwargs`: the profile has some."""
-    body = _load_call(strategy, cross_release)
+def _load_block(target: Target, info: bool) -> str:
+    """`load()`: the strategy's call (`smart`'s whole chain where the cell's load failed on every route); with
+    `info`, the loading info the load probe checks. Float32 unless the profile names a dtype."""
+    assert target.entry.recipe is not None
+    kwargs = target.entry.load_kwargs[target.cell.profile].kwargs
+    dtype = "dtype" in kwargs or "torch_dtype" in kwargs
+    if target.cell.strategy == "smart" and target.smart_routes:
+        chain = _fill(blocks.SMART_CHAIN, ROUTES=repr(list(target.smart_routes)), MODEL="model" if dtype else "model.float()")
+        return chain if kwargs else chain.replace(", **KWARGS", "")
+    body, model = _load_statement(target, info)
+    doc = "The call under test, in the dtype it names." if dtype else \
+        "The call under test, computing in float32 (the default dtype differs by release)."
+    return _fill(blocks.LOAD, LOAD_DOC=doc, LOAD_BODY=body, RETURN=f"{model}, info" if info else model)
+
+
+def _load_statement(target: Target, info: bool) -> tuple[str, str]:
+    """The strategy's call as statements binding `model` (and `info`), and the model as the checks take it."""
+    assert target.entry.recipe is not None
+    kwargs = target.entry.load_kwargs[target.cell.profile].kwargs
+    body = _load_call(target.cell.strategy, target.cross_release, target.entry.recipe.architecture)
     body = body if kwargs else body.replace(", **KWARGS", "")
-    return body if info else body.replace("model, info =", "model =").replace(", output_loading_info=True", "")
+    if not info:
+        body = body.replace("model, info =", "model =").replace(", output_loading_info=True", "")
+    return body, "model" if "dtype" in kwargs or "torch_dtype" in kwargs else "model.float()"
 
 
-def _load_call(strategy: str, cross_release: bool) -> str:
+def _inline_load(target: Target) -> bool:
+    """The call goes into the main block, where it is used once (no `load()` printed): a same-release cell
+    whose script loads once (generate loads twice; `smart`'s chain is a function of its own)."""
+    return not target.cross_release and target.cell.probe != "generate" and not (
+        target.cell.strategy == "smart" and target.smart_routes)
+
+
+def _load_call(strategy: str, cross_release: bool, architecture: str) -> str:
     if strategy in ROUTES:
         return f"model, info = transformers.{ROUTES[strategy]}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
     if not cross_release:  # the class this script saved
-        return "model, info = getattr(transformers, ARCHITECTURE).from_pretrained(folder, output_loading_info=True, **KWARGS)"
+        return f"model, info = transformers.{architecture}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
     return ("config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]\n"
             "    if not config.architectures:\n"
             "        sys.exit(f\"got: ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though \"\n"
-            "                 f\"transformers {written_by(folder)} saved this checkpoint as {ARCHITECTURE}: loaders that take \"\n"
+            f"                 f\"transformers {{written_by(folder)}} saved this checkpoint as {architecture}: loaders that take \"\n"
             "                 \"the class from config.architectures (VLM-R1's model_cls) cannot load it\")\n"
             "    model, info = getattr(transformers, config.architectures[0]).from_pretrained(folder, output_loading_info=True, **KWARGS)")
 
@@ -253,16 +344,12 @@ def _image_values(entry: ModelEntry) -> dict[str, str]:
             "SPECIAL_IDS": repr(ids), "SPECIAL_BASE": str(min(ids.values()))}
 
 
-def _load_return(info: bool, kwargs: bool) -> str:
-    """What `load()` returns: the model in float32 unless the call names a dtype (and the loading info)."""
-    model = 'model if "dtype" in KWARGS or "torch_dtype" in KWARGS else model.float()' if kwargs else "model.float()"
-    return f"({model}), info" if info and kwargs else f"{model}, info" if info else model
-
 EXPECTED = {"load": "{call} loads the checkpoint cleanly, with its LM head and the saved weights' logits",
             "adapt": "every name in the LoRA target list adapts a part of the model",
             "forward": "the forward gives the same logits with the inputs training code passes by hand",
             "generate": "greedy generation runs, and a second call matches a freshly loaded model's",
             "grpo_step": "every LoRA module whose output the loss uses gets a gradient",
+            "grpo_step_full": "a GRPO step samples and trains; training log-probs match the sampling logits",
             "adapter_roundtrip": "every adapter tensor the writing release saved is in the model read here"}
 """What each script prints as expected (the right behaviour)."""
 
@@ -286,6 +373,7 @@ def _check_load(target: Target) -> str:
                 'sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time (max diff "\n'
                 '                 f"{absolute:.3g}, {relative:.3g} relative), over the {model.dtype} tolerance: weights loaded wrong")')
     return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "", MISMATCH=mismatch,
+                 VISION_PART='\n              "vision tower" if VISION.search(k) else' if entry.modality == "image-text" else "",
                  VISION_CHECK=blocks.VISION_CHECK if vision else "",
                  UNUSED='sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
                  else 'sorted(info["unexpected_keys"])')
@@ -312,13 +400,13 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     adapter = entry.load_kwargs[cell.profile].adapter
     body = ((f"KWARGS = {kwargs!r}\n" if kwargs else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
             + _fill(blocks.MODEL if target.cross_release or info or "INPUT_IDS" in parts else blocks.MODEL_ONLY,
-                    CONFIG=_literal(resolved_config(entry)), ARCHITECTURE=entry.recipe.architecture, INIT_STD=str(INIT_STD),
+                    CONFIG=config_source(entry), ARCHITECTURE=entry.recipe.architecture, INIT_STD=str(INIT_STD),
                     MODEL_TYPE=entry.recipe.model_type)
             + _fill(parts, **{k: v for k, v in values.items() if f"__{k}__" in parts})
-            + _fill(blocks.LOAD, LOAD_BODY=_load_body(cell.strategy, target.cross_release, info, bool(kwargs)),
-                    RETURN=_load_return(info, bool(kwargs)))
+            + ("" if _inline_load(target) else _load_block(target, info))
             + (_check_load(target) if info else ""))
-    what = EXPECTED["adapt" if "adapt(" in check else cell.probe].format(call=call)
+    what = EXPECTED["adapt" if "adapt(" in check else "grpo_step_full" if "logprob_match" in parts
+                    else cell.probe].format(call=call)
     if target.cross_release:
         image_text = entry.modality == "image-text"
         save, read = "tokenizer().save_pretrained(folder)", "transformers.AutoTokenizer.from_pretrained(folder)"
@@ -329,6 +417,11 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
             save += "\n    save_adapter(load(folder), folder)"
         main = _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check, EXPECTED=what)
     else:
+        if _inline_load(target):
+            statement, model = _load_statement(target, info)
+            loaded = statement.split(" = ", 1)[1]
+            check = (check.replace("load(folder)", f"{loaded}{model[len('model'):]}") if not info
+                     else statement + "\n    " + check.replace("*load(folder)", f"{model}, info"))
         main = _fill(blocks.MAIN_SAME, CHECK=check, EXPECTED=what,
                      BUILD="reference = build(folder)" if "reference" in check else "build(folder)")
     if "VISION.search(" in body:
@@ -338,8 +431,9 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     body += main
     header = _fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call, parts), ABOUT=_about(target, expected),
                    IMPORTS=_imports(body),
-                   PACKAGES="\n".join(f"import {p}" for p in sorted({"torch", "transformers", *needs} - {"pillow"})))
-    return header + body
+                   PACKAGES="import " + ", ".join(sorted({"torch", "transformers", *needs} - {"pillow"})))
+    # one blank line between definitions (not PEP 8's two): a script pasted into an issue, read top to bottom
+    return re.sub(r"\n\n\n(?=def |if __name__)", "\n\n", header + body)
 
 
 def _title(target: Target, call: str, parts: str) -> str:
@@ -348,18 +442,19 @@ def _title(target: Target, call: str, parts: str) -> str:
              if target.cross_release else f"transformers {target.release}")
     step = {"load": f"{call}{', then its LoRA adapter' if 'def adapt(' in parts else ''}",
             "forward": f"{call}, then a forward", "generate": f"{call}, then generate()",
-            "grpo_step": f"{call}, then a LoRA training step",
+            "grpo_step": f"{call}, then {'a LoRA training step' if 'peft.' in parts else 'a GRPO step'}",
             "adapter_roundtrip": f"{call}, then the LoRA adapter transformers {cell.saved_by} saved"}
-    return _wrap(f"{entry.hub_id} (a tiny random copy), {where}: {step[cell.probe]}")
+    return _wrap(f"{entry.hub_id}, {where}: {step[cell.probe]}", width=116)
 
 
 def _about(target: Target, expected: dict[str, Any] | None) -> str:
     cell = target.cell
-    lines = [f"compat-matrix cell {cell.id} in transformers {target.release}"
+    lines = [f"compat-matrix cell {cell.id}, tiny random weights"
              + (f"; passes in {target.good}" if target.good else "") + "."]
     if expected and expected.get("reason"):
-        lines.append(f"matrix.yaml expects {expected['status']}: {_first_sentence(str(expected['reason']))}")
-    if expected and expected.get("link"):
+        lines.append(f"matrix.yaml expects {expected['status']}: {_first_sentence(str(expected['reason']))}"
+                     + (f" Upstream: {expected['link']}" if expected.get("link") else ""))
+    elif expected and expected.get("link"):
         lines.append(f"Upstream: {expected['link']}")
     if target.cross_release:
         lines += ["Run the two steps, each with its release (exit 1: the failure reproduces; 0: right):",
@@ -367,7 +462,7 @@ def _about(target: Target, expected: dict[str, Any] | None) -> str:
                   f"  uv run {target.name} read ckpt"]
     else:
         lines.append(f"Run: uv run {target.name}   (exit 1: the failure reproduces; 0: right)")
-    return "\n".join(_wrap(line) for line in lines)
+    return "\n".join(_wrap(line, width=116) for line in lines)
 
 
 REASON_CHARS = 150
