@@ -93,7 +93,8 @@ def test_the_expectation_reason_and_link_head_the_script() -> None:
     ("llama-explicit_class-default-trl_grpo", "no script template for trl_grpo"),
     ("llama-explicit_class-default-grpo_step@5.24.0", "no script template for grpo_step"),
     ("gemma3-explicit_class-default-forward", "no script template builds gemma3 image inputs for forward"),
-    ("mllama-smart-lora-grpo_step", "no script template builds mllama image inputs for grpo_step"),
+    ("idefics3-smart-lora-grpo_step", "no script template builds idefics3 image inputs for grpo_step"),
+    ("mllama-smart-default-grpo_step", "no script template for grpo_step"),
 ])
 def test_cells_without_a_template_say_why(cell_id: str, why: str) -> None:
     with pytest.raises(NoTemplate, match=why):
@@ -493,3 +494,18 @@ def test_a_grpo_step_without_adapter_samples_then_trains_and_compares_log_probs(
     assert "_COMPLETION_TOKEN_TYPE = {\"paligemma\": 1}" in (Path(__file__).parents[1] / "compat_tests" / "probes" / "grpo_batch.py").read_text()
     with pytest.raises(NoTemplate, match="no script template for grpo_step .templates: "):
         script("qwen2_vl-explicit_class-default-grpo_step", "4.57.6")
+
+
+def test_image_text_generation_lays_out_the_familys_inputs_by_hand() -> None:
+    """The generate probe prompts image-text models with an image: Mllama's tiles, aspect ratio and cross-attention
+    mask as MllamaProcessor gives them (the text route's generate refuses them: the mllama cause), LLaVA's image tokens."""
+    mllama = script("mllama-auto_causal_lm-default-generate", "4.57.6", good="5.24.0")
+    assert imported(mllama.text) <= ALLOWED_IMPORTS and mllama.needs == () and mllama.lines < 80
+    assert '"transformers==4.57.6", "torch==2.13.0"]' in mllama.text.split("# ///")[1]
+    for text in ('"pixel_values": torch.randn(1, 1, 4, 3, 28, 28)', '"aspect_ratio_ids": torch.tensor([[1]]), "aspect_ratio_mask": tiles',
+                 "options = dict(**image_text_inputs(model), max_new_tokens=4", "transformers.AutoModelForCausalLM.from_pretrained(folder)"):
+        assert text in mllama.text, text
+    keys = re.findall(r'"(\w+)": ', mllama.text.split("def image_text_inputs")[1].split("def check")[0])
+    assert keys[2:5] == ["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"], "in the processor's order: the error lists them so"
+    llava = script("llava-smart-default-generate", "4.57.6").text
+    assert "[990] * 4" in llava and "**image_text_inputs(model)" in llava

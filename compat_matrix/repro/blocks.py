@@ -76,6 +76,17 @@ def image_text_inputs(model):
     return inputs
 '''
 
+MLLAMA_INPUTS = '''
+
+def image_text_inputs(model):
+    """One __SIDE__x__SIDE__ image (one tile of __TILES__) and a short prompt, laid out as MllamaProcessor does, built by hand."""
+    ids = torch.tensor([[__IMAGE__, 5, 9, 14, 20]])  # <|image|>, then the prompt
+    tiles = torch.tensor([[[1] + [0] * (__TILES__ - 1)]])  # the tiles the image uses, of max_num_tiles
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.randn(1, 1, __TILES__, 3, __SIDE__, __SIDE__),
+            "aspect_ratio_ids": torch.tensor([[1]]), "aspect_ratio_mask": tiles,
+            "cross_attention_mask": tiles[:, None].expand(1, ids.shape[1], 1, __TILES__).clone()}  # every token sees the image
+'''
+
 IMAGE_INPUTS = '''
 
 def image_text_inputs(model):
@@ -185,15 +196,15 @@ GENERATE = '''
 
 def check(model):
     """Greedy decoding twice on one model object; the second call must match a freshly loaded model's."""
-    options = dict(attention_mask=torch.ones_like(INPUT_IDS), max_new_tokens=__NEW_TOKENS__, do_sample=False,
+    options = dict(__GEN_INPUTS__, max_new_tokens=__NEW_TOKENS__, do_sample=False,
                    pad_token_id=0, return_dict_in_generate=True, output_logits=True)
-    first = model.eval().generate(input_ids=INPUT_IDS, **options)
-    second = model.generate(input_ids=INPUT_IDS, **options)
-    fresh = load(folder).eval().generate(input_ids=INPUT_IDS, **options)
+    first = model.eval().generate(**options)
+    second = model.generate(**options)
+    fresh = load(folder).eval().generate(**options)
     if not all(torch.isfinite(step).all() for step in first.logits + second.logits):
         sys.exit("got: CheckFailed: finite_logits: a call produced non-finite logits")
     if not torch.equal(second.sequences, fresh.sequences):
-        new = INPUT_IDS.shape[1]
+        new = options["input_ids"].shape[1]
         sys.exit(f"got: CheckFailed: repeatable: second call generated {second.sequences[:, new:].tolist()}, a fresh "
                  f"model {fresh.sequences[:, new:].tolist()} on the same inputs")
 '''

@@ -147,11 +147,12 @@ def write_script(target: Target) -> Script:
     adapter = entry.load_kwargs[cell.profile].adapter
     image_text = entry.modality == "image-text"
     qwen_vl = entry.recipe.model_type in QWEN_VL_FAMILIES
-    family_inputs = _family_inputs(entry) if image_text and not qwen_vl and cell.probe == "grpo_step" else None
+    family_inputs = _family_inputs(entry) if image_text and not qwen_vl and cell.probe in ("grpo_step", "generate") else None
     if image_text and not qwen_vl and family_inputs is None and cell.probe in ("forward", "grpo_step", "generate"):
         raise NoTemplate(f"no script template builds {entry.recipe.model_type} image inputs for {cell.probe} (Qwen-VL's "
-                         f"layout is built by hand, and {', '.join(IMAGE_TOKEN_COUNT)}'s for a LoRA step; another "
-                         "family's needs its processor)")
+                         f"layout is built by hand, and {', '.join(IMAGE_TOKEN_COUNT)} and mllama's for generation and a "
+                         "training step; another family's, and a forward's comparison of the processor's outputs, need "
+                         "its processor)")
     inputs = family_inputs or (blocks.QWEN_VL_INPUTS if image_text else "")
     probe = cell.probe
     if probe == "load":
@@ -159,10 +160,11 @@ def write_script(target: Target) -> Script:
     elif probe == "forward":
         parts = inputs + blocks.FORWARD_IMAGE if image_text else blocks.FORWARD_TEXT
     elif probe == "generate" and adapter is None:
-        if image_text:
-            raise NoTemplate("no script template generates from image inputs (the generate probe's image-text prompt)")
-        parts = _fill(blocks.GENERATE, NEW_TOKENS=str(target.matrix.settings.generate_max_new_tokens))
-    elif probe == "grpo_step" and adapter is None and not (image_text and not family_inputs) and not target.cross_release:
+        parts = inputs + _fill(blocks.GENERATE, NEW_TOKENS=str(target.matrix.settings.generate_max_new_tokens),
+                               GEN_INPUTS="**image_text_inputs(model)" if image_text else
+                               "input_ids=INPUT_IDS, attention_mask=torch.ones_like(INPUT_IDS)")
+    elif (probe == "grpo_step" and adapter is None and not target.cross_release
+          and (not image_text or _image_layout(entry) is not None)):
         parts = _grpo_step(target, image_text)
     elif probe == "grpo_step" and adapter is not None and not target.cross_release:
         parts = inputs + _fill(blocks.LORA_STEP, INPUTS="image_text_inputs(model)" if image_text
@@ -215,8 +217,14 @@ def _image_layout(entry: ModelEntry) -> tuple[int, int, int] | None:
 
 
 def _family_inputs(entry: ModelEntry) -> str | None:
-    """IMAGE_INPUTS filled for `entry`'s family, or None where its sizes are not in the recipe."""
+    """IMAGE_INPUTS (MLLAMA_INPUTS) filled for `entry`'s family, or None where its sizes are not in the recipe."""
     assert entry.recipe is not None
+    if entry.recipe.model_type == "mllama":
+        vision = entry.recipe.config.get("vision_config") or {}
+        image = entry.recipe.config.get("image_token_index")
+        if image is None or not all(k in vision for k in ("image_size", "max_num_tiles")):
+            return None
+        return _fill(blocks.MLLAMA_INPUTS, IMAGE=str(image), SIDE=str(vision["image_size"]), TILES=str(vision["max_num_tiles"]))
     layout = _image_layout(entry)
     if layout is None:
         return None
