@@ -30,17 +30,25 @@ def build(folder):
     model.to(torch.bfloat16).eval().save_pretrained(folder)
     return model.float()(input_ids=INPUT_IDS).logits.detach()
 
-def tokenizer():
-    """The smallest tokenizer a checkpoint can ship: a word-level vocabulary up to the special tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+PROMPT = "describe the picture"  # the load probe's reference prompt, in the tokenizer's words
 
-    special = {}
-    vocab = {w: i for i, w in enumerate(["<unk>", "<|endoftext|>", "describe", "the", "picture"])}
-    vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), 5)} | special)
+def tokenizer():
+    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of three words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    special = {"<|begin_of_text|>": 990, "<|end_of_text|>": 991, "<|start_header_id|>": 992, "<|end_header_id|>": 993,
+        "<|eot_id|>": 994, "<|finetune_right_pad_id|>": 995}
+    vocab = {w: i for i, w in enumerate(["<unk>", "describe", "the", "picture"])}
+    vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), 990)} | special)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.add_special_tokens(list(special))  # in the tokenizer's own file, as the hub's tokenizer.json has them
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>")
+    bos = "<|begin_of_text|>"  # the family's tokenizer prepends it
+    backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, special[bos])])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>")
 
 def load(folder):
     """The call under test, computing in float32 (the default dtype differs by release)."""
@@ -63,6 +71,13 @@ def check_load(model, info, reference):
         problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
     if problems:
         sys.exit("got: CheckFailed: " + "; ".join(problems))
+    encoded = transformers.AutoTokenizer.from_pretrained(folder)(PROMPT)["input_ids"]
+    with open(f"{folder}/reference_ids.json") as file:
+        recorded = json.load(file)
+    if encoded != recorded:  # the logits cannot be compared, and the difference is the finding
+        sys.exit(f"got: CheckFailed: the checkpoint's tokenizer, read here, encodes the reference prompt as {encoded}; "
+                 f"transformers {written_by(folder)} encoded it as {recorded}: the tokenizer reads back differently "
+                 "(special tokens added or dropped)")
     try:
         logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
@@ -91,6 +106,8 @@ def write(folder):
     """Step 1, run by the release that saves: the checkpoint and what it computes."""
     torch.save(build(folder), f"{folder}/reference_logits.pt")
     tokenizer().save_pretrained(folder)
+    with open(f"{folder}/reference_ids.json", "w") as file:
+        json.dump(tokenizer()(PROMPT)["input_ids"], file)
     print(f"transformers {transformers.__version__} saved the checkpoint in {folder}")
 
 def read(folder):

@@ -358,7 +358,8 @@ def test_the_scripts_word_each_failure_as_the_harness_does() -> None:
                "adapter tensors transformers ", "saved are not in the loaded model: ", "adapter_load: PeftModel.from_pretrained raised ",
                "gives different logits than with every ", "config.architectures is empty; there is no explicit class to load",
                "tensor(s) (", "on the same inputs", "tolerance: weights loaded wrong", "none re-initialised): the computation changed between the releases", "got no gradient although the loss uses their ",
-               "no adapter weight moved after the optimizer step ("]
+               "no adapter weight moved after the optimizer step (", "the checkpoint's tokenizer, read here, encodes the reference prompt as ",
+               "the tokenizer reads back differently"]
     text = "".join(v for k, v in vars(blocks).items() if k.isupper()) + Path(blocks.__file__).with_name("script.py").read_text()
     for phrase in phrases:
         assert phrase in text, f"scripts no longer print {phrase!r}"
@@ -369,9 +370,22 @@ def test_a_cross_release_script_saves_the_familys_tokenizer_class() -> None:
     """As the tiny build: Mistral's LlamaTokenizer (which 4.57.6 reads back from 5.24.0), Llama 3's
     PreTrainedTokenizerFast (which 5.24.0 saves as TokenizersBackend: the llama cause)."""
     mistral = script("mistral-auto_model-default-load@5.24.0", "4.57.6").text
-    assert '(getattr(transformers, "LlamaTokenizerFast", None) or transformers.LlamaTokenizer)(tokenizer_object=' in mistral
-    assert "transformers.PreTrainedTokenizerFast(tokenizer_object=" in script("llama-explicit_class-default-load@5.24.0",
-                                                                             "4.57.6").text
+    assert '(getattr(transformers, "LlamaTokenizerFast", None) or transformers.LlamaTokenizer)(\n        tokenizer_object=' in mistral
+    llama = script("llama-explicit_class-default-load@5.24.0", "4.57.6").text
+    assert "transformers.PreTrainedTokenizerFast(\n        tokenizer_object=" in llama
+    assert 'bos = "<|begin_of_text|>"  # the family\'s tokenizer prepends it' in llama, "as the build's post-processor"
+
+
+def test_a_cross_release_load_compares_the_prompts_ids_as_the_load_probe() -> None:
+    """Phi-3's tokenizer (add_bos_token false, as its tokenizer_config.json) that 5.24.0 saves, 4.57.6 reads back with a
+    bos added: the load probe compares the reference prompt's ids before the logits, and so does the script."""
+    phi3 = script("phi3-auto_causal_lm-default-load@5.24.0", "4.57.6", good="5.24.0").text
+    for text in ('bos_token="<s>"', "add_bos_token=False, legacy=False", 'json.dump(tokenizer()(PROMPT)["input_ids"], file)',
+                 "the tokenizer reads back differently", '"<s>": 991'):
+        assert text in phi3, text
+    assert "TemplateProcessing" not in phi3 and "processors" not in phi3, "Phi-3 adds no bos: no post-processor, no import"
+    forward = script("phi3-auto_causal_lm-default-forward@5.24.0", "4.57.6").text
+    assert "PROMPT" not in forward and "reference_ids" not in forward, "the forward probe compares no ids"
 
 
 def test_causes_reuses_a_verdict_only_for_the_same_script_and_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,17 +43,37 @@ MODEL_ONLY = MODEL.replace("; return its float32 logits", "").replace(".eval().s
 
 TOKENIZER = '''
 
+PROMPT = "describe the picture"  # the load probe's reference prompt, in the tokenizer's words
+
+
 def tokenizer():
-    """The smallest tokenizer a checkpoint can ship: a word-level vocabulary up to the special tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of three words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     special = __SPECIAL_IDS__
-    vocab = {w: i for i, w in enumerate(["<unk>", "<|endoftext|>", "describe", "the", "picture"])}
+    vocab = {w: i for i, w in enumerate(["<unk>", "describe", "the", "picture"])}
     vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), __SPECIAL_BASE__)} | special)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.add_special_tokens(list(special))  # in the tokenizer's own file, as the hub's tokenizer.json has them
-    return __TOKENIZER_CLASS__(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>")
+__BOS__    return __TOKENIZER_CLASS__(
+        __TOKENIZER_KWARGS__)
+'''
+
+BOS = '''\
+    bos = "__BOS_TOKEN__"  # the family's tokenizer prepends it
+    backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, special[bos])])
+'''
+
+TOKENS_CHECK = '''\
+    encoded = transformers.AutoTokenizer.from_pretrained(folder)(PROMPT)["input_ids"]
+    with open(f"{folder}/reference_ids.json") as file:
+        recorded = json.load(file)
+    if encoded != recorded:  # the logits cannot be compared, and the difference is the finding
+        sys.exit(f"got: CheckFailed: the checkpoint's tokenizer, read here, encodes the reference prompt as {encoded}; "
+                 f"transformers {written_by(folder)} encoded it as {recorded}: the tokenizer reads back differently "
+                 "(special tokens added or dropped)")
 '''
 
 QWEN_VL_IMAGE_PROCESSOR = '''
@@ -116,7 +136,7 @@ __VISION_CHECK__    new = sorted(info["missing_keys"]) + sorted(k if isinstance(
         problems.append(f"checkpoint tensors left unused (no model tensor holds them): {parts(unused)}")
     if problems:
         sys.exit("got: CheckFailed: " + "; ".join(problems))
-    try:
+__TOKENS_CHECK__    try:
         logits = model(input_ids=INPUT_IDS).logits.detach().float()
     except Exception as exc:  # the weights are in, the model cannot run
         sys.exit(f"got: {type(exc).__name__}: {name} loaded, but a text forward raised {type(exc).__name__}: {exc}")

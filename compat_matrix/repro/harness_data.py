@@ -106,3 +106,26 @@ def special_ids(model_type: str) -> dict[str, int]:
     wanted = {"bos": roles.get("bos_token") or spec.get("config_bos"), "eos": roles.get("eos_token"),
               "pad": roles.get("pad_token")}
     return {f"{role}_token_id": ids[token] for role, token in wanted.items() if token}
+
+
+@lru_cache(maxsize=None)
+def tokenizer_setup(model_type: str) -> tuple[dict[str, int], dict[str, Any], str | None]:
+    """What `build_tokenizer` gives the family's tokenizer: its special tokens (ids from SPECIAL_BASE), the keyword
+    arguments of its class (roles, model_input_names, add_bos_token and legacy for the sentencepiece-like styles),
+    and the bos token its backend prepends (None where it adds none). Empty for a model_type with no tiny family."""
+    spec = _spec(model_type)
+    if spec is None:
+        return {}, {}, None
+    base = int(_value(_assignments()["SPECIAL_BASE"]))
+    specials = {token: base + i for i, token in enumerate(spec["specials"])}
+    kwargs: dict[str, Any] = {role: token for role, token in spec.get("roles", {}).items() if token}
+    if spec.get("extra_special_tokens"):
+        kwargs["extra_special_tokens"] = dict(spec["extra_special_tokens"])
+    if spec.get("model_input_names"):
+        kwargs["model_input_names"] = list(spec["model_input_names"])
+    if spec["style"] in ("gemma", "llama"):
+        kwargs["add_bos_token"] = bool(spec.get("add_bos", False))
+    if spec["style"] == "llama":
+        kwargs["legacy"] = False
+    bos = spec.get("roles", {}).get("bos_token")
+    return specials, kwargs, bos if spec.get("add_bos") and bos else None

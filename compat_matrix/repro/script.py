@@ -9,13 +9,15 @@ run by the two releases.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from compat_matrix.repro import blocks
-from compat_matrix.repro.harness_data import special_ids, tokenizer_class, vision_pattern
+from compat_matrix.repro.harness_data import special_ids, tokenizer_class, tokenizer_setup, vision_pattern
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.records import expected_of
 from compat_matrix.spec.schema import LoraSpec, Matrix, ModelEntry
@@ -381,6 +383,7 @@ def _check_load(target: Target) -> str:
                 'sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time (max diff "\n'
                 '                 f"{absolute:.3g}, {relative:.3g} relative), over the {model.dtype} tolerance: weights loaded wrong")')
     return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "", MISMATCH=mismatch,
+                 TOKENS_CHECK=blocks.TOKENS_CHECK if target.cross_release else "",
                  VISION_PART='\n              "vision tower" if VISION.search(k) else' if entry.modality == "image-text" else "",
                  VISION_CHECK=blocks.VISION_CHECK if vision else "",
                  UNUSED='sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
@@ -401,8 +404,16 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     expected = expected_of(target.matrix, cell, target.release)
     call = _call(target, kwargs)
     dependencies = ", ".join(f'"{p}"' for p in (f"transformers=={target.release}", f"torch=={target.matrix.torch}", *needs))
-    values = {"SPECIAL_IDS": "{}", "SPECIAL_BASE": "5", "TOKENIZER_CLASS": tokenizer_class(entry.recipe.model_type),
-              **(_image_values(entry) if entry.recipe.model_type in QWEN_VL_FAMILIES else {})}
+    specials, tokenizer_kwargs, bos = tokenizer_setup(entry.recipe.model_type)
+    image = _image_values(entry) if entry.recipe.model_type in QWEN_VL_FAMILIES else {}
+    specials = {**specials, **{token: int(i) for token, i in (ast.literal_eval(image["SPECIAL_IDS"]) if image else {}).items()}}
+    arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in {"tokenizer_object": "backend", "unk_token": "<unk>",
+                                                                **tokenizer_kwargs}.items()).replace('"backend"', "backend")
+    values = {**image, "SPECIAL_IDS": _literal(specials).replace("\n    ", "\n        "), "SPECIAL_BASE": str(min(specials.values(), default=4)),
+              "TOKENIZER_CLASS": tokenizer_class(entry.recipe.model_type),
+              "TOKENIZER_KWARGS": "\n        ".join(textwrap.wrap(arguments, 108, break_long_words=False, break_on_hyphens=False))
+              .replace("false", "False").replace("true", "True"),
+              "BOS": _fill(blocks.BOS, BOS_TOKEN=bos) if bos else ""}
     check = _check(target, parts)
     info = "check_load(" in check
     adapter = entry.load_kwargs[cell.profile].adapter
@@ -423,6 +434,9 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
             read += "\n    transformers.AutoImageProcessor.from_pretrained(folder)"
         if cell.probe == "adapter_roundtrip":
             save += "\n    save_adapter(load(folder), folder)"
+        if info:  # the load probe compares the prompt's ids as the writer's tokenizer encoded them
+            save += ('\n    with open(f"{folder}/reference_ids.json", "w") as file:'
+                     '\n        json.dump(tokenizer()(PROMPT)["input_ids"], file)')
         main = _fill(blocks.MAIN_CROSS, SAVE_FILES=save, READ_FILES=read, CHECK=check, EXPECTED=what)
     else:
         if _inline_load(target):
@@ -436,12 +450,17 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
         body = body.replace("\n\n\ndef build(", "\n" + _fill(blocks.VISION, PATTERN=vision_pattern()) + "\n\ndef build(", 1)
     if "written_by(" in body:
         body += blocks.WRITTEN_BY
+    if "def tokenizer(" in body and "(PROMPT)" not in body + main:  # the reference prompt only where the load check reads it
+        body = re.sub(r"\nPROMPT = .*\n", "", body)
+    if "def tokenizer(" in body and "processors." not in body:
+        body = body.replace("from tokenizers import Tokenizer, models, pre_tokenizers, processors",
+                            "from tokenizers import Tokenizer, models, pre_tokenizers")
     body += main
     header = _fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call, parts), ABOUT=_about(target, expected),
                    IMPORTS=_imports(body),
                    PACKAGES="import " + ", ".join(sorted({"torch", "transformers", *needs} - {"pillow"})))
     # one blank line between definitions (not PEP 8's two): a script pasted into an issue, read top to bottom
-    return re.sub(r"\n\n\n(?=def |if __name__)", "\n\n", header + body)
+    return re.sub(r"\n\n\n(?=def |if __name__|PROMPT = )", "\n\n", header + body)
 
 
 def _title(target: Target, call: str, parts: str) -> str:
