@@ -90,7 +90,7 @@ def test_the_expectation_reason_and_link_head_the_script() -> None:
 
 @pytest.mark.parametrize("cell_id, why", [
     ("remote_decoder-auto_causal_lm-default-load", "runs the checkpoint.s own modeling code"),
-    ("llama-explicit_class-default-trl_grpo", "no script template for trl_grpo"),
+    ("llama-explicit_class-default-trl_grpo", "trl_grpo runs TRL's GRPOTrainer, at the TRL release the environment chose"),
     ("llama-explicit_class-default-grpo_step@5.24.0", "no script template for grpo_step"),
     ("gemma3-explicit_class-default-forward", "no script template builds gemma3 image inputs for forward"),
     ("idefics3-smart-lora-grpo_step", "no script template builds idefics3 image inputs for grpo_step"),

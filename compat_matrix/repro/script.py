@@ -157,6 +157,11 @@ def write_script(target: Target) -> Script:
                          "its processor)")
     inputs = family_inputs or (blocks.QWEN_VL_INPUTS if image_text else "")
     probe = cell.probe
+    if probe == "trl_grpo":
+        raise NoTemplate("trl_grpo runs TRL's GRPOTrainer, at the TRL release the environment chose for this transformers "
+                         "(its config options differ between TRL releases), on a dataset and the family's tokenizer: far "
+                         "over what an issue can paste; the same cell's grpo_step script takes the step's model calls "
+                         "(sampling a left-padded batch, a train-mode forward) with transformers alone")
     if probe == "load":
         parts = _target_checks(adapter.lora) if adapter is not None else ""
     elif probe == "forward":
