@@ -199,6 +199,28 @@ def test_recipe_hash_covers_recipe_and_modality() -> None:
     assert tiny.recipe_hash(recipe, "text") != tiny.recipe_hash(recipe, "image-text")
 
 
+def test_a_family_revision_rebuilds_only_that_familys_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Llama's tokenizer files changed (model_input_names) without its recipe: its cached checkpoints,
+    built with the old tokenizer, must not be reused; other families keep their folders."""
+    import dataclasses
+
+    from compat_tests.tiny import families
+
+    llama = Recipe(model_type="llama", architecture="LlamaForCausalLM", config={"hidden_size": 64})
+    qwen2 = Recipe(model_type="qwen2", architecture="Qwen2ForCausalLM", config={"hidden_size": 64})
+    before = {r.model_type: tiny.recipe_hash(r, "text") for r in (llama, qwen2)}
+    revised = dict(families.FAMILIES, llama=dataclasses.replace(families.FAMILIES["llama"], revision=99))
+    monkeypatch.setattr(tiny, "FAMILIES", revised)
+    assert tiny.recipe_hash(llama, "text") != before["llama"]
+    assert tiny.recipe_hash(qwen2, "text") == before["qwen2"]
+    unrevised = dict(families.FAMILIES, llama=dataclasses.replace(families.FAMILIES["llama"], revision=0))
+    monkeypatch.setattr(tiny, "FAMILIES", unrevised)
+    payload = {"recipe": llama.model_dump(mode="json"), "modality": "text", "build_format": tiny.BUILD_FORMAT}
+    del payload["recipe"]["remote_code"]  # type: ignore[attr-defined]
+    assert tiny.recipe_hash(llama, "text") == hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
     assert tiny.cache_root() == tmp_path

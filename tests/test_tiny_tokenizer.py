@@ -49,3 +49,19 @@ def test_merges_break_ties_by_the_smallest_pair() -> None:
     assert _learn_merges([["c", "d"], ["a", "b"]], budget=1) == [("a", "b")]
     words = [["c", "d"], ["c", "d"], ["a", "b", "c"]]
     assert _learn_merges(words, budget=10) == [("c", "d"), ("a", "b"), ("ab", "c")]
+
+
+FAST_FAMILIES = sorted(k for k, f in FAMILIES.items() if f.tokenizer.class_name == "PreTrainedTokenizerFast")
+
+
+@pytest.mark.parametrize("model_type", FAST_FAMILIES)
+def test_plain_fast_tokenizers_return_what_their_hub_checkpoints_do(model_type: str) -> None:
+    """A plain PreTrainedTokenizerFast returns token_type_ids unless tokenizer_config.json names
+    model_input_names; every hub checkpoint these families copy (Llama 3, DeepSeek-V3, gpt-oss,
+    Idefics3, Mllama) names input_ids and attention_mask only. Planted: the Llama family without it
+    returned token_type_ids, and TRL's `generate(**prompt_inputs)` failed on them in 4.55.0
+    ("model_kwargs are not used by the model: ['token_type_ids']"), a failure of the tiny tokenizer."""
+    from compat_tests.tiny.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(FAMILIES[model_type].tokenizer, chat_template=None)
+    assert sorted(tokenizer(DEFAULT_PROMPT)) == ["attention_mask", "input_ids"]

@@ -136,7 +136,10 @@ def recipe_hash(recipe: Recipe, modality: str) -> str:
         del dumped["remote_code"]  # recipes without it keep the hashes (and cached folders) they had
     else:
         dumped["remote_code"]["files"] = remote_code.source_digest(recipe.remote_code.sources)
-    payload = {"recipe": dumped, "modality": modality, "build_format": BUILD_FORMAT}
+    payload: dict[str, Any] = {"recipe": dumped, "modality": modality, "build_format": BUILD_FORMAT}
+    family = FAMILIES.get(recipe.model_type)
+    if family is not None and family.revision:
+        payload["family_revision"] = family.revision  # families never revised keep their hashes and folders
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

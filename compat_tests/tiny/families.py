@@ -116,21 +116,26 @@ class Family:
     """Jinja chat template in the family's style (None where the hub checkpoint has none)."""
     processor: Callable[[Any, Any], processors.Built] | None = None
     """(tokenizer, model config) -> (processor, image side); image-text families only."""
+    revision: int = 0
+    """Part of the recipe hash where above 0: bump it when the family's files change (tokenizer, template,
+    processor), so only its cached checkpoints are built again (1: Llama's model_input_names)."""
 
 
 LLAMA3_ROLES: dict[str, str | None] = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
                                        "pad_token": "<|finetune_right_pad_id|>", "unk_token": None}
 
 LLAMA3_INPUTS = ("input_ids", "attention_mask")
-"""tokenizer_config.json's model_input_names in Llama 3 checkpoints (Idefics3-8B-Llama3, Llama 3.2 Vision)."""
+"""tokenizer_config.json's model_input_names in Llama 3 checkpoints (Llama 3.2 Instruct, Idefics3-8B-Llama3, Llama 3.2
+Vision): without it the plain fast class also returns token_type_ids, which Llama's forward does not take, so
+`generate(**tokenizer(...))` (TRL's GRPOTrainer) fails where the hub's tokenizer does not."""
 
 LLAMA = Family(
     TokenizerSpec(
         class_name="PreTrainedTokenizerFast", style="qwen", add_bos=True,
         specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                   "<|eot_id|>", "<|finetune_right_pad_id|>"),
-        roles=LLAMA3_ROLES),
-    LLAMA3)
+        roles=LLAMA3_ROLES, model_input_names=LLAMA3_INPUTS),
+    LLAMA3, revision=1)
 
 FAMILIES: dict[str, Family] = {
     "llama": LLAMA,
