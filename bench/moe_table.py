@@ -73,7 +73,7 @@ def row(lines: dict[Key, dict[str, Any]], model: str, release: str) -> str:
     versions = next((line["libraries"] for key, line in lines.items() if key[:2] == (model, release)), {})
     return (f"| {model} | {release} | {status(own['load'])} | {status(own['forward'])} | {status(own['grpo_step'])} | "
             f"{adapted(lines.get((model, release, 'lora', 'load', None)))} | {'; '.join(reads)} | "
-            f"{versions.get('trl', '-')} / {versions.get('peft', '-')} |")
+            f"{versions.get('trl') or '-'} / {versions.get('peft') or '-'} |")
 
 
 def table(lines: dict[Key, dict[str, Any]]) -> str:
