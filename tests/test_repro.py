@@ -496,7 +496,8 @@ def test_a_grpo_step_without_adapter_samples_then_trains_and_compares_log_probs(
     assert '"transformers==4.57.6", "torch==2.13.0"]' in header
     for text in ("KWARGS = {'output_router_logits': True}", "for _ in range(4)]", "max_new_tokens=4, do_sample=True",
                  "logprob_match: training log-probs of the sampled tokens differ from the generation logits by ",
-                 "train_forward: a train-mode forward on a micro-batch of ", "gradient_checkpointing_enable()"):
+                 "train_forward: a train-mode forward on a micro-batch of ", "gradient_checkpointing_enable()",
+                 "v[i:i + 1] for k, v in batch.items()}, **kept)", '{"logits_to_keep": completion.shape[1] + 1}'):  # as TRL's
         assert text in written.text, text
     harness = (Path(__file__).parents[1] / "compat_tests" / "probes" / "grpo_step.py").read_text()
     assert "(the same rows ran in eval mode while sampling)" in harness and '"no gradient reached the LM head"' in harness

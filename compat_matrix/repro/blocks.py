@@ -307,8 +307,7 @@ def check(model):
 GRPO_STEP = '''
 
 def check(model):
-    """One GRPO step as trainers take it: sample __G__ completions of each prompt (eval mode, one left-padded batch), then
-    train on them (train mode, gradient checkpointing as the HF Trainer enables it): the log-probs must agree."""
+    """A GRPO step as trainers take it: sample (eval, one left-padded batch), train on it (train mode, checkpointing)."""
 __ROWS__    width = max(map(len, rows))
     ids = torch.tensor([[__PAD__] * (width - len(p)) + p for p in rows])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
@@ -317,16 +316,18 @@ __EXTRA__    torch.manual_seed(0)
                                 pad_token_id=__PAD__, return_dict_in_generate=True, output_logits=True__GEN_EXTRA__)
     completion, logits = out.sequences[:, width:], torch.stack(out.logits, 1).float()
     sampled = logits.log_softmax(-1).gather(-1, completion[..., None])[..., 0]
-    eos = torch.isin(completion, torch.tensor(__EOS__)).long()
-    keep = eos.cumsum(1) - eos == 0  # up to the first EOS
+    keep = torch.nn.functional.pad(torch.isin(completion, torch.tensor(__EOS__)).long().cumsum(1)[:, :-1], (1, 0)) == 0  # to EOS
 __TRAIN_TYPES__    model.train().gradient_checkpointing_enable()
     model.config.use_cache = False  # as trainers set it under gradient checkpointing
-    try:
-        trained = model(input_ids=torch.cat([ids, completion], 1), attention_mask=torch.cat([mask, keep.long()], 1)__TRAIN_EXTRA__).logits
+    batch = dict(input_ids=torch.cat([ids, completion], 1), attention_mask=torch.cat([mask, keep.long()], 1)__TRAIN_EXTRA__)
+    kept = {"logits_to_keep": completion.shape[1] + 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    try:  # micro-batches of __MICRO__ row(s), the LM head on the positions that predict the completion: as TRL's
+        trained = torch.cat([model(**{k: v[i:i + __MICRO__] for k, v in batch.items()}, **kept).logits[:, -completion.shape[1] - 1:-1]
+                             for i in range(0, len(rows), __MICRO__)])
     except Exception as exc:  # as the probe words it
-        sys.exit(f"got: CheckFailed: train_forward: a train-mode forward on a micro-batch of {len(rows)} raised "
+        sys.exit(f"got: CheckFailed: train_forward: a train-mode forward on a micro-batch of __MICRO__ raised "
                  f"{type(exc).__name__}: {exc} (the same rows ran in eval mode while sampling)")
-    logp = trained[:, width - 1:-1].float().log_softmax(-1).gather(-1, completion[..., None])[..., 0]
+    logp = trained.float().log_softmax(-1).gather(-1, completion[..., None])[..., 0]
     (logp * keep).sum().backward()
     diff, scale = float((logp.detach() - sampled)[keep].abs().max()), float(logits.nan_to_num(0.0, 0.0, 0.0).abs().max())
     allowed = 1e-5 + 1e-5 * scale if model.dtype == torch.float32 else 1e-3 + 2**-6 * scale  # rounding only

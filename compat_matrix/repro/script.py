@@ -266,7 +266,8 @@ def _grpo_step(target: Target, image_text: bool) -> str:
                      f'    extra["token_type_ids"] = torch.cat([extra["token_type_ids"], torch.full_like(completion, {tail})], 1)'
                      + ("  # a causal suffix\n" if tail else "\n"))}
     return _fill(blocks.GRPO_STEP.replace("__ROWS__", extra.pop("ROWS")), G=str(grpo.group_size),
-                 NEW_TOKENS=str(grpo.max_new_tokens), PAD=str(pad), EOS=repr(eos_ids), **extra)
+                 NEW_TOKENS=str(grpo.max_new_tokens), PAD=str(pad), EOS=repr(eos_ids), MICRO=str(grpo.micro_batch_sizes[0]),
+                 **extra)
 
 
 def _target_checks(lora: LoraSpec) -> str:
