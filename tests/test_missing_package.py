@@ -139,3 +139,41 @@ def test_a_failure_is_put_down_to_a_package_only_on_evidence(hidden_num2words: N
     assert needed_package(ImportError("`pip install pyyaml` is not needed")) is None
     requires = needed_package(ImportError(torchvision_message))
     assert (requires is not None and requires.package == "torchvision") == (not is_torchvision_available())
+
+
+@no_torchvision
+def test_a_processor_whose_init_reads_its_video_processor_needs_torchvision(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Any) -> None:
+    """transformers 4.52's SmolVLMProcessor reads `video_processor.video_sampling` in __init__, so built or
+    read without its video processor it raises AttributeError on None: needs torchvision, as a required
+    argument does (5.25). Planted: before, the cells failed ("cannot read the config or processor ...:
+    'NoneType' object has no attribute 'video_sampling'"), 4.52.4 reading 4.51.3's SmolVLM."""
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path))
+    init = transformers.Qwen2VLProcessor.__init__
+
+    def reads_video(self: Any, image_processor: Any = None, tokenizer: Any = None, video_processor: Any = None,
+                    **kwargs: Any) -> None:
+        self.video_sampling = video_processor.video_sampling
+        init(self, image_processor, tokenizer, video_processor, **kwargs)
+
+    monkeypatch.setattr(transformers.Qwen2VLProcessor, "__init__", reads_video)
+    record = run_cell(MatrixState(MATRIX), Cell("qwen2_vl", "explicit_class", "default", "load"))
+    assert record["status"] == "skipped", record["message"]
+    assert record["details"]["needs"] == "torchvision"
+    assert record["message"].startswith("needs torchvision: Qwen2VLProcessor requires a video processor (its __init__ "
+                                        "reads it); AutoVideoProcessor needs torchvision: AttributeError: 'NoneType'"), \
+        record["message"]
+
+
+def test_an_attribute_error_elsewhere_stays_a_failure() -> None:
+    """Only the processor's own __init__ reading the None part counts: the same error from other code is not
+    put down to a package."""
+    from compat_tests.tiny.processors import _reads_its_none_part
+
+    def elsewhere() -> None:
+        None.video_sampling  # type: ignore[attr-defined]
+
+    try:
+        elsewhere()
+    except AttributeError as error:
+        assert not _reads_its_none_part(transformers.Qwen2VLProcessor, error)

@@ -17,7 +17,7 @@ from typing import Any
 import transformers
 from transformers.utils import is_torchvision_available
 
-from compat_tests.needs import MissingPackage, missing_parts, needed_package, processor_need, processor_parts
+from compat_tests.needs import MissingPackage, Need, missing_parts, needed_package, processor_need, processor_parts
 
 Built = tuple[Any, int]
 """A processor and the side in pixels of the square test image it expects."""
@@ -65,6 +65,33 @@ def _why_missing(cls: Any) -> Iterator[None]:
         raise MissingPackage(need) from error
 
 
+def _reads_its_none_part(cls: Any, error: BaseException) -> bool:
+    """`error` is the processor's own __init__ reading an attribute of None: the part we left out."""
+    if not isinstance(error, AttributeError) or "NoneType" not in str(error):
+        return False
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    inits = {getattr(c.__dict__.get("__init__"), "__code__", None) for c in cls.__mro__}
+    return tb is not None and tb.tb_frame.f_code in inits
+
+
+@contextmanager
+def _needs_its_video_part(cls: Any) -> Iterator[None]:
+    """Building `cls` without the video processor this environment cannot build: an __init__ that reads the
+    None it got (SmolVLM's in 4.52, `video_processor.video_sampling`) needs that part's backend, as a
+    required argument does (5.25): a missing package, not a break."""
+    try:
+        yield
+    except AttributeError as error:
+        if not _reads_its_none_part(cls, error):
+            raise
+        backends = missing_parts(cls).get("video_processor") or ["torchvision"]
+        raise MissingPackage(Need(backends[0], f"{cls.__name__} requires a video processor (its __init__ reads it); "
+                                               f"AutoVideoProcessor needs {', '.join(backends)}: "
+                                               f"AttributeError: {error}")) from error
+
+
 def _processor(name: str, video: Callable[[], Any], **parts: Any) -> Any:
     """Instantiate `transformers.<name>`, with `video()` as its video processor where it has one and
     this environment can build it, else without one (images are all we feed)."""
@@ -74,7 +101,8 @@ def _processor(name: str, video: Callable[[], Any], **parts: Any) -> Any:
             return cls(**parts)
         if not _video_unavailable(cls):
             return cls(video_processor=video(), **parts)
-        return _without_video(cls)(video_processor=None, **parts)
+        with _needs_its_video_part(cls):
+            return _without_video(cls)(video_processor=None, **parts)
 
 
 def qwen_vl(name: str, video_class: str, **image_kwargs: Any) -> Callable[[Any, Any], Built]:
@@ -206,5 +234,6 @@ def load_processor(path: Path) -> tuple[Any, str]:
     cls = processor_class(name) if name else None
     with _why_missing(cls):
         if cls is not None and _video_unavailable(cls):
-            return _without_video(cls).from_pretrained(path), f"{name} without video processor (no torchvision)"
+            with _needs_its_video_part(cls):
+                return _without_video(cls).from_pretrained(path), f"{name} without video processor (no torchvision)"
         return transformers.AutoProcessor.from_pretrained(path), "AutoProcessor"
