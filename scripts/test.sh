@@ -61,4 +61,4 @@ PYTHON=.venv/bin/python bash scripts/example_e2e.sh
 echo "== types: mypy (loader, reports, compat_matrix; pyproject.toml [tool.mypy])"
 .venv/bin/tox exec -qq -e unit -- python -m mypy
 echo "== unit tests"
-.venv/bin/tox -qq -e unit   # -qq: pytest's summary stays the last line
+.venv/bin/tox -qq -e unit -- -n 2 --durations=15   # two xdist workers (CI has 2 cores); -qq: pytest's summary stays the last line
