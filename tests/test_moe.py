@@ -18,7 +18,8 @@ from compat_tests import lora
 from compat_tests.experts import layout_details, layout_of
 from compat_tests.lora import HalfFusedPair, apply_adapter, coverage, half_fused_pairs
 from compat_tests.probes.grpo_step import PROBE
-from tests.probe_fixtures import make_context, one_thread  # noqa: F401
+from compat_tests.probes.precision_control import in_float32
+from tests.probe_fixtures import make_context, one_thread, shift_decode_positions  # noqa: F401
 from tests.test_planted_load import load_cell, planted_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -178,3 +179,56 @@ def test_target_parameters_that_match_nothing_fail_target_matches():
         apply_adapter(make_context("qwen3_moe").loaded, adapter(("q_proj",), ("mlp.experts.gate_up_proj",)))
     assert "target_parameters ['mlp.experts.gate_up_proj'] match no parameter of Qwen3MoeForCausalLM" in str(raised.value)
     assert "one module per expert here" in str(raised.value)
+
+
+def _route_otherwise_in_bf16_sampling(model: Any) -> None:
+    """Planted: in eval mode (sampling) a bf16 router's logits move by 5% of their scale, so some tokens
+    take other experts than the training forward gives them, as bf16 rounding does at a near-tie;
+    float32 routes alike on both paths."""
+    def nudge(module: Any, _inputs: Any, out: Any) -> Any:
+        logits = out[0] if isinstance(out, tuple) else out
+        if module.training or logits.dtype != torch.bfloat16:
+            return out
+        moved = logits + 0.05 * logits.abs().max() * torch.linspace(-1, 1, logits.shape[-1], dtype=logits.dtype)
+        return (moved, *out[1:]) if isinstance(out, tuple) else moved
+
+    for name, module in model.named_modules():
+        if name.endswith(("mlp.gate", "block_sparse_moe.gate", "mlp.router")):
+            module.register_forward_hook(nudge)
+
+
+def test_an_moe_whose_bf16_routing_differs_only_by_precision_passes_on_its_float32_control():
+    outcome = PROBE.run(make_context("qwen3_moe", _route_otherwise_in_bf16_sampling, dtype=torch.bfloat16))
+    details = outcome.details
+    assert details["max_logprob_diff"] > details["logprob_tolerance"]  # the bf16 log-probs disagree
+    control = details["float32_control"]
+    assert outcome.status == "pass", outcome.message
+    assert control["max_logprob_diff"] <= control["logprob_tolerance"]
+
+
+def test_an_moe_whose_decode_positions_are_wrong_still_fails_logprob_match_in_float32():
+    outcome = PROBE.run(make_context("qwen3_moe", shift_decode_positions, dtype=torch.bfloat16))
+    assert outcome.status == "fail" and outcome.details["failed_checks"] == ["logprob_match"]
+    assert "in float32" in outcome.message and "not by a router's rounding" in outcome.message
+    control = outcome.details["float32_control"]
+    assert control["max_logprob_diff"] > 3 * control["logprob_tolerance"]
+
+
+def test_a_dense_model_gets_no_float32_control():
+    details = PROBE.run(make_context("llama", shift_decode_positions, dtype=torch.bfloat16)).details
+    assert "float32_control" not in details
+
+
+def test_the_float32_control_gives_every_weight_back_bit_for_bit_in_its_own_dtype_and_leaves_gradients():
+    model = make_context("qwen3_moe", dtype=torch.bfloat16).loaded.model
+    kept = next(b for b in model.buffers() if b.is_floating_point())
+    kept.data = kept.data.float()  # a buffer a release keeps in float32 inside a bf16 model
+    model.lm_head.weight.grad = torch.randn_like(model.lm_head.weight)
+    before = {name: t.clone() for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    grad = model.lm_head.weight.grad.clone()
+    with in_float32(model):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    after = dict([*model.named_parameters(), *model.named_buffers()])
+    assert all(after[name].dtype == t.dtype and torch.equal(after[name], t) for name, t in before.items())
+    assert kept.dtype == torch.float32
+    assert model.lm_head.weight.grad.dtype == torch.bfloat16 and torch.equal(model.lm_head.weight.grad, grad)

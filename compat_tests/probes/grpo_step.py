@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import torch
 
-from compat_tests.probes import lora_step, router
+from compat_tests.probes import lora_step, precision_control, router
 from compat_tests.probes.base import ProbeContext, ProbeOutcome
 from compat_tests.probes.generate import Checks, generate, pad_token_id, placeholder_token_ids, plain, prompt_inputs
 from compat_tests.probes.grpo_batch import Rollout, collate, completion_forward, completion_logprobs, completion_mask
@@ -104,6 +104,8 @@ class Step:
     """Whether the loss includes the router's auxiliary loss (an MoE whose config has it), and its coefficient."""
     aux_loss: float | None = None
     """The auxiliary loss over the batch (token-weighted as the GRPO loss); None when not added or not returned."""
+    control: precision_control.Control | None = None
+    """For an MoE in bf16/fp16 whose log-probs disagreed: both comparisons again in float32 (judged on those)."""
 
 
 def eos_ids(ctx: ProbeContext) -> list[int]:
@@ -326,6 +328,7 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
     model, mask, sizes = ctx.model, rollout.mask, step.micro_batch_sizes
     groups = step.groups = parameter_groups(model)
     settings = ctx.settings.grpo
+    sampling_use_cache = getattr(model.config, "use_cache", None)
     step.gradient_checkpointing = prepare_training(model, settings.gradient_checkpointing, settings.use_reentrant)
     adapter = lora_step.watch(model, step.gradient_checkpointing)
     with phase(step, "other_sizes"):
@@ -340,6 +343,9 @@ def _train_and_compare(ctx: ProbeContext, step: Step, rollout: Rollout, advantag
                                 for size, other in other_sizes.items()}
         step.logprob_diff = float((logp - rollout.sampled_logp)[mask].abs().max())
         step.logprob_tolerance = tolerance(ctx.dtype, rollout.logit_scale)
+        disagree = max([step.logprob_diff, *step.microbatch_diff.values()]) > step.logprob_tolerance
+        if disagree and groups.router and ctx.dtype in precision_control.REDUCED:
+            step.control = precision_control.float32_control(model, rollout, sizes[0], mixed, sampling_use_cache)
         step.grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in groups.trainable if p.grad is not None)
         step.norms = {"head": grad_norm([groups.head]), "last_layer": grad_norm(groups.layer),
                       "vision": grad_norm(groups.vision), "router": grad_norm(groups.router),
@@ -388,7 +394,10 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
         checks.expect("grad_vision", bool(groups.vision), "no vision parameters found (by name) in an image-text model")
         checks.expect("grad_vision", not vision_trainable or step.adapter is not None or step.norms["vision"] > 0,
                       "no gradient reached the vision side: the forward did not use the image")  # adapters: grad_adapter
-    allowed, dtype = step.logprob_tolerance, ctx.dtype
+    allowed, dtype, control = step.logprob_tolerance, ctx.dtype, step.control
+    if control is not None:  # an MoE in bf16/fp16: rounding can flip a router's top-k, so float32 judges
+        _check_in_float32(step, control, dtype, checks)
+        return
     checks.expect("logprob_match", step.logprob_diff <= allowed,
                   f"training log-probs of the sampled tokens differ from the generation logits by {step.logprob_diff:.3g} "
                   f"(tolerance {allowed:.3g} for {dtype}): positions, rope or the KV cache disagree")
@@ -397,6 +406,21 @@ def _check_training(ctx: ProbeContext, step: Step, groups: ParameterGroups, chec
         checks.expect("microbatch_match", diff <= allowed,
                       f"log-probs on micro-batches of {size} differ from those on micro-batches of {trained_at} by {diff:.3g} "
                       f"(tolerance {allowed:.3g} for {dtype}): the forward depends on the batch it is in")
+
+
+def _check_in_float32(step: Step, control: precision_control.Control, dtype: torch.dtype, checks: Checks) -> None:
+    """The two log-prob checks on the float32 control of an MoE whose reduced-precision log-probs disagreed."""
+    allowed = control.tolerance
+    checks.expect("logprob_match", control.logprob_diff <= allowed,
+                  f"training log-probs of the sampled tokens differ from the generation logits by {step.logprob_diff:.3g} in "
+                  f"{dtype} and by {control.logprob_diff:.3g} in float32 (tolerance {allowed:.3g}), so not by a router's "
+                  "rounding: positions, rope or the KV cache disagree")
+    trained_at = step.micro_batch_sizes[0]
+    for size, diff in control.microbatch_diff.items():
+        checks.expect("microbatch_match", diff <= allowed,
+                      f"log-probs on micro-batches of {size} differ from those on micro-batches of {trained_at} by "
+                      f"{step.microbatch_diff[size]:.3g} in {dtype} and by {diff:.3g} in float32 (tolerance {allowed:.3g}), "
+                      "so not by a router's rounding: the forward depends on the batch it is in")
 
 
 def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
@@ -410,6 +434,7 @@ def _details(ctx: ProbeContext, step: Step) -> dict[str, Any]:
         "max_logprob_diff": plain(step.logprob_diff),
         "max_microbatch_diff": {str(size): plain(diff) for size, diff in step.microbatch_diff.items()},
         "logprob_tolerance": step.logprob_tolerance,
+        **({"float32_control": step.control.details()} if step.control else {}),
         "micro_batch_sizes": list(step.micro_batch_sizes),
         "gradient_checkpointing": step.gradient_checkpointing,
         "use_reentrant": ctx.settings.grpo.use_reentrant,
