@@ -48,7 +48,7 @@ def tokenizer():
                                                            special_tokens=[(bos, special[bos])])
     return transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>")
+        pad_token="<|finetune_right_pad_id|>", model_input_names=["input_ids", "attention_mask"])
 
 def load(folder):
     """The call under test, computing in float32 (the default dtype differs by release)."""

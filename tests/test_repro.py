@@ -494,7 +494,7 @@ def test_a_grpo_step_without_adapter_samples_then_trains_and_compares_log_probs(
     assert imported(written.text) <= ALLOWED_IMPORTS and written.needs == () and written.lines < 80
     header = written.text.split("# ///")[1]
     assert '"transformers==4.57.6", "torch==2.13.0"]' in header
-    for text in ("KWARGS = {'output_router_logits': True}", "for _ in range(4)]", "max_new_tokens=4, do_sample=True",
+    for text in ("part.update({'output_router_logits': True})", "for _ in range(4)]", "max_new_tokens=4, do_sample=True",
                  "logprob_match: training log-probs of the sampled tokens differ from the generation logits by ",
                  "train_forward: a train-mode forward on a micro-batch of ", "gradient_checkpointing_enable()",
                  "v[i:i + 1] for k, v in batch.items()}, **kept)", '{"logits_to_keep": completion.shape[1] + 1}'):  # as TRL's
@@ -503,7 +503,7 @@ def test_a_grpo_step_without_adapter_samples_then_trains_and_compares_log_probs(
     assert "(the same rows ran in eval mode while sampling)" in harness and '"no gradient reached the LM head"' in harness
     image = script("paligemma-auto_image_text_to_text-default-grpo_step", "4.57.6", good="5.24.0")
     assert imported(image.text) <= ALLOWED_IMPORTS and image.needs == () and image.lines < 80
-    for text in ("prompt = [5] + [990] * 4 + [9, 14, 20]", "torch.randn(len(rows), 3, 28, 28)", "suppress_tokens=[990], **extra",
+    for text in ("rows = [[5] + [990] * 4 + [9, 14, 20] + p for p", "torch.randn(len(rows), 3, 28, 28)", "suppress_tokens=[990], **extra",
                  "torch.full_like(completion, 1)], 1)  # a causal suffix"):  # PaliGemma's completion is its suffix (grpo_batch)
         assert text in image.text, text
     assert "_COMPLETION_TOKEN_TYPE = {\"paligemma\": 1}" in (Path(__file__).parents[1] / "compat_tests" / "probes" / "grpo_batch.py").read_text()
@@ -524,3 +524,19 @@ def test_image_text_generation_lays_out_the_familys_inputs_by_hand() -> None:
     assert keys[2:5] == ["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"], "in the processor's order: the error lists them so"
     llava = script("llava-smart-default-generate", "4.57.6").text
     assert "[990] * 4" in llava and "**image_text_inputs(model)" in llava
+
+
+def test_smart_sets_a_config_keyword_on_the_config_as_its_loader_does() -> None:
+    """loader/kwargs.py: `smart` sets use_cache (any keyword from_pretrained does not read) on the config and its
+    text config and passes the config; the script for a smart cell does the same (PaliGemma's trainer call then
+    loads in 4.57.6 where the explicit class refuses use_cache), the other routes pass it as given."""
+    from loader.kwargs import LOADING_KEYWORDS
+
+    assert "use_cache" not in LOADING_KEYWORDS and "attn_implementation" in LOADING_KEYWORDS
+    smart = script("paligemma-smart-trainer-grpo_step", "4.57.6").text
+    assert "KWARGS = {'dtype': 'bfloat16', 'attn_implementation': 'sdpa'}" in smart
+    assert "for part in (config, config.get_text_config()): part.update({'use_cache': False})" in smart
+    assert "from_pretrained(folder, config=config, **KWARGS)" in smart
+    explicit = script("paligemma-explicit_class-trainer-grpo_step", "4.57.6").text
+    assert "KWARGS = {'dtype': 'bfloat16', 'use_cache': False, 'attn_implementation': 'sdpa'}" in explicit
+    assert "config=config" not in explicit

@@ -345,8 +345,7 @@ TEXT_ROWS = '''\
 '''
 
 IMAGE_ROWS = '''\
-    prompt = [5] + [__IMAGE__] * __TOKENS__ + [9, 14, 20]  # one image and a short prompt, as the processor lays them out
-    rows = [prompt + p for p in ([], [27, 35]) for _ in range(__G__)]  # two lengths: left padding
+    rows = [[5] + [__IMAGE__] * __TOKENS__ + [9, 14, 20] + p for p in ([], [27, 35]) for _ in range(__G__)]  # image prompts, 2 lengths
 '''
 
 IMAGE_EXTRA = '''\

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from compat_matrix.repro import blocks
 from compat_matrix.repro.harness_data import special_ids, tokenizer_class, tokenizer_setup, vision_pattern
 from compat_matrix.spec.cells import Cell
+from loader.kwargs import LOADING_KEYWORDS
 from compat_matrix.spec.records import expected_of
 from compat_matrix.spec.schema import LoraSpec, Matrix, ModelEntry
 
@@ -260,7 +261,7 @@ def _grpo_step(target: Target, image_text: bool) -> str:
         tail = COMPLETION_TOKEN_TYPE.get(family, 0)
         extra = {"ROWS": _fill(blocks.IMAGE_ROWS, IMAGE=str(image), TOKENS=str(tokens), G=str(grpo.group_size)),
                  "EXTRA": _fill(blocks.IMAGE_EXTRA, TOKEN_TYPES=types, SIDE=str(side)),
-                 "GEN_EXTRA": f",\n                                suppress_tokens=[{image}], **extra",
+                 "GEN_EXTRA": f", suppress_tokens=[{image}], **extra",
                  "TRAIN_EXTRA": ", **extra",
                  "TRAIN_TYPES": "" if not types else (
                      f'    extra["token_type_ids"] = torch.cat([extra["token_type_ids"], torch.full_like(completion, {tail})], 1)'
@@ -299,7 +300,16 @@ def _load_block(target: Target, info: bool) -> str:
     dtype = "dtype" in kwargs or "torch_dtype" in kwargs
     if target.cell.strategy == "smart" and target.smart_routes:
         chain = _fill(blocks.SMART_CHAIN, ROUTES=repr(list(target.smart_routes)), MODEL="model" if dtype else "model.float()")
-        return chain if kwargs else chain.replace(", **KWARGS", "")
+        if dtype:  # the pair from_pretrained returns is what load() returns
+            chain = chain.replace("            model, info = getattr", "            return getattr").replace(
+                "            return model, info\n", "")
+        chain = chain if _loading_kwargs(target) else chain.replace(", **KWARGS", "")
+        settings = _config_settings(target)
+        if settings:  # as smart: the config keywords on the config, top level and text config (loader/kwargs.py)
+            chain = chain.replace("    failed = []\n", "    failed, config = [], transformers.AutoConfig.from_pretrained(folder)\n"
+                                  f"    for part in (config, config.get_text_config()): part.update({settings!r})  # as smart\n", 1)
+            chain = chain.replace("from_pretrained(folder, ", "from_pretrained(folder, config=config, ")
+        return chain
     body, model = _load_statement(target, info)
     doc = "The call under test, in the dtype it names." if dtype else \
         "The call under test, computing in float32 (the default dtype differs by release)."
@@ -311,10 +321,29 @@ def _load_statement(target: Target, info: bool) -> tuple[str, str]:
     assert target.entry.recipe is not None
     kwargs = target.entry.load_kwargs[target.cell.profile].kwargs
     body = _load_call(target.cell.strategy, target.cross_release, target.entry.recipe.architecture)
-    body = body if kwargs else body.replace(", **KWARGS", "")
+    body = body if _loading_kwargs(target) else body.replace(", **KWARGS", "")
+    settings = _config_settings(target)
+    if settings:  # smart sets a config keyword on the config, top level and text config (loader/kwargs.py)
+        body = (f"config = transformers.AutoConfig.from_pretrained(folder)  # smart sets {', '.join(settings)} on the config\n"
+                f"    for part in (config, config.get_text_config()): part.update({settings!r})  # top level and text config\n    "
+                + body.replace("from_pretrained(folder, ", "from_pretrained(folder, config=config, "))
     if not info:
         body = body.replace("model, info =", "model =").replace(", output_loading_info=True", "")
     return body, "model" if "dtype" in kwargs or "torch_dtype" in kwargs else "model.float()"
+
+
+def _config_settings(target: Target) -> dict[str, Any]:
+    """The profile's keywords that `smart` sets on the config instead of passing them (loader/kwargs.py: every keyword
+    from_pretrained does not read itself, for the tiny configs: use_cache, output_router_logits)."""
+    if target.cell.strategy != "smart":
+        return {}
+    return {k: v for k, v in target.entry.load_kwargs[target.cell.profile].kwargs.items() if k not in LOADING_KEYWORDS}
+
+
+def _loading_kwargs(target: Target) -> dict[str, Any]:
+    """KWARGS as the script passes them to from_pretrained."""
+    settings = _config_settings(target)
+    return {k: v for k, v in target.entry.load_kwargs[target.cell.profile].kwargs.items() if k not in settings}
 
 
 def _inline_load(target: Target) -> bool:
@@ -423,7 +452,8 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     check = _check(target, parts)
     info = "check_load(" in check
     adapter = entry.load_kwargs[cell.profile].adapter
-    body = ((f"KWARGS = {kwargs!r}\n" if kwargs else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
+    loading = _loading_kwargs(target)
+    body = ((f"KWARGS = {loading!r}\n" if loading else "") + (_lora(adapter.lora) if adapter is not None and needs else "")
             + _fill(blocks.MODEL if target.cross_release or info or "INPUT_IDS" in parts else blocks.MODEL_ONLY,
                     CONFIG=config_source(entry), ARCHITECTURE=entry.recipe.architecture, INIT_STD=str(INIT_STD),
                     MODEL_TYPE=entry.recipe.model_type)
@@ -448,8 +478,8 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
         if _inline_load(target):
             statement, model = _load_statement(target, info)
             loaded = statement.split(" = ", 1)[1]
-            check = (check.replace("load(folder)", f"{loaded}{model[len('model'):]}") if not info
-                     else statement + "\n    " + check.replace("*load(folder)", f"{model}, info"))
+            check = (check.replace("load(folder)", f"{loaded}{model[len('model'):]}") if not info and "\n" not in statement
+                     else statement + "\n    " + check.replace("*load(folder)", f"{model}, info").replace("load(folder)", model))
         main = _fill(blocks.MAIN_SAME, CHECK=check, EXPECTED=what,
                      BUILD="reference = build(folder)" if "reference" in check else "build(folder)")
     if "VISION.search(" in body:
