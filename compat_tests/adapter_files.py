@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from compat_matrix.spec.layout import cache_root
-from compat_tests.outcomes import CellSkipped, CellUnsupported
+from compat_tests.outcomes import CellSkipped, CellUnsupported, WriterFailed
 from compat_tests.tiny.checkpoint import CONTENT_HASHES, building
 
 if TYPE_CHECKING:
@@ -99,15 +99,15 @@ def open_saved(folder: Path, writer: str, profile: str) -> SavedAdapter | None:
     note = note_of(folder)
     if note.is_file():
         why = json.loads(note.read_text())
-        raise CellSkipped(f"transformers {writer} could not save an adapter for profile {profile!r} "
-                          f"({why['status']}): {why['reason']}")
+        raise WriterFailed(f"transformers {writer} could not save an adapter for profile {profile!r} "
+                           f"({why['status']}): {why['reason']}", why["status"], why.get("error_type"))
     return None
 
 
-def leave_note(folder: Path, status: str, reason: str) -> None:
-    """Tell the readers why the writer saved no adapter into `folder` (its cell's status and message)."""
+def leave_note(folder: Path, status: str, reason: str, error_type: str | None = None) -> None:
+    """Tell the readers why the writer saved no adapter into `folder` (its cell's status, error type and message)."""
     note_of(folder).parent.mkdir(parents=True, exist_ok=True)
-    note_of(folder).write_text(json.dumps({"status": status, "reason": reason[:2000]}))
+    note_of(folder).write_text(json.dumps({"status": status, "reason": reason[:2000], "error_type": error_type}))
 
 
 def not_saved(writer: str, profile: str, folder: Path) -> CellSkipped:
@@ -137,7 +137,7 @@ def _write(folder: Path, fill: Callable[[Path], None]) -> None:
         os.rename(temporary, folder)
     except Exception as exc:
         status = {CellSkipped: "skipped", CellUnsupported: "unsupported"}.get(type(exc), "fail")
-        leave_note(folder, status, str(exc) if status != "fail" else f"{type(exc).__name__}: {exc}")
+        leave_note(folder, status, str(exc) if status != "fail" else f"{type(exc).__name__}: {exc}", type(exc).__name__)
         raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -27,6 +27,11 @@ RECORD_FORMAT = 3
 """Bumped when a record's fields change meaning (2: fingerprint stats are mean, rms, max |x|, samples;
 3: torch's own leaf modules are not traced); records of other formats are not compared."""
 
+BUILD_ERROR = "build_error"
+"""Field of an `error` record whose tiny checkpoint this release could not build: the exception's type.
+The build is this release's, the recipe's and the harness's (all in the record's store key): the
+store keeps it, unless the type says the machine failed (`compat_matrix.run.drift.MACHINE_ERRORS`)."""
+
 ROPE_INPUTS = ("input_ids", "image_grid_thw", "video_grid_thw", "attention_mask", "second_per_grid_ts",
                "mm_token_type_ids")
 """What a model's own position-id computation (Qwen-VL's get_rope_index) takes from the processor."""
@@ -145,7 +150,9 @@ def record_entry(entry: ModelEntry) -> dict[str, Any]:
     except CellSkipped as exc:
         return {**base, "status": "skipped", "reason": str(exc)}
     except (CellFailed, HarnessError) as exc:
-        return {**base, "status": "error", "reason": str(exc)}
+        built = isinstance(exc, HarnessError) and isinstance(exc.__cause__, Exception) and entry.source == "tiny"
+        return {**base, "status": "error", "reason": str(exc),
+                **({BUILD_ERROR: type(exc.__cause__).__name__} if built else {})}
     try:
         return record_model(entry, checkpoint)
     except Exception as exc:  # one model's crash must not lose the others' records

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compat_matrix.spec.cells import Cell
-from compat_matrix.spec.records import cell_record, now
+from compat_matrix.spec.records import WRITER, cell_record, now
 from compat_matrix.spec.schema import Matrix, ModelEntry, UserCallable
 from compat_tests.deadline import CellTimeout, deadline
 from compat_tests.environment import env_name, fingerprint, pick_device
 from compat_tests.lora import AdaptedLoad, apply_adapter
 from compat_tests.needs import needed_package
-from compat_tests.outcomes import CellFailed, CellSkipped, CellUnsupported, CheckFailed, HarnessError, NeedsPackage
+from compat_tests.outcomes import (CellFailed, CellSkipped, CellUnsupported, CheckFailed, HarnessError, NeedsPackage,
+                                   WriterFailed)
 from compat_tests.probes import PROBES, adapter_roundtrip
 from compat_tests.probes.base import Probe, ProbeContext, ProbeOutcome
 from compat_tests.probes.memory import peak_memory_mb, reset_peak_memory
@@ -379,6 +380,9 @@ def run_cell(state: MatrixState, cell: Cell) -> dict[str, Any]:
         record.update(status="error", error_type="CellTimeout", message=str(exc))
     except NeedsPackage as exc:
         record.update(status="skipped", message=str(exc), details={**record["details"], "needs": exc.package})
+    except WriterFailed as exc:
+        record.update(status="skipped", message=str(exc),
+                      details={**record["details"], WRITER: {"status": exc.status, "error_type": exc.error_type}})
     except CellSkipped as exc:
         record.update(status="skipped", message=str(exc))
     except CellUnsupported as exc:

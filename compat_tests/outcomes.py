@@ -16,6 +16,16 @@ class NeedsPackage(CellSkipped):
         self.package = package
 
 
+class WriterFailed(CellSkipped):
+    """The release that writes what this cell reads (an adapter) tried and could not: its note says why.
+    Unlike a writer that has not run yet, this is that release's outcome for this recipe, so the results
+    store keeps the reader's skip (`status`, `error_type`: the writer's)."""
+
+    def __init__(self, message: str, status: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.status, self.error_type = status, error_type
+
+
 class CellUnsupported(Exception):
     """The installed release lacks the model type or the strategy's class."""
 

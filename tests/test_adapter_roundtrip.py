@@ -20,6 +20,7 @@ import torch
 from compat_matrix.spec.cells import Cell, select_cells
 from compat_matrix.spec.schema import LoadProfile
 from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
+from compat_matrix.run.store import writer_verdict
 from compat_tests.adapter_files import NOT_WRITTEN_SUFFIX
 from compat_tests.execute import MatrixState, run_cell
 from compat_tests.probes.adapter_roundtrip import account, memory_name
@@ -154,6 +155,7 @@ def test_a_release_whose_adapter_cells_have_not_run_is_skipped(cache: Path) -> N
     record = round_trip(replace(ROUND_TRIP, saved_by=OTHER))
     assert record["status"] == "skipped"
     assert f"transformers {OTHER} has saved no adapter for profile 'lora_fused'" in record["message"]
+    assert not writer_verdict(record)  # the writer may run later: not kept by the store
 
 
 def test_a_writer_that_could_not_save_leaves_its_reason_for_the_readers(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,6 +172,7 @@ def test_a_writer_that_could_not_save_leaves_its_reason_for_the_readers(cache: P
     record = round_trip(replace(ROUND_TRIP, saved_by=OTHER))
     assert record["status"] == "skipped" and f"transformers {OTHER} could not save an adapter" in record["message"]
     assert "planted: the adapter cannot be saved" in record["message"]
+    assert record["details"]["writer"] == {"status": "fail", "error_type": "RuntimeError"}  # the store keeps this skip
     assert round_trip()["status"] == "pass" and not notes[0].exists()  # the writer tries again, and the note goes
 
 
@@ -187,6 +190,7 @@ def test_a_writer_whose_load_failed_tells_the_readers_so(cache: Path, monkeypatc
     record = round_trip(replace(ROUND_TRIP, saved_by=OTHER))
     assert record["status"] == "skipped" and f"transformers {OTHER} could not save an adapter" in record["message"]
     assert "(fail): not run, the load failed: planted: target_matches refused the list" in record["message"]
+    assert record["details"]["writer"]["status"] == "fail" and writer_verdict(record)  # kept by the store
 
 
 def test_memory_name_puts_the_adapter_name_after_the_lora_part() -> None:

@@ -218,3 +218,29 @@ def test_a_mixture_of_experts_block_is_matched_across_the_fused_layout_and_mixtr
     assert where.matched == 3 and where.first == "model.layers.0.mlp" and where.first_class == "MixtralSparseMoeBlock"
     assert where.unmatched_before == ("model.layers.0.block_sparse_moe.experts.0", "model.layers.0.block_sparse_moe.experts.3")
     assert where.unmatched_after == ("model.layers.0.mlp.gate", "model.layers.0.mlp.experts")
+
+
+def test_a_tiny_build_that_fails_is_an_error_record_naming_the_exception_the_store_keeps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's exception type goes in the record (`build_error`), so the store can keep a build this release
+    cannot do; the recording's other errors carry none (`compat_matrix.run.drift.storable_record`)."""
+    from compat_matrix.run.drift import storable_record
+    from compat_tests import drift_record, sources
+    from compat_tests.outcomes import CellFailed
+
+    entry = load_matrix(check_model_types=False).model("qwen2")
+
+    def cannot_build(*args: Any) -> Any:
+        raise TypeError("planted: this release's config refuses the recipe")
+
+    monkeypatch.setattr("compat_tests.tiny.checkpoint.build_checkpoint", cannot_build)
+    record = drift_record.record_entry(entry)
+    assert record["status"] == "error" and "planted" in record["reason"] and record["build_error"] == "TypeError"
+    assert storable_record(record) and not storable_record({**record, "build_error": "MemoryError"})
+
+    def unreadable(*args: Any) -> Any:
+        raise CellFailed("planted: another release's checkpoint is unreadable")
+
+    monkeypatch.setattr(sources, "resolve", unreadable)
+    record = drift_record.record_entry(entry)
+    assert record["status"] == "error" and "build_error" not in record and not storable_record(record)

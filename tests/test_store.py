@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from compat_matrix.run import harness_hash
 from compat_matrix.spec.cells import Cell
-from compat_matrix.spec.records import cell_record
+from compat_matrix.spec.records import WRITER, cell_record
 from compat_matrix.run.store import (CELLS, FROM_STORE, EnvFacts, Keys, Store, env_facts, keep, line_facts,
                                  needed_libraries, reusable)
 from compat_matrix.spec.schema import UserCallable
@@ -87,6 +88,35 @@ def test_a_cell_skipped_for_a_missing_package_is_reused_only_while_the_package_i
     waiting = {**line(published, "skipped"), "message": "transformers 4.51.3 has saved no adapter ...", "details": {}}
     assert keep(store, keys, MATRIX, [{**needs, "cell_id": published.id, "saved_by": "4.51.3"}, waiting]) == 1
     assert [e["cell_id"] for e in reusable(store, keys, MATRIX, [published], "4.57.6", without, "x").lines] == [published.id]
+
+
+def test_a_readers_skip_that_is_its_writers_failure_is_stored_and_reruns_when_its_key_changes(tmp_path: Path) -> None:
+    """phi3's `lora` writer fails at load (target_matches) and saves no adapter: its readers' skips were never
+    stored, so every check rebuilt the writer. Kept now under the reader's key (writer release in `saved_by`,
+    recipe, profile, the harness code the writer ran too); a writer that has not run, or timed out, is not kept."""
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    reader = Cell("phi3", "smart", "lora", "adapter_roundtrip", "4.49.0")
+    failed = {**line(reader, "skipped"), "message": "transformers 4.49.0 could not save an adapter for profile 'lora' "
+              "(fail): not run, the load failed: ...", "details": {WRITER: {"status": "fail", "error_type": "LoadFailed"}}}
+    timed_out = {**failed, "details": {WRITER: {"status": "fail", "error_type": "CellTimeout"}}}
+    not_run = {**failed, "message": "transformers 4.49.0 has saved no adapter ...", "details": {}}
+    assert keep(store, keys, MATRIX, [timed_out, not_run]) == 0
+    assert keep(store, keys, MATRIX, [failed]) == 1
+    assert [e["status"] for e in reusable(store, keys, MATRIX, [reader], "4.57.6", FACTS, "x").lines] == ["skipped"]
+    other_writer = replace(reader, saved_by="4.51.3")
+    assert reusable(store, keys, MATRIX, [other_writer], "4.57.6", FACTS, "x").lines == []
+    entry = MATRIX.model("phi3")
+    profile = entry.load_kwargs["lora"]
+    assert profile.adapter is not None
+    lora = profile.adapter.lora.model_copy(update={"target_modules": ("qkv_proj",)})  # what phi3 has: the writer saves
+    retargeted = profile.model_copy(update={"adapter": profile.adapter.model_copy(update={"lora": lora})})
+    changed = MATRIX.model_copy(update={"models": tuple(
+        e.model_copy(update={"load_kwargs": {**e.load_kwargs, "lora": retargeted}}) if e.key == "phi3" else e
+        for e in MATRIX.models)})
+    assert reusable(store, Keys(changed), changed, [reader], "4.57.6", FACTS, "x").lines == []
+    new_code = Keys(MATRIX)
+    new_code._code["adapter_roundtrip"] = "the writer's code changed"
+    assert reusable(store, new_code, MATRIX, [reader], "4.57.6", FACTS, "x").lines == []
 
 
 def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:
@@ -247,6 +277,60 @@ def test_drift_records_all_from_the_store_are_written_to_a_fresh_out(tmp_path: P
     found = drift._recorded(MATRIX, DEFAULT_MATRIX, "4.57.6", ["qwen2"], tmp_path / "fresh-out", store)
     assert found == {"qwen2": record}
     assert json.loads(drift.record_file(tmp_path / "fresh-out", "4.57.6").read_text()) == {"qwen2": record}
+
+
+def test_a_written_by_release_outside_the_check_records_only_the_models_it_writes(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """4.45.0 (llama's writer) recorded every model, and llava and mllama, which it cannot build, as `error`s:
+    records no comparison reads and the store never keeps, rerun on every check."""
+    from compat_matrix.run import drift
+
+    recorded: dict[str, list[str]] = {}
+
+    def fake(matrix: object, matrix_file: Path, release: str, models: list[str], *args: object) -> dict:
+        recorded[release] = list(models)
+        return {m: {"model": m, "status": "ok"} for m in models}
+
+    monkeypatch.setattr(drift, "_recorded", fake)
+    models = ["llama", "llava", "internvl", "smolvlm", "qwen2"]
+    records = drift.record_all(MATRIX, DEFAULT_MATRIX, models, ["4.57.6", "5.24.0"], tmp_path)
+    assert recorded == {"4.45.0": ["llama"], "4.49.0": ["llava", "qwen2"], "4.51.3": ["smolvlm"],
+                        "4.52.4": ["internvl"], "4.57.6": models, "5.24.0": models}
+    assert list(records) == ["4.57.6", "5.24.0"]
+
+
+def test_a_tiny_build_a_release_cannot_do_is_stored_as_its_drift_record_and_reruns_when_its_key_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """smolvlm's build fails in 4.52.4: an `error` record, rerun on every call. A build error is kept under the
+    record's key (release, recipe, drift code); the recording's own trouble and the machine's are not."""
+    from compat_matrix.run import drift, runner
+
+    store = runner.StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
+    asked: list[list[str]] = []
+    build = {"status": "error", "reason": "building the tiny checkpoint failed: TypeError: ...", "build_error": "TypeError"}
+    made = {"smolvlm": {**build, "model": "smolvlm"},
+            "llava": {**build, "model": "llava", "build_error": "MemoryError"},
+            "mllama": {"model": "mllama", "status": "error", "reason": "the drift recording in tf4_52_4 wrote nothing"},
+            "qwen2": {"model": "qwen2", "status": "ok"}}
+
+    def record_release(matrix_file: Path, release: str, models: list[str], out: Path, *args: object) -> Path:
+        asked.append(list(models))
+        path = drift.record_file(out, release)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({m: made[m] for m in models}))
+        return path
+
+    monkeypatch.setattr(drift, "_facts", lambda *args: FACTS)
+    monkeypatch.setattr(drift, "record_release", record_release)
+    models = list(made)
+    first = drift._recorded(MATRIX, DEFAULT_MATRIX, "4.52.4", models, tmp_path / "one", store)
+    again = drift._recorded(MATRIX, DEFAULT_MATRIX, "4.52.4", models, tmp_path / "two", store)
+    assert asked == [models, ["llava", "mllama"]] and first == again
+    assert again["smolvlm"]["status"] == "error" and "TypeError" in again["smolvlm"]["reason"]  # still said
+    other_code = runner.StoreUse(store.store, Keys(MATRIX))
+    monkeypatch.setattr(other_code.keys, "drift_code", "the tiny builders changed")
+    drift._recorded(MATRIX, DEFAULT_MATRIX, "4.52.4", models, tmp_path / "three", other_code)
+    assert asked[-1] == models
 
 
 class Killed(BaseException):

@@ -19,6 +19,7 @@ from compat_matrix.run.store import DRIFT, EnvFacts, env_facts, machine_device, 
 from compat_matrix.spec.layout import drift_file, drift_log
 from compat_matrix.spec.records import now
 from compat_matrix.spec.schema import Matrix
+from compat_tests.drift_record import BUILD_ERROR
 from reports.drift import DriftComparison, compare_records
 
 if TYPE_CHECKING:
@@ -51,6 +52,19 @@ def record_release(matrix_file: Path, release: str, models: list[str], out: Path
     return path
 
 
+MACHINE_ERRORS = frozenset({"MemoryError", "OutOfMemoryError", "OSError", "TimeoutError", "CellTimeout"})
+"""A tiny build that failed with one of these may succeed next time."""
+
+
+def storable_record(record: dict[str, Any]) -> bool:
+    """Whether the store keeps a drift record: every one but `error`s, except a tiny build this release
+    could not do (`build_error`, the exception's type; not the machine's), which is as much this release's
+    outcome as a record (llava in 4.45.0 failed on every check otherwise). It stays an `error`, with its reason."""
+    if record.get("status") != "error":
+        return True
+    return bool(record.get(BUILD_ERROR)) and record.get(BUILD_ERROR) not in MACHINE_ERRORS
+
+
 def writers_first(matrix: Matrix, models: list[str], releases: list[str]) -> list[str]:
     """`releases`, preceded by the `written_by` releases of `models` that are not among them."""
     writers = [e.written_by for e in matrix.models if e.key in models and e.written_by]
@@ -62,12 +76,16 @@ def writers_first(matrix: Matrix, models: list[str], releases: list[str]) -> lis
 def record_all(matrix: Matrix, matrix_file: Path, models: list[str], releases: list[str], out: Path,
                reuse: bool = False, store: StoreUse | None = None) -> dict[str, dict[str, Any]]:
     """{release as given: {model: record}}; with `reuse`, a release whose record file has every model is not re-run;
-    with `store`, only the models without a stored record under their current key are recorded (and then stored)."""
+    with `store`, only the models without a stored record under their current key are recorded (and then stored).
+    A `written_by` release not among `releases` records only the models it writes (it runs to build their
+    as-published checkpoints; its records are not compared): the others' records were thrown away, and a
+    model its release cannot build cost an `error` record, never stored, on every call."""
     records = {}
     for release in writers_first(matrix, models, releases):
+        wanted = models if release in releases else [m for m in models if matrix.model(m).written_by == release]
         existing = read_records(record_file(out, release))
-        if not (reuse and set(models) <= {k for k, r in existing.items() if r.get("status") != "error"}):
-            existing = _recorded(matrix, matrix_file, release, models, out, store)
+        if not (reuse and set(wanted) <= {k for k, r in existing.items() if r.get("status") != "error"}):
+            existing = _recorded(matrix, matrix_file, release, wanted, out, store)
         records[release] = existing
     return {release: records[release] for release in releases}
 
@@ -94,7 +112,7 @@ def _recorded(matrix: Matrix, matrix_file: Path, release: str, models: list[str]
     if facts is not None:
         store.store.add(release, ({"key": store.keys.drift(m, facts), "stored_at": now(), "record": r,
                                    "harness": store.keys.drift_code}
-                                  for m, r in new.items() if r.get("status") != "error"), DRIFT)
+                                  for m, r in new.items() if storable_record(r)), DRIFT)
     records = {**found, **new}
     record_file(out, release).parent.mkdir(parents=True, exist_ok=True)
     record_file(out, release).write_text(json.dumps(records, sort_keys=True) + "\n", encoding="utf-8")

@@ -22,7 +22,7 @@ from compat_matrix.envs.releases import SPECIAL
 from compat_matrix.run.harness_hash import drift_hash, probe_hash
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.layout import cache_root
-from compat_matrix.spec.records import expected_of, now
+from compat_matrix.spec.records import WRITER, expected_of, now
 from compat_matrix.spec.results_io import ResultsWriter, holding, read_lines
 from compat_matrix.spec.schema import REMOTE_CODE_ROOT, Matrix, ModelEntry
 
@@ -34,6 +34,9 @@ STORED_STATUSES = ("pass", "fail", "unsupported", "skipped")
 """`error` is the harness's own trouble (a timeout, a crash, a run that stopped): never kept."""
 FROM_STORE = "from_store"
 """Field of a reused line: when the store got it."""
+PASSING_WRITER_ERRORS = frozenset({"CellTimeout", "NoLearningSignal", "MemoryError", "OutOfMemoryError", "OSError",
+                                   "HarnessError"})
+"""A writer that could not save for one of these may save next time: its readers' skips are not kept."""
 
 
 def default_store() -> Path:
@@ -88,6 +91,16 @@ def env_facts(env_dir: Path, device: str) -> EnvFacts | None:
 def package_name(name: str) -> str:
     """A distribution or module name as the store compares them (`Pillow`, `pillow`: `pillow`; `-` and `.` as `_`)."""
     return re.sub(r"[-.]", "_", name.lower())
+
+
+def writer_verdict(line: dict[str, Any]) -> bool:
+    """Whether a reader's `skipped` line is its writer's outcome (the release that writes the adapter it reads
+    tried and failed or could not, for this recipe and profile: both in the reader's key, with `saved_by` and
+    the harness code), which the store keeps; a writer that has not run yet, or failed for the machine's
+    sake (a timeout, memory), may save next time."""
+    writer = (line.get("details") or {}).get(WRITER)
+    return (isinstance(writer, dict) and writer.get("status") in ("fail", "unsupported")
+            and writer.get("error_type") not in PASSING_WRITER_ERRORS)
 
 
 def _needs(line: dict[str, Any]) -> str | None:
@@ -314,7 +327,7 @@ def keep(store: Store, keys: Keys, matrix: Matrix, lines: list[dict[str, Any]]) 
         cell = Cell.from_id(str(line.get("cell_id")))
         if cell is None or cell.model not in {m.key for m in matrix.models}:
             continue
-        if cell.saved_by and line.get("status") == "skipped" and not _needs(line):
+        if cell.saved_by and line.get("status") == "skipped" and not _needs(line) and not writer_verdict(line):
             continue  # the writer's checkpoint or adapter may exist next time
         key = keys.cell(cell, line_facts(line))
         if key:

@@ -23,6 +23,10 @@ FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python",
 """The machine facts every line carries (`compat_tests.environment.fingerprint`); `packages`: each
 optional package transformers checks for, and whether it imports in the release environment."""
 
+WRITER = "writer"
+"""`details` of a reader's line skipped because the release that writes what it reads tried and could not
+(`compat_tests.outcomes.WriterFailed`): {"status", "error_type"} of the writer's cell."""
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

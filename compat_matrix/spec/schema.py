@@ -8,6 +8,7 @@ problem comes out as one located message from `compat_matrix.spec.validate`.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -167,7 +168,14 @@ REVISION_PLACEHOLDER = "PIN-A-COMMIT-SHA"
 
 def _in_range(version: str, specifier: str) -> bool:
     """`version` is in the PEP 440 range (an empty range holds every version)."""
-    return not specifier or Version(version) in SpecifierSet(specifier, prereleases=True)
+    return not specifier or _contains(version, specifier)
+
+
+@lru_cache(maxsize=None)
+def _contains(version: str, specifier: str) -> bool:
+    """Parsed once per (release, range): every cell of a run asks its expectations the same few questions,
+    and parsing a `SpecifierSet` per expectation per cell made looking up a stored check's cells cost 21 s."""
+    return Version(version) in SpecifierSet(specifier, prereleases=True)
 
 
 def _check_specifier(value: str) -> str:

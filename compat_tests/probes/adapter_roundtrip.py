@@ -286,7 +286,7 @@ def note_load_failure(entry: ModelEntry, checkpoint: Any, cell_profile: str, str
     profile = entry.load_kwargs.get(cell_profile)
     if profile is not None and profile.adapter is not None:
         leave_note(folder_of(profile.adapter, checkpoint, cell_profile, strategy, load_kwargs, grpo), outcome.status,
-                   outcome.message)
+                   outcome.message, outcome.error_type)
 
 
 class AdapterRoundtripProbe:
