@@ -25,6 +25,10 @@ STORE = "results-store"
 """The store folder under --work (beside each call's --out folder, never one of them)."""
 
 
+LOADS: dict[str, tuple[float, float]] = {}
+"""Each call's 1-minute load average at its start and end: the machine may be shared."""
+
+
 def check(work: Path, name: str, pair: list[str], models: list[str], *extra: str) -> tuple[float, str]:
     """One `compat-matrix check` into its own --out: (seconds, stderr)."""
     out = work / name
@@ -32,9 +36,11 @@ def check(work: Path, name: str, pair: list[str], models: list[str], *extra: str
     command = [str(REPO / ".venv" / "bin" / "compat-matrix"), "check", "--from", pair[0], "--to", pair[1],
                "--out", str(out), *(["--models", *models] if models else []), *extra]
     env = {**os.environ, "COMPAT_MATRIX_STORE": str(work / STORE)}
-    start = time.monotonic()
+    start, load = time.monotonic(), os.getloadavg()[0]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
+    LOADS[name] = (load, os.getloadavg()[0])
+    (work / f"{name}.out").write_text(done.stdout, encoding="utf-8")
     (work / f"{name}.err").write_text(done.stderr, encoding="utf-8")
     if done.returncode not in (0, 1) or "Traceback" in done.stderr:
         raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
@@ -65,6 +71,7 @@ def main() -> int:
     print(f"check {pair[0]} -> {pair[1]} ({', '.join(args.models) or 'default matrix'}):")
     print(f"  cold (empty store) {cold:.0f} s, warm (--no-store) {warm:.0f} s, from the store {stored:.0f} s "
           f"(cold / store {cold / stored:.1f}x)")
+    print("  load average (1 min) at start and end: " + ", ".join(f"{name} {a:.1f}-{b:.1f}" for name, (a, b) in LOADS.items()))
     print(f"  store: {hit} of {total} cells reused ({100 * hit / max(total, 1):.0f}%), drift records "
           f"{sum(a for a, _ in drift)} of {sum(b for _, b in drift)}; {size / 1024**2:.1f} MiB on disk")
     return 0
