@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from same_statuses import compare, outcomes  # noqa: E402
 STORE = "results-store"
 """The store folder under --work (beside each call's --out folder, never one of them)."""
 
@@ -72,6 +75,11 @@ def main() -> int:
     print(f"  cold (empty store) {cold:.0f} s, warm (--no-store) {warm:.0f} s, from the store {stored:.0f} s "
           f"(cold / store {cold / stored:.1f}x)")
     print("  load average (1 min) at start and end: " + ", ".join(f"{name} {a:.1f}-{b:.1f}" for name, (a, b) in LOADS.items()))
+    differences = compare(work / "cold", work / "from-store")
+    print(f"  from the store against cold: {len(outcomes(work / 'cold'))} outcomes (cell statuses, error types, "
+          f"expectations, drift records), {len(differences)} differ" + "".join(f"\n    {d}" for d in differences[:20]))
+    same_text = (work / "cold.out").read_text(encoding="utf-8") == (work / "from-store.out").read_text(encoding="utf-8")
+    print(f"  check's printed answer: {'the same' if same_text else 'differs'} (cold.out, from-store.out)")
     print(f"  store: {hit} of {total} cells reused ({100 * hit / max(total, 1):.0f}%), drift records "
           f"{sum(a for a, _ in drift)} of {sum(b for _, b in drift)}; {size / 1024**2:.1f} MiB on disk")
     return 0

@@ -141,6 +141,7 @@ class Keys:
     def __init__(self, matrix: Matrix):
         self.matrix = matrix
         self._models: dict[str, Any] = {}
+        self._cells: dict[tuple[Any, ...], str] = {}
         # the code as the run starts, which is what its cells run: a checkout that changes under a
         # long run must not label old results with the new code's hash
         self._code = {probe: probe_hash(probe) for probe in matrix.probe_names}
@@ -168,6 +169,13 @@ class Keys:
         libraries = {name: facts.libraries.get(name) for name in needed_libraries(self.matrix, cell)}
         if None in libraries.values() or self._user_code(cell):
             return None
+        # a check looks its as-published cells up twice (which writers to build, then the run): computed once
+        memo = (cell, facts.transformers, facts.torch, facts.python, facts.device, tuple(libraries.items()))
+        if memo not in self._cells:
+            self._cells[memo] = self._cell(cell, facts, libraries)
+        return self._cells[memo]
+
+    def _cell(self, cell: Cell, facts: EnvFacts, libraries: dict[str, str | None]) -> str:
         entry = self.matrix.model(cell.model)
         return _sha({**self._common(facts, cell.model), "cell": cell.id, "saved_by": cell.saved_by,
                      "profile": entry.load_kwargs[cell.profile].model_dump(mode="json"),
