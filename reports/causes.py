@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from reports.dependencies import dependency_change
 from reports.diff import SilentChange, short_value, describe_silent, silent_changes
 from reports.expectation_yaml import DIMENSIONS, FailingCell, expectation_entries, to_yaml
+from reports.merge import version_key
 from reports.release_ranges import describe
 from reports.report import Cause, CauseKind, Cell, Change
 from reports.signature import (BLOCKING_STAGES, CHECKPOINT_STAGE, LOAD_FAILED_PREFIX, Signature, mask, mask_numbers,
@@ -223,8 +224,10 @@ def _cause(
         load_kwargs=tuple(values["load_kwargs"]),
         probes=tuple(values["probes"]),
         releases=tuple(seen_in),
+        # writers outside the report's releases (as-published `written_by`) by version, not in set order:
+        # two reports of the same cells said them in different orders
         saved_by=tuple(sorted({c.saved_by for c in cells if c.cross_release and c.saved_by},
-                              key=lambda v: order.get(v, len(order)))),
+                              key=lambda v: (order.get(v, len(order)), version_key(v)))),
         scope=scope(values),
         release_ranges=_silent_ranges(members, releases) if kind == "silent" else describe(seen_in, releases),
         first_bad=first_bad,

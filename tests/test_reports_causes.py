@@ -254,3 +254,13 @@ def test_a_checkpoint_that_cannot_be_built_or_read_is_one_cause_that_stops_every
     assert cause.title == ("checkpoint: TypeError: ‹class›.__init__() missing ‹n› required positional argument: "
                            "'video_processor' (stops 17 probes)")
     assert cause.breaks == 2  # the build in 5.25.0, and 4.57.6 reading what 5.25.0 saved
+
+
+def test_writers_outside_the_reports_releases_are_listed_by_version(tmp_path):
+    """As-published writers (4.49.0, 4.51.3, ...) are not among a check's releases: they were listed in set order,
+    so two reports of the same cells (a check and the same check from the store) differed."""
+    writers = ("4.55.0", "4.45.0", "4.52.4", "4.49.0", "4.51.3")
+    lines = [line("qwen2", "smart", "load", "unexpected keys: lm_head.weight", cell_id=f"qwen2-smart-default-load@{w}",
+                  saved_by=w, checkpoint="cross_release", transformers="4.57.6", env="tf4_57_6") for w in writers]
+    [cause] = build_report([write(tmp_path / "r.jsonl", *lines)]).causes
+    assert cause.saved_by == ("4.45.0", "4.49.0", "4.51.3", "4.52.4", "4.55.0")

@@ -123,6 +123,12 @@ class Progress:
                 self.failures += _unexpected(line)
         self.offset += len(whole)
 
+    def done(self, lines: list[dict]) -> None:
+        """The last line, from the file's lines as read once at the end."""
+        self.count, self.failures = len(lines), sum(_unexpected(line) for line in lines)
+        print(f"[{self.run.results.stem}] {self.count}/{self.total} cells done, {self.failures} unexpected failure(s)",
+              file=self.stream, flush=True)
+
     def update(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.last_read < PROGRESS_EVERY_S:
             return
@@ -173,15 +179,14 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
                      published_in)
         if not run.interrupted:
             _fill_missing(run, matrix, cells)
+        run.lines = read_lines(run.results)  # read once: storing, the last progress line and the caller use it
         if store is not None:
-            keep(store.store, store.keys, matrix, [line for line in read_lines(run.results)
-                                                   if line.get("cell_id") not in unverified])
+            keep(store.store, store.keys, matrix, [line for line in run.lines if line.get("cell_id") not in unverified])
             if unverified:
                 print(f"[{run.results.stem}] store: {len(unverified)} resumed line(s) not stored: an earlier run "
                       "wrote them with other harness code or matrix.yaml models/settings (or before this was "
                       "recorded); `--fresh` reruns them", file=stream, flush=True)
-    Progress(run, len(cells), stream).update(force=True)
-    run.lines = read_lines(run.results)
+    Progress(run, len(cells), stream).done(run.lines)
     return run
 
 
