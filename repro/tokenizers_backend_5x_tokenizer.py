@@ -30,10 +30,10 @@ def build(folder):
     model.to(torch.bfloat16).eval().save_pretrained(folder)
     return model.float()(input_ids=INPUT_IDS).logits.detach()
 
-PROMPT = "describe the picture"  # the load probe's reference prompt, in the tokenizer's words
+PROMPT = "describe the picture"  # the load probe's reference prompt: as many words as the cell's had tokens
 
 def tokenizer():
-    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of three words."""
+    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of a few words."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     special = {"<|begin_of_text|>": 990, "<|end_of_text|>": 991, "<|start_header_id|>": 992, "<|end_header_id|>": 993,

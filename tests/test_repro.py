@@ -386,6 +386,23 @@ def test_a_cross_release_load_compares_the_prompts_ids_as_the_load_probe() -> No
     assert "TemplateProcessing" not in phi3 and "processors" not in phi3, "Phi-3 adds no bos: no post-processor, no import"
     forward = script("phi3-auto_causal_lm-default-forward@5.24.0", "4.57.6").text
     assert "PROMPT" not in forward and "reference_ids" not in forward, "the forward probe compares no ids"
+    qwen = script("qwen3_moe-auto_causal_lm-default-load@5.24.0", "4.57.6").text
+    assert "reference_ids" not in qwen, "5.x's Qwen2Tokenizer rebuilds its byte-level BPE: a word vocabulary reads back empty"
+
+
+def test_the_prompt_has_as_many_tokens_as_the_cells_writer_encoded() -> None:
+    """The masked messages keep the lists' lengths: Phi-3's cell quotes 4 ids from the writer, so the script's prompt
+    has 4 words (Llama 3's writer ids include its bos: one word fewer)."""
+    from compat_matrix.repro.command import prompt_tokens, script_for
+
+    quoted = ("the checkpoint's tokenizer, read here, encodes the reference prompt as [991, 970, 817, 830, 870]; "
+              "transformers 5.24.0 encoded it as [970, 817, 830, 870]: the tokenizer reads back differently")
+    outcome = CellOutcome("fail", "CheckFailed", quoted)
+    assert prompt_tokens(outcome) == 4 and prompt_tokens(CellOutcome("fail", "E", "other")) is None
+    phi3 = script_for(MATRIX, Cell.from_id("phi3-auto_causal_lm-default-load@5.24.0"), "4.57.6", "5.24.0", "r.py", outcome)
+    assert 'PROMPT = "describe the picture please"' in phi3.text
+    llama = script_for(MATRIX, Cell.from_id("llama-explicit_class-default-load@5.24.0"), "4.57.6", "5.24.0", "r.py", outcome)
+    assert 'PROMPT = "describe the picture"' in llama.text
 
 
 def test_causes_reuses_a_verdict_only_for_the_same_script_and_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,15 +43,15 @@ MODEL_ONLY = MODEL.replace("; return its float32 logits", "").replace(".eval().s
 
 TOKENIZER = '''
 
-PROMPT = "describe the picture"  # the load probe's reference prompt, in the tokenizer's words
+PROMPT = "__PROMPT__"  # the load probe's reference prompt: as many words as the cell's had tokens
 
 
 def tokenizer():
-    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of three words."""
+    """The family's tokenizer class, its special tokens and roles as the checkpoint has them, on a vocabulary of a few words."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     special = __SPECIAL_IDS__
-    vocab = {w: i for i, w in enumerate(["<unk>", "describe", "the", "picture"])}
+    vocab = {w: i for i, w in enumerate(__WORDS__)}
     vocab.update({f"<reserved_{i}>": i for i in range(len(vocab), __SPECIAL_BASE__)} | special)
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()

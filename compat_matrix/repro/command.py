@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -87,7 +88,15 @@ def script_for(matrix: Matrix, cell: Cell, release: str, good: str | None, name:
             and not outcome.message.startswith(ADAPTER_READ_CHECKS)):
         raise NoTemplate(f"the adapter_roundtrip script checks that the adapter reads whole ({', '.join(ADAPTER_READ_CHECKS)}); "
                          f"this cell fails {outcome.message.split(':')[0]}, which compares the logits on the family's inputs")
-    return write_script(Target(matrix, cell, release, good, name, smart_routes=smart_routes(outcome)))
+    return write_script(Target(matrix, cell, release, good, name, smart_routes=smart_routes(outcome),
+                               prompt_tokens=prompt_tokens(outcome)))
+
+
+def prompt_tokens(outcome: CellOutcome | None) -> int | None:
+    """How many ids the writer's tokenizer gave the reference prompt, where the cell's load check quotes them
+    (compat_tests/probes/load.py: '... encoded it as [970, 817, 830, 870]: the tokenizer reads back differently')."""
+    found = re.search(r"encoded it as \[([\d, ]*)\]", outcome.message) if outcome is not None else None
+    return len([part for part in found.group(1).split(",") if part.strip()]) if found else None
 
 
 def smart_routes(outcome: CellOutcome | None) -> tuple[str, ...]:

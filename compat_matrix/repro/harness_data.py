@@ -129,3 +129,10 @@ def tokenizer_setup(model_type: str) -> tuple[dict[str, int], dict[str, Any], st
         kwargs["legacy"] = False
     bos = spec.get("roles", {}).get("bos_token")
     return specials, kwargs, bos if spec.get("add_bos") and bos else None
+
+
+@lru_cache(maxsize=None)
+def tokenizer_style(model_type: str) -> str | None:
+    """The family's tokenizer pipeline (`qwen`, `gpt2`: byte-level BPE; `gemma`, `llama`: sentencepiece-like)."""
+    spec = _spec(model_type)
+    return str(spec["style"]) if spec else None
