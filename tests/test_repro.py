@@ -388,6 +388,7 @@ def test_a_cross_release_load_compares_the_prompts_ids_as_the_load_probe() -> No
     assert "PROMPT" not in forward and "reference_ids" not in forward, "the forward probe compares no ids"
     qwen = script("qwen3_moe-auto_causal_lm-default-load@5.24.0", "4.57.6").text
     assert "reference_ids" not in qwen, "5.x's Qwen2Tokenizer rebuilds its byte-level BPE: a word vocabulary reads back empty"
+    assert "reference_ids" not in script("gemma2-auto_causal_lm-default-load@5.24.0", "4.57.6").text, "GemmaTokenizer too"
 
 
 def test_the_prompt_has_as_many_tokens_as_the_cells_writer_encoded() -> None:
