@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# CI pins trl and peft as it pins its releases: a new trl or peft must not change its verdicts
+export COMPAT_MATRIX_TRAINING_CONSTRAINTS="$PWD/requirements/ci-training.txt"
 PYTHON=.venv/bin/python bash scripts/install_browser.sh || echo "browser install failed: the browser test will skip and say why"
 
 E2E_OUT="${E2E_OUT:-compat-report-ci}"

@@ -18,7 +18,7 @@ def test_nothing_is_installed_when_no_selected_probe_trains(monkeypatch: pytest.
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(install_training, "install", lambda requirements, constraints: calls.append(requirements) or (True, ""))
-    monkeypatch.setattr(install_training, "_done_before", lambda release, wanted: False)
+    monkeypatch.setattr(install_training, "_done_before", lambda *args: False)
     monkeypatch.setattr(install_training, "REPORT", install_training.REPORT.with_name("never-written.json"))
     monkeypatch.setenv("COMPAT_MATRIX_PROBES", "forward,load")
     assert install_training.main() == 0 and calls == []
@@ -29,7 +29,7 @@ def installed_by_main(monkeypatch: pytest.MonkeyPatch, tmp_path, **env: str) -> 
     """The packages `main` asks pip for under these environment variables (pip itself not run)."""
     calls: list[list[str]] = []
     monkeypatch.setattr(install_training, "install", lambda requirements, constraints: calls.append(requirements) or (True, ""))
-    monkeypatch.setattr(install_training, "_done_before", lambda release, wanted: False)
+    monkeypatch.setattr(install_training, "_done_before", lambda *args: False)
     monkeypatch.setattr(install_training, "REPORT", tmp_path / "training.json")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -44,3 +44,29 @@ def test_a_selection_with_a_training_probe_installs_both(monkeypatch: pytest.Mon
 
 def test_a_selection_whose_profile_has_an_adapter_installs_peft_only(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     assert installed_by_main(monkeypatch, tmp_path, COMPAT_MATRIX_PROBES="grpo_step,load", COMPAT_MATRIX_ADAPTERS="1") == ["peft"]
+
+
+def test_a_constraints_file_in_the_environment_holds_for_every_training_install(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """CI pins trl and peft this way (requirements/ci-training.txt): a new release of either must not change its verdicts."""
+    pins = tmp_path / "pins.txt"
+    pins.write_text("peft==0.21.2\ntrl==1.16.0")
+    seen: list[str] = []
+    monkeypatch.setattr(install_training, "install", lambda requirements, constraints: seen.append(constraints.read_text()) or (True, ""))
+    monkeypatch.setattr(install_training, "REPORT", tmp_path / "training.json")
+    monkeypatch.setenv("COMPAT_MATRIX_PROBES", "trl_grpo")
+    monkeypatch.setenv(install_training.CONSTRAINTS_ENV, str(pins))
+    assert install_training.main() == 0
+    assert len(seen) == 2 and all(text.endswith("peft==0.21.2\ntrl==1.16.0\n") and "transformers==" in text for text in seen)
+    installed = {"trl": "1.16.0", "peft": "0.21.2"}
+    monkeypatch.setattr(install_training, "_installed", lambda package: installed.get(package))
+    wanted = {"trl": "trl", "peft": "peft"}
+    release = install_training.importlib.metadata.version("transformers")
+    assert install_training._done_before(release, wanted, "peft==0.21.2\ntrl==1.16.0\n")
+    assert not install_training._done_before(release, wanted, "peft==0.22.0\n"), "other pins: install again"
+    assert not install_training._done_before(release, wanted, ""), "pins dropped: install the newest again"
+
+
+def test_an_unreadable_constraints_file_stops_with_the_variable_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv(install_training.CONSTRAINTS_ENV, str(tmp_path / "missing.txt"))
+    with pytest.raises(SystemExit, match="COMPAT_MATRIX_TRAINING_CONSTRAINTS=.*missing.txt: cannot read it"):
+        install_training.extra_constraints()

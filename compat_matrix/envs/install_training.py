@@ -6,7 +6,9 @@ file (so no other torch, and never a CUDA build, is pulled in), unless `training
 fixes a version for this release. A package that cannot be installed does not stop the environment:
 the reason goes to `<env>/compat-matrix-training.json`, and the probes needing it say `unsupported`
 with that reason. Run by tox (`commands_pre`); `COMPAT_MATRIX_FILE` (set by `compat-matrix run`)
-names the matrix file. When `COMPAT_MATRIX_PROBES` (set by `compat-matrix run` and bisect) names no probe
+names the matrix file. `COMPAT_MATRIX_TRAINING_CONSTRAINTS` names a pip constraints file added to
+those (CI pins trl and peft with it, requirements/ci-training.txt, so that a new trl or peft release
+never changes CI's verdicts; following them is the nightly's job). When `COMPAT_MATRIX_PROBES` (set by `compat-matrix run` and bisect) names no probe
 that trains, nothing is installed: resolving trl and peft costs more than the whole run of a few
 load/forward cells, which is what each release of a bisect runs; only peft when a selected cell's
 load profile carries an adapter (`COMPAT_MATRIX_ADAPTERS=1`).
@@ -32,6 +34,9 @@ REPORT = Path(sys.prefix) / "compat-matrix-training.json"
 
 TRAINING_PROBES = ("trl_grpo",)
 """Built-in probes that import trl or peft."""
+
+CONSTRAINTS_ENV = "COMPAT_MATRIX_TRAINING_CONSTRAINTS"
+"""A pip constraints file that also holds for trl, peft and what they pull in (unset: none)."""
 
 OUTPUT_TAIL = 1500
 """Characters of pip's output kept as the reason of a failed install."""
@@ -75,12 +80,14 @@ def main() -> int:
     matrix = load_matrix(os.environ.get("COMPAT_MATRIX_FILE") or DEFAULT_MATRIX, check_model_types=False)
     release = importlib.metadata.version("transformers")
     wanted = {package: requirement(package, matrix.training_pin(package, release)) for package in packages}
-    if _done_before(release, wanted):
+    extra = extra_constraints()
+    if _done_before(release, wanted, extra):
         return 0
-    report: dict[str, dict[str, str | None]] = {"transformers": {"requested": release, "error": None}}
+    report: dict[str, dict[str, str | None]] = {"transformers": {"requested": release, "error": None},
+                                                "constraints": {"requested": extra, "error": None}}
     with tempfile.TemporaryDirectory() as folder:
         constraints = Path(folder) / "installed.txt"
-        constraints.write_text(f"torch=={importlib.metadata.version('torch')}\ntransformers=={release}\n")
+        constraints.write_text(f"torch=={importlib.metadata.version('torch')}\ntransformers=={release}\n{extra}")
         for package, asked in wanted.items():
             ok, output = install([asked], constraints)
             report[package] = {"requested": asked, "error": None if ok else
@@ -90,7 +97,21 @@ def main() -> int:
     return 0
 
 
-def _done_before(release: str, wanted: dict[str, str]) -> bool:
+def extra_constraints() -> str:
+    """The text of the `COMPAT_MATRIX_TRAINING_CONSTRAINTS` file ('' when unset); a missing file is an
+    error that names the variable, not a silent install of whatever is newest."""
+    path = os.environ.get(CONSTRAINTS_ENV)
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"{CONSTRAINTS_ENV}={path}: cannot read it ({exc.strerror}); point it at a pip constraints "
+                         "file or unset it") from None
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _done_before(release: str, wanted: dict[str, str], extra: str = "") -> bool:
     """True when the last run here installed the same requests for the same transformers, and they
     are still installed (or no version fitted): tox runs this before every command, so a second run
     costs nothing and a release without a compatible TRL does not re-run a long resolver search."""
@@ -99,6 +120,7 @@ def _done_before(release: str, wanted: dict[str, str]) -> bool:
     except (OSError, ValueError):
         return False
     return (last.get("transformers", {}).get("requested") == release
+            and (last.get("constraints") or {}).get("requested", "") == extra
             and all(last.get(p, {}).get("requested") == asked and (_installed(p) or _unresolvable(last[p].get("error")))
                     for p, asked in wanted.items()))
 
