@@ -29,6 +29,8 @@ class Expected(BaseModel):
     """PEP 440 range it applies to; null: every release."""
     saved_by: str | None = None
     """PEP 440 range of the releases whose checkpoints it covers; null: any checkpoint."""
+    libraries: dict[str, str] | None = None
+    """PEP 440 ranges of the training libraries it holds for (`{"peft": "<0.22.0"}`); null: any version."""
     reason: str = ""
     link: str | None = None
     repro: str | None = None

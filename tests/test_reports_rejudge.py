@@ -59,6 +59,18 @@ def test_a_checkpoint_from_outside_the_saved_by_range_stays_a_regression(tmp_pat
     assert [c.cell_id for c in report.regressions] == ["llama-auto_causal_lm-default-load@4.49.0"]
 
 
+def test_a_cause_bounded_by_peft_is_judged_by_the_peft_each_line_ran_with(tmp_path: Path) -> None:
+    bounded = matrix(tmp_path, MATRIX.replace("saved_by: '>=5',", "saved_by: '>=5', libraries: {peft: '<0.22.0'},"))
+    old, new = cross_cell(tmp_path, "5.24.0"), tmp_path / "tf4_57_6-cross-new-peft.jsonl"
+    line = json.loads(old.read_text())
+    new.write_text(json.dumps({**line, "libraries": {"trl": "1.16.0", "peft": "0.22.0"}}) + "\n")
+    old.write_text(json.dumps({**line, "libraries": {"trl": "1.16.0", "peft": "0.21.2"}}) + "\n")
+    report = build_report([new], expectations=read_expectations(bounded))
+    assert [c.cell_id for c in report.regressions] == ["llama-auto_causal_lm-default-load@5.24.0"]
+    report = build_report([old], expectations=read_expectations(bounded))
+    assert report.regressions == () and report.cells[0].expected.libraries == {"peft": "<0.22.0"}
+
+
 def test_a_model_the_file_does_not_list_keeps_its_record_and_is_named(tmp_path: Path) -> None:
     report = build_report([cross_cell(tmp_path, "5.24.0", model="gone")], expectations=read_expectations(matrix(tmp_path)))
     assert len(report.regressions) == 1

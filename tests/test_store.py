@@ -47,6 +47,22 @@ def test_a_run_reuses_its_stored_cells_with_the_current_expectation(tmp_path: Pa
     assert "reused 2 of 3 cells" in found.describe(3)
 
 
+def test_a_stored_cell_is_judged_by_the_peft_its_line_ran_with(tmp_path: Path) -> None:
+    """matrix.yaml bounds DeepSeek-V3's 4.x-adapter cause by `libraries: {peft: "<0.22.0"}`: the line stored with
+    peft 0.21.2 keeps it, the one with 0.22.0 (which reads every tensor) has none."""
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    cell = Cell("deepseek_v3", "smart", "lora", "adapter_roundtrip", "4.57.6")
+    for peft in ("0.21.2", "0.22.0"):
+        facts = replace(FACTS, transformers="5.24.0", libraries={**FACTS.libraries, "peft": peft})
+        assert keep(store, keys, MATRIX, [line(cell, "fail", facts)]) == 1
+        [found] = reusable(store, keys, MATRIX, [cell], "5.24.0", facts, "tf5_24_0").lines
+        assert found["libraries"]["peft"] == peft
+        if peft == "0.21.2":
+            assert found["expected"]["libraries"] == {"peft": "<0.22.0"} and "12 of 56" in found["expected"]["reason"]
+        else:
+            assert found["expected"] is None
+
+
 def test_a_cell_stored_from_an_older_recipe_is_not_reused(tmp_path: Path) -> None:
     store, cell = Store(tmp_path), Cell("qwen2", "smart", "default", "forward")
     keep(store, Keys(MATRIX), MATRIX, [line(cell)])

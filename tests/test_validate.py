@@ -56,6 +56,10 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
          "models[0](llama).expectations[0].transformers", "PEP 440"),
         (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, saved_by: '5.x', reason: r}"),
          "models[0](llama).expectations[0].saved_by", "PEP 440"),
+        (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, libraries: {pef: '<1'}, reason: r}"),
+         "models[0](llama).expectations[0].libraries.pef", "unknown key"),
+        (("config: {hidden_size: 64}}", "config: {hidden_size: 64}}\n    expectations:\n      - {status: fail, libraries: {peft: '0.22'}, reason: r}"),
+         "models[0](llama).expectations[0].libraries.peft", "PEP 440"),
         (("models:", "strategies: [auto_model, auto_magic]\nmodels:"), "m.yaml:2: strategies", "auto_magic"),
         (("models:", "probes: [load, fly]\nmodels:"), "m.yaml:2: probes", "fly"),
         (("model_type: llama,", "model_type: lama,"), "models[0](llama).recipe.model_type", "did you mean llama"),
@@ -68,7 +72,8 @@ def test_a_good_file_loads_into_frozen_objects(tmp_path: Path) -> None:
         (("    recipe:", "    source: hub\n    revision: abc123\n    written_by: 4.49.0\n    recipe:"), "models[0](llama)",
          "already as published"),
     ],
-    ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "bad-saved-by", "unknown-strategy", "unknown-probe",
+    ids=["unknown-key", "wrong-literal", "bad-release", "bad-specifier", "bad-saved-by", "unknown-library",
+         "bad-library-range", "unknown-strategy", "unknown-probe",
          "unknown-model-type", "duplicate-key", "missing-field", "hub-without-revision",
          "hub-on-a-branch", "written-by-dev-version", "written-by-on-a-hub-entry"],
 )
@@ -139,6 +144,23 @@ def test_a_saved_by_expectation_covers_only_checkpoints_of_those_releases(tmp_pa
     assert reason("5.0.0", "5.24.0") is None  # loaded by a release outside `transformers`
     assert reason("4.57.6", "4.49.0", "auto_model") == "any checkpoint"  # no saved_by: own or another's
     assert reason("4.57.6", None, "auto_model") == "any checkpoint"
+
+
+def test_a_libraries_expectation_covers_only_lines_whose_library_is_in_its_range(tmp_path: Path) -> None:
+    matrix = _with_expectations(tmp_path, "{status: fail, libraries: {peft: '<0.22.0'}, reason: old peft drops keys}",
+                                "{status: fail, reason: every peft}")
+    entry = matrix.models[0]
+
+    def reason(libraries: dict[str, str | None] | None) -> str | None:
+        found = matrix.expectation_for(entry, "5.24.0", "smart", "adapter_roundtrip", "default", None, libraries)
+        return found.reason if found else None
+
+    assert reason({"peft": "0.21.2", "trl": "1.16.0"}) == "old peft drops keys"
+    assert reason({"peft": "0.22.0", "trl": "1.16.0"}) == "every peft"  # the fixed peft: the next one decides
+    assert reason({"peft": None}) == "every peft"  # not installed: outside any range
+    assert reason({}) == "every peft"
+    assert reason({"peft": "not-a-version"}) == "every peft"
+    assert reason(None) == "old peft drops keys"  # versions not known (bisect's spec cells): the range does not narrow
 
 
 def test_for_a_cross_release_cell_a_saved_by_expectation_wins_over_the_models_own(tmp_path: Path) -> None:

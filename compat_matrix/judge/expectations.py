@@ -26,7 +26,7 @@ class MatrixExpectations:
 
     def expected(self, cell: Cell) -> Expected | None:
         found = expected_of(self.matrix, MatrixCell(cell.model, cell.strategy, cell.load_kwargs, cell.probe,
-                                                    cell.saved_by), cell.transformers)
+                                                    cell.saved_by), cell.transformers, cell.libraries)
         return Expected(**found) if found else None
 
 

@@ -86,10 +86,11 @@ def _scope(matrix: Matrix, cells: list[Cell]) -> dict[int, tuple[Expectation, li
             if expectation.saved_by:
                 continue
             if expectation.status in FAILING and expectation.model_copy(update={"transformers": ""}).matches(
-                    cell.model, cell.transformers, cell.strategy, cell.probe, cell.load_kwargs):
+                    cell.model, cell.transformers, cell.strategy, cell.probe, cell.load_kwargs, None, cell.libraries):
                 found.setdefault(id(expectation), (expectation, []))[1].append(cell)
                 break
-            if expectation.matches(cell.model, cell.transformers, cell.strategy, cell.probe, cell.load_kwargs):
+            if expectation.matches(cell.model, cell.transformers, cell.strategy, cell.probe, cell.load_kwargs, None,
+                                   cell.libraries):
                 break
     return found
 

@@ -292,7 +292,7 @@ def reusable(store: Store, keys: Keys, matrix: Matrix, cells: list[Cell], releas
         if needs and package_name(needs) in facts.present:  # installed since: the cell gets further now
             continue
         line = {**entry["line"], "env": env, FROM_STORE: entry["stored_at"],
-                "expected": expected_of(matrix, cell, facts.transformers)}
+                "expected": expected_of(matrix, cell, facts.transformers, entry["line"].get("libraries"))}
         lines.append(line)
         when.append(str(entry["stored_at"]))
     return Reuse(lines, when)

@@ -33,7 +33,8 @@ def current_lines(store: Store, keys: Keys) -> dict[str, list[dict[str, Any]]]:
             if cell is None or cell.model not in models or keys.cell(cell, line_facts(line)) != entry.get("key"):
                 continue
             newest[cell.id] = {**line, "env": env_name(release), FROM_STORE: entry.get("stored_at"),
-                               "expected": expected_of(keys.matrix, cell, str(line.get("transformers")))}
+                               "expected": expected_of(keys.matrix, cell, str(line.get("transformers")),
+                                                       line.get("libraries"))}
         if newest:
             found[release] = list(newest.values())
     return found

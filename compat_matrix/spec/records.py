@@ -7,16 +7,13 @@ that has no line yet still gets one (`error`, with the reason), so nothing is si
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from compat_matrix.spec.cells import Cell, checkpoint_kind
-from compat_matrix.spec.schema import Matrix
+from compat_matrix.spec.schema import TRAINING_LIBRARIES, Matrix
 
 SCHEMA_VERSION = 1
-
-TRAINING_LIBRARIES = ("trl", "peft", "accelerate", "tokenizers")
-"""Packages besides torch and transformers that decide whether training works; every line records
-their versions (`libraries`)."""
 
 FINGERPRINT_KEYS = ("transformers", "transformers_requested", "torch", "python", "device", "gpu_name", "git_commit",
                     "libraries", "packages")
@@ -32,17 +29,20 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def expected_of(matrix: Matrix, cell: Cell, version: str) -> dict[str, Any] | None:
-    """The cell's expectation from matrix.yaml as plain values, or None."""
+def expected_of(matrix: Matrix, cell: Cell, version: str,
+                libraries: Mapping[str, str | None] | None = None) -> dict[str, Any] | None:
+    """The cell's expectation from matrix.yaml as plain values, or None (`libraries`: the versions its line
+    records; None where not known)."""
     entry = matrix.model(cell.model)
     try:
-        expectation = matrix.expectation_for(entry, version, cell.strategy, cell.probe, cell.profile, cell.saved_by)
+        expectation = matrix.expectation_for(entry, version, cell.strategy, cell.probe, cell.profile, cell.saved_by,
+                                             libraries)
     except ValueError:  # `main` and other non-PEP 440 names match no version range
         expectation = None
     if expectation is None:
         return None
     return {"status": expectation.status, "transformers": expectation.transformers or None,
-            "saved_by": expectation.saved_by or None, "reason": expectation.reason, "link": expectation.link,
+            "saved_by": expectation.saved_by or None, "libraries": expectation.libraries.named() or None, "reason": expectation.reason, "link": expectation.link,
             "repro": expectation.repro}
 
 
@@ -68,7 +68,7 @@ def cell_record(matrix: Matrix, cell: Cell, env: str, fingerprint: dict[str, Any
         "message": "",
         "loaded_class": None,
         "load_path": None,
-        "expected": expected_of(matrix, cell, fingerprint["transformers"]),
+        "expected": expected_of(matrix, cell, fingerprint["transformers"], fingerprint.get("libraries")),
         "duration_s": 0.0,
         "peak_memory_mb": None,
         "dtype": None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -186,6 +187,42 @@ def _check_specifier(value: str) -> str:
     return value
 
 
+class LibraryRanges(_Frozen):
+    """PEP 440 ranges of the libraries besides torch and transformers that decide whether training works
+    (each result line records their versions, `libraries`); empty: any version, or none installed."""
+
+    trl: str = ""
+    peft: str = ""
+    accelerate: str = ""
+    tokenizers: str = ""
+
+    @field_validator("trl", "peft", "accelerate", "tokenizers")
+    @classmethod
+    def _specifier(cls, value: str) -> str:
+        return _check_specifier(value) if value else value
+
+    def named(self) -> dict[str, str]:
+        """{library: range} for the libraries given a range."""
+        return {name: spec for name, spec in self.model_dump().items() if spec}
+
+    def hold(self, installed: Mapping[str, str | None]) -> bool:
+        """Every named library is installed at a version inside its range (not installed, or unparseable: outside)."""
+        return all(_version_in(installed.get(name), spec) for name, spec in self.named().items())
+
+
+def _version_in(version: str | None, specifier: str) -> bool:
+    if not version:
+        return False
+    try:
+        return _contains(version, specifier)
+    except InvalidVersion:
+        return False
+
+
+TRAINING_LIBRARIES = tuple(LibraryRanges.model_fields)
+"""The libraries every result line records the versions of (`libraries`), and an expectation can bound."""
+
+
 class Expectation(_Frozen):
     """What a set of cells should do in a range of releases, and why."""
 
@@ -204,6 +241,11 @@ class Expectation(_Frozen):
     saved_by: str = ""
     """PEP 440 specifier of the release that saved the checkpoint: set, it covers only cross-release
     cells whose checkpoint such a release wrote; empty means any checkpoint, own or another release's."""
+    libraries: LibraryRanges = Field(default_factory=LibraryRanges)
+    """PEP 440 ranges of the training libraries the cause holds for (`{peft: "<0.22.0"}`): set, it covers only
+    cells whose line records a version of each named library inside its range (a library not installed is
+    outside). A fix released in peft or trl then ends the expectation for the runs that have it, without
+    ending it for the runs that pin the older one; empty means any version."""
     reason: str
     """Why: people read this in the report next to the cell."""
     link: str | None = None
@@ -228,8 +270,10 @@ class Expectation(_Frozen):
         return _known(value, _allowed(info, PROBE_ORDER, "probes"), "probe")
 
     def matches(self, model: str, version: str, strategy: str, probe: str, profile: str,
-                saved_by: str | None = None) -> bool:
-        """True when this expectation covers the cell (`saved_by`: the release whose checkpoint it loads)."""
+                saved_by: str | None = None, libraries: Mapping[str, str | None] | None = None) -> bool:
+        """True when this expectation covers the cell (`saved_by`: the release whose checkpoint it loads;
+        `libraries`: the versions its line records, None where they are not known, which `libraries:` ranges
+        then do not narrow)."""
         return (
             (not self.models or model in self.models)
             and _in_range(version, self.transformers)
@@ -237,6 +281,7 @@ class Expectation(_Frozen):
             and (not self.strategies or strategy in self.strategies)
             and (not self.probes or probe in self.probes)
             and (not self.load_kwargs or profile in self.load_kwargs)
+            and (libraries is None or self.libraries.hold(libraries))
         )
 
 
@@ -722,13 +767,14 @@ class Matrix(_Frozen):
         return self
 
     def expectation_for(self, entry: ModelEntry, version: str, strategy: str, probe: str, profile: str,
-                        saved_by: str | None = None) -> Expectation | None:
+                        saved_by: str | None = None,
+                        libraries: Mapping[str, str | None] | None = None) -> Expectation | None:
         """The one place that decides what a cell is expected to do: first match, model's own first.
 
         For a cross-release cell, expectations that name `saved_by` come first: an unreadable
         checkpoint fails every strategy, whatever a strategy would do with a readable one."""
         for expectation in self.expectation_order(entry, saved_by is not None):
-            if expectation.matches(entry.key, version, strategy, probe, profile, saved_by):
+            if expectation.matches(entry.key, version, strategy, probe, profile, saved_by, libraries):
                 return expectation
         return None
 
