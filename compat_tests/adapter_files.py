@@ -1,6 +1,12 @@
 """Adapters a release saved, kept in the cache: one folder per (checkpoint, load profile, strategy),
 written once by the release that wrote the checkpoint and read by every release.
 
+What peft saves depends on its version (0.22.0 adapts DeepSeek-V3's dense MLP on 5.x, 0.21.2 does
+not), and one cache serves runs that install trl and peft differently (CI pins them, a user's run
+takes the newest). So the folder's hash includes the run's pip constraints for them
+(`COMPAT_MATRIX_TRAINING_CONSTRAINTS`), and a writer whose peft is not the one a folder records writes
+it again: a reader never judges one peft's adapter as another's.
+
 A folder holds `adapter/` (what peft's `save_pretrained` wrote, as `trainer.save_model` leaves it),
 `adapter_reference.json` (writer, peft version, the saved tensors) and `adapter_logits.safetensors`
 (the writer's logits on the fixed inputs, with and without the adapter). It is filled in a temporary
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from compat_matrix.envs.install_training import extra_constraints
 from compat_matrix.spec.layout import cache_root
 from compat_tests.outcomes import CellSkipped, CellUnsupported, WriterFailed
 from compat_tests.tiny.checkpoint import CONTENT_HASHES, building
@@ -56,9 +63,10 @@ def base_identity(checkpoint: Any) -> str:
 
 
 def adapter_digest(adapter: AdapterSpec, load_kwargs: dict[str, Any], strategy: str, grpo: GrpoSettings, base: str) -> str:
-    """sha256 of everything that decides what the writer saves."""
+    """sha256 of everything that decides what the writer saves, the run's trl/peft constraints included."""
     payload = {"adapter": adapter.model_dump(mode="json"), "load_kwargs": load_kwargs, "strategy": strategy,
-               "grpo": grpo.model_dump(mode="json"), "base": base, "format": ADAPTER_FORMAT}
+               "grpo": grpo.model_dump(mode="json"), "base": base, "format": ADAPTER_FORMAT,
+               "training_constraints": extra_constraints()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -117,12 +125,18 @@ def not_saved(writer: str, profile: str, folder: Path) -> CellSkipped:
                        "them first)")
 
 
-def write_once(folder: Path, fill: Callable[[Path], None]) -> SavedAdapter:
-    """The adapter in `folder`, written now by `fill` (into an empty temporary folder) when absent.
-    A `fill` that raises leaves a note with its reason for the readers, then the error goes on."""
+def write_once(folder: Path, fill: Callable[[Path], None], peft_version: str) -> SavedAdapter:
+    """The adapter in `folder`, written now by `fill` (into an empty temporary folder) when absent or
+    written by another `peft_version`. A `fill` that raises leaves a note with its reason for the
+    readers, then the error goes on."""
     lock = building(folder, "adapter")
     try:
-        if not (folder / REFERENCE_JSON).is_file():
+        reference = folder / REFERENCE_JSON
+        if reference.is_file() and json.loads(reference.read_text()).get("peft_version") != peft_version:
+            stale = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.stale")
+            os.rename(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        if not reference.is_file():
             _write(folder, fill)
         return SavedAdapter(folder, json.loads((folder / REFERENCE_JSON).read_text()))
     finally:

@@ -105,6 +105,32 @@ def test_a_correct_round_trip_passes_with_every_saved_tensor_found(cache: Path) 
     assert round_trip()["status"] == "pass" and (folder / "adapter_reference.json").stat().st_mtime_ns == written
 
 
+def test_an_adapter_another_peft_wrote_is_written_again_by_this_one(cache: Path) -> None:
+    """A cache shared by runs with other pefts (0.22.0 saves DeepSeek-V3's dense MLP, 0.21.2 does not):
+    the writer's peft replaces a folder another peft wrote, so no reader judges that one's adapter."""
+    import peft
+
+    folder = Path(round_trip()["details"]["adapter_folder"])
+    reference = folder / "adapter_reference.json"
+    planted = {**json.loads(reference.read_text()), "peft_version": "0.0.1"}
+    reference.write_text(json.dumps(planted))
+    record = round_trip()
+    assert record["status"] == "pass" and record["details"]["adapter_peft"] == peft.__version__
+    assert json.loads(reference.read_text())["peft_version"] == peft.__version__
+    assert not any(p.name.endswith(".stale") for p in folder.parent.iterdir())
+
+
+def test_runs_pinning_trl_and_peft_otherwise_keep_their_adapters_apart(cache: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    newest = Path(round_trip()["details"]["adapter_folder"])
+    pins = tmp_path / "pins.txt"
+    pins.write_text("peft==0.21.2\n")
+    monkeypatch.setenv("COMPAT_MATRIX_TRAINING_CONSTRAINTS", str(pins))
+    pinned = Path(round_trip()["details"]["adapter_folder"])
+    assert pinned != newest and pinned.parent == newest.parent
+    assert (newest / "adapter_reference.json").is_file() and (pinned / "adapter_reference.json").is_file()
+
+
 def test_a_reader_that_silently_drops_the_mlp_keys_fails_naming_them(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The MLP of a dense model stands for the experts of an MoE: peft 0.21 loads the rest and warns
     at most; the check finds the four tensors missing by their values and names them."""

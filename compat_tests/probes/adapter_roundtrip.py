@@ -299,6 +299,8 @@ class AdapterRoundtripProbe:
         import transformers
 
         require("peft")
+        import peft
+
         profile = ctx.entry.load_kwargs.get(ctx.profile)
         if profile is None or profile.adapter is None:
             raise CellUnsupported(f"load profile {ctx.profile!r} has no adapter to save and read")
@@ -306,7 +308,7 @@ class AdapterRoundtripProbe:
         writer = writer_of(ctx.checkpoint)
         if writer == transformers.__version__:
             try:
-                saved = write_once(folder, lambda into: write_adapter(ctx, into))
+                saved = write_once(folder, lambda into: write_adapter(ctx, into), peft.__version__)
             except grpo_step.NoLearningSignal as exc:
                 return ProbeOutcome("error", str(exc), "NoLearningSignal", {"group_rewards": exc.rewards})
             assert ctx.reload_base is not None, "the harness gives adapter_roundtrip a base loader"
