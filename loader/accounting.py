@@ -3,7 +3,9 @@ tensor in the model? Judged on the tensors themselves, whoever loaded the model 
 strategy, `smart`, a user's callable, a peft wrapper), not on `output_loading_info`.
 
 A model tensor is found, in this order:
-1. by name: the checkpoint key the release's own mapping (`loader.key_mapping`) renames to it, same values;
+1. by name: the checkpoint key the release's own mapping (`loader.key_mapping`) renames to it, same values,
+   or those values with the last two axes swapped (`transposed`: 5.x's Qwen3-VL-MoE experts, stored
+   `(experts, in, out)` by 4.57 and the hub, kept `(experts, out, in)`);
 2. tied: it shares storage with a tensor found by name (a tied `lm_head`);
 3. fused: it is the checkpoint tensors the release maps to it (or, failing that, unused ones of the
    right shape) stacked or concatenated along its first axis, also tried on its last two axes swapped
@@ -53,6 +55,8 @@ class WeightAccount:
     by_name: list[str] = field(default_factory=list)
     tied: list[str] = field(default_factory=list)
     """`name = sibling`: shares storage with a tensor found by name."""
+    transposed: list[str] = field(default_factory=list)
+    """`name <- key`: the key the mapping names, its values with the last two axes swapped."""
     fused: list[str] = field(default_factory=list)
     """`name <- first key + N more`: built from several checkpoint tensors, each found in it."""
     converted: list[str] = field(default_factory=list)
@@ -82,7 +86,7 @@ class WeightAccount:
     def as_dict(self, text_only: bool = False) -> dict[str, Any]:
         """Counts and the first names of each group, as plain values for a results line."""
         unused, dropped = self.unused_for(text_only)
-        groups = {"by_name": self.by_name, "tied": self.tied, "fused": self.fused, "converted": self.converted,
+        groups = {"by_name": self.by_name, "tied": self.tied, "transposed": self.transposed, "fused": self.fused, "converted": self.converted,
                   "by_content": self.by_content, "constant": self.constant, "reinitialised": self.reinitialised, "computed": self.computed,
                   "adapter": self.adapter, "unused": unused, "dropped": dropped, "ignored": self.ignored}
         out: dict[str, Any] = {"checkpoint_tensors": self.checkpoint_tensors}
@@ -155,6 +159,17 @@ class _Checkpoint:
         return cover if len(cover) > 1 else None
 
 
+def _transposed_source(name: str, tensor: torch.Tensor | None, sources: list[str], checkpoint: _Checkpoint) -> str | None:
+    """The one key the mapping names for `name` whose values are `tensor`'s with its last two axes swapped."""
+    if tensor is None or tensor.dim() < 3 or len(sources) != 1:
+        return None
+    swapped = tensor.transpose(-1, -2)
+    stored = checkpoint.by_key[sources[0]]
+    if tuple(stored.shape) != tuple(swapped.shape):
+        return None
+    return sources[0] if fingerprint(swapped, canonical_dtype(swapped.dtype)) == stored.fingerprint else None
+
+
 def _fits(view: torch.Tensor, piece: tuple[int, ...]) -> bool:
     """`view` can be cut into blocks of `piece`'s shape along its (flattened) first axes."""
     rest = piece[1:]
@@ -194,9 +209,13 @@ def account(model: Any, folder: Path, key_mapping: dict[str, str] | None = None)
     for name in [*tensors, *buffers]:
         sources = checkpoint.by_target.get(name, [])
         same = [k for k in sources if checkpoint.by_key[k].fingerprint == prints[name]]
+        swapped = _transposed_source(name, tensors.get(name), sources, checkpoint) if not same else None
         if same:
             checkpoint.used.add(same[0])
             found.by_name.append(name)
+        elif swapped is not None:
+            checkpoint.used.add(swapped)
+            found.transposed.append(f"{name} <- {swapped}")
         elif name in buffers and sources:  # a buffer the model computes, also saved (early Llama's inv_freq)
             checkpoint.used.update(sources)
             found.by_name.append(name)

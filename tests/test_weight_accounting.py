@@ -235,3 +235,22 @@ def test_fused_experts_are_found_as_the_per_expert_tensors_they_stack(tmp_path: 
     found = account(module, tmp_path / "ckpt")
     assert found.reinitialised == ["experts.gate_up_proj"]
     assert sorted(found.unused) == sorted(f"experts.{e}.{p}_proj.weight" for e in range(3) for p in ("gate", "up"))
+
+
+def test_fused_experts_stored_with_their_last_two_axes_swapped_are_found_transposed(tmp_path: Path) -> None:
+    """5.x keeps Qwen3-VL-MoE's experts (experts, out, in) and reads 4.57's and the hub's (experts, in, out)
+    through a Transpose converter: the same key, the values transposed, is found, not re-initialised."""
+    import torch
+    from safetensors.torch import save_file
+
+    module = _Experts.model(transposed=True)
+    (tmp_path / "ckpt").mkdir()
+    stored = {name: p.detach().transpose(-1, -2).contiguous().clone() for name, p in module.named_parameters()}
+    save_file(stored, str(tmp_path / "ckpt" / "model.safetensors"))
+    found = account(module, tmp_path / "ckpt")
+    assert found.reinitialised == [] and found.unused == []
+    assert found.transposed == ["experts.gate_up_proj <- experts.gate_up_proj", "experts.down_proj <- experts.down_proj"]
+    with torch.no_grad():
+        module.experts.down_proj[0].normal_()  # another expert's values: found nowhere
+    found = account(module, tmp_path / "ckpt")
+    assert found.reinitialised == ["experts.down_proj"] and found.unused == ["experts.down_proj"]
