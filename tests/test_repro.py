@@ -558,3 +558,69 @@ def test_smart_sets_a_config_keyword_on_the_config_as_its_loader_does() -> None:
     explicit = script("paligemma-explicit_class-trainer-grpo_step", "4.57.6").text
     assert "KWARGS = {'dtype': 'bfloat16', 'use_cache': False, 'attn_implementation': 'sdpa'}" in explicit
     assert "config=config" not in explicit
+
+
+QWEN3_VL_AUTO_MODEL = (  # the 4.57.6 cell's message, as the load probe's weight account words it
+    "Qwen3VLModel has no LM head (get_output_embeddings() is None); weights newly initialised (found in the checkpoint "
+    "neither by name nor by content): vision tower: 14 tensor(s) (visual.patch_embed.proj.weight, visual.pos_embed.weight, "
+    "and 12 more); embeddings: 1 tensor(s) (language_model.embed_tokens.weight); other weights: 14 tensor(s) "
+    "(language_model.layers.0.self_attn.q_proj.weight, language_model.layers.0.self_attn.k_proj.weight, and 12 more); "
+    "checkpoint tensors left unused (no model tensor holds them): LM head: 1 tensor(s) (lm_head.weight); embeddings: "
+    "1 tensor(s) (model.language_model.embed_tokens.weight); other weights: 14 tensor(s) "
+    "(model.language_model.layers.0.mlp.down_proj.weight, model.language_model.layers.0.mlp.gate_proj.weight, and 12 more); "
+    "vision tower: 14 tensor(s) (model.visual.blocks.0.attn.proj.weight, model.visual.blocks.0.attn.qkv.weight, and 12 more)")
+
+
+def test_weights_found_by_content_are_not_counted_new_as_the_load_probe(tmp_path: Path) -> None:
+    """Qwen3-VL's AutoModel in 4.57.6 finds no tensor by name; the load probe's account still finds its norms of ones
+    and zero biases under the checkpoint's names, by value. By name only, the script listed 39 vision tensors
+    new where the cell lists 14 (another cause); counting as the account does, it reproduces the cell."""
+    from compat_matrix.repro.command import script_for
+
+    cell = Cell.from_id("qwen3_vl-auto_model-default-load")
+    outcome = CellOutcome("fail", "CheckFailed", QWEN3_VL_AUTO_MODEL)
+    written = script_for(MATRIX, cell, "4.57.6", None, "repro.py", outcome)  # type: ignore[arg-type]
+    assert "safetensors.torch.load_file(" in written.text and written.lines <= SAME_RELEASE_LINES
+    assert "load_file" not in script("qwen3_vl-auto_model-default-load", "4.57.6").text, "by name without such a cell"
+    workdir = python_env(tmp_path, "4.57.6")
+    path = tmp_path / "repro.py"
+    path.write_text(written.text)
+    ran = run_script(written, path, "4.57.6", "4.57.6", None, workdir)
+    verdict = judge(cell.id, "load", False, NAMES, outcome, ran, None)  # type: ignore[union-attr]
+    assert verdict.verified, verdict.summary + ran.output
+
+
+def test_mllamas_checkpoint_carries_its_processor_read_whole_as_its_readers_do() -> None:
+    """5.24.0 saves Mllama's PreTrainedTokenizerFast as TokenizersBackend, which 4.57.6's AutoTokenizer cannot find; its
+    build saves MllamaProcessor, which AutoProcessor reads whole (the class it names, not tokenizer_class): the script
+    saves and reads the same, and compares the prompt's ids through the processor's tokenizer."""
+    written = script("mllama-smart-default-load@5.24.0", "4.57.6", good="5.24.0")
+    for text in ("transformers.MllamaProcessor(image_processor=image_processor(), tokenizer=tokenizer()).save_pretrained(folder)",
+                 "transformers.MllamaImageProcessor(size={\"height\": 28, \"width\": 28}, max_image_tiles=4)",
+                 "transformers.AutoProcessor.from_pretrained(folder).tokenizer(PROMPT)[\"input_ids\"]"):
+        assert text in written.text, text
+    assert "AutoTokenizer" not in written.text and written.needs == ("pillow",)
+    ast.parse(written.text)
+    llama = script("llama-explicit_class-default-load@5.24.0", "4.57.6").text
+    assert "transformers.AutoTokenizer.from_pretrained(folder)" in llama, "a text model's reader takes AutoTokenizer: the llama cause"
+
+
+def test_smart_on_a_checkpoint_without_architectures_goes_on_to_an_auto_class(tmp_path: Path) -> None:
+    """5.24.0's Qwen2.5-VL checkpoint read by 4.57.6 has no config.architectures: the explicit class's script stops
+    (ArchitectureLost, VLM-R1's model_cls), `smart`'s goes on to AutoModelForImageTextToText as its loader does."""
+    import json
+
+    smart = script("qwen2_5_vl-smart-lora_paths-load@5.24.0", "4.57.6")
+    assert "else transformers.AutoModelForImageTextToText" in smart.text and "ArchitectureLost" not in smart.text
+    assert "ArchitectureLost" in script("qwen2_5_vl-explicit_class-lora_paths-load@5.24.0", "4.57.6").text
+    trainer = script("qwen2_5_vl-smart-trainer-load@5.24.0", "4.57.6").text
+    assert trainer.count("AutoConfig.from_pretrained(folder)") == 2, "the read step's, and one in load(): smart's settings kept"
+    namespace: dict[str, object] = {"__name__": "lib"}
+    default = script("qwen2_5_vl-smart-default-load@5.24.0", "4.57.6").text  # the same load(), no peft
+    exec(compile(default.split('if __name__ == "__main__":')[0], "repro", "exec"), namespace)  # the functions, no run
+    folder = tmp_path / "ckpt"
+    namespace["build"](str(folder))  # type: ignore[operator]
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": None}))  # as 4.57.6 reads 5.24.0's
+    model, _ = namespace["load"](str(folder))  # type: ignore[operator]
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"

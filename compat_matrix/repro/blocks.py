@@ -84,6 +84,13 @@ def image_processor():
                                               min_pixels=__SIDE__ * __SIDE__, max_pixels=__SIDE__ * __SIDE__)
 '''
 
+MLLAMA_IMAGE_PROCESSOR = '''
+
+def image_processor():
+    """Mllama's image processor sized to the tiny vision tower: a __SIDE__x__SIDE__ image is one tile (of __TILES__)."""
+    return transformers.MllamaImageProcessor(size={"height": __SIDE__, "width": __SIDE__}, max_image_tiles=__TILES__)
+'''
+
 QWEN_VL_INPUTS = '''
 
 def image_text_inputs(model):
@@ -122,6 +129,17 @@ def load(folder):
     __LOAD_BODY__
     return __RETURN__
 '''
+
+BY_CONTENT = '''\
+    held, saved = dict(model.named_parameters()), safetensors.torch.load_file(f"{folder}/model.safetensors")
+    new, unused = [n for n in held if n in info["missing_keys"]], __UNUSED__
+    for n in list(new):  # the load probe counts a tensor held under another name, by its values (a norm of ones), as found
+        same = sorted((k for k, t in saved.items() if t.shape == held[n].shape and torch.equal(t.float(), held[n].float())),
+                      key=lambda k: (k in unused, len(os.path.commonprefix([k.split(".")[::-1], n.split(".")[::-1]]))))
+        new, unused = ([m for m in new if m != n], [k for k in unused if k != same[-1]]) if same else (new, unused)
+'''
+"""With a cell that lists weights newly initialised: they and the unused tensors as the load probe's weight account
+counts them (loader/accounting.py), in the model's order."""
 
 CHECK_LOAD = '''
 

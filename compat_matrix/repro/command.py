@@ -88,7 +88,8 @@ def script_for(matrix: Matrix, cell: Cell, release: str, good: str | None, name:
             and not outcome.message.startswith(ADAPTER_READ_CHECKS)):
         raise NoTemplate(f"the adapter_roundtrip script checks that the adapter reads whole ({', '.join(ADAPTER_READ_CHECKS)}); "
                          f"this cell fails {outcome.message.split(':')[0]}, which compares the logits on the family's inputs")
-    return write_script(Target(matrix, cell, release, good, name, smart_routes=smart_routes(outcome),
+    by_content = outcome is not None and "weights newly initialised" in outcome.message
+    return write_script(Target(matrix, cell, release, good, name, smart_routes=smart_routes(outcome), by_content=by_content,
                                prompt_tokens=prompt_tokens(outcome)))
 
 

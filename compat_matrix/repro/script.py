@@ -64,6 +64,9 @@ class Target:
     prompt_tokens: int | None = None
     """How many tokens the writer's tokenizer made of the load probe's reference prompt, where the cell says so (its
     message quotes both encodings): the script's prompt has as many, so the masked messages compare."""
+    by_content: bool = False
+    """The cell lists weights newly initialised: the script counts them as the load probe does, a tensor held under
+    another name by its values counting as found (else by name, as transformers' loading info says)."""
     smart_routes: tuple[str, ...] = ()
     """The routes of `smart`'s chain where the cell's load failed on every one (LoadFailed's lines, e.g.
     `architectures:GptOssForCausalLM`): the script tries them in turn too."""
@@ -190,7 +193,9 @@ def write_script(target: Target) -> Script:
                          "with a LoRA adapter, adapter_roundtrip across releases); a cell whose load fails is reproduced "
                          "by its load cell")
     if target.cross_release:
-        parts = blocks.TOKENIZER + (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else "") + parts
+        processor = (blocks.QWEN_VL_IMAGE_PROCESSOR if image_text and qwen_vl else _mllama_image_processor(entry)
+                     if entry.recipe.model_type == "mllama" else "")
+        parts = blocks.TOKENIZER + processor + parts
     needs = tuple(package for package, used in (("peft", "peft."), ("pillow", "image_processor()")) if used in parts)
     return Script(_text(target, parts, needs), (("write",), ("read",)) if target.cross_release else ((),), needs)
 
@@ -209,6 +214,14 @@ COMPLETION_TOKEN_TYPE = {"paligemma": 1}
 """`token_type_ids` over a completion, as the grpo_step probe extends them (compat_tests/probes/grpo_batch.py: PaliGemma's
 causal suffix; the others repeat a text token's 0)."""
 """`token_type_ids` as these families' processors return them (image tokens; PaliGemma's prefix)."""
+
+
+def _mllama_image_processor(entry: ModelEntry) -> str:
+    """Mllama's checkpoint carries MllamaProcessor, which its readers load whole (AutoProcessor): the tokenizer class
+    it names (5.x's TokenizersBackend) is not looked up, as AutoTokenizer looks it up in 4.x."""
+    assert entry.recipe is not None
+    vision = entry.recipe.config.get("vision_config") or {}
+    return _fill(blocks.MLLAMA_IMAGE_PROCESSOR, SIDE=str(vision["image_size"]), TILES=str(vision["max_num_tiles"]))
 
 
 def _image_layout(entry: ModelEntry) -> tuple[int, int, int] | None:
@@ -323,10 +336,12 @@ def _load_statement(target: Target, info: bool) -> tuple[str, str]:
     """The strategy's call as statements binding `model` (and `info`), and the model as the checks take it."""
     assert target.entry.recipe is not None
     kwargs = target.entry.load_kwargs[target.cell.profile].kwargs
-    body = _load_call(target.cell.strategy, target.cross_release, target.entry.recipe.architecture)
+    body = _load_call(target.cell.strategy, target.cross_release, target.entry.recipe.architecture,
+                      SMART_AUTO_CLASS[target.entry.modality == "image-text"])
     body = body if _loading_kwargs(target) else body.replace(", **KWARGS", "")
     settings = _config_settings(target)
     if settings:  # smart sets a config keyword on the config, top level and text config (loader/kwargs.py)
+        body = re.sub(r"^config = transformers\.AutoConfig\.from_pretrained\(folder\).*\n    ", "", body)  # read once, below
         body = (f"config = transformers.AutoConfig.from_pretrained(folder)  # smart sets {', '.join(settings)} on the config\n"
                 f"    for part in (config, config.get_text_config()): part.update({settings!r})  # top level and text config\n    "
                 + body.replace("from_pretrained(folder, ", "from_pretrained(folder, config=config, "))
@@ -356,11 +371,21 @@ def _inline_load(target: Target) -> bool:
         target.cell.strategy == "smart" and target.smart_routes)
 
 
-def _load_call(strategy: str, cross_release: bool, architecture: str) -> str:
+SMART_AUTO_CLASS = {True: "AutoModelForImageTextToText", False: "AutoModelForCausalLM"}
+"""The Auto class `smart` goes on to where config.architectures names no class (loader/strategies/smart.py: its first Auto
+route for a config with a vision_config, else its only one), by whether the model is image-text."""
+
+
+def _load_call(strategy: str, cross_release: bool, architecture: str, auto_class: str) -> str:
     if strategy in ROUTES:
         return f"model, info = transformers.{ROUTES[strategy]}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
     if not cross_release:  # the class this script saved
         return f"model, info = transformers.{architecture}.from_pretrained(folder, output_loading_info=True, **KWARGS)"
+    if strategy == "smart":
+        return ("config = transformers.AutoConfig.from_pretrained(folder)  # smart: the class config.architectures names, "
+                "else an Auto class\n"
+                f"    route = getattr(transformers, config.architectures[0]) if config.architectures else transformers.{auto_class}\n"
+                "    model, info = route.from_pretrained(folder, output_loading_info=True, **KWARGS)")
     return ("config = transformers.AutoConfig.from_pretrained(folder)  # VLM-R1's model_cls: config.architectures[0]\n"
             "    if not config.architectures:\n"
             "        sys.exit(f\"got: ArchitectureLost: {folder}: config.architectures is empty; there is no explicit class to load, though \"\n"
@@ -444,18 +469,24 @@ def _check_load(target: Target) -> str:
                 '                 "`compat-matrix drift`), not the reading of the checkpoint")' if target.cross_release else
                 'sys.exit(f"got: CheckFailed: text-only logits differ from the reference recorded at build time (max diff "\n'
                 '                 f"{absolute:.3g}, {relative:.3g} relative), over the {model.dtype} tolerance: weights loaded wrong")')
-    return _fill(blocks.CHECK_LOAD, VISION_DOC=", a vision tower" if vision else "", MISMATCH=mismatch,
-                 TOKENS_CHECK=blocks.TOKENS_CHECK if _compares_ids(target) else "",
+    unused = ('sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
+              else 'sorted(info["unexpected_keys"])')
+    check = blocks.CHECK_LOAD
+    if target.by_content:
+        check = check.replace(check[check.index("    new = sorted("):check.index("    if new:")], blocks.BY_CONTENT).replace(
+            "if unused := __UNUSED__:", "if unused:")
+    return _fill(check, VISION_DOC=", a vision tower" if vision else "", MISMATCH=mismatch,
+                 TOKENS_CHECK=(blocks.TOKENS_CHECK if entry.recipe.model_type != "mllama" else blocks.TOKENS_CHECK.replace(
+                     "AutoTokenizer.from_pretrained(folder)", "AutoProcessor.from_pretrained(folder).tokenizer"))
+                 if _compares_ids(target) else "",
                  VISION_PART='\n              "vision tower" if VISION.search(k) else' if entry.modality == "image-text" else "",
-                 VISION_CHECK=blocks.VISION_CHECK if vision else "",
-                 UNUSED='sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
-                 else 'sorted(info["unexpected_keys"])')
+                 VISION_CHECK=blocks.VISION_CHECK if vision else "", UNUSED=unused)
 
 
 def _imports(text: str) -> str:
     """The standard-library modules the script's body uses, on one line."""
-    used = [name for name in ("collections", "inspect", "json", "re", "sys", "tempfile")
-            if f"{name}." in text]
+    used = [name for name in ("collections", "inspect", "json", "os", "re", "sys", "tempfile")
+            if re.search(rf"(?<![\w.]){name}\.", text)]
     return ", ".join(used)
 
 
@@ -496,6 +527,9 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
         if image_text and entry.recipe.model_type in QWEN_VL_FAMILIES:
             save += "\n    image_processor().save_pretrained(folder)"
             read += "\n    transformers.AutoImageProcessor.from_pretrained(folder)"
+        elif entry.recipe.model_type == "mllama":  # saved and read whole, as its build and its readers do
+            save = "transformers.MllamaProcessor(image_processor=image_processor(), tokenizer=tokenizer()).save_pretrained(folder)"
+            read = "transformers.AutoProcessor.from_pretrained(folder)"
         if cell.probe == "adapter_roundtrip":
             save += "\n    save_adapter(load(folder), folder)"
         if info and _compares_ids(target):  # the load probe compares the prompt's ids as the writer's tokenizer encoded them
@@ -522,7 +556,8 @@ def _text(target: Target, parts: str, needs: tuple[str, ...]) -> str:
     body += main
     header = _fill(blocks.HEADER, DEPENDENCIES=dependencies, TITLE=_title(target, call, parts), ABOUT=_about(target, expected),
                    IMPORTS=_imports(body),
-                   PACKAGES="import " + ", ".join(sorted({"torch", "transformers", *needs} - {"pillow"})))
+                   PACKAGES="import " + ", ".join(sorted({"torch", "transformers", *needs} - {"pillow"}
+                                                          | ({"safetensors.torch"} if "safetensors.torch." in body else set()))))
     # one blank line between definitions (not PEP 8's two): a script pasted into an issue, read top to bottom
     return re.sub(r"\n\n\n(?=def |if __name__|PROMPT = )", "\n\n", header + body)
 
