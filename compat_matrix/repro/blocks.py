@@ -370,6 +370,20 @@ IMAGE_EXTRA = '''\
     extra = {"pixel_values": torch.randn(len(rows), 3, __SIDE__, __SIDE__)__TOKEN_TYPES__}  # one __SIDE__x__SIDE__ image a row
 '''
 
+MLLAMA_ROWS = '''\
+    rows = [[__IMAGE__, 5, 9, 14, 20] + p for p in ([], [27, 35]) for _ in range(__G__)]  # <|image|> first, prompts of 2 lengths
+'''
+
+MLLAMA_EXTRA = '''\
+    tiles = torch.tensor([[__TILE_MASK__]] * len(rows))  # one __SIDE__x__SIDE__ image a row: one tile of __TILES__, which every token sees
+    extra = {"pixel_values": torch.randn(len(rows), 1, __TILES__, 3, __SIDE__, __SIDE__), "aspect_ratio_ids": torch.ones(len(rows), 1).long(),
+             "aspect_ratio_mask": tiles, "cross_attention_mask": tiles[:, None] * mask[..., None, None]}
+'''
+
+MLLAMA_TRAIN = '''\
+    extra["cross_attention_mask"] = torch.cat([extra["cross_attention_mask"]] + [tiles[:, None]] * completion.shape[1], 1)
+'''
+
 ADAPTER_READ = '''
 
 def save_adapter(model, folder):

@@ -178,7 +178,7 @@ def write_script(target: Target) -> Script:
                                GEN_INPUTS="**image_text_inputs(model)" if image_text else
                                "input_ids=INPUT_IDS, attention_mask=torch.ones_like(INPUT_IDS)")
     elif (probe == "grpo_step" and adapter is None and not target.cross_release
-          and (not image_text or _image_layout(entry) is not None)):
+          and (not image_text or _image_layout(entry) is not None or entry.recipe.model_type == "mllama")):
         parts = _grpo_step(target, image_text)
     elif probe == "grpo_step" and adapter is not None and not target.cross_release:
         parts = inputs + _fill(blocks.LORA_STEP, INPUTS="image_text_inputs(model)" if image_text
@@ -270,7 +270,15 @@ def _grpo_step(target: Target, image_text: bool) -> str:
     grpo = target.matrix.settings.grpo
     extra = {"ROWS": blocks.TEXT_ROWS, "EXTRA": "", "GEN_EXTRA": "", "TRAIN_EXTRA": "", "TRAIN_TYPES": ""}
     layout = _image_layout(target.entry) if image_text else None
-    if layout is not None:
+    assert target.entry.recipe is not None
+    if image_text and target.entry.recipe.model_type == "mllama":
+        vision, image = target.entry.recipe.config["vision_config"], str(target.entry.recipe.config["image_token_index"])
+        tiles = int(vision["max_num_tiles"])
+        sizes = {"SIDE": str(vision["image_size"]), "TILES": str(tiles), "TILE_MASK": str([1] + [0] * (tiles - 1))}
+        extra = {"ROWS": _fill(blocks.MLLAMA_ROWS, IMAGE=image, G=str(grpo.group_size)),
+                 "EXTRA": _fill(blocks.MLLAMA_EXTRA, **sizes), "GEN_EXTRA": f", suppress_tokens=[{image}], **extra",
+                 "TRAIN_EXTRA": ", **extra", "TRAIN_TYPES": blocks.MLLAMA_TRAIN}
+    elif layout is not None:
         assert target.entry.recipe is not None
         family, (image, tokens, side) = target.entry.recipe.model_type, layout
         types = f', "token_type_ids": {TOKEN_TYPES[family]}'.replace("__IMAGE__", str(image)) if family in TOKEN_TYPES else ""
