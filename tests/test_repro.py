@@ -650,3 +650,19 @@ def test_mllamas_grpo_step_samples_its_image_rows_as_its_processor_lays_them_out
     verdict = judge("mllama-auto_causal_lm-default-grpo_step", "grpo_step", False, NAMES, outcome, runs["auto_causal_lm"],
                     runs["explicit_class"])  # the image route's run stands for a good one: it must pass
     assert verdict.reproduced and runs["explicit_class"].exit_code == 0, verdict.summary + runs["explicit_class"].output
+
+
+def test_a_script_that_fails_part_of_the_cells_checks_says_which_part() -> None:
+    """PaliGemma's LoRA step before 5.0 fails grad_adapter (the vision LoRA's break) and logprob_match (its bidirectional
+    attention's): the LoRA step's script makes the first check only. Not verified, and the verdict says why."""
+    grad = ("grad_adapter: 6 of 20 adapter modules got no gradient although the loss uses their output (the gradient is cut "
+            "on the way): model.vision_tower.vision_model.encoder.layers.0.self_attn.k_proj")
+    logprob = ("logprob_match: training log-probs of the sampled tokens differ from the generation logits by 0.48 (tolerance "
+               "7.15e-05 for torch.float32): positions, rope or the KV cache disagree")
+    outcome = CellOutcome("fail", "CheckFailed", f"{grad}; {logprob}")
+    ran = ScriptRun("4.57.6", 1, "CheckFailed", grad.replace("6 of 20", "5 of 20"), "")
+    verdict = judge("paligemma-smart-lora-grpo_step", "grpo_step", False, NAMES, outcome, ran, None)
+    assert not verdict.verified
+    assert "reproduces only part of the cell's failure in 4.57.6: grad_adapter as the cell; the cell also fails logprob_match" in verdict.summary
+    other = ScriptRun("4.57.6", 1, "CheckFailed", "adapter_changed: no adapter weight moved after the optimizer step (3 modules)", "")
+    assert "does NOT reproduce the cause" in judge("c", "grpo_step", False, NAMES, outcome, other, None).summary

@@ -21,7 +21,7 @@ from pathlib import Path
 from compat_matrix.envs.env_cache import env_root
 from compat_matrix.envs.releases import env_name
 from compat_matrix.repro.script import Script
-from reports.signature import Signature, inner_error, signature
+from reports.signature import Signature, inner_error, mask, signature
 
 STEP_TIMEOUT_S = 600
 """One run of a script (build, load, one step of a tiny model: seconds; uv may install first)."""
@@ -190,7 +190,12 @@ def judge(cell_id: str, probe: str, cross_release: bool, names: Iterable[str], o
         return Verdict(cell_id, bad.release, good_release, False, good_passes, summary, bad, good)
     got = signature(probe, bad.error_type, bad.message, cross_release, names)
     same = (got.error_type, got.text) == (expected.error_type, expected.text)
-    if not same:
+    part = partial(bad, outcome, names) if not same else None
+    if part:
+        summary = (f"reproduces only part of the cell's failure in {bad.release}: {', '.join(part[0])} as the cell; the cell "
+                   f"also fails {', '.join(part[1])}, a check this script does not make (another break, with a cause and a "
+                   "script of its own where it fails alone): not the same cause")
+    elif not same:
         summary = (f"does NOT reproduce the cause: the script fails in {bad.release} with {bad.error_type}: "
                    f"{bad.message.splitlines()[0] if bad.message else ''}; the cell with {said}")
     else:
@@ -200,3 +205,26 @@ def judge(cell_id: str, probe: str, cross_release: bool, names: Iterable[str], o
                     f"; but does not pass in {good.release} either (exit {good.exit_code}: "
                     f"{good.error_type}: {good.message.splitlines()[0] if good.message else ''})")
     return Verdict(cell_id, bad.release, good_release, same, good_passes, summary, bad, good)
+
+
+_CHECK_PART = re.compile(r"; (?=[a-z_]+: )")
+"""Where a probe's message joins its failed checks (`grad_adapter: ...; logprob_match: ...`)."""
+
+
+def checks(message: str) -> dict[str, str]:
+    """A CheckFailed message's parts by check name (`{}` where it is not one check per part)."""
+    parts = [p.partition(": ") for p in _CHECK_PART.split(message.strip())]
+    if not all(sep and re.fullmatch(r"[a-z_]+", name) for name, sep, _ in parts):
+        return {}
+    return {name: text for name, _, text in parts}
+
+
+def partial(bad: ScriptRun, outcome: CellOutcome, names: list[str]) -> tuple[list[str], list[str]] | None:
+    """(the checks the script failed as the cell did, the cell's other failed checks) where the script fails a part of
+    the cell's checks, each part worded alike; None otherwise."""
+    got, cell = checks(bad.message), checks(outcome.message)
+    if bad.error_type != outcome.error_type or not got or not set(got) < set(cell):
+        return None
+    if any(mask(text, names) != mask(cell[name], names) for name, text in got.items()):
+        return None
+    return list(got), [name for name in cell if name not in got]
