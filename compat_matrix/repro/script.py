@@ -272,11 +272,11 @@ def _grpo_step(target: Target, image_text: bool) -> str:
     layout = _image_layout(target.entry) if image_text else None
     assert target.entry.recipe is not None
     if image_text and target.entry.recipe.model_type == "mllama":
-        vision, image = target.entry.recipe.config["vision_config"], str(target.entry.recipe.config["image_token_index"])
+        vision, token = target.entry.recipe.config["vision_config"], str(target.entry.recipe.config["image_token_index"])
         tiles = int(vision["max_num_tiles"])
         sizes = {"SIDE": str(vision["image_size"]), "TILES": str(tiles), "TILE_MASK": str([1] + [0] * (tiles - 1))}
-        extra = {"ROWS": _fill(blocks.MLLAMA_ROWS, IMAGE=image, G=str(grpo.group_size)),
-                 "EXTRA": _fill(blocks.MLLAMA_EXTRA, **sizes), "GEN_EXTRA": f", suppress_tokens=[{image}], **extra",
+        extra = {"ROWS": _fill(blocks.MLLAMA_ROWS, IMAGE=token, G=str(grpo.group_size)),
+                 "EXTRA": _fill(blocks.MLLAMA_EXTRA, **sizes), "GEN_EXTRA": f", suppress_tokens=[{token}], **extra",
                  "TRAIN_EXTRA": ", **extra", "TRAIN_TYPES": blocks.MLLAMA_TRAIN}
     elif layout is not None:
         assert target.entry.recipe is not None
@@ -479,6 +479,7 @@ def _check_load(target: Target) -> str:
                 '                 f"{absolute:.3g}, {relative:.3g} relative), over the {model.dtype} tolerance: weights loaded wrong")')
     unused = ('sorted(key for key in info["unexpected_keys"] if not VISION.search(key))' if text_route
               else 'sorted(info["unexpected_keys"])')
+    assert entry.recipe is not None
     check = blocks.CHECK_LOAD
     if target.by_content:
         check = check.replace(check[check.index("    new = sorted("):check.index("    if new:")], blocks.BY_CONTENT).replace(
