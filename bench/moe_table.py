@@ -3,7 +3,7 @@ forward and grpo_step of the release's own checkpoint, the modules and trainable
 `lora` profile, and the adapters 4.57.6 saved as that release reads them, with trl and peft versions.
 
     compat-matrix run --transformers 4.57.6 5.0.0 5.24.0 --models qwen3_moe mixtral deepseek_v3 olmoe gpt_oss \
-        --strategies smart --cross-release --out runs/moe
+        qwen3_vl_moe --strategies smart --cross-release --out runs/moe
     python bench/moe_table.py runs/moe [more run folders]
 
 A cell the runs lack is shown as `-`, never guessed.
@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-MOE = ("qwen3_moe", "mixtral", "deepseek_v3", "olmoe", "gpt_oss")
-ADAPTER_PROFILES = ("lora", "lora_attention", "lora_params")
+MOE = ("qwen3_moe", "mixtral", "deepseek_v3", "olmoe", "gpt_oss", "qwen3_vl_moe")
+ADAPTER_PROFILES = ("lora", "lora_attention", "lora_params", "lora_vision")
+"""Shown for a model where the runs hold that profile (`lora_vision`: the image-text model only)."""
 WRITER = "4.57.6"
 """The release whose adapters every release reads (the last 4.x: the adapters teams carry to 5.x)."""
 
@@ -46,6 +47,10 @@ def why(line: dict[str, Any]) -> str:
         return "from_pretrained raises " + message.split(" raised ")[-1].split(":")[0]
     if "could not save" in message or "has saved no adapter" in message:
         return "the writer saved none"
+    if "ignore_mismatched_sizes" in message:
+        return "the base checkpoint does not load: expert shapes"
+    if "mm_token_type_ids" in message:
+        return "needs mm_token_type_ids"
     return message.split(":")[0][:40]
 
 
@@ -68,8 +73,9 @@ def adapted(line: dict[str, Any] | None) -> str:
 def row(lines: dict[Key, dict[str, Any]], model: str, release: str) -> str:
     own = {probe: lines.get((model, release, "default", probe, None)) for probe in ("load", "forward", "grpo_step")}
     saved_by = None if release == WRITER else WRITER
+    profiles = [p for p in ADAPTER_PROFILES if any(key[0] == model and key[2] == p for key in lines)]
     reads = [f"{profile} {status(lines.get((model, release, profile, 'adapter_roundtrip', saved_by)))}"
-             for profile in ADAPTER_PROFILES]
+             for profile in profiles]
     versions = next((line["libraries"] for key, line in lines.items() if key[:2] == (model, release)), {})
     return (f"| {model} | {release} | {status(own['load'])} | {status(own['forward'])} | {status(own['grpo_step'])} | "
             f"{adapted(lines.get((model, release, 'lora', 'load', None)))} | {'; '.join(reads)} | "

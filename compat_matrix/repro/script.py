@@ -39,7 +39,7 @@ CLASS_ROUTES = ("explicit_class", "smart")
 """Strategies whose script loads the class config.architectures names: `smart` (compat-matrix's own
 loader) takes that route first for every tiny model."""
 
-QWEN_VL_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+QWEN_VL_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 """Image-text families whose inputs a script builds by hand (Qwen2VLImageProcessor's layout)."""
 
 QWEN_VL_TOKENS = {"<|image_pad|>": "image_token_id", "<|video_pad|>": "video_token_id",

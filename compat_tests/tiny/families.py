@@ -137,6 +137,9 @@ LLAMA = Family(
         roles=LLAMA3_ROLES, model_input_names=LLAMA3_INPUTS),
     LLAMA3, revision=1)
 
+QWEN3_VL = Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl(
+    "Qwen3VLProcessor", "Qwen3VLVideoProcessor", image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]))
+
 FAMILIES: dict[str, Family] = {
     "llama": LLAMA,
     "tiny_decoder": LLAMA,  # compat_tests/remote_code/tiny_decoder: a Llama-style remote-code model
@@ -144,8 +147,8 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family(QWEN_TOKENIZER, CHATML),
     "qwen2_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2VLProcessor", "Qwen2VLVideoProcessor")),
     "qwen2_5_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor")),
-    "qwen3_vl": Family(QWEN_TOKENIZER, CHATML, processors.qwen_vl(
-        "Qwen3VLProcessor", "Qwen3VLVideoProcessor", image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])),
+    "qwen3_vl": QWEN3_VL,
+    "qwen3_vl_moe": QWEN3_VL,  # Qwen3-VL-30B-A3B ships Qwen3-VL's tokenizer and processor
     "gemma3": Family(
         TokenizerSpec(
             class_name="GemmaTokenizer", style="gemma", add_bos=True,
