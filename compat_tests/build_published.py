@@ -6,13 +6,18 @@ same-release cells (`--cells`, the adapter_roundtrip ones: they save the adapter
 `python -m compat_tests.build_published --matrix matrix.yaml --models qwen2_vl,llava`. A model this
 release cannot build leaves the builder's note (unsupported / skipped, with the reason) that the
 readers' cells then report; an adapter it cannot save leaves the writer's note the same way.
+With `--outputs FILE`, it writes there, per model, the files the readers' cells will look for and
+whether its build and writer cells finished without `error` (`compat_matrix/run/builds.py` stores
+those builds, so a later run does not start this release again for them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from compat_matrix.spec.schema import ModelEntry
 from compat_tests.outcomes import CellSkipped, CellUnsupported, HarnessError
@@ -34,9 +39,47 @@ def _leave_note(entry: ModelEntry, reason: str) -> None:
     not_built_note(folder).write_text(json.dumps({"status": "skipped", "reason": reason}))
 
 
-def run_writer_cells(matrix_file: str, cell_ids: list[str]) -> None:
+def checkpoint_output(entry: ModelEntry) -> dict[str, str] | None:
+    """The tiny checkpoint folder of `entry` in this release, or its note; None when neither is there."""
+    import transformers
+
+    from compat_tests.tiny.checkpoint import REFERENCE_JSON, cache_root, not_built_note, recipe_hash, tiny_folder
+
+    assert entry.recipe is not None
+    folder = tiny_folder(cache_root(), transformers.__version__, entry.key, recipe_hash(entry.recipe, entry.modality))
+    if (folder / REFERENCE_JSON).is_file():
+        return {"kind": "checkpoint", "path": str(folder.relative_to(cache_root()))}
+    note = not_built_note(folder)
+    return {"kind": "file", "path": str(note.relative_to(cache_root()))} if note.is_file() else None
+
+
+def adapter_output(state: Any, cell: Any) -> dict[str, str] | None:
+    """The adapter folder's reference file the writer `cell` saved, or its note; None when neither."""
+    from compat_tests.adapter_files import REFERENCE_JSON, note_of
+    from compat_tests.execute import load_kwargs_of
+    from compat_tests.probes.adapter_roundtrip import folder_of
+    from compat_tests.tiny.checkpoint import cache_root
+
+    entry = state.matrix.model(cell.model)
+    profile = entry.load_kwargs.get(cell.profile)
+    if profile is None or profile.adapter is None:
+        return None
+    try:
+        checkpoint = state.checkpoints.prepare(entry).checkpoint
+    except Exception:
+        return None
+    folder = folder_of(profile.adapter, checkpoint, cell.profile, cell.strategy, load_kwargs_of(entry, cell.profile),
+                       state.matrix.settings.grpo)
+    for path in (folder / REFERENCE_JSON, note_of(folder)):
+        if path.is_file():
+            return {"kind": "file", "path": str(path.relative_to(cache_root()))}
+    return None
+
+
+def run_writer_cells(matrix_file: str, cell_ids: list[str], outputs: dict[str, dict[str, Any]] | None = None) -> None:
     """Run same-release cells for what they save, installing peft first as a release run would (`tox
-    exec` runs no `commands_pre`); each prints its status."""
+    exec` runs no `commands_pre`); each prints its status. With `outputs`, each model's entry gets
+    the adapter files its cells left, and is no longer complete when one of them ended in `error`."""
     import os
 
     from compat_matrix.envs import install_training
@@ -52,6 +95,11 @@ def run_writer_cells(matrix_file: str, cell_ids: list[str]) -> None:
     for cell in cells:
         record = run_cell(state, cell)
         print(f"{cell.id}: {record['status']} {record['message'][:500]}".rstrip(), file=sys.stderr)
+        if outputs is not None and cell.model in outputs:
+            built = outputs[cell.model]
+            found = adapter_output(state, cell)
+            built["outputs"] += [found] if found else []
+            built["complete"] = built["complete"] and record["status"] != "error"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,21 +109,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--matrix", required=True)
     parser.add_argument("--models", required=True, help="comma-separated model keys")
     parser.add_argument("--cells", default="", help="comma-separated ids of same-release cells to run after the builds")
+    parser.add_argument("--outputs", help="JSON file: per model, the files left for the readers and whether it finished")
     args = parser.parse_args(argv)
     matrix = load_matrix(args.matrix, check_model_types=False)
     failed = 0
+    outputs: dict[str, dict[str, Any]] = {}
     for key in filter(None, args.models.split(",")):
+        complete = True
         try:
             checkpoint = resolve(matrix.model(key))
             print(f"{key}: built {checkpoint.path}", file=sys.stderr)
         except (CellSkipped, CellUnsupported) as exc:
             print(f"{key}: not built ({type(exc).__name__}): {exc}", file=sys.stderr)
         except HarnessError as exc:
-            failed += 1
+            failed, complete = failed + 1, False
             _leave_note(matrix.model(key), str(exc))
             print(f"{key}: build failed: {exc}", file=sys.stderr)
+        found = checkpoint_output(matrix.model(key))
+        outputs[key] = {"outputs": [found] if found else [], "complete": complete and found is not None}
     if args.cells:
-        run_writer_cells(args.matrix, args.cells.split(","))
+        run_writer_cells(args.matrix, args.cells.split(","), outputs)
+    if args.outputs:
+        Path(args.outputs).write_text(json.dumps(outputs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return 1 if failed else 0
 
 

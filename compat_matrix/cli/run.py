@@ -99,7 +99,7 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
         writers = {w: models for w, models in writers.items() if models}
     adapter_writers = [c for c in select_cells(matrix, args.models, args.strategies, args.probes, profiles=args.profiles)
                        if c.probe in ADAPTER_PROBES]
-    build_writers(matrix_file, writers, out, writer_cells=adapter_writers)
+    build_writers(matrix_file, writers, out, writer_cells=adapter_writers, store=store)
     for release, (cross, cells) in selections.items():
         if not cells:
             continue

@@ -134,3 +134,13 @@ def probe_hash(probe: str) -> str:
 def drift_hash() -> str:
     """The code a drift record comes from."""
     return digest(closure((DRIFT_ROOT,)))
+
+
+BUILD_ROOT = "compat_tests.build_published"
+"""What a `written_by` release runs to build its as-published checkpoints and adapters."""
+
+
+@lru_cache(maxsize=None)
+def build_hash() -> str:
+    """The code an as-published build comes from (it runs the writer cells: every probe is in it)."""
+    return digest(closure((BUILD_ROOT,)))
