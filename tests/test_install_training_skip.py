@@ -3,6 +3,8 @@ bisecting load/forward cells over many releases does not pay pip's resolver for 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from compat_matrix.envs import install_training
@@ -70,3 +72,34 @@ def test_an_unreadable_constraints_file_stops_with_the_variable_named(monkeypatc
     monkeypatch.setenv(install_training.CONSTRAINTS_ENV, str(tmp_path / "missing.txt"))
     with pytest.raises(SystemExit, match="COMPAT_MATRIX_TRAINING_CONSTRAINTS=.*missing.txt: cannot read it"):
         install_training.extra_constraints()
+
+
+def test_trl_and_peft_install_with_the_uv_tox_made_the_environment_with_unless_a_torch_index_is_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    uv = tmp_path / "uv"
+    uv.write_text("")
+    monkeypatch.delenv("COMPAT_MATRIX_TORCH_INDEX", raising=False)
+    monkeypatch.delenv(install_training.UV_ENV, raising=False)
+    assert install_training.installer()[:3] == [sys.executable, "-m", "pip"]
+    monkeypatch.setenv(install_training.UV_ENV, str(tmp_path / "gone"))
+    assert install_training.installer()[:3] == [sys.executable, "-m", "pip"], "a uv that is not there: pip"
+    monkeypatch.setenv(install_training.UV_ENV, str(uv))
+    assert install_training.installer() == [str(uv), "pip", "install", "--quiet", "--python", sys.executable]
+    monkeypatch.setenv("COMPAT_MATRIX_TORCH_INDEX", "https://download.pytorch.org/whl/cu128")
+    assert install_training.installer()[:3] == [sys.executable, "-m", "pip"], "first-index uv would take torch's index"
+
+
+def test_uv_finding_no_version_is_remembered_as_pip_finding_none_is() -> None:
+    said = ("no trl installs beside transformers 4.49.0 and torch (pip:   x No solution found when resolving "
+            "dependencies:\n  Because only trl<=0.15 is available ...)")
+    assert install_training._unresolvable(said)
+    assert not install_training._unresolvable("Could not fetch URL https://pypi.org/simple/trl/: connection error")
+
+
+def test_compat_matrix_tells_tox_where_its_uv_is() -> None:
+    from compat_matrix.envs.tox_setup import uv_binary
+
+    found = uv_binary()
+    assert found is None or found.endswith("uv")

@@ -46,12 +46,26 @@ def requirement(package: str, pin: str | None) -> str:
     return f"{package}=={pin}" if pin else package
 
 
-def install(requirements: list[str], constraints: Path) -> tuple[bool, str]:
-    """pip install (the env's, seeded by tox-uv), with COMPAT_MATRIX_TORCH_INDEX as an extra index
-    when set, as for the env's own torch; (ok, output tail)."""
+UV_ENV = "COMPAT_MATRIX_UV"
+"""The uv binary tox-uv made this environment with (`compat-matrix` sets it; tox passes COMPAT_MATRIX_*)."""
+
+
+def installer() -> list[str]:
+    """uv (`COMPAT_MATRIX_UV`) into this environment, else its own pip (seeded by tox-uv). uv picks the same
+    newest trl/peft that fit the held torch and transformers as pip does, from the same indexes (UV_FIND_LINKS
+    is the tox env's PIP_FIND_LINKS), in ~1 s where pip took ~17 s for a new release (backtracking through
+    trl releases for an old transformers took pip most of a minute). With COMPAT_MATRIX_TORCH_INDEX, pip:
+    uv takes a package from the first index that has it, pip the best version over all of them."""
+    uv = os.environ.get(UV_ENV)
     extra = os.environ.get("COMPAT_MATRIX_TORCH_INDEX")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", *(["--extra-index-url", extra] if extra else []),
-               "--constraint", str(constraints), *requirements]
+    if uv and Path(uv).is_file() and not extra:
+        return [uv, "pip", "install", "--quiet", "--python", sys.executable]
+    return [sys.executable, "-m", "pip", "install", "--quiet", *(["--extra-index-url", extra] if extra else [])]
+
+
+def install(requirements: list[str], constraints: Path) -> tuple[bool, str]:
+    """Install `requirements` with torch and transformers held by `constraints`; (ok, output tail)."""
+    command = [*installer(), "--constraint", str(constraints), *requirements]
     done = subprocess.run(command, capture_output=True, text=True)
     return done.returncode == 0, (done.stdout + done.stderr)[-OUTPUT_TAIL:]
 
@@ -126,8 +140,9 @@ def _done_before(release: str, wanted: dict[str, str], extra: str = "") -> bool:
 
 
 def _unresolvable(error: str | None) -> bool:
-    """pip found no version that fits (not a network or disk error, which may pass next time)."""
-    return bool(error) and any(sign in str(error) for sign in ("ResolutionImpossible", "No matching distribution"))
+    """pip or uv found no version that fits (not a network or disk error, which may pass next time)."""
+    signs = ("ResolutionImpossible", "No matching distribution", "No solution found when resolving")
+    return bool(error) and any(sign in str(error) for sign in signs)
 
 
 def _installed(package: str) -> str | None:

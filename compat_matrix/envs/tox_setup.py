@@ -130,7 +130,21 @@ class ToxSetup:
                 "--workdir", str(self.workdir), *args]
 
     def environ(self) -> dict[str, str]:
-        return {"COMPAT_MATRIX_HARNESS": str(self.harness), "COMPAT_MATRIX_INSTALL": str(self.install_file)}
+        uv = uv_binary()
+        return {"COMPAT_MATRIX_HARNESS": str(self.harness), "COMPAT_MATRIX_INSTALL": str(self.install_file),
+                **({"COMPAT_MATRIX_UV": uv} if uv else {})}
+
+
+def uv_binary() -> str | None:
+    """The uv that tox-uv makes environments with (compat_matrix.envs.install_training installs trl and peft with it)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return None
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        return None
 
 
 def tox_setup(matrix_file: Path, out: Path, install: tuple[str, ...] = ()) -> ToxSetup:
