@@ -14,6 +14,7 @@ those builds, so a later run does not start this release again for them).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -72,7 +73,8 @@ def adapter_output(state: Any, cell: Any) -> dict[str, str] | None:
                        state.matrix.settings.grpo)
     for path in (folder / REFERENCE_JSON, note_of(folder)):
         if path.is_file():
-            return {"kind": "file", "path": str(path.relative_to(cache_root()))}
+            return {"kind": "file", "path": str(path.relative_to(cache_root())),
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     return None
 
 

@@ -46,7 +46,7 @@ class FakeRelease:
                 reference = self.cache / "adapters" / release / folder.name / cell / "adapter_reference.json"
                 reference.parent.mkdir(parents=True, exist_ok=True)
                 reference.write_text("{}")
-                outputs.append({"kind": "file", "path": str(reference.relative_to(self.cache))})
+                outputs.append({"kind": "file", "path": str(reference.relative_to(self.cache)), "sha256": _sha(b"{}")})
             done[model] = {"outputs": outputs, "complete": self.complete}
         Path(args["--outputs"]).parent.mkdir(parents=True, exist_ok=True)
         Path(args["--outputs"]).write_text(json.dumps(done))
@@ -130,6 +130,22 @@ def test_a_missing_adapter_or_an_edited_checkpoint_builds_again(tmp_path: Path, 
     _build(tmp_path, fake, store, monkeypatch, capsys)
     assert fake.calls == 2  # rebuilt and stored again: reused
     next(cache.glob("tiny/*/qwen2_vl-abc/model.safetensors")).write_bytes(b"edited")
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    assert fake.calls == 3
+
+
+def test_an_adapter_another_peft_wrote_again_or_other_training_constraints_build_again(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake, store = FakeRelease(cache), StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    next(cache.glob("adapters/**/adapter_reference.json")).write_text('{"peft_version": "0.21.2"}')
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    assert fake.calls == 2
+    pins = tmp_path / "ci-training.txt"
+    pins.write_text("peft==0.21.2\n")
+    monkeypatch.setenv("COMPAT_MATRIX_TRAINING_CONSTRAINTS", str(pins))  # the adapter folders' hash changes with it
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    assert fake.calls == 3
     _build(tmp_path, fake, store, monkeypatch, capsys)
     assert fake.calls == 3
 

@@ -7,11 +7,13 @@ minutes (docs/history.md). The store now keeps each finished build, per (writer 
 in `<store>/<release>/builds.jsonl`: `{"key", "stored_at", "record": {"model", "outputs"}}`.
 
 - The key (`build_key`) holds the writer release's environment (torch, python, device), the model
-  entry, the key of each writer cell (which holds its profile, settings, peft and the probe's code)
-  and the code a build runs (`compat_tests/build_published.py` and what it imports: every probe).
+  entry, the key of each writer cell (which holds its profile, settings, peft and the probe's code),
+  the run's trl/peft constraints (`COMPAT_MATRIX_TRAINING_CONSTRAINTS`: the adapter folders' hash has
+  them) and the code a build runs (`compat_tests/build_published.py` and what it imports: every probe).
 - `outputs` are the files the readers' cells look for, relative to the cache: a checkpoint folder
-  (its content hashes are checked again, as a build would before reusing it) or a note file (a
-  checkpoint or adapter the release could not write), or an adapter folder's reference file.
+  (its content hashes are checked again, as a build would before reusing it), or a note file (a
+  checkpoint or adapter the release could not write) or an adapter folder's reference file, with its
+  sha256 (a writer with another peft rewrites a shared folder: then this release writes it again).
 - A model is stored only when its build and every writer cell finished without `error`; it is
   rebuilt when its key changed, when one of its outputs is gone, or when a checkpoint's files no
   longer match their hashes. `--fresh` rebuilds; `--no-store` neither reads nor stores.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compat_matrix.envs.install_training import extra_constraints
 from compat_matrix.run.harness_hash import build_hash
 from compat_matrix.run.store import EnvFacts, Keys, Store, _sha
 from compat_matrix.spec.cells import Cell
@@ -44,7 +47,7 @@ def build_key(keys: Keys, release: str, model: str, cells: list[Cell], facts: En
         return None
     return _sha({"build": release, "torch": facts.torch, "python": facts.python, "device": facts.device,
                  "model": keys._model(model), "cells": cell_keys, "code": build_hash(),
-                 "install": list(keys.matrix.install)})
+                 "install": list(keys.matrix.install), "training_constraints": extra_constraints()})
 
 
 def content_intact(folder: Path) -> bool:
@@ -58,6 +61,15 @@ def content_intact(folder: Path) -> bool:
         hashlib.sha256(files[name].read_bytes()).hexdigest() == digest for name, digest in recorded.items())
 
 
+def _same_file(path: Path, digest: str | None) -> bool:
+    """`path` is there with the bytes it had (an adapter folder another run's writer, with another peft,
+    wrote again is not this build's)."""
+    try:
+        return digest is None or hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
 def outputs_intact(outputs: list[dict[str, str]], root: Path | None = None) -> bool:
     """Whether every output a stored build listed is still there as it was."""
     base = root or cache_root()
@@ -65,7 +77,7 @@ def outputs_intact(outputs: list[dict[str, str]], root: Path | None = None) -> b
         path = base / output["path"]
         if output["kind"] == "checkpoint" and not content_intact(path):
             return False
-        if output["kind"] == "file" and not path.is_file():
+        if output["kind"] == "file" and not _same_file(path, output.get("sha256")):
             return False
     return True
 
