@@ -63,6 +63,20 @@ def test_a_stored_cell_is_judged_by_the_peft_its_line_ran_with(tmp_path: Path) -
             assert found["expected"] is None
 
 
+def test_a_run_pinning_trl_and_peft_otherwise_reruns_only_the_cells_that_use_them(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment's versions are read before its trl/peft follow the run's pins: a CI run pinning peft
+    0.21.2 after a run that took 0.22.0 must not take that run's adapter cells (seen 2026-12-07: 87 reused)."""
+    store = Store(tmp_path)
+    adapter, plain = Cell("phi3", "smart", "lora", "adapter_roundtrip"), Cell("phi3", "smart", "default", "forward")
+    keep(store, Keys(MATRIX), MATRIX, [line(adapter), line(plain)])
+    pins = tmp_path / "pins.txt"
+    pins.write_text("peft==0.21.2\n")
+    monkeypatch.setenv("COMPAT_MATRIX_TRAINING_CONSTRAINTS", str(pins))
+    found = reusable(store, Keys(MATRIX), MATRIX, [adapter, plain], "4.57.6", FACTS, "tf4_57_6")
+    assert [entry["cell_id"] for entry in found.lines] == [plain.id]
+
+
 def test_a_cell_stored_from_an_older_recipe_is_not_reused(tmp_path: Path) -> None:
     store, cell = Store(tmp_path), Cell("qwen2", "smart", "default", "forward")
     keep(store, Keys(MATRIX), MATRIX, [line(cell)])

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
-from compat_matrix.envs.install_training import needs_training
+from compat_matrix.envs.install_training import extra_constraints, needs_training
 from compat_matrix.envs.releases import SPECIAL
 from compat_matrix.run.harness_hash import drift_hash, probe_hash
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.layout import cache_root
 from compat_matrix.spec.records import WRITER, expected_of, now
 from compat_matrix.spec.results_io import ResultsWriter, holding, read_lines
-from compat_matrix.spec.schema import REMOTE_CODE_ROOT, Matrix, ModelEntry
+from compat_matrix.spec.schema import REMOTE_CODE_ROOT, TRAINING_PACKAGES, Matrix, ModelEntry
 
 STORE_ENV = "COMPAT_MATRIX_STORE"
 CELLS, DRIFT = "cells.jsonl", "drift.jsonl"
@@ -177,10 +177,14 @@ class Keys:
 
     def _cell(self, cell: Cell, facts: EnvFacts, libraries: dict[str, str | None]) -> str:
         entry = self.matrix.model(cell.model)
+        # the environment's versions are read before its trl/peft are brought in line with this run's pins
+        # (tox's commands_pre): a run pinning them otherwise must not take another run's lines for its own
+        training = set(libraries) & set(TRAINING_PACKAGES)
         return _sha({**self._common(facts, cell.model), "cell": cell.id, "saved_by": cell.saved_by,
                      "profile": entry.load_kwargs[cell.profile].model_dump(mode="json"),
                      "settings": self.matrix.settings.model_dump(mode="json"), "libraries": libraries,
-                     "harness": self._code.get(cell.probe) or probe_hash(cell.probe)})
+                     "harness": self._code.get(cell.probe) or probe_hash(cell.probe),
+                     **({"training_constraints": extra_constraints()} if training else {})})
 
     def identity(self) -> str:
         """What every cell key holds besides the environment and the cell: the harness code and matrix.yaml's
