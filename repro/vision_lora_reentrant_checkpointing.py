@@ -11,7 +11,7 @@ matrix.yaml expects fail: LoRA in the vision tower gets no gradient under reentr
 https://github.com/huggingface/peft/issues/2880
 Run: uv run vision_lora_reentrant_checkpointing.py   (exit 1: the failure reproduces; 0: right)
 """
-import inspect, re, sys, tempfile
+import inspect, sys, tempfile
 import peft, torch, transformers
 
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",  # as TRL's peft_config
