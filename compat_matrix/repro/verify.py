@@ -193,8 +193,8 @@ def judge(cell_id: str, probe: str, cross_release: bool, names: Iterable[str], o
     part = partial(bad, outcome, names) if not same else None
     if part:
         summary = (f"reproduces only part of the cell's failure in {bad.release}: {', '.join(part[0])} as the cell; the cell "
-                   f"also fails {', '.join(part[1])}, a check this script does not make (another break, with a cause and a "
-                   "script of its own where it fails alone): not the same cause")
+                   f"also fails {', '.join(part[1])}, a check this script does not make (another break: a cause of its own "
+                   "where it fails alone): not the same cause")
     elif not same:
         summary = (f"does NOT reproduce the cause: the script fails in {bad.release} with {bad.error_type}: "
                    f"{bad.message.splitlines()[0] if bad.message else ''}; the cell with {said}")
