@@ -15,7 +15,7 @@ import yaml
 from compat_matrix.cli import common, run as run_commands
 from compat_matrix.cli.common import UsageProblem, find_matrix
 from compat_matrix.cli import main
-from compat_matrix.envs.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup
+from compat_matrix.envs.tox_setup import ENVS, HARNESS_PACKAGES, install_lines, tox_setup, uv_binary
 from compat_matrix.init import scaffold
 from compat_matrix.spec.schema import REVISION_PLACEHOLDER
 from compat_matrix.spec.validate import MatrixError, load_matrix
@@ -74,7 +74,10 @@ def test_outside_a_checkout_the_packaged_configuration_runs_from_the_cache(tmp_p
     for name in HARNESS_PACKAGES:
         assert (setup.harness / name).resolve() == (REPO / name).resolve()
     assert setup.install_file.read_text().splitlines()[1:] == [f"-e {project.resolve()}"]
-    assert setup.environ() == {"COMPAT_MATRIX_HARNESS": str(setup.harness), "COMPAT_MATRIX_INSTALL": str(setup.install_file)}
+    uv = uv_binary()  # tox-uv's uv, for install_training; where it is missing, pip installs trl and peft
+    assert setup.environ() == {"COMPAT_MATRIX_HARNESS": str(setup.harness), "COMPAT_MATRIX_INSTALL": str(setup.install_file),
+                               **({"COMPAT_MATRIX_UV": uv} if uv else {})}
+    assert uv is None or Path(uv).is_file()
     assert "tf4_57_6" in setup.listed_envs() and str(setup.workdir).startswith(str(tmp_path / "cache" / "tox"))
     (project / "tox.ini").write_text("[tox]\nenv_list = mine\n")
     own = tox_setup(project / "matrix.yaml", project / "out")
