@@ -24,6 +24,9 @@ processor, tokenizers converted from tiktoken files)."""
 
 _PIP_INSTALL = re.compile(r"pip install [\"'`]?([A-Za-z][\w.\-]*)")
 _REQUIRED_PACKAGE = re.compile(r"[`'\"]([A-Za-z][\w.\-]*)[`'\"] (?:is|are) (?:required|not installed)")
+_MISSING_OPTIONAL = re.compile(r"Missing optional dependenc(?:y|ies): ([\w.\-]+(?:, [\w.\-]+)*)")
+"""5.13-5.17's image processor loading when no backend's class imports ("... Missing optional dependencies:
+torchvision."): a list of names."""
 _NONE_PART = re.compile(r"NoneType|\bNone\b")
 
 
@@ -128,10 +131,10 @@ def needed_package(error: BaseException, processor: Any = None) -> Need | None:
         for backend, required in _requirement_texts().items():
             if required in text and absent(backend):
                 return Need(backend, _first_line(exc))
-        for pattern in (_PIP_INSTALL, _REQUIRED_PACKAGE):
-            for named in pattern.findall(text):
-                if named in optional_packages() and absent(named):
-                    return Need(named, _first_line(exc))
+        listed = [name.rstrip(".") for found in _MISSING_OPTIONAL.findall(text) for name in found.split(", ")]
+        for named in [*_PIP_INSTALL.findall(text), *_REQUIRED_PACKAGE.findall(text), *listed]:
+            if named in optional_packages() and absent(named):
+                return Need(named, _first_line(exc))
     if processor is not None and any(isinstance(e, (AttributeError, TypeError)) for e in _chain(error)):
         for part, backends in absent_parts(processor).items():
             if any(_NONE_PART.search(str(e)) or part in str(e) for e in _chain(error)):

@@ -129,6 +129,13 @@ def test_a_failure_is_put_down_to_a_package_only_on_evidence(hidden_num2words: N
     torchvision_message = ("\nSmolVLMVideoProcessor requires the Torchvision library but it was not found in your "
                            "environment. Check out the instructions on the\ninstallation page: ...")
     assert needed_package(ModuleNotFoundError("No module named 'num2words'", name="num2words")).package == "num2words"
+    # 5.13-5.17 when no image processor backend imports (seen for SmolVLM and Idefics3 in the history)
+    said = ValueError("Could not load any image processor class for /x. The model configuration resolves to the following "
+                      "image processor classes: pil: SmolVLMImageProcessorPil, torchvision: SmolVLMImageProcessor. None of "
+                      "these classes could be imported. Missing optional dependencies: torchvision. Please install the "
+                      "missing dependencies or select a backend that is available in your environment.")
+    assert needed_package(said).package == "torchvision"
+    assert needed_package(ValueError(str(said).replace("torchvision.", "num2words, torchvision."))).package == "num2words"
     assert needed_package(ImportError("Package `num2words` is required to run SmolVLM processor. Install it with "
                                       "`pip install num2words`.")).package == "num2words"
     assert needed_package(raised(RuntimeError("could not build"), ModuleNotFoundError("x", name="num2words"))) is not None
