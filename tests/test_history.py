@@ -213,3 +213,60 @@ def test_a_probe_one_release_lacks_makes_no_boundary(tmp_path: Path) -> None:
     [timeline] = [t for t in timelines(report_of(results)) if t.model == "qwen3_vl"]
     assert timeline.spans() == [("unsupported", "4.56.0", "4.56.2"), ("pass", "4.57.1", "4.57.2")]
     assert len(timeline.boundaries) == 1
+
+
+def planted_index(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A package index answer cached an hour ago: RELEASES, with a pre-release and a later release around them."""
+    import time
+
+    monkeypatch.setenv("COMPAT_MATRIX_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "index").mkdir(parents=True)
+    versions = ["4.55.4", *RELEASES[:3], "4.57.0rc1", *RELEASES[3:], "4.57.3"]
+    (tmp_path / "cache" / "index" / "transformers.json").write_text(
+        json.dumps({"fetched_at": time.time() - 3600, "versions": versions}))
+
+
+def test_the_history_of_a_runs_results_folder_reads_the_runs_release_set(
+        tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`compat-matrix history OUT/results` called 5.20.0 -> 5.20.1 'not adjacent on the index' (every
+    boundary): it built the report without the run's release-set.json, which the run's own report reads."""
+    planted_index(tmp_path, monkeypatch)
+    monkeypatch.setattr(run_commands, "ready_to_run", lambda out: None)
+    monkeypatch.setattr(run_commands, "_run", lambda *args: 0)
+    out = tmp_path / "out"
+    assert main(["--matrix", str(DEFAULT_MATRIX), "run", "--transformers", *RELEASES, "--models", "qwen3_vl",
+                 "--out", str(out)]) == 0
+    write_results(out / "results", unknown_until="4.56.2")
+    capsys.readouterr()
+    for source in (out / "results", out):
+        assert main(["--matrix", str(DEFAULT_MATRIX), "history", str(source)]) == 0
+        printed = capsys.readouterr().out
+        assert "4.56.2 ➖ → 4.57.1 ✅ (exact)" in printed and "not adjacent" not in printed
+
+
+def test_a_run_into_a_folder_with_an_earlier_runs_results_spans_both_on_the_index(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Its report shows both runs' releases: the index span of the later run alone (4.57.1-4.57.2) made
+    the earlier run's boundary 4.56.2 -> 4.57.1 'not adjacent'."""
+    from reports.cli import read_release_set
+
+    planted_index(tmp_path, monkeypatch)
+    monkeypatch.setattr(run_commands, "ready_to_run", lambda out: None)
+    monkeypatch.setattr(run_commands, "_run", lambda *args: 0)
+    lines = write_results(tmp_path / "lines", unknown_until="4.56.2")
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+
+    def ran(releases: list[str]) -> None:  # as a run names them: tf4_56_0.jsonl
+        for release in releases:
+            shutil.copy(lines / f"tf{release}.jsonl", out / "results" / f"tf{release.replace('.', '_')}.jsonl")
+
+    ran(RELEASES[:3])
+    assert main(["--matrix", str(DEFAULT_MATRIX), "run", "--transformers", "4.57.1", "4.57.2", "--models", "qwen3_vl",
+                 "--out", str(out)]) == 0
+    chosen = read_release_set(out / "release-set.json")
+    assert chosen.releases == ("4.57.1", "4.57.2") and chosen.index_releases == tuple(RELEASES)
+    ran(RELEASES[3:])
+    report = build_report([out / "results"]).model_copy(update={"release_set": chosen})
+    [timeline] = [t for t in timelines(report) if t.model == "qwen3_vl"]
+    assert [(b.before, b.after, b.exact) for b in timeline.boundaries] == [("4.56.2", "4.57.1", True)]

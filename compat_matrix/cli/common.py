@@ -87,11 +87,13 @@ def positive(value: str) -> int:
     return number
 
 
-def release_set_of(matrix: Matrix, requested: list[str] | None, pre: bool = False) -> ResolvedSet:
+def release_set_of(matrix: Matrix, requested: list[str] | None, pre: bool = False,
+                   reported: tuple[str, ...] = ()) -> ResolvedSet:
     """`--transformers` or matrix.yaml's list, specifiers expanded, exact releases checked on the index.
 
     The index is asked at most once (and not at all for `latest`/`main`-only lists); what a
-    specifier expanded to is printed before anything runs."""
+    specifier expanded to is printed before anything runs. `index_releases` spans `reported` too: the
+    releases whose results the run's folder already holds, which its report shows beside the run's."""
     index = ReleaseIndex()
     try:
         resolved = resolve(list(requested or matrix.transformers), index, pre=pre)
@@ -100,7 +102,7 @@ def release_set_of(matrix: Matrix, requested: list[str] | None, pre: bool = Fals
         if versions:
             answer = index.answer(f"the releases {', '.join(versions)}", must_have=versions)
             check_releases(exact, answer.versions)
-            resolved = replace(resolved, index_releases=span(answer.versions, versions, pre))
+            resolved = replace(resolved, index_releases=span(answer.versions, versions + reported, pre))
         else:
             check_releases(exact)
     except (ReleaseSetError, UnknownRelease) as exc:

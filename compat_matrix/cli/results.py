@@ -17,7 +17,7 @@ from compat_matrix.spec.validate import MatrixError, load_matrix
 
 if TYPE_CHECKING:
     from compat_matrix.run.store import Keys, Store
-    from reports.report import Report
+    from reports.report import Report, ReleaseSet
 
 
 def cmd_report(argv: list[str]) -> int:
@@ -90,9 +90,22 @@ def _report_of(source: Path, matrix_file: str | None = None) -> Report:
     try:
         if source.suffix == ".json":
             return Report.read(source)
-        return build_report([source], expectations=read_expectations(Path(matrix_file)) if matrix_file else None)
+        report = build_report([source], expectations=read_expectations(Path(matrix_file)) if matrix_file else None)
+        chosen = _release_set_beside(source)
+        return report.model_copy(update={"release_set": chosen}) if chosen else report
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
+
+
+def _release_set_beside(source: Path) -> ReleaseSet | None:
+    """The release-set.json of the run whose results folder (or --out) `source` is, as its own report
+    reads it: without it the history calls no boundary exact (it did, for a run's results folder)."""
+    from reports.cli import read_release_set
+
+    for folder in (source, source.parent):
+        if (folder / "release-set.json").is_file():
+            return read_release_set(folder / "release-set.json")
+    return None
 
 
 def cmd_history(args: argparse.Namespace) -> int:

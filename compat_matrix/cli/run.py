@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from compat_matrix.cli.common import (UsageProblem, cells_of, matrix_of, ready_to_run, release_set_of, releases_of,
                                       selection, storage, store_use)
 from compat_matrix.cli.results import report_into
+from compat_matrix.envs.release_sets import results_releases
 from compat_matrix.envs.releases import env_name
 from compat_matrix.spec.cells import AS_PUBLISHED, Cell, checkpoint_kind, select_cells
 from compat_matrix.spec.layout import results_file, results_folder
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 def cmd_run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     cells = cells_of(matrix, args)
-    release_set = release_set_of(matrix, args.transformers, args.pre)
-    releases = list(release_set.releases)
     out: Path = args.out
+    earlier = tuple(results_releases(results_folder(out)))  # the report shows them too: neighbours over all
+    release_set = release_set_of(matrix, args.transformers, args.pre, reported=earlier)
+    releases = list(release_set.releases)
     if args.round_trip_only and args.cross_release:
         raise UsageProblem("--round-trip-only runs no cross-release cells: drop one of it and --cross-release")
     if args.published_only and (args.round_trip_only or args.cross_release):

@@ -148,6 +148,13 @@ def span(versions: tuple[str, ...], releases: list[str] | tuple[str, ...], pre: 
     return tuple(str(v) for v in final_releases(versions, pre) if low <= v <= high)
 
 
+def results_releases(folder: Path) -> list[str]:
+    """The releases a results folder already holds (`tf4_57_6.jsonl`, `tf4_57_6-cross.jsonl`), `latest` and
+    `main` aside: a run into a folder with an earlier run's results reports on both runs' releases."""
+    stems = {path.name.removesuffix(".jsonl").removesuffix("-cross") for path in folder.glob("tf*.jsonl")}
+    return sorted({found for stem in stems if is_version(found := stem[2:].replace("_", "."))}, key=Version)
+
+
 def resolve(items: list[str] | tuple[str, ...], index: ReleaseIndex, pre: bool = False) -> ResolvedSet:
     """Expand specifiers in place (oldest first within one), keep exact releases as written, drop repeats."""
     releases: list[str] = []
