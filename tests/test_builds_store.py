@@ -205,3 +205,36 @@ def test_build_published_lists_its_outputs_and_a_broken_build_is_not_complete(
     monkeypatch.setattr(build, "resolve", broken)
     assert build.main(["--matrix", str(DEFAULT_MATRIX), "--models", "qwen3", "--outputs", str(outputs)]) == 1
     assert not json.loads(outputs.read_text())["qwen3"]["complete"]
+
+
+def test_prune_drops_builds_no_run_of_this_checkout_can_reuse(tmp_path: Path, cache: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`store --prune` rewrote cells.jsonl and drift.jsonl and left builds.jsonl to grow: builds of other
+    build code or an older model entry, and entries a later one under the same key replaced, are dropped;
+    entries that record neither (stored before) and builds of models this matrix.yaml lacks are kept."""
+    from compat_matrix.cli import main
+
+    fake, store = FakeRelease(cache), StoreUse(Store(tmp_path / "store"), Keys(MATRIX))
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    [entry] = store.store.entries(WRITER, BUILDS).values()
+    assert entry["harness"] and entry["entry"] == store.keys.model_entry("qwen2_vl")
+    old = MATRIX.model_copy(deep=True)
+    recipe = old.model("qwen2_vl").recipe
+    assert recipe is not None
+    recipe.config["hidden_size"] = recipe.config.get("hidden_size", 64) + 8
+    legacy = {k: v for k, v in entry.items() if k not in ("harness", "entry")}
+    store.store.add(WRITER, [{**entry, "key": "older build code", "harness": "an older build_published"},
+                             {**entry, "key": "older recipe", "entry": Keys(old).model_entry("qwen2_vl")},
+                             {**legacy, "key": "stored before entries recorded their code"},
+                             {**entry, "key": "another branch's model", "record": {**entry["record"], "model": "moe_x"}},
+                             entry], BUILDS)  # the current build stored again: the first one is replaced
+
+    assert main(["--matrix", str(DEFAULT_MATRIX), "store", "--prune", "--store", str(tmp_path / "store")]) == 0
+    said = capsys.readouterr().out
+    assert f"pruned {store.store.file(WRITER, BUILDS)}: dropped 3, kept 3, 1 of models this matrix.yaml does not list kept" in said
+    assert set(Store(tmp_path / "store").entries(WRITER, BUILDS)) == {
+        entry["key"], "stored before entries recorded their code", "another branch's model"}
+    assert not list((tmp_path / "store").rglob(".*.prune"))
+    _build(tmp_path, fake, store, monkeypatch, capsys)
+    assert fake.calls == 1  # the current build is still reused

@@ -4,7 +4,8 @@ Before its as-published cells run, a run starts each `written_by` release it doe
 start, torch and transformers imported, its adapter writers run again) even when the tiny cache
 already holds every checkpoint and adapter it wrote: six tox starts, ~56 s of a new release's ~8
 minutes (docs/history.md). The store now keeps each finished build, per (writer release, model),
-in `<store>/<release>/builds.jsonl`: `{"key", "stored_at", "record": {"model", "outputs"}}`.
+in `<store>/<release>/builds.jsonl`: `{"key", "stored_at", "harness", "entry", "record": {"model", "outputs"}}`
+(`harness` and `entry`, the build code and model entry hashes, are in the key too: `store --prune` reads them).
 
 - The key (`build_key`) holds the writer release's environment (torch, python, device), the model
   entry, the key of each writer cell (which holds its profile, settings, peft and the probe's code),
@@ -29,12 +30,11 @@ from typing import Any
 
 from compat_matrix.envs.install_training import extra_constraints
 from compat_matrix.run.harness_hash import build_hash
-from compat_matrix.run.store import EnvFacts, Keys, Store, _sha
+from compat_matrix.run.store import BUILDS, EnvFacts, Keys, Store, _sha
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.layout import cache_root
 from compat_matrix.spec.records import now
 
-BUILDS = "builds.jsonl"
 CONTENT_HASHES = "content.sha256.json"
 """compat_tests.tiny.checkpoint.CONTENT_HASHES (not imported: it imports transformers; a test keeps them equal)."""
 
@@ -120,5 +120,6 @@ def keep_builds(store: Store, keys: Keys, release: str, cells: dict[str, list[Ce
     for model, built in done.items():
         key = build_key(keys, release, model, cells.get(model, []), facts)
         if key and built.get("complete") and outputs_intact(built.get("outputs", [])):
-            entries.append({"key": key, "stored_at": now(), "record": {"model": model, "outputs": built["outputs"]}})
+            entries.append({"key": key, "stored_at": now(), "harness": build_hash(), "entry": keys.model_entry(model),
+                            "record": {"model": model, "outputs": built["outputs"]}})
     return store.add(release, entries, BUILDS)

@@ -19,7 +19,7 @@ from typing import Any, Iterable, TextIO
 
 from compat_matrix.envs.install_training import extra_constraints, needs_training
 from compat_matrix.envs.releases import SPECIAL
-from compat_matrix.run.harness_hash import drift_hash, probe_hash
+from compat_matrix.run.harness_hash import build_hash, drift_hash, probe_hash
 from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.layout import cache_root
 from compat_matrix.spec.records import WRITER, expected_of, now
@@ -27,7 +27,8 @@ from compat_matrix.spec.results_io import ResultsWriter, holding, read_lines
 from compat_matrix.spec.schema import REMOTE_CODE_ROOT, TRAINING_PACKAGES, Matrix, ModelEntry
 
 STORE_ENV = "COMPAT_MATRIX_STORE"
-CELLS, DRIFT = "cells.jsonl", "drift.jsonl"
+CELLS, DRIFT, BUILDS = "cells.jsonl", "drift.jsonl", "builds.jsonl"
+"""Per release: result lines, drift records, stored as-published builds (`compat_matrix/run/builds.py`)."""
 TRL_LIBRARIES = ("trl", "peft", "accelerate")
 """What a probe that trains through TRL imports besides transformers."""
 STORED_STATUSES = ("pass", "fail", "unsupported", "skipped")
@@ -154,6 +155,10 @@ class Keys:
             self._models[key] = {"entry": entry.model_dump(mode="json", exclude={"expectations", "load_kwargs"}),
                                  "remote_code": _remote_code(entry)}
         return self._models[key]
+
+    def model_entry(self, key: str) -> str:
+        """The hash of a model's entry (recipe, remote-code files) as keys hold it: a stored build records it."""
+        return _sha(self._model(key))
 
     def _common(self, facts: EnvFacts, model: str) -> dict[str, Any]:
         return {"transformers": facts.transformers, "torch": facts.torch, "python": facts.python,
@@ -359,12 +364,18 @@ class Pruned:
 
 
 def _current(entry: dict[str, Any], keys: Keys, models: set[str], name: str) -> bool | None:
-    """Whether a run of this checkout could reuse `entry` (None: its model is not in this matrix, so it cannot tell)."""
-    if name == DRIFT:
+    """Whether a run of this checkout could reuse `entry` (None: its model is not in this matrix, so it cannot tell).
+
+    A build's key also holds its writer environment and writer cells, which only a run reads: pruning
+    checks the build code and the model entry the entry records (older entries record neither: kept)."""
+    if name in (DRIFT, BUILDS):
         record = entry.get("record") or {}
-        if record.get("model") not in models:
+        model = record.get("model")
+        if model not in models:
             return None
-        return entry.get("harness") in (None, keys.drift_code)
+        if name == DRIFT:
+            return entry.get("harness") in (None, keys.drift_code)
+        return entry.get("harness") in (None, build_hash()) and entry.get("entry") in (None, keys.model_entry(str(model)))
     line = entry.get("line") or {}
     cell = Cell.from_id(str(line.get("cell_id")))
     if cell is None or cell.model not in models:
@@ -375,12 +386,13 @@ def _current(entry: dict[str, Any], keys: Keys, models: set[str], name: str) -> 
 def prune(store: Store, keys: Keys) -> list[Pruned]:
     """Drop the entries no run of this checkout can reuse: cells stored by other harness code, recipes or
     settings (their key is no longer the one this checkout computes from the line), drift records of
-    other drift code, and entries a later one under the same key replaced. Each file is rewritten
-    under its lock, through a temporary file: a killed prune leaves the old file whole."""
+    other drift code, builds of other build code or model entries, and entries a later one under the
+    same key replaced. Each file is rewritten under its lock, through a temporary file: a killed prune
+    leaves the old file whole."""
     models = {m.key for m in keys.matrix.models}
     done = []
     for release in store.releases():
-        for name in (CELLS, DRIFT):
+        for name in (CELLS, DRIFT, BUILDS):
             path = store.file(release, name)
             if not path.is_file():
                 continue
@@ -402,6 +414,8 @@ def summary(store: Store, stream: TextIO) -> None:
     for release in store.releases():
         cells = store.entries(release)
         drift = store.entries(release, DRIFT)
+        builds = store.entries(release, BUILDS)
         newest = max((str(e.get("stored_at")) for e in cells.values()), default="-")
-        print(f"{release:>10}  {len(cells):>6} cells  {len(drift):>3} drift records  newest {newest}", file=stream)
+        print(f"{release:>10}  {len(cells):>6} cells  {len(drift):>3} drift records  {len(builds):>3} builds  newest {newest}",
+              file=stream)
     print(f"{store.root}: {store.size_bytes() / 1024**2:.1f} MiB", file=stream)
