@@ -12,7 +12,7 @@ from compat_matrix.cli.common import (UsageProblem, cells_of, matrix_of, ready_t
                                       selection, storage, store_use)
 from compat_matrix.cli.results import report_into
 from compat_matrix.envs.release_sets import results_releases
-from compat_matrix.envs.releases import env_name
+from compat_matrix.envs.releases import SPECIAL, env_name
 from compat_matrix.spec.cells import AS_PUBLISHED, Cell, checkpoint_kind, select_cells
 from compat_matrix.spec.layout import results_file, results_folder
 from compat_matrix.spec.results_io import holding
@@ -20,7 +20,7 @@ from compat_matrix.spec.schema import Matrix, is_specifier
 from reports.status import ADAPTER_PROBES
 
 if TYPE_CHECKING:
-    from compat_matrix.run.runner import StoreUse
+    from compat_matrix.run.runner import ReleaseRun, StoreUse
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -46,8 +46,13 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
     out: Path = args.out
     interrupted = False
     store = store_use(matrix, args)
+    joint = set() if args.round_trip_only or args.cross_release else joint_releases(matrix, releases)
+    deferred: dict[str, list[Cell]] = {}
     for release in releases:
         own = [c for c in cells if _as_published(matrix, c, release)] if args.published_only else cells
+        if release in joint:
+            deferred[release] = own  # run beside its as-published cells, in their pytest session
+            continue
         run = run_release(matrix, Path(args.matrix).resolve(), release, own, out.resolve(), args.workers,
                           resumed=args.resume, store=store)
         if run.interrupted:
@@ -55,7 +60,7 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
             interrupted = True
             break
     if not interrupted and not args.round_trip_only:
-        interrupted = _other_checkpoints(matrix, args, releases, out.resolve(), store)
+        interrupted = _other_checkpoints(matrix, args, releases, out.resolve(), store, deferred)
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
     extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
     extra += ["--fail-on-regression"] if args.fail_on_regression else []
@@ -72,13 +77,25 @@ def _as_published(matrix: Matrix, cell: Cell, release: str) -> bool:
     return checkpoint_kind(matrix.model(cell.model), None, release) == AS_PUBLISHED
 
 
+def joint_releases(matrix: Matrix, releases: list[str]) -> set[str]:
+    """The releases whose own cells may wait for their as-published cells' pytest session (one start,
+    not two): their own cells write no checkpoint another release's cells read (no model is
+    `written_by` them) and their name does not move (`latest`'s installed version names the
+    as-published cells). Not with `--cross-release`: every release's own checkpoints are read there."""
+    writers = {entry.written_by for entry in matrix.models if entry.written_by}
+    return {r for r in releases if r not in writers and r not in SPECIAL}
+
+
 def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[str], out: Path,
-                       store: StoreUse | None = None) -> bool:
+                       store: StoreUse | None = None, deferred: dict[str, list[Cell]] | None = None) -> bool:
     """Each release loads the as-published checkpoints (its models' `written_by` release wrote them,
     built first where the run does not test that release and a cell that reads them is not stored)
-    and, with `--cross-release`, the tiny checkpoints every other release saved; True when interrupted."""
+    and, with `--cross-release`, the tiny checkpoints every other release saved; True when interrupted.
+    A release in `deferred` runs its own cells (the value) in the same pytest session (`run_joint`)."""
     from compat_matrix.run.published import build_writers, writers_to_build
-    from compat_matrix.run.runner import installed_release, run_release, stored
+    from compat_matrix.run.runner import installed_release, run_joint, run_release, stored
+
+    deferred = deferred or {}
 
     matrix_file = Path(args.matrix).resolve()
     installed = {r: installed_release(results_file(results_folder(out), env_name(r))) for r in releases}
@@ -102,11 +119,22 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
     adapter_writers = [c for c in select_cells(matrix, args.models, args.strategies, args.probes, profiles=args.profiles)
                        if c.probe in ADAPTER_PROBES]
     build_writers(matrix_file, writers, out, writer_cells=adapter_writers, store=store)
+    resumed = getattr(args, "resume", False)
     for release, (cross, cells) in selections.items():
-        if not cells:
+        own, published_in = deferred.get(release), installed[release] or release
+        mine: ReleaseRun | None = None
+        if own is not None and cells:  # deferred releases run no cross-release cells (joint_releases)
+            mine, run = run_joint(matrix, matrix_file, release, own, cells, out, args.workers, published_in,
+                                  resumed=resumed, store=store)
+        elif own is not None:
+            mine = run = run_release(matrix, matrix_file, release, own, out, args.workers, resumed=resumed, store=store)
+        elif cells:
+            run = run_release(matrix, matrix_file, release, cells, out, args.workers, saved_by=cross, resumed=resumed,
+                              published_in=published_in, store=store)
+        else:
             continue
-        run = run_release(matrix, matrix_file, release, cells, out, args.workers, saved_by=cross,
-                          resumed=getattr(args, "resume", False), published_in=installed[release] or release, store=store)
+        if mine is not None and mine.interrupted:
+            print(f"[{mine.env}] interrupted: keeping the {len(mine.lines)} cells that finished", file=sys.stderr)
         if run.interrupted:
             return True
     return False

@@ -33,6 +33,12 @@ STOP = threading.Event()
 """Set: every release run in progress stops as on Ctrl-C. Only the main thread receives Ctrl-C; bisect
 runs releases in threads and sets this for them."""
 PROGRESS_EVERY_S = 5.0
+JOINT_PLUGIN = "compat_matrix.run.joint_session"
+"""The pytest plugin that runs a release's own cells in the session of its as-published ones (`run_joint`)."""
+OWN_CELLS_ENV = "COMPAT_MATRIX_OWN_CELLS"
+"""For that plugin: a file of the own cell ids the session also runs, one a line, in run order."""
+OWN_LOCK_HELD_ENV = "COMPAT_MATRIX_OWN_LOCK_HELD"
+"""For that plugin: the own results file whose lock the runner holds (as LOCK_HELD_ENV for the other)."""
 
 
 @dataclass
@@ -162,6 +168,64 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
     run.log.parent.mkdir(parents=True, exist_ok=True)
     with holding(run.results, stream) as lock:  # another run writing this file (or its orphaned tox) finishes first
+        part = _Part.open(run, cells, matrix, matrix_file, out, env_dir, resumed, store, stream)
+        if part.left:
+            _run_tox(run, matrix, matrix_file, out, part.left, workers, stream, saved_by, part.resumed, lock, env_dir,
+                     published_in)
+        part.close(matrix, store, stream)
+    Progress(run, len(cells), stream).done(run.lines)
+    return run
+
+
+def run_joint(matrix: Matrix, matrix_file: Path, release: str, own: list[Cell], cells: list[Cell], out: Path,
+              workers: int, published_in: str, stream: TextIO = sys.stderr, resumed: bool = False,
+              store: StoreUse | None = None) -> tuple[ReleaseRun, ReleaseRun]:
+    """A release's `own` cells and its as-published `cells` (`published_in`) in one tox and pytest start.
+
+    Each kind keeps its file, store use and `error` lines as `run_release` gives them (the own cells'
+    lines in `<env>.jsonl`, the others in `<env>-cross.jsonl`); only the pytest session is shared
+    (`compat_matrix.run.joint_session`), and its log is `<env>-cross.log`. A kind with nothing left
+    to run (stored, or resumed) leaves the session to the other alone. For a release whose own cells
+    write no checkpoint another release's cells read (not a `written_by` release): the caller decides.
+    """
+    env = env_name(release)
+    folder = results_folder(out)
+    mine = ReleaseRun(release, env, results_file(folder, env), log_file(out, env))
+    rest = ReleaseRun(release, env, results_file(folder, env, True), log_file(out, env, True))
+    rest.log.parent.mkdir(parents=True, exist_ok=True)
+    with holding(mine.results, stream) as own_lock, holding(rest.results, stream) as lock:
+        own_part = _Part.open(mine, own, matrix, matrix_file, out, None, resumed, store, stream)
+        part = _Part.open(rest, cells, matrix, matrix_file, out, None, resumed, store, stream)
+        if own_part.left and part.left:
+            mine.log = rest.log  # one session, one log (a failed setup's error lines quote it)
+            _run_tox(rest, matrix, matrix_file, out, part.left, workers, stream, None, part.resumed or own_part.resumed,
+                     lock, None, published_in, joined=_Joined(mine, own_part.left, own_lock))
+        elif own_part.left:
+            _run_tox(mine, matrix, matrix_file, out, own_part.left, workers, stream, None, own_part.resumed, own_lock, None)
+        elif part.left:
+            _run_tox(rest, matrix, matrix_file, out, part.left, workers, stream, None, part.resumed, lock, None,
+                     published_in)
+        own_part.close(matrix, store, stream)
+        part.close(matrix, store, stream)
+    Progress(mine, len(own), stream).done(mine.lines)
+    Progress(rest, len(cells), stream).done(rest.lines)
+    return mine, rest
+
+
+@dataclass
+class _Part:
+    """One results file of a release's run, between taking its lock and giving it back: what is left to run."""
+
+    run: ReleaseRun
+    cells: list[Cell]
+    left: list[Cell]
+    unverified: set[str]
+    resumed: bool
+
+    @classmethod
+    def open(cls, run: ReleaseRun, cells: list[Cell], matrix: Matrix, matrix_file: Path, out: Path,
+             env_dir: Path | None, resumed: bool, store: StoreUse | None, stream: TextIO) -> _Part:
+        """Keep (resumed) or clear the file, copy the stored lines in; the cells still without a line."""
         done = finished(run.results) if resumed else set()
         if not resumed:
             run.results.unlink(missing_ok=True)
@@ -174,20 +238,20 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
         if reused:
             finished_now = finished(run.results)
             left = [c for c in left if c.id not in finished_now]
-        if left:
-            _run_tox(run, matrix, matrix_file, out, left, workers, stream, saved_by, resumed or reused, lock, env_dir,
-                     published_in)
+        return cls(run, cells, left, unverified, resumed or reused)
+
+    def close(self, matrix: Matrix, store: StoreUse | None, stream: TextIO) -> None:
+        """`error` lines for the cells without one (unless interrupted), then store what ran."""
+        run = self.run
         if not run.interrupted:
-            _fill_missing(run, matrix, cells)
+            _fill_missing(run, matrix, self.cells)
         run.lines = read_lines(run.results)  # read once: storing, the last progress line and the caller use it
         if store is not None:
-            keep(store.store, store.keys, matrix, [line for line in run.lines if line.get("cell_id") not in unverified])
-            if unverified:
-                print(f"[{run.results.stem}] store: {len(unverified)} resumed line(s) not stored: an earlier run "
+            keep(store.store, store.keys, matrix, [line for line in run.lines if line.get("cell_id") not in self.unverified])
+            if self.unverified:
+                print(f"[{run.results.stem}] store: {len(self.unverified)} resumed line(s) not stored: an earlier run "
                       "wrote them with other harness code or matrix.yaml models/settings (or before this was "
                       "recorded); `--fresh` reruns them", file=stream, flush=True)
-    Progress(run, len(cells), stream).done(run.lines)
-    return run
 
 
 def stored(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], out: Path, env_dir: Path | None,
@@ -254,48 +318,79 @@ def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None
     return args
 
 
+@dataclass(frozen=True)
+class _Joined:
+    """A release's own cells riding along in the session of its as-published cells (`run_joint`)."""
+
+    run: ReleaseRun
+    cells: list[Cell]
+    lock: int
+
+
 def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left: list[Cell], workers: int,
              stream: TextIO, saved_by: list[str] | None, resumed: bool, lock: int, env_dir: Path | None,
-             published_in: str | None = None) -> None:
-    """pytest in the release's tox env, for the cells `left`; tox inherits the results lock, so a
-    tox orphaned by a killed controller keeps it until its pytest has finished writing."""
+             published_in: str | None = None, joined: _Joined | None = None) -> None:
+    """pytest in the release's tox env, for the cells `left` (and `joined`'s, written to their own file);
+    tox inherits the results locks, so a tox orphaned by a killed controller keeps them until its pytest
+    has finished writing."""
     release = run.release
     setup = tox_setup(matrix_file, out, matrix.install)
     tox_args, extra_env = tox_command(release, setup.listed_envs(), env_dir)
     pytest_args = ["--cm-matrix", str(matrix_file), "--cm-results", str(run.results.parent),
                    *selection_args(matrix, left, saved_by, cells_file(out, run.env, bool(saved_by) or bool(published_in)),
                                    published_in)]
+    everything = [*left, *(joined.cells if joined else [])]
+    joint_env: dict[str, str] = {}
+    if joined is not None:
+        listing = cells_file(out, run.env)
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{c.id}\n" for c in joined.cells), encoding="utf-8")
+        pytest_args += ["-p", JOINT_PLUGIN]
+        joint_env = {OWN_CELLS_ENV: str(listing), OWN_LOCK_HELD_ENV: str(joined.run.results.resolve())}
     if resumed:
         pytest_args.append("--cm-resume")
     command = setup.tox(*tox_args, "--", *pytest_args)
     environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
-               "COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in left})),  # trl/peft only where a probe trains
-               "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter for c in left) else "",
+               "COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in everything})),  # trl/peft only where a probe trains
+               "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter
+                                                    for c in everything) else "",
                "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.envs.install_training (trl/peft pins)
-               LOCK_HELD_ENV: str(run.results.resolve())}
+               LOCK_HELD_ENV: str(run.results.resolve()), **joint_env}
+    for name in (OWN_CELLS_ENV, OWN_LOCK_HELD_ENV):
+        if name not in joint_env:
+            environ.pop(name, None)
     what = " and ".join(filter(None, ["as-published checkpoints" if published_in else "",
                                       f"checkpoints saved by {', '.join(saved_by)}" if saved_by else ""]))
     what = what or f"transformers {release}"
     print(f"[{run.results.stem}] {what}: {len(left)} cells (log: {run.log})", file=stream, flush=True)
-    progress = Progress(run, len(left) + len(read_lines(run.results)), stream)
+    progresses = [Progress(run, len(left) + len(read_lines(run.results)), stream)]
+    if joined is not None:
+        print(f"[{joined.run.results.stem}] transformers {release}: {len(joined.cells)} cells, in the same pytest "
+              f"session (log: {run.log})", file=stream, flush=True)
+        progresses.append(Progress(joined.run, len(joined.cells) + len(read_lines(joined.run.results)), stream))
+    runs = [run, *([joined.run] if joined else [])]
+    locks = (lock, *((joined.lock,) if joined else ()))
     with run.log.open("a" if resumed else "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=setup.root, env=environ,
-                                   start_new_session=True, pass_fds=(lock,))
+                                   start_new_session=True, pass_fds=locks)
         try:
             while process.poll() is None:
                 if STOP.is_set():
                     raise KeyboardInterrupt
-                progress.update()
+                for progress in progresses:
+                    progress.update()
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            run.interrupted = True
+            for each in runs:
+                each.interrupted = True
             os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    run.exit_code = process.returncode
+    for each in runs:
+        each.exit_code = process.returncode
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
