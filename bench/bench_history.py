@@ -1,6 +1,9 @@
 """A history run's time per release, read from its tox logs: the environment (tox setup), trl/peft
 (install_training), the release's own cells, its as-published and cross-release cells, drift; and
-the store's size on disk.
+the store's size on disk. A release whose own cells ran in its as-published cells' pytest session
+(`runner.run_joint`) has one log, `<env>-cross.log`: its own cells show as "joint", its environment
+and trl/peft from that log; an environment made while the previous release ran (`run/ahead.py`)
+shows its seconds from `<env>-setup.log` as "ahead N" (off the run's critical path).
 
     .venv/bin/python bench/bench_history.py compat-report [--store ~/.cache/compat-matrix/store]
 """
@@ -26,6 +29,13 @@ def times(log: Path) -> tuple[float, float, float] | None:
     return float(setup), sum(parts[:-1]), parts[-1]
 
 
+def made_ahead(log: Path) -> float | None:
+    """Seconds of an environment made ahead (tox --notest, then install_training: two tox runs in one log)."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    found = re.findall(r"OK \(([\d.]+)(?:=| seconds)", text)
+    return sum(float(f) for f in found) if found else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the run's --out folder")
@@ -38,11 +48,15 @@ def main() -> int:
     print("| --- | --: | --: | --: | --: | --: |")
     for env in envs:
         own, cross, drift = times(logs / f"{env}.log"), times(logs / f"{env}-cross.log"), times(logs / f"{env}-drift.log")
+        made = made_ahead(logs / f"{env}-setup.log")
 
         def show(value: float | None) -> str:
             return f"{value:.0f}" if value is not None else "-"
 
-        print(f"| {env} | {show(own[0] if own else None)} | {show(own[1] if own else None)} | {show(own[2] if own else None)} "
+        first = own or cross  # the release's first tox run made (or checked) its environment
+        environment = show(first[0] if first else None) + (f" (ahead {made:.0f})" if made is not None else "")
+        own_cells = show(own[2]) if own else "joint" if cross and not (logs / f"{env}.log").is_file() else "-"
+        print(f"| {env} | {environment} | {show(first[1] if first else None)} | {own_cells} "
               f"| {show(cross[2] if cross else None)} | {show(drift[2] if drift else None)} |")
     if args.store:
         size = sum(p.stat().st_size for p in args.store.rglob("*.jsonl"))

@@ -103,7 +103,7 @@ def _tox_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     starts = tmp_path / "starts"
     script = f"open({str(starts)!r}, 'a').write('x'); print('install_deps> uv pip install transformers==5.0.0'); " \
              "print('No solution found when resolving dependencies'); raise SystemExit(1)"
-    setup = argparse.Namespace(root=tmp_path, listed_envs=lambda: set(), environ=lambda: {},
+    setup = argparse.Namespace(root=tmp_path, workdir=tmp_path / "tox", listed_envs=lambda: set(), environ=lambda: {},
                                tox=lambda *args: [sys.executable, "-c", script])
     monkeypatch.setattr(runner, "tox_setup", lambda *a, **k: setup)
     return starts

@@ -13,6 +13,7 @@ from compat_matrix.cli.common import (UsageProblem, cells_of, matrix_of, ready_t
 from compat_matrix.cli.results import report_into
 from compat_matrix.envs.release_sets import results_releases
 from compat_matrix.envs.releases import SPECIAL, env_name
+from compat_matrix.run.ahead import make_ahead, stop_ahead
 from compat_matrix.spec.cells import AS_PUBLISHED, Cell, checkpoint_kind, select_cells
 from compat_matrix.spec.layout import results_file, results_folder
 from compat_matrix.spec.results_io import holding
@@ -48,19 +49,24 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
     store = store_use(matrix, args)
     joint = set() if args.round_trip_only or args.cross_release else joint_releases(matrix, releases)
     deferred: dict[str, list[Cell]] = {}
-    for release in releases:
-        own = [c for c in cells if _as_published(matrix, c, release)] if args.published_only else cells
-        if release in joint:
-            deferred[release] = own  # run beside its as-published cells, in their pytest session
-            continue
-        run = run_release(matrix, Path(args.matrix).resolve(), release, own, out.resolve(), args.workers,
-                          resumed=args.resume, store=store)
-        if run.interrupted:
-            print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
-            interrupted = True
-            break
-    if not interrupted and not args.round_trip_only:
-        interrupted = _other_checkpoints(matrix, args, releases, out.resolve(), store, deferred)
+    own_of = {r: [c for c in cells if _as_published(matrix, c, r)] if args.published_only else cells for r in releases}
+    first = [r for r in releases if r not in joint]
+    try:
+        for release in releases:
+            if release in joint:
+                deferred[release] = own_of[release]  # run beside its as-published cells, in their pytest session
+                continue
+            _make_next(matrix, args, first, release, own_of)
+            run = run_release(matrix, Path(args.matrix).resolve(), release, own_of[release], out.resolve(), args.workers,
+                              resumed=args.resume, store=store)
+            if run.interrupted:
+                print(f"[{run.env}] interrupted: keeping the {len(run.lines)} cells that finished", file=sys.stderr)
+                interrupted = True
+                break
+        if not interrupted and not args.round_trip_only:
+            interrupted = _other_checkpoints(matrix, args, releases, out.resolve(), store, deferred)
+    finally:
+        stop_ahead()
     # judged against the matrix file this run used: the folder may also hold earlier runs' results
     extra = ["--expectations", str(args.matrix), "--release-set", str(out / "release-set.json")]
     extra += ["--fail-on-regression"] if args.fail_on_regression else []
@@ -69,6 +75,14 @@ def _run(matrix: Matrix, cells: list[Cell], releases: list[str], args: argparse.
     code = report_into(results_folder(out), out, extra)
     print(f"report: {out / 'report.md'}, {out / 'index.html'}, {out / 'report.json'}", file=sys.stderr)
     return 130 if interrupted else code
+
+
+def _make_next(matrix: Matrix, args: argparse.Namespace, queue: list[str], release: str,
+               cells_of_release: dict[str, list[Cell]]) -> None:
+    """Before `release` runs, start making the environment of the one after it in `queue` (compat_matrix/run/ahead.py)."""
+    later = queue[queue.index(release) + 1:]
+    if later and cells_of_release.get(later[0]):
+        make_ahead(matrix, Path(args.matrix).resolve(), later[0], cells_of_release[later[0]], args.out.resolve())
 
 
 def _as_published(matrix: Matrix, cell: Cell, release: str) -> bool:
@@ -120,23 +134,30 @@ def _other_checkpoints(matrix: Matrix, args: argparse.Namespace, releases: list[
                        if c.probe in ADAPTER_PROBES]
     build_writers(matrix_file, writers, out, writer_cells=adapter_writers, store=store)
     resumed = getattr(args, "resume", False)
-    for release, (cross, cells) in selections.items():
-        own, published_in = deferred.get(release), installed[release] or release
-        mine: ReleaseRun | None = None
-        if own is not None and cells:  # deferred releases run no cross-release cells (joint_releases)
-            mine, run = run_joint(matrix, matrix_file, release, own, cells, out, args.workers, published_in,
-                                  resumed=resumed, store=store)
-        elif own is not None:
-            mine = run = run_release(matrix, matrix_file, release, own, out, args.workers, resumed=resumed, store=store)
-        elif cells:
-            run = run_release(matrix, matrix_file, release, cells, out, args.workers, saved_by=cross, resumed=resumed,
-                              published_in=published_in, store=store)
-        else:
-            continue
-        if mine is not None and mine.interrupted:
-            print(f"[{mine.env}] interrupted: keeping the {len(mine.lines)} cells that finished", file=sys.stderr)
-        if run.interrupted:
-            return True
+    work = {r: [*deferred.get(r, []), *cells] for r, (_, cells) in selections.items()}
+    queue = [r for r in selections if work[r]]
+    try:
+        for release, (cross, cells) in selections.items():
+            if release in queue:
+                _make_next(matrix, args, queue, release, work)
+            own, published_in = deferred.get(release), installed[release] or release
+            mine: ReleaseRun | None = None
+            if own is not None and cells:  # deferred releases run no cross-release cells (joint_releases)
+                mine, run = run_joint(matrix, matrix_file, release, own, cells, out, args.workers, published_in,
+                                      resumed=resumed, store=store)
+            elif own is not None:
+                mine = run = run_release(matrix, matrix_file, release, own, out, args.workers, resumed=resumed, store=store)
+            elif cells:
+                run = run_release(matrix, matrix_file, release, cells, out, args.workers, saved_by=cross, resumed=resumed,
+                                  published_in=published_in, store=store)
+            else:
+                continue
+            if mine is not None and mine.interrupted:
+                print(f"[{mine.env}] interrupted: keeping the {len(mine.lines)} cells that finished", file=sys.stderr)
+            if run.interrupted:
+                return True
+    finally:
+        stop_ahead()  # an interrupted or failed run leaves none behind
     return False
 
 

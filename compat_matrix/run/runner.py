@@ -27,6 +27,7 @@ from compat_matrix.spec.schema import Matrix
 from compat_matrix.run.store import (CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable,
                                  unverified_lines)
 from compat_matrix.envs.tox_setup import tox_setup
+from compat_matrix.run.ahead import wait_ahead
 
 REPO = Path(__file__).resolve().parents[2]
 STOP = threading.Event()
@@ -167,6 +168,7 @@ def run_release(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cel
     cross = bool(saved_by) or bool(published_in)
     run = ReleaseRun(release, env, results_file(results_folder(out), env, cross), log_file(out, env, cross))
     run.log.parent.mkdir(parents=True, exist_ok=True)
+    wait_ahead(env_dir or tox_setup(matrix_file, out, matrix.install).workdir / env, stream)  # made ahead: finish first
     with holding(run.results, stream) as lock:  # another run writing this file (or its orphaned tox) finishes first
         part = _Part.open(run, cells, matrix, matrix_file, out, env_dir, resumed, store, stream)
         if part.left:
@@ -193,6 +195,7 @@ def run_joint(matrix: Matrix, matrix_file: Path, release: str, own: list[Cell], 
     mine = ReleaseRun(release, env, results_file(folder, env), log_file(out, env))
     rest = ReleaseRun(release, env, results_file(folder, env, True), log_file(out, env, True))
     rest.log.parent.mkdir(parents=True, exist_ok=True)
+    wait_ahead(tox_setup(matrix_file, out, matrix.install).workdir / env, stream)  # made ahead: finish first
     with holding(mine.results, stream) as own_lock, holding(rest.results, stream) as lock:
         own_part = _Part.open(mine, own, matrix, matrix_file, out, None, resumed, store, stream)
         part = _Part.open(rest, cells, matrix, matrix_file, out, None, resumed, store, stream)
@@ -263,6 +266,7 @@ def stored(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell], o
         return None
     env = env_name(release)
     folder = env_dir or tox_setup(matrix_file, out, matrix.install).workdir / env
+    wait_ahead(folder, stream)  # its versions once made, not half-way
     device = machine_device(matrix)
     facts = env_facts(folder, device)
     if facts is None:
@@ -318,6 +322,14 @@ def selection_args(matrix: Matrix, cells: list[Cell], saved_by: list[str] | None
     return args
 
 
+def training_environ(matrix: Matrix, matrix_file: Path, cells: list[Cell]) -> dict[str, str]:
+    """What compat_matrix.envs.install_training reads: trl/peft only where a probe trains, peft where a
+    profile has an adapter, and the matrix file (its trl/peft pins)."""
+    return {"COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in cells})),
+            "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter for c in cells) else "",
+            "COMPAT_MATRIX_FILE": str(matrix_file)}
+
+
 @dataclass(frozen=True)
 class _Joined:
     """A release's own cells riding along in the session of its as-published cells (`run_joint`)."""
@@ -351,11 +363,7 @@ def _run_tox(run: ReleaseRun, matrix: Matrix, matrix_file: Path, out: Path, left
         pytest_args.append("--cm-resume")
     command = setup.tox(*tox_args, "--", *pytest_args)
     environ = {**os.environ, **extra_env, **setup.environ(), "COMPAT_MATRIX_WORKERS": str(workers),
-               "COMPAT_MATRIX_PROBES": ",".join(sorted({c.probe for c in everything})),  # trl/peft only where a probe trains
-               "COMPAT_MATRIX_ADAPTERS": "1" if any(matrix.model(c.model).load_kwargs[c.profile].adapter
-                                                    for c in everything) else "",
-               "COMPAT_MATRIX_FILE": str(matrix_file),  # for compat_matrix.envs.install_training (trl/peft pins)
-               LOCK_HELD_ENV: str(run.results.resolve()), **joint_env}
+               **training_environ(matrix, matrix_file, everything), LOCK_HELD_ENV: str(run.results.resolve()), **joint_env}
     for name in (OWN_CELLS_ENV, OWN_LOCK_HELD_ENV):
         if name not in joint_env:
             environ.pop(name, None)
