@@ -41,6 +41,14 @@ def test_the_plugin_names_agree_with_the_runner() -> None:
     assert runner.JOINT_PLUGIN == joint_session.__name__
 
 
+def test_a_line_is_routed_by_its_cell_id_with_or_without_xdists_group_suffix() -> None:
+    own, published = "compat_tests/test_matrix.py::test_cell[llama-smart-default-load]", \
+        "compat_tests/test_matrix.py::test_cell[llama-smart-default-load@4.45.0]"
+    assert joint_session._is_own(own) is True and joint_session._is_own(own + "@llama") is True
+    assert joint_session._is_own(published) is False and joint_session._is_own(published + "@llama@4.45.0") is False
+    assert joint_session._is_own("tests/test_x.py::test_other") is None
+
+
 def test_only_releases_whose_own_checkpoints_nobody_reads_are_joined() -> None:
     """A written_by release's own cells build what the others' as-published cells load: it runs them first."""
     writers = {entry.written_by for entry in MATRIX.models if entry.written_by}

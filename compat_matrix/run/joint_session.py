@@ -71,9 +71,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, Any, Any
 
 
 def _is_own(nodeid: str) -> bool | None:
-    from compat_tests.plugin import _cell_from_nodeid
-
-    cell = _cell_from_nodeid(nodeid)
+    """Whether a test is an own cell (no `saved_by`); None for a test that is no cell. The id is read
+    between the brackets: xdist's loadgroup may suffix a node id with `@<group>`."""
+    if "[" not in nodeid or "]" not in nodeid:
+        return None
+    cell = Cell.from_id(nodeid[nodeid.index("[") + 1:nodeid.rindex("]")])
     return None if cell is None else cell.saved_by is None
 
 
