@@ -78,7 +78,7 @@ def pytest_wall(models: list[str] | None, workers: int) -> float:
     """Wall time of the real pytest run (fresh process: imports and collection included)."""
     with tempfile.TemporaryDirectory() as results:
         command = [sys.executable, "-m", "pytest", "compat_tests", "-q", "-p", "no:cacheprovider",
-                   "--cm-results", results, "-n", str(workers), "--dist", "loadgroup"]
+                   "--cm-results", results, "-n", str(workers), "--dist", "load"]
         if models:
             command += ["--cm-models", ",".join(models)]
         start = time.perf_counter()

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from compat_matrix.spec.records import TRAINING_LIBRARIES
+from compat_matrix.spec.records import RECORDED_LIBRARIES
 from compat_tests.needs import optional_packages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,9 +75,9 @@ def fingerprint(device: str) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str | None]:
-    """Installed version of each of TRAINING_LIBRARIES (None when absent), read without importing them."""
+    """Installed version of each of RECORDED_LIBRARIES (None when absent), read without importing them."""
     versions: dict[str, str | None] = {}
-    for name in TRAINING_LIBRARIES:
+    for name in RECORDED_LIBRARIES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -137,7 +137,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if isinstance(cell, Cell):
             timeout = matrix_of(config).settings.cell_timeout_s
             item.add_marker(pytest.mark.compat_cell)
-            item.add_marker(pytest.mark.xdist_group(name=f"{cell.model}@{cell.saved_by}" if cell.saved_by else cell.model))
             # backstop only: execute.run_cell enforces the limit itself (compat_tests/deadline.py)
             item.add_marker(pytest.mark.timeout(timeout + BACKSTOP_S, method="thread"))
 
@@ -150,8 +149,12 @@ def matrix_state(pytestconfig: pytest.Config) -> Any:
     return MatrixState(matrix_of(pytestconfig))
 
 
-def _cell_from_nodeid(nodeid: str) -> Cell | None:
-    return Cell.from_id(nodeid.rsplit("[", 1)[1].rstrip("]")) if "[" in nodeid else None
+def cell_from_nodeid(nodeid: str) -> Cell | None:
+    """The cell a test's node id names, read between its brackets (xdist's `--dist loadgroup`, which a
+    user may pass, suffixes ids with `@<group>`); None for a test that is no cell."""
+    if "[" not in nodeid or "]" not in nodeid:
+        return None
+    return Cell.from_id(nodeid[nodeid.index("[") + 1:nodeid.rindex("]")])
 
 
 class ResultsRecorder:
@@ -208,7 +211,7 @@ class ResultsRecorder:
             self.last_fingerprint = {key: record[key] for key in FINGERPRINT_KEYS}
             self.write(record)
         elif record is None and report.failed:
-            cell = _cell_from_nodeid(report.nodeid)
+            cell = cell_from_nodeid(report.nodeid)
             if cell is not None:
                 self.written.add(report.nodeid)
                 self.write(self.crash_record(report, cell))

@@ -20,7 +20,7 @@ from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
 WRITER = MATRIX.model("qwen2_vl").written_by
 assert WRITER is not None
-FACTS = EnvFacts(WRITER, "2.13.0", "3.11", {"tokenizers": "0.21.0", "peft": "0.21.2", "trl": "0.17.0",
+FACTS = EnvFacts(WRITER, "2.13.0", "3.11", {"tokenizers": "0.21.0", "huggingface_hub": "0.30.2", "peft": "0.21.2", "trl": "0.17.0",
                                             "accelerate": "1.6.0"}, "cpu")
 CELLS = select_cells(MATRIX, ["qwen2_vl"], probes=["adapter_roundtrip"])
 

@@ -125,7 +125,7 @@ def test_the_store_report_covers_every_stored_release_and_leaves_other_code_out(
     from reports.cli import read_release_set
 
     results = write_results(tmp_path / "results", unknown_until="4.56.2")
-    lines = [{**json.loads(text), "libraries": {"tokenizers": "0.22.1"}}
+    lines = [{**json.loads(text), "libraries": {"tokenizers": "0.22.1", "huggingface_hub": "1.2.1"}}
              for path in sorted(results.glob("*.jsonl")) for text in path.read_text().splitlines()]
     store, keys, stale = Store(tmp_path / "store"), Keys(MATRIX), Keys(MATRIX)
     stale._code = {probe: "an older harness" for probe in stale._code}

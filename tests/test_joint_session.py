@@ -31,7 +31,7 @@ def line(cell: Cell, status: str = "pass", release: str = "5.0.0") -> dict:
     record = cell_record(MATRIX, cell, "tf" + release.replace(".", "_"), {
         "transformers": release, "transformers_requested": release, "torch": "2.13.0", "python": "3.11.7",
         "device": "cpu", "gpu_name": None, "git_commit": None,
-        "libraries": {"tokenizers": "0.22.2", "trl": None, "peft": None, "accelerate": None}, "packages": {}})
+        "libraries": {"tokenizers": "0.22.2", "huggingface_hub": "1.2.1", "trl": None, "peft": None, "accelerate": None}, "packages": {}})
     record.update(status=status, error_type=None, message="")
     return record
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from compat_matrix.run.runner import ReleaseRun, _fill_missing
 from compat_matrix.spec.cells import Cell
-from compat_matrix.spec.records import TRAINING_LIBRARIES, cell_record
+from compat_matrix.spec.records import RECORDED_LIBRARIES, cell_record
 from compat_matrix.spec.results_io import ResultsWriter, read_lines
 from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
@@ -40,4 +40,4 @@ def test_a_release_that_could_not_be_set_up_records_the_libraries_as_unknown(tmp
     _fill_missing(run, MATRIX, CELLS)
     lines = read_lines(run.results)
     assert [line["error_type"] for line in lines] == ["InstallError"] * 2
-    assert all(line["libraries"] == dict.fromkeys(TRAINING_LIBRARIES) for line in lines)
+    assert all(line["libraries"] == dict.fromkeys(RECORDED_LIBRARIES) for line in lines)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compat_matrix.spec.records import TRAINING_LIBRARIES
+from compat_matrix.spec.records import RECORDED_LIBRARIES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,7 +58,7 @@ def test_crash_and_hang_become_error_lines_and_the_other_cells_still_run(tmp_pat
     crashed = results["llama-explicit_class-default-forward"]
     assert crashed["status"] == "error" and "crashed" in crashed["message"], crashed["message"]
     assert crashed["libraries"] == results["llama-explicit_class-default-load"]["libraries"]
-    assert sorted(crashed["libraries"]) == sorted(TRAINING_LIBRARIES)
+    assert sorted(crashed["libraries"]) == sorted(RECORDED_LIBRARIES)
     hung = results["llama-explicit_class-default-generate"]
     assert hung["status"] == "error" and "timed out after 15 s" in hung["message"], hung["message"]
     assert hung["error_type"] == "CellTimeout" and hung["loaded_class"] == "LlamaForCausalLM"

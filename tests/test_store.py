@@ -25,7 +25,7 @@ from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = load_matrix(DEFAULT_MATRIX, check_model_types=False)
-FACTS = EnvFacts("4.57.6", "2.13.0+cpu", "3.11", {"tokenizers": "0.22.1", "trl": "0.24.0", "peft": "0.17.1",
+FACTS = EnvFacts("4.57.6", "2.13.0+cpu", "3.11", {"tokenizers": "0.22.1", "huggingface_hub": "1.2.1", "trl": "0.24.0", "peft": "0.17.1",
                                                   "accelerate": "1.10.1"}, "cpu")
 
 
@@ -95,7 +95,17 @@ def test_other_libraries_miss_only_for_the_cells_that_use_them(tmp_path: Path) -
     keep(store, keys, MATRIX, [line(load), line(trl)])
     newer_trl = EnvFacts(**{**FACTS.__dict__, "libraries": {**FACTS.libraries, "trl": "0.25.0"}})
     assert [e["cell_id"] for e in reusable(store, keys, MATRIX, [load, trl], "4.57.6", newer_trl, "x").lines] == [load.id]
-    assert needed_libraries(MATRIX, Cell("phi3", "smart", "lora", "grpo_step")) == ("tokenizers", "peft")
+    assert needed_libraries(MATRIX, Cell("phi3", "smart", "lora", "grpo_step")) == ("tokenizers", "huggingface_hub", "peft")
+
+
+def test_another_hub_misses_every_cell(tmp_path: Path) -> None:
+    """huggingface_hub reads every config (5.4.0's OLMoE config fails from hub 1.9.0): no cell is reused across hubs."""
+    store, keys = Store(tmp_path), Keys(MATRIX)
+    load, trl = Cell("qwen2", "smart", "default", "load"), Cell("qwen2", "smart", "default", "trl_grpo")
+    keep(store, keys, MATRIX, [line(load), line(trl)])
+    assert len(reusable(store, keys, MATRIX, [load, trl], "4.57.6", FACTS, "x").lines) == 2
+    newer_hub = EnvFacts(**{**FACTS.__dict__, "libraries": {**FACTS.libraries, "huggingface_hub": "1.9.0"}})
+    assert reusable(store, keys, MATRIX, [load, trl], "4.57.6", newer_hub, "x").lines == []
 
 
 def test_errors_and_lines_without_a_needed_library_are_not_stored(tmp_path: Path) -> None:
@@ -151,13 +161,15 @@ def test_a_readers_skip_that_is_its_writers_failure_is_stored_and_reruns_when_it
 
 def test_the_environment_facts_are_read_from_its_site_packages(tmp_path: Path) -> None:
     site = tmp_path / "lib" / "python3.11" / "site-packages"
-    for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "trl-0.24.0", "opencv_python-4.12.0"):
+    for name in ("transformers-4.57.6", "torch-2.13.0+cpu", "tokenizers-0.22.1", "huggingface_hub-1.2.1", "trl-0.24.0",
+                 "opencv_python-4.12.0"):
         (site / f"{name}.dist-info").mkdir(parents=True)
     (site / "cv2").mkdir()
     (site / "six.py").write_text("")
     facts = env_facts(tmp_path, "cpu")
     assert facts is not None and (facts.transformers, facts.torch, facts.python) == ("4.57.6", "2.13.0+cpu", "3.11")
-    assert facts.libraries == {"tokenizers": "0.22.1", "trl": "0.24.0", "peft": None, "accelerate": None}
+    assert facts.libraries == {"tokenizers": "0.22.1", "huggingface_hub": "1.2.1", "trl": "0.24.0", "peft": None,
+                               "accelerate": None}
     assert {"cv2", "opencv_python", "six", "trl"} <= facts.present and "torchvision" not in facts.present
     assert line_facts(line(Cell("qwen2", "smart", "default", "load"))) == FACTS
     assert env_facts(tmp_path / "absent", "cpu") is None

@@ -163,6 +163,21 @@ def test_a_libraries_expectation_covers_only_lines_whose_library_is_in_its_range
     assert reason(None) == "old peft drops keys"  # versions not known (bisect's spec cells): the range does not narrow
 
 
+def test_olmoe_fails_to_read_its_config_in_5_4_0_only_with_a_hub_from_1_9_0() -> None:
+    """The hub is recorded like the training libraries: a 5.4.0 environment pinned to huggingface_hub 1.8.0
+    reads OLMoE's config, so a failure there is a regression, not the recorded cause."""
+    matrix = load_matrix(DEFAULT_MATRIX, check_model_types=False)
+    olmoe = matrix.model("olmoe")
+
+    def expected(release: str, hub: str | None) -> str | None:
+        found = matrix.expectation_for(olmoe, release, "smart", "load", "default", None, {"huggingface_hub": hub})
+        return found.status if found else None
+
+    assert expected("5.4.0", "1.9.0") == expected("5.4.0", "1.33.0") == "fail"
+    assert expected("5.4.0", "1.8.0") is None and expected("5.4.0", None) is None
+    assert expected("5.5.0", "1.33.0") is None
+
+
 def test_for_a_cross_release_cell_a_saved_by_expectation_wins_over_the_models_own(tmp_path: Path) -> None:
     matrix = _with_expectations(tmp_path, "{status: unsupported, strategies: [explicit_class], reason: own}",
                                 "{status: fail, saved_by: '>=5', reason: unreadable tokenizer}")

@@ -71,11 +71,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, Any, Any
 
 
 def _is_own(nodeid: str) -> bool | None:
-    """Whether a test is an own cell (no `saved_by`); None for a test that is no cell. The id is read
-    between the brackets: xdist's loadgroup may suffix a node id with `@<group>`."""
-    if "[" not in nodeid or "]" not in nodeid:
-        return None
-    cell = Cell.from_id(nodeid[nodeid.index("[") + 1:nodeid.rindex("]")])
+    """Whether a test is an own cell (no `saved_by`); None for a test that is no cell."""
+    from compat_tests.plugin import cell_from_nodeid
+
+    cell = cell_from_nodeid(nodeid)
     return None if cell is None else cell.saved_by is None
 
 

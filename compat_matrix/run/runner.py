@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from compat_matrix.envs.releases import env_name
 from compat_matrix.spec.cells import Cell, select_cells
 from compat_matrix.spec.layout import cells_file, log_file, results_file, results_folder
-from compat_matrix.spec.records import FINGERPRINT_KEYS, TRAINING_LIBRARIES, cell_record
+from compat_matrix.spec.records import FINGERPRINT_KEYS, RECORDED_LIBRARIES, cell_record
 from compat_matrix.spec.results_io import LOCK_HELD_ENV, PLACEHOLDER, ResultsWriter, finished, holding, read_lines
 from compat_matrix.spec.schema import Matrix
 from compat_matrix.run.store import (CELLS, Keys, Reuse, Store, env_facts, keep, machine_device, reusable, storable,
@@ -437,7 +437,7 @@ def _fingerprint_of(run: ReleaseRun, matrix: Matrix) -> dict[str, Any]:
         return {**{key: ran.get(key) for key in FINGERPRINT_KEYS}, "device": "unknown", "gpu_name": None}
     return {"transformers": run.release, "transformers_requested": run.release, "torch": matrix.torch,
             "python": sys.version.split()[0], "device": "unknown", "gpu_name": None, "git_commit": None,
-            "libraries": dict.fromkeys(TRAINING_LIBRARIES), "packages": {}}
+            "libraries": dict.fromkeys(RECORDED_LIBRARIES), "packages": {}}
 
 
 def tox_available() -> bool:

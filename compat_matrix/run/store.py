@@ -24,7 +24,7 @@ from compat_matrix.spec.cells import Cell
 from compat_matrix.spec.layout import cache_root
 from compat_matrix.spec.records import WRITER, expected_of, now
 from compat_matrix.spec.results_io import ResultsWriter, holding, read_lines
-from compat_matrix.spec.schema import REMOTE_CODE_ROOT, TRAINING_PACKAGES, Matrix, ModelEntry
+from compat_matrix.spec.schema import RECORDED_LIBRARIES, REMOTE_CODE_ROOT, TRAINING_PACKAGES, Matrix, ModelEntry
 
 STORE_ENV = "COMPAT_MATRIX_STORE"
 CELLS, DRIFT, BUILDS = "cells.jsonl", "drift.jsonl", "builds.jsonl"
@@ -85,7 +85,7 @@ def env_facts(env_dir: Path, device: str) -> EnvFacts | None:
     if "transformers" not in installed:
         return None
     return EnvFacts(installed["transformers"], installed.get("torch"), site[-1].parent.name.removeprefix("python"),
-                    {name: installed.get(name) for name in ("tokenizers", *TRL_LIBRARIES)}, device,
+                    {name: installed.get(package_name(name)) for name in RECORDED_LIBRARIES}, device,
                     frozenset(installed) | frozenset(modules))
 
 
@@ -118,9 +118,9 @@ def line_facts(line: dict[str, Any]) -> EnvFacts:
 
 
 def needed_libraries(matrix: Matrix, cell: Cell) -> tuple[str, ...]:
-    """Libraries besides torch and transformers a cell's outcome depends on."""
+    """Libraries besides torch and transformers a cell's outcome depends on (the hub's reads every config)."""
     adapter = matrix.model(cell.model).load_kwargs[cell.profile].adapter is not None
-    return ("tokenizers", *(TRL_LIBRARIES if needs_training([cell.probe]) else ("peft",) if adapter else ()))
+    return ("tokenizers", "huggingface_hub", *(TRL_LIBRARIES if needs_training([cell.probe]) else ("peft",) if adapter else ()))
 
 
 def _remote_code(entry: ModelEntry) -> str | None:
@@ -203,7 +203,8 @@ class Keys:
     def drift(self, model: str, facts: EnvFacts) -> str:
         """The key of a model's drift record in an environment with `facts`."""
         return _sha({**self._common(facts, model), "drift": self.drift_code,
-                     "tokenizers": facts.libraries.get("tokenizers")})
+                     "tokenizers": facts.libraries.get("tokenizers"),
+                     "huggingface_hub": facts.libraries.get("huggingface_hub")})
 
 
 def storable(release: str) -> bool:

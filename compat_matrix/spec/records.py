@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from compat_matrix.spec.cells import Cell, checkpoint_kind
-from compat_matrix.spec.schema import TRAINING_LIBRARIES, Matrix
+from compat_matrix.spec.schema import RECORDED_LIBRARIES, Matrix
 
 SCHEMA_VERSION = 1
 

@@ -188,15 +188,18 @@ def _check_specifier(value: str) -> str:
 
 
 class LibraryRanges(_Frozen):
-    """PEP 440 ranges of the libraries besides torch and transformers that decide whether training works
-    (each result line records their versions, `libraries`); empty: any version, or none installed."""
+    """PEP 440 ranges of the libraries besides torch and transformers that decide whether a cell works
+    (each result line records their versions, `libraries`); empty: any version, or none installed.
+    huggingface_hub reads every config (5.x's typed configs are its strict dataclasses): a release
+    installed today gets a newer hub than the one it was tested with."""
 
     trl: str = ""
     peft: str = ""
     accelerate: str = ""
     tokenizers: str = ""
+    huggingface_hub: str = ""
 
-    @field_validator("trl", "peft", "accelerate", "tokenizers")
+    @field_validator("trl", "peft", "accelerate", "tokenizers", "huggingface_hub")
     @classmethod
     def _specifier(cls, value: str) -> str:
         return _check_specifier(value) if value else value
@@ -219,7 +222,7 @@ def _version_in(version: str | None, specifier: str) -> bool:
         return False
 
 
-TRAINING_LIBRARIES = tuple(LibraryRanges.model_fields)
+RECORDED_LIBRARIES = tuple(LibraryRanges.model_fields)
 """The libraries every result line records the versions of (`libraries`), and an expectation can bound."""
 
 
