@@ -118,7 +118,7 @@ def line_facts(line: dict[str, Any]) -> EnvFacts:
 
 
 def needed_libraries(matrix: Matrix, cell: Cell) -> tuple[str, ...]:
-    """Libraries besides torch and transformers a cell's outcome depends on (the hub's reads every config)."""
+    """Libraries besides torch and transformers a cell's outcome depends on (huggingface_hub reads every config)."""
     adapter = matrix.model(cell.model).load_kwargs[cell.profile].adapter is not None
     return ("tokenizers", "huggingface_hub", *(TRL_LIBRARIES if needs_training([cell.probe]) else ("peft",) if adapter else ()))
 
