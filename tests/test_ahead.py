@@ -4,12 +4,15 @@ its turn, with the trl/peft its cells need; a make that fails still leaves the r
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from compat_matrix.cli import run as run_commands
+from compat_matrix.envs.tox_setup import tox_setup
 from compat_matrix.run import ahead, runner
 from compat_matrix.spec.cells import Cell, select_cells
 from compat_matrix.spec.validate import DEFAULT_MATRIX, load_matrix
@@ -115,3 +118,23 @@ def test_nothing_is_made_for_a_present_environment_or_a_moving_name(tmp_path: Pa
     assert not ahead.make_ahead(MATRIX, DEFAULT_MATRIX, "5.3.0", cells, tmp_path / "out")
     assert not ahead.make_ahead(MATRIX, DEFAULT_MATRIX, "latest", cells, tmp_path / "out")
     assert journal.read_text() == "" and not ahead._MAKING
+
+
+def test_two_releases_environments_share_no_tox_folder(tmp_path: Path) -> None:
+    """A release runs while the next one's environment is made: both are tox's `tfany`, and tox empties
+    its log folder as it starts, so a shared `.tox/tfany/log` failed a release of a history run
+    (FileNotFoundError). Read from tox itself (`tox config`): each release's folders are its own."""
+    setup = tox_setup(DEFAULT_MATRIX, tmp_path, MATRIX.install)
+    folders = {}
+    for release in ("5.21.0", "5.22.0"):
+        args, extra_env = runner.tox_command(release, setup.listed_envs())
+        shown = subprocess.run(setup.tox("config", *args, "-k", "env_dir", "env_tmp_dir", "env_log_dir"),
+                               capture_output=True, text=True, cwd=setup.root, timeout=120,
+                               env={**os.environ, **extra_env, **setup.environ()})
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        values = dict(line.split(" = ", 1) for line in shown.stdout.splitlines() if " = " in line)
+        env_dir = Path(values["env_dir"])
+        assert env_dir.name == "tf" + release.replace(".", "_")
+        assert all(Path(values[key]).is_relative_to(env_dir) for key in ("env_tmp_dir", "env_log_dir")), values
+        folders[release] = set(values.values())
+    assert not folders["5.21.0"] & folders["5.22.0"]

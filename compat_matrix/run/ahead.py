@@ -2,8 +2,8 @@
 
 A new release's environment (tox --notest through uv, then trl/peft: `install_training`) took 6-14 s
 of a history run's minute per release, with the cores mostly idle (downloads, links, a resolver).
-`make_ahead` starts it in the background, in its own session and tox temp folder (two tox runs of
-`tfany` otherwise share one); whatever touches that environment first (`wait_ahead`: the store's
+`make_ahead` starts it in the background, in its own session (its tox temp and log folders are its
+environment's, `runner.tox_command`: two tox runs of `tfany` must not share them); whatever touches that environment first (`wait_ahead`: the store's
 version lookup, the release's own tox run) waits for it. Nothing is decided here: a make that fails
 leaves the release's own tox run to try again and fail as before, its `error` lines quoting its log.
 """
@@ -45,10 +45,8 @@ def make_ahead(matrix: Matrix, matrix_file: Path, release: str, cells: list[Cell
         return False
     setup = tox_setup(matrix_file, out, matrix.install)
     tox_args, extra_env = tox_command(release, setup.listed_envs())
-    tox_env = tox_args[1]  # -e <name>
-    private_tmp = ["-x", f"testenv:{tox_env}.env_tmp_dir={folder}/.tox-ahead-tmp"]
-    make = setup.tox(*tox_args, *private_tmp, "--notest")
-    train = setup.tox("exec", *tox_args, *private_tmp, "--", "python", "-m", "compat_matrix.envs.install_training")
+    make = setup.tox(*tox_args, "--notest")
+    train = setup.tox("exec", *tox_args, "--", "python", "-m", "compat_matrix.envs.install_training")
     log = log_file(out, f"{env_name(release)}-setup")
     log.parent.mkdir(parents=True, exist_ok=True)
     environ = {**os.environ, **extra_env, **setup.environ(), **training_environ(matrix, matrix_file, cells)}

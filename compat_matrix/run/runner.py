@@ -62,11 +62,12 @@ def tox_command(release: str, listed_envs: set[str], env_dir: Path | None = None
     extra_env = {"COMPAT_MATRIX_REQUESTED": release, "COMPAT_MATRIX_ENV_NAME": env}
     if env in listed_envs and env_dir is None:
         return ["-e", env], extra_env
-    if env_dir is None:
-        return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={{work_dir}}/{env}"], extra_env
-    # tox's own temp and log folders go with the env too: several `tfany` envs may be made at once (bisect)
-    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={env_dir}", "-x", f"testenv:tfany.env_tmp_dir={env_dir}/.tox-tmp",
-            "-x", f"testenv:tfany.env_log_dir={env_dir}/.tox-log"], extra_env
+    # tox's own temp and log folders go with the env too: several `tfany` envs are made or run at once
+    # (bisect's candidates; a run's next release made ahead), and tox empties its log folder as it starts
+    # (one shared `.tox/tfany/log` failed a history run's release: FileNotFoundError in ensure_empty_dir)
+    folder = str(env_dir) if env_dir is not None else f"{{work_dir}}/{env}"
+    return ["-e", "tfany", "-x", f"testenv:tfany.env_dir={folder}", "-x", f"testenv:tfany.env_tmp_dir={folder}/.tox-tmp",
+            "-x", f"testenv:tfany.env_log_dir={folder}/.tox-log"], extra_env
 
 
 @dataclass(frozen=True)
